@@ -1,0 +1,38 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+# Each creates .venv and installs the package with its test extras when missing.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+OUT    ?= report
+JOBS   ?= 2
+
+.PHONY: demo test test-slow test-all bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+## The main job on bundled data: prints results, writes plots and metrics to $(OUT)/.
+demo: $(STAMP)
+	$(VENV)/bin/espresso-jax tour --quick --out $(OUT)
+
+## The default test suite (slow tests excluded); this is what .ci/run calls.
+test: $(STAMP)
+	$(PY) -m pytest -n $(JOBS) -q
+
+## Slow reference checks only (NUTS cross-checks, large fits).
+test-slow: $(STAMP)
+	$(PY) -m pytest -n $(JOBS) -q -m slow
+
+test-all: $(STAMP)
+	$(PY) -m pytest -n $(JOBS) -q -m "slow or not slow"
+
+## Benchmarks against the peers, one at a time (never run two at once).
+bench: $(STAMP)
+	$(PY) benchmarks/bench_evidence.py
+
+clean:
+	rm -rf $(VENV) $(OUT) .pytest_cache build src/*.egg-info

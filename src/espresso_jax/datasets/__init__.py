@@ -1,0 +1,19 @@
+"""Data sets: bundled (Old Faithful, MNIST 10k), UCI regression from a data directory, and
+synthetic generators that take a PRNG key."""
+
+from espresso_jax.datasets.bundled import load_faithful, load_mnist, MNIST_N_TRAIN
+from espresso_jax.datasets.uci import (
+    UCI_NAMES, UCIDataset, UCISplit, default_data_dir, load_uci, standardized_split,
+)
+from espresso_jax.datasets.synthetic import (
+    gaussian_mixture,
+    linear_regression,
+    logistic_classification,
+    sinusoidal,
+)
+
+__all__ = [
+    "load_faithful", "load_mnist", "MNIST_N_TRAIN",
+    "UCI_NAMES", "UCIDataset", "UCISplit", "default_data_dir", "load_uci", "standardized_split",
+    "gaussian_mixture", "linear_regression", "logistic_classification", "sinusoidal",
+]

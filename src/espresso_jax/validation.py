@@ -1,0 +1,232 @@
+"""Host-side input validation, run by every public function before any jit.
+
+Errors name the offending argument: ``TypeError`` for a wrong kind of object or dtype,
+``ValueError`` for a wrong shape, a non-finite entry or an out-of-range value.
+
+Inputs that are JAX tracers (the public function is itself being traced by a user's ``jit``,
+``vmap`` or ``grad``) are checked for rank and dtype only: their values are unknown on the
+host. That keeps every public function composable with JAX transformations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "float_dtype",
+    "is_traced",
+    "as_float_array",
+    "as_int_array",
+    "check_same_length",
+    "check_positive",
+    "check_int",
+    "check_probability",
+    "check_choice",
+    "check_key",
+]
+
+
+def float_dtype() -> np.dtype:
+    """The library's working float dtype: float64 when JAX x64 is enabled, else float32."""
+    return np.dtype(np.float64) if jax.config.jax_enable_x64 else np.dtype(np.float32)
+
+
+def is_traced(x: Any) -> bool:
+    """True when ``x`` is a JAX tracer (we are inside a user's jit/vmap/grad)."""
+    return isinstance(x, jax.core.Tracer)
+
+
+def _shape_text(shape: Sequence[int]) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _check_rank(shape: tuple[int, ...], name: str, ndim: int | Sequence[int] | None,
+                shape_hint: str | None) -> None:
+    if ndim is None:
+        return
+    allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+    if len(shape) not in allowed:
+        want = " or ".join(f"{d}-D" for d in allowed)
+        hint = f" {shape_hint}" if shape_hint else ""
+        raise ValueError(f"{name} must be {want}{hint}, got shape {_shape_text(shape)}")
+
+
+def as_float_array(
+    x: Any,
+    name: str,
+    *,
+    ndim: int | Sequence[int] | None = None,
+    shape_hint: str | None = None,
+    allow_nan: bool = False,
+    allow_empty: bool = False,
+) -> jax.Array:
+    """Validate ``x`` as a finite real array and return it as a JAX array of the working dtype.
+
+    Args:
+        x: array-like input (NumPy/JAX array, list, scalar).
+        name: argument name used in error messages.
+        ndim: required rank, or a sequence of accepted ranks.
+        shape_hint: e.g. ``"(n_samples, n_features)"``, appended to rank errors.
+        allow_nan: accept NaN entries (for models that marginalise missing values); inf is
+            still rejected.
+        allow_empty: accept arrays with a zero-length axis.
+
+    Returns:
+        ``jax.Array`` of dtype :func:`float_dtype` (float64 input stays float64 under x64).
+
+    Raises:
+        TypeError: ``x`` is None, a string, or of a non-numeric / complex dtype.
+        ValueError: wrong rank, empty, or containing NaN/inf.
+    """
+    if x is None or isinstance(x, (str, bytes)):
+        raise TypeError(f"{name} must be an array of numbers, got {type(x).__name__}")
+    if is_traced(x):
+        dtype = np.dtype(x.dtype)
+        shape = tuple(x.shape)
+    else:
+        try:
+            x = np.asarray(x)
+        except Exception as err:  # ragged lists and the like
+            raise TypeError(f"{name} must be an array of numbers: {err}") from None
+        dtype, shape = x.dtype, x.shape
+    if dtype.kind not in "biuf":
+        raise TypeError(f"{name} must have a real numeric dtype, got {dtype}")
+    _check_rank(shape, name, ndim, shape_hint)
+    if not allow_empty and 0 in shape:
+        raise ValueError(f"{name} is empty (shape {_shape_text(shape)})")
+    target = float_dtype()
+    if is_traced(x):
+        return x.astype(target) if dtype != target else x
+    x = x.astype(target, copy=False)
+    if allow_nan:
+        if np.isinf(x).any():
+            raise ValueError(f"{name} contains inf")
+    elif not np.isfinite(x).all():
+        bad = "NaN" if np.isnan(x).any() else "inf"
+        raise ValueError(f"{name} contains {bad}; remove or impute non-finite values first")
+    return jnp.asarray(x)
+
+
+def as_int_array(
+    x: Any,
+    name: str,
+    *,
+    ndim: int | Sequence[int] | None = None,
+    shape_hint: str | None = None,
+    min_value: int | None = None,
+    max_value: int | None = None,
+) -> jax.Array:
+    """Validate ``x`` as an integer array (counts, labels); floats with integral values pass.
+
+    Raises:
+        TypeError: non-numeric dtype, or non-integral float values.
+        ValueError: wrong rank, empty, or values outside ``[min_value, max_value]``.
+    """
+    if x is None or isinstance(x, (str, bytes)):
+        raise TypeError(f"{name} must be an array of integers, got {type(x).__name__}")
+    if is_traced(x):
+        _check_rank(tuple(x.shape), name, ndim, shape_hint)
+        if np.dtype(x.dtype).kind not in "biu":
+            raise TypeError(f"{name} must have an integer dtype, got {x.dtype}")
+        return x.astype(jnp.int32)
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must have an integer dtype, got {x.dtype}")
+    _check_rank(x.shape, name, ndim, shape_hint)
+    if 0 in x.shape:
+        raise ValueError(f"{name} is empty (shape {_shape_text(x.shape)})")
+    if x.dtype.kind == "f":
+        if not np.isfinite(x).all():
+            raise ValueError(f"{name} contains NaN or inf")
+        if not np.all(x == np.round(x)):
+            raise TypeError(f"{name} must hold integers, got non-integral floats")
+    if min_value is not None and x.min() < min_value:
+        raise ValueError(f"{name} must be >= {min_value}, got minimum {x.min()}")
+    if max_value is not None and x.max() > max_value:
+        raise ValueError(f"{name} must be <= {max_value}, got maximum {x.max()}")
+    return jnp.asarray(x.astype(np.int32))
+
+
+def check_same_length(**arrays: Any) -> int:
+    """Check that all arrays have the same leading length and return it.
+
+    Example: ``n = check_same_length(X=X, t=t)``.
+    """
+    lengths = {name: int(np.shape(a)[0]) for name, a in arrays.items()}
+    if len(set(lengths.values())) > 1:
+        text = ", ".join(f"{k} has {v}" for k, v in lengths.items())
+        raise ValueError(f"{' and '.join(lengths)} must have the same number of rows: {text}")
+    return next(iter(lengths.values()))
+
+
+def _as_scalar(value: Any, name: str) -> float:
+    if is_traced(value):
+        raise TypeError(f"{name} must be a concrete Python number here, not a traced value")
+    arr = np.asarray(value)
+    if arr.ndim != 0 or arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a real scalar, got {value!r}")
+    out = float(arr)
+    if not np.isfinite(out):
+        raise ValueError(f"{name} must be finite, got {out}")
+    return out
+
+
+def check_positive(value: Any, name: str, *, allow_zero: bool = False) -> float:
+    """Check a real scalar is > 0 (or >= 0 with ``allow_zero``) and return it as float."""
+    out = _as_scalar(value, name)
+    if out < 0 or (out == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {out}")
+    return out
+
+
+def check_int(value: Any, name: str, *, min_value: int | None = None,
+              max_value: int | None = None) -> int:
+    """Check an integer scalar (bools rejected) within bounds and return it as ``int``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    value = int(value)
+    if min_value is not None and value < min_value:
+        raise ValueError(f"{name} must be >= {min_value}, got {value}")
+    if max_value is not None and value > max_value:
+        raise ValueError(f"{name} must be <= {max_value}, got {value}")
+    return value
+
+
+def check_probability(value: Any, name: str, *, open_interval: bool = False) -> float:
+    """Check a scalar lies in [0, 1] (or (0, 1) with ``open_interval``)."""
+    out = _as_scalar(value, name)
+    bad = (out <= 0 or out >= 1) if open_interval else (out < 0 or out > 1)
+    if bad:
+        interval = "(0, 1)" if open_interval else "[0, 1]"
+        raise ValueError(f"{name} must lie in {interval}, got {out}")
+    return out
+
+
+def check_choice(value: Any, name: str, options: Sequence[str]) -> str:
+    """Check ``value`` is one of ``options``."""
+    if value not in options:
+        raise ValueError(f"{name} must be one of {list(options)}, got {value!r}")
+    return value
+
+
+def check_key(key: Any, name: str = "key") -> jax.Array:
+    """Check ``key`` is a JAX PRNG key: a typed key (``jax.random.key``) or a raw uint32 ``(2,)``
+    key (``jax.random.PRNGKey``). Batched keys are rejected here; vmap over them instead."""
+    if key is None:
+        raise TypeError(f"{name} must be a JAX PRNG key (jax.random.key(seed)), got None")
+    if isinstance(key, (int, np.integer)):
+        raise TypeError(f"{name} must be a JAX PRNG key, got the int {key}; "
+                        f"use jax.random.key({key})")
+    dtype = getattr(key, "dtype", None)
+    if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key):
+        if key.ndim != 0:
+            raise ValueError(f"{name} must be a single key, got a batch of shape {key.shape}")
+        return key
+    if dtype == np.uint32 and tuple(np.shape(key)) == (2,):
+        return key
+    raise TypeError(f"{name} must be a JAX PRNG key (jax.random.key(seed)), got {key!r}")
