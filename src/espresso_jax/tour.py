@@ -1,0 +1,267 @@
+"""The course tour: every model family on bundled data, written as a report folder.
+
+Each ``_section_*`` function takes ``(key, report, quick)``, calls only the public API, adds
+figures and numbers to the report and returns nothing. ``quick`` shrinks sample counts and
+steps, never the code path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro.distributions as dist
+import optax
+from tqdm.auto import tqdm
+
+from espresso_jax import datasets, fully_bayes, linear, prob, viz
+from espresso_jax.report import Report
+from espresso_jax.validation import check_int
+
+
+def _section_beta_binomial(key: jax.Array, report: Report, quick: bool) -> None:
+    true_p, prior = 0.7, dist.Beta(2.0, 2.0)
+    flips = jax.random.bernoulli(key, true_p, (100,)).astype(jnp.float32)
+    stages = [0, 1, 2, 5, 20, 100]
+    grid = np.linspace(0.001, 0.999, 400)
+    densities, labels = [], []
+    for n in stages:
+        post = prior if n == 0 else prob.conjugate.beta_bernoulli(prior, flips[:n])
+        densities.append(np.exp(np.asarray(jax.vmap(post.log_prob)(jnp.asarray(grid, jnp.float32)))))
+        labels.append(f"n = {n}")
+    report.section("Beta–Bernoulli sequential update",
+                   "Coin flips with p = 0.7 update a Beta(2, 2) prior (PRML §2.1.1).")
+    report.figure(viz.plot_beta_sequence(grid, densities, labels, true_p=true_p),
+                  "beta_binomial", "Beta posterior after n flips")
+    final = prob.conjugate.beta_bernoulli(prior, flips)
+    report.metrics({
+        "heads_in_100": int(flips.sum()),
+        "posterior_mean": float(final.mean),
+        "posterior_sd": float(jnp.sqrt(final.variance)),
+        "kl_posterior_prior_nats": float(prob.info.kl_divergence(final, prior)),
+        "entropy_prior": float(prob.info.entropy(prior)),
+        "entropy_posterior": float(prob.info.entropy(final)),
+    })
+
+
+def _gaussian_design(x: jax.Array) -> jax.Array:
+    return linear.basis.design_matrix(x, "gaussian", centres=jnp.linspace(0.0, 1.0, 9),
+                                      width=0.1, bias=True)
+
+
+def _section_blr(key: jax.Array, report: Report, quick: bool) -> None:
+    alpha, beta = 2.0, 25.0
+    k_data, k_samples = jax.random.split(key)
+    x, t = datasets.sinusoidal(k_data, 25, noise_std=0.2)
+    grid = jnp.linspace(0.0, 1.0, 200)
+    Phi_grid = _gaussian_design(grid)
+    panels = []
+    for n in (1, 2, 4, 25):
+        post = linear.bayes.posterior(_gaussian_design(x[:n]), t[:n], alpha=alpha, beta=beta)
+        pred = linear.bayes.predict(post, Phi_grid, beta=beta)
+        samples = linear.bayes.sample_functions(k_samples, post, Phi_grid, 5)
+        panels.append(dict(x_grid=grid, mean=pred.mean, std=jnp.sqrt(pred.var), x=x[:n],
+                           t=t[:n], samples=samples, truth=jnp.sin(2 * jnp.pi * grid),
+                           title=f"N = {n}"))
+    report.section("Bayesian linear regression",
+                   "9 Gaussian basis functions (s = 0.1) plus a bias, α = 2, β = 25, data "
+                   "sin(2πx) + N(0, 0.2²) (PRML Figs. 3.8–3.9).")
+    report.figure(viz.plot_predictive_band(panels, title="Predictive distribution and "
+                                           "posterior function samples"),
+                  "blr_predictive", "Predictive mean ± 2 sd with 5 posterior function samples")
+    fit = linear.bayes.fit_evidence(_gaussian_design(x), t)
+    pred = linear.bayes.predict(fit, Phi_grid)
+    report.figure(viz.plot_predictive_band(
+        [dict(x_grid=grid, mean=pred.mean, std=jnp.sqrt(pred.var), x=x, t=t,
+              truth=jnp.sin(2 * jnp.pi * grid), title="evidence-optimal α, β")],
+        title="Evidence maximisation"), "blr_evidence_fit",
+        "Predictive band at the evidence-maximising α and β")
+    report.metrics({
+        "evidence_alpha": float(fit.alpha), "evidence_beta": float(fit.beta),
+        "true_beta": 25.0, "gamma_effective_params": float(fit.gamma),
+        "log_evidence": float(fit.log_evidence), "n_iter": int(fit.n_iter),
+        "mean_model_sd_on_grid": float(jnp.mean(jnp.sqrt(pred.model_var))),
+        "noise_sd": float(jnp.sqrt(pred.noise_var[0])),
+    })
+
+
+def _section_evidence_order(key: jax.Array, report: Report, quick: bool) -> None:
+    k_train, k_test = jax.random.split(key)
+    x, t = datasets.sinusoidal(k_train, 10, noise_std=0.3, evenly_spaced=True)
+    orders = np.arange(10)
+    res = linear.bayes.evidence_by_order(x, t, orders, alpha=5e-3, beta=11.1)
+    x_test, t_test = datasets.sinusoidal(k_test, 100, noise_std=0.3)
+    rms_test = []
+    for m in orders:
+        ls = linear.regression.fit_least_squares(linear.basis.polynomial(x, int(m)), t)
+        resid = t_test - linear.regression.predict(ls, linear.basis.polynomial(x_test, int(m)))
+        rms_test.append(float(jnp.sqrt(jnp.mean(resid ** 2))))
+    report.section("Model evidence against polynomial order",
+                   "10 evenly spaced points of sin(2πx) + N(0, 0.3²), α = 5e-3, β = 11.1 (PRML Fig. 3.14): "
+                   "the evidence peaks at a low order while the training error keeps falling.")
+    report.figure(viz.plot_evidence_by_order(orders, res.log_evidence, res.rms_ml, rms_test),
+                  "evidence_vs_order", "Log evidence and RMS error against polynomial order M")
+    report.metrics({"best_order": int(orders[int(jnp.argmax(res.log_evidence))]),
+                    "log_evidence": res.log_evidence, "rms_train": res.rms_ml,
+                    "rms_test": rms_test})
+
+
+def _section_sequential_weights(key: jax.Array, report: Report, quick: bool) -> None:
+    true_w, alpha, beta = (-0.3, 0.5), 2.0, 25.0
+    k_x, k_noise, k_lines = jax.random.split(key, 3)
+    x = jax.random.uniform(k_x, (20,), minval=-1.0, maxval=1.0)
+    t = true_w[0] + true_w[1] * x + 0.2 * jax.random.normal(k_noise, (20,))
+    w_grid = np.linspace(-1, 1, 120)
+    W0, W1 = np.meshgrid(w_grid, w_grid)
+    points = jnp.asarray(np.stack([W0.ravel(), W1.ravel()], -1), jnp.float32)
+    densities, lines, data, labels = [], [], [], []
+    for n in (0, 1, 2, 20):
+        if n == 0:
+            mean, cov = jnp.zeros(2), jnp.eye(2) / alpha
+        else:
+            post = linear.bayes.posterior(linear.basis.polynomial(x[:n], 1), t[:n],
+                                          alpha=alpha, beta=beta)
+            mean, cov = post.mean, post.cov
+        belief = dist.MultivariateNormal(mean, covariance_matrix=cov)
+        densities.append(np.exp(np.asarray(jax.vmap(belief.log_prob)(points))).reshape(W0.shape))
+        lines.append(np.asarray(jax.random.multivariate_normal(k_lines, mean, cov, (6,))))
+        data.append((np.asarray(x[:n]), np.asarray(t[:n])))
+        labels.append(f"after {n} point{'s' if n != 1 else ''}")
+    report.section("Sequential Bayesian learning",
+                   "y = −0.3 + 0.5x with noise sd 0.2, α = 2, β = 25 (PRML Fig. 3.7): the "
+                   "posterior over (w0, w1) narrows as points arrive; lines are weight samples.")
+    report.figure(viz.plot_sequential_weights(w_grid, densities, lines, data, true_w, labels),
+                  "sequential_weights", "Posterior over the weights and sampled lines")
+    report.metrics({"posterior_mean_after_20": mean, "posterior_sd_after_20":
+                    jnp.sqrt(jnp.diag(cov)), "true_w": list(true_w)})
+
+
+def _faithful_standardised() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    X = datasets.load_faithful()
+    z = (X - X.mean(0)) / X.std(0)
+    return X, z[:, 0], z[:, 1]
+
+
+def _section_gp(key: jax.Array, report: Report, quick: bool) -> None:
+    X, erupt, wait = _faithful_standardised()
+    params0 = linear.gp.make_params(1.0, 1.0, 0.5)
+    steps = 150 if quick else 500
+    hyper = linear.gp.fit_hyperparameters(erupt[:, None], wait, params0,
+                                          optimizer=optax.adam(0.05), num_steps=steps)
+    post = linear.gp.fit(erupt[:, None], wait, hyper.params)
+    grid = np.linspace(erupt.min() - 0.5, erupt.max() + 0.5, 200)
+    mean, var = linear.gp.predict(post, grid[:, None])
+    samples = linear.gp.sample_posterior(key, post, grid[:, None], 3, include_noise=False)
+    report.section("Gaussian-process regression",
+                   "Old Faithful, standardised waiting time against eruption length; RBF "
+                   "kernel hyper-parameters fitted by maximising the marginal likelihood with "
+                   "optax Adam.")
+    report.figure(viz.plot_predictive_band(
+        [dict(x_grid=grid, mean=mean, std=jnp.sqrt(var), x=erupt, t=wait, samples=samples,
+              title="GP posterior")], title="Gaussian process (RBF kernel)"),
+        "gp_faithful", "GP predictive mean ± 2 sd (latent samples in orange)")
+    signal_var, length_scale, noise_var = (float(jnp.exp(p)) for p in (
+        hyper.params.log_signal_var, jnp.mean(hyper.params.log_length_scale),
+        hyper.params.log_noise_var))
+    report.metrics({"signal_var": signal_var, "length_scale": length_scale,
+                    "noise_var": noise_var, "optax_steps": steps,
+                    "log_marginal_likelihood": float(linear.gp.log_marginal_likelihood(
+                        hyper.params, erupt[:, None], wait))})
+
+
+def _section_logistic(key: jax.Array, report: Report, quick: bool) -> None:
+    X, _, wait = _faithful_standardised()
+    label = (X[:, 0] > 3.0).astype(np.int32)
+    Phi = np.stack([np.ones_like(wait), wait], -1)
+    alpha = 1.0
+    laplace = linear.logistic.fit_laplace(Phi, label, alpha=alpha)
+    k_mc, k_nuts = jax.random.split(key)
+    grid = np.linspace(wait.min() - 0.5, wait.max() + 0.5, 200)
+    Phi_grid = np.stack([np.ones_like(grid), grid], -1)
+    curves = {
+        "Laplace + probit": linear.logistic.predict_proba(laplace, Phi_grid),
+        "Laplace + MC": linear.logistic.predict_proba_mc(k_mc, laplace, Phi_grid,
+                                                         n_samples=2000),
+    }
+    n_warm, n_samp = (200, 300) if quick else (1000, 2000)
+    nuts = fully_bayes.logistic.fit_nuts(k_nuts, Phi, label, alpha=alpha,
+                                         num_warmup=n_warm, num_samples=n_samp)
+    curves["NUTS (NumPyro)"] = fully_bayes.logistic.predict_proba(nuts, Phi_grid)
+    report.section("Bayesian logistic regression",
+                   "Old Faithful: P(eruption > 3 min) from the standardised waiting time, "
+                   "prior N(0, I). The Laplace approximation (Newton/IRLS) with probit and MC "
+                   "predictive against a NumPyro NUTS posterior.")
+    report.figure(viz.plot_logistic_predictive(grid, curves, wait, label,
+                                               xlabel="standardised waiting time",
+                                               title="Predictive probability"),
+                  "logistic_faithful", "Laplace (probit, MC) and NUTS predictive probabilities")
+    gap = np.max(np.abs(np.asarray(curves["Laplace + probit"]) -
+                        np.asarray(curves["NUTS (NumPyro)"])))
+    report.metrics({"map_weights": laplace.mean, "newton_iterations": int(laplace.n_iter),
+                    "nuts_posterior_mean": jnp.mean(nuts.w, 0),
+                    "max_abs_gap_probit_vs_nuts": float(gap),
+                    "nuts_samples": n_samp})
+
+
+def _section_fully_bayes_linear(key: jax.Array, report: Report, quick: bool) -> None:
+    X, erupt, wait = _faithful_standardised()
+    Phi = np.asarray(linear.basis.polynomial(erupt, 3))
+    fit = linear.bayes.fit_evidence(Phi, wait)
+    n_warm, n_samp = (200, 400) if quick else (1000, 2000)
+    nuts = fully_bayes.linear.fit_nuts(key, Phi, wait, num_warmup=n_warm, num_samples=n_samp)
+    report.section("Fully Bayesian linear regression",
+                   "Cubic polynomial of eruption length predicting waiting time (standardised). "
+                   "Empirical Bayes (evidence maximisation) against NUTS with Gamma hyperpriors "
+                   "on α and β.")
+    report.metrics({"evidence_alpha": float(fit.alpha), "evidence_beta": float(fit.beta),
+                    "nuts_alpha_mean": float(jnp.mean(nuts.alpha)),
+                    "nuts_beta_mean": float(jnp.mean(nuts.beta)),
+                    "evidence_weights": fit.mean, "nuts_weights_mean": jnp.mean(nuts.w, 0),
+                    "nuts_weights_sd": jnp.std(nuts.w, 0),
+                    "closed_form_weights_sd": jnp.sqrt(jnp.diag(fit.cov))})
+
+
+SECTIONS: dict[str, Callable[[jax.Array, Report, bool], None]] = {
+    "beta-binomial": _section_beta_binomial,
+    "bayesian linear regression": _section_blr,
+    "evidence vs order": _section_evidence_order,
+    "sequential weights": _section_sequential_weights,
+    "gaussian process": _section_gp,
+    "logistic regression": _section_logistic,
+    "fully bayesian linear": _section_fully_bayes_linear,
+}
+
+
+def run_tour(seed: int, out_dir: str | Path, *, quick: bool = False,
+             sections: list[str] | None = None) -> Path:
+    """Run every section (or the named ones) and write the report folder.
+
+    Args:
+        seed: integer seed; the ``i``-th entry of :data:`SECTIONS` uses
+            ``fold_in(key(seed), i)``, so a section's numbers do not depend on which others run.
+        out_dir: destination folder (replaced atomically when the run completes).
+        quick: smaller sample counts and step numbers, same code paths.
+        sections: names from :data:`SECTIONS` to run (default: all).
+
+    Returns:
+        The report folder.
+    """
+    seed = check_int(seed, "seed", min_value=0)
+    names = list(SECTIONS) if sections is None else list(sections)
+    for name in names:
+        if name not in SECTIONS:
+            raise ValueError(f"sections: unknown section {name!r}; choose from {list(SECTIONS)}")
+    report = Report(out_dir, title="espresso_jax — course tour" + (" (quick)" if quick else ""))
+    key = jax.random.key(seed)
+    try:
+        bar = tqdm(names, desc="tour", unit="section")
+        for name in bar:
+            bar.set_postfix_str(name)
+            SECTIONS[name](jax.random.fold_in(key, list(SECTIONS).index(name)), report, quick)
+        return report.write()
+    except BaseException:
+        report.discard()
+        raise

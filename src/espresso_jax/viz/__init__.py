@@ -1,0 +1,17 @@
+"""Plots (matplotlib, Agg backend). Each function takes arrays and returns a ``Figure``."""
+
+from espresso_jax.viz.linear import (
+    plot_evidence_by_order,
+    plot_logistic_predictive,
+    plot_predictive_band,
+    plot_sequential_weights,
+)
+from espresso_jax.viz.prob import plot_beta_sequence
+
+__all__ = [
+    "plot_beta_sequence",
+    "plot_evidence_by_order",
+    "plot_logistic_predictive",
+    "plot_predictive_band",
+    "plot_sequential_weights",
+]

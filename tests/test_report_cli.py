@@ -1,0 +1,90 @@
+"""The report writer, the tour and the command line (thin layers over the library)."""
+
+import json
+import subprocess
+import sys
+from html.parser import HTMLParser
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from espresso_jax.cli import main
+from espresso_jax.report import Report
+from espresso_jax.tour import SECTIONS, run_tour
+
+
+class _Images(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.sources = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.sources.append(dict(attrs)["src"])
+
+
+def _images(index):
+    parser = _Images()
+    parser.feed(index.read_text())
+    return parser.sources
+
+
+def test_report_writes_figures_and_metrics(tmp_path):
+    report = Report(tmp_path / "out", title="t")
+    report.section("A", "text")
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    report.figure(fig, "line", "a line")
+    report.metrics({"x": np.float32(1.5), "v": np.arange(3), "bad": float("nan")})
+    out = report.write()
+    assert _images(out / "index.html") == ["line.png"]
+    assert (out / "line.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((out / "metrics.json").read_text()) == {
+        "A": {"x": 1.5, "v": [0, 1, 2], "bad": None}}
+    assert not list(tmp_path.glob(".report-*"))  # staging folder moved into place
+
+
+def test_report_discard_leaves_destination_untouched(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("old")
+    report = Report(tmp_path / "out", title="t")
+    report.discard()
+    assert (tmp_path / "out" / "keep.txt").read_text() == "old"
+    assert not list(tmp_path.glob(".report-*"))
+
+
+def test_tour_sections_write_a_complete_report(tmp_path):
+    out = run_tour(0, tmp_path / "r", quick=True,
+                   sections=["beta-binomial", "sequential weights", "evidence vs order"])
+    images = _images(out / "index.html")
+    assert len(images) == 3 and all((out / src).stat().st_size > 1000 for src in images)
+    metrics = json.loads((out / "metrics.json").read_text())
+    beta = metrics["Beta–Bernoulli sequential update"]
+    # Conjugacy: Beta(2 + heads, 2 + tails) has mean (2 + heads) / 104.
+    assert beta["posterior_mean"] == pytest.approx((2 + beta["heads_in_100"]) / 104, rel=1e-5)
+    assert metrics["Model evidence against polynomial order"]["best_order"] <= 4
+
+
+def test_tour_rejects_unknown_section(tmp_path):
+    with pytest.raises(ValueError, match="sections: unknown section 'nope'"):
+        run_tour(0, tmp_path / "r", sections=["nope"])
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_errors_are_one_line_without_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "espresso_jax.cli", "tour", "--seed", "-1",
+                           "--out", str(tmp_path / "r")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["espresso-jax: error: seed must be >= 0, got -1"]
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_usage_error_exits_nonzero(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["no-such-command"])
+    assert exc.value.code == 2
+
+
+def test_every_section_is_named_uniquely():
+    assert len(SECTIONS) == len(set(SECTIONS)) >= 7
