@@ -93,3 +93,16 @@ def test_check_key_accepts_both_key_kinds_and_rejects_batches():
     v.check_key(jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match="single key"):
         v.check_key(jax.random.split(jax.random.key(0), 3))
+
+
+def test_as_positive_array():
+    np.testing.assert_allclose(v.as_positive_array([1.0, 2.0], "alpha"), [1.0, 2.0])
+    with pytest.raises(ValueError, match="alpha must be > 0, got 0"):
+        v.as_positive_array([1.0, 0.0], "alpha")
+    with pytest.raises(ValueError, match="alpha must be >= 0, got -1"):
+        v.as_positive_array(-1.0, "alpha", allow_zero=True)
+    with pytest.raises(ValueError, match="alpha must be 0-D"):
+        v.as_positive_array([1.0], "alpha", ndim=0)
+    # Traced values pass through (their sign is unknown on the host): grad works.
+    grad = jax.grad(lambda a: v.as_positive_array(a, "alpha", ndim=0) ** 2)(3.0)
+    assert float(grad) == 6.0

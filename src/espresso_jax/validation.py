@@ -22,6 +22,7 @@ __all__ = [
     "is_traced",
     "as_float_array",
     "as_int_array",
+    "as_positive_array",
     "check_same_length",
     "check_positive",
     "check_int",
@@ -110,6 +111,28 @@ def as_float_array(
         bad = "NaN" if np.isnan(x).any() else "inf"
         raise ValueError(f"{name} contains {bad}; remove or impute non-finite values first")
     return jnp.asarray(x)
+
+
+def as_positive_array(
+    x: Any,
+    name: str,
+    *,
+    ndim: int | Sequence[int] | None = None,
+    shape_hint: str | None = None,
+    allow_zero: bool = False,
+) -> jax.Array:
+    """:func:`as_float_array` plus a check that every entry is > 0 (>= 0 with ``allow_zero``).
+
+    Use it for precisions, variances, widths, concentrations: scalars (``ndim=0``) or arrays.
+    Traced inputs (inside a user's jit/vmap/grad) are checked for rank and dtype only.
+    """
+    arr = as_float_array(x, name, ndim=ndim, shape_hint=shape_hint)
+    if is_traced(arr):
+        return arr
+    low = float(np.asarray(arr).min())
+    if low < 0 or (low == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {low:g}")
+    return arr
 
 
 def as_int_array(
