@@ -1,0 +1,14 @@
+"""Fully Bayesian models in NumPyro, sampled with NUTS (or fitted with SVI).
+
+- :mod:`~espresso_jax.fully_bayes.mcmc`: ``run_nuts`` / ``run_svi`` helpers and ``summarize``.
+- :mod:`~espresso_jax.fully_bayes.linear`: linear regression with Gamma hyperpriors on the
+  weight and noise precisions.
+- :mod:`~espresso_jax.fully_bayes.logistic`: Bayesian logistic regression (the reference for
+  the Laplace approximation in :mod:`espresso_jax.linear.logistic`).
+"""
+
+from espresso_jax.fully_bayes import linear, logistic, mcmc
+from espresso_jax.fully_bayes.mcmc import SiteSummary, SVIResult, run_nuts, run_svi, summarize
+
+__all__ = ["linear", "logistic", "mcmc", "SiteSummary", "SVIResult", "run_nuts", "run_svi",
+           "summarize"]
