@@ -2,6 +2,16 @@
 
 import jax
 import pytest
+from threadpoolctl import threadpool_limits
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _single_threaded_blas():
+    """jaxlib's CPU LAPACK calls (potrf, trsm, syevd) go through scipy's OpenBLAS, whose
+    busy-waiting threads fight XLA's thread pool (and the other xdist worker) on a 2-core
+    machine: 250 GP Adam steps took 3–7 s with 2 BLAS threads and 0.65 s with 1."""
+    with threadpool_limits(1):
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -29,6 +29,8 @@ __all__ = [
     "check_probability",
     "check_choice",
     "check_key",
+    "check_distribution",
+    "as_sample_weight",
 ]
 
 
@@ -253,3 +255,48 @@ def check_key(key: Any, name: str = "key") -> jax.Array:
     if dtype == np.uint32 and tuple(np.shape(key)) == (2,):
         return key
     raise TypeError(f"{name} must be a JAX PRNG key (jax.random.key(seed)), got {key!r}")
+
+
+def check_distribution(d: Any, name: str, cls: type | tuple[type, ...] | None = None) -> None:
+    """Check ``d`` is a numpyro distribution (of type ``cls``) with valid, finite parameters.
+
+    Raises:
+        TypeError: not a numpyro distribution of the requested type.
+        ValueError: a parameter violates its constraint or is NaN/inf.
+    """
+    import numpyro.distributions as dist
+
+    from espresso_jax.interop import standard_promotion
+
+    classes = (dist.Distribution,) if cls is None else (cls if isinstance(cls, tuple) else (cls,))
+    if not isinstance(d, classes):
+        want = " or ".join(f"numpyro.distributions.{c.__name__}" for c in classes)
+        raise TypeError(f"{name} must be a {want}, got {type(d).__name__}")
+    with standard_promotion():
+        try:
+            d.validate_args(strict=False)
+        except ValueError as err:
+            raise ValueError(f"{name}: {err}") from None
+        for param, value in d.get_args().items():
+            if not is_traced(value) and not np.all(np.isfinite(np.asarray(value))):
+                raise ValueError(f"{name}: parameter {param} contains NaN or inf")
+
+
+def as_sample_weight(sample_weight: Any, n_samples: int) -> jax.Array:
+    """Validate ``sample_weight`` ``(n_samples,)``: finite, non-negative, with a positive sum.
+
+    Returns ones of the working dtype when ``sample_weight`` is None.
+    """
+    if sample_weight is None:
+        return jnp.ones((n_samples,), dtype=float_dtype())
+    w = as_float_array(sample_weight, "sample_weight", ndim=1, shape_hint="(n_samples,)")
+    if w.shape[0] != n_samples:
+        raise ValueError(f"sample_weight must have one entry per sample: got {w.shape[0]} "
+                         f"weights for {n_samples} samples")
+    if not is_traced(w):
+        wn = np.asarray(w)
+        if (wn < 0).any():
+            raise ValueError(f"sample_weight must be non-negative, got minimum {wn.min()}")
+        if wn.sum() <= 0:
+            raise ValueError("sample_weight must have a positive sum")
+    return w

@@ -14,8 +14,7 @@ References:
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -25,6 +24,7 @@ from numpyro import diagnostics
 from numpyro.infer import MCMC, NUTS, SVI, Trace_ELBO
 
 from espresso_jax import validation as V
+from espresso_jax.interop import standard_promotion
 
 __all__ = ["SVIResult", "SiteSummary", "run_nuts", "run_svi", "summarize"]
 
@@ -56,17 +56,6 @@ class SiteSummary(NamedTuple):
     sd: np.ndarray
     ess: np.ndarray
     r_hat: np.ndarray
-
-
-@contextlib.contextmanager
-def _numpyro_promotion() -> Iterator[None]:
-    # NumPyro's internals (NUTS tree building, step-size adaptation, Welford accumulators,
-    # SVI's optimiser wrapper) mix int32 counters with float32/float64 values and broadcast
-    # rank-0 against rank-1 arrays. Under the strict dtype promotion / "raise" rank promotion
-    # that our tests (and careful users) enable, that code fails to trace, so the inference
-    # call runs under JAX's standard rules. Our own model code is still written strict-clean.
-    with jax.numpy_dtype_promotion("standard"), jax.numpy_rank_promotion("allow"):
-        yield
 
 
 def _check_callable(fn: Any, name: str) -> Callable:
@@ -116,7 +105,7 @@ def _run_mcmc(
                   max_tree_depth=max_tree_depth)
     mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples,
                 num_chains=num_chains, chain_method=method, progress_bar=bool(progress_bar))
-    with _numpyro_promotion():
+    with standard_promotion():
         mcmc.run(key, *model_args, extra_fields=("diverging",), **model_kwargs)
         samples = mcmc.get_samples(group_by_chain=True)
         diverging = mcmc.get_extra_fields()["diverging"]
@@ -217,7 +206,7 @@ def run_svi(
         raise TypeError("optimizer must be an optax GradientTransformation or a numpyro.optim "
                         "optimiser, got None")
     loss = Trace_ELBO() if loss is None else loss
-    with _numpyro_promotion():
+    with standard_promotion():
         svi = SVI(model, guide, optimizer, loss=loss)
         result = svi.run(key, num_steps, *model_args, progress_bar=bool(progress_bar),
                          stable_update=bool(stable_update), **model_kwargs)

@@ -1,0 +1,549 @@
+"""Gaussian-process regression with an RBF kernel and Gaussian noise.
+
+Model (Bishop PRML §6.4.2; Rasmussen & Williams, ch. 2):
+
+    f ~ GP(m, k),   k(x, x') = σ_f² exp(−½ Σ_d (x_d − x'_d)² / ℓ_d²),   y_i = f(x_i) + ε_i,
+    ε_i ~ N(0, σ_n²).
+
+The length-scale ℓ is one number (isotropic) or one per input dimension (automatic relevance
+determination, ARD, PRML §6.4.4). Hyper-parameters live in :class:`GPParams` in log space,
+``θ = (log σ_f², log ℓ, log σ_n²)``, the same coordinates as scikit-learn's ``kernel.theta`` for
+``ConstantKernel(σ_f²) * RBF(ℓ) + WhiteKernel(σ_n²)``; build them from positive values with
+:func:`make_params`.
+
+Mean function: zero by default. With ``center=True`` a constant mean is handled by centring:
+the empirical mean ȳ of the training targets is subtracted before the zero-mean GP is applied and
+added back to predictions. ȳ is a plug-in estimate (not the generalised-least-squares estimate
+``1ᵀK⁻¹y / 1ᵀK⁻¹1`` of R&W §2.7), and the marginal likelihood is that of the centred targets.
+
+Numerics: ``K + σ_n² I`` is factorised by Cholesky. When the factorisation fails (a non-finite
+factor, e.g. duplicated inputs with a tiny σ_n² in float32), a jitter ``j`` is added to the
+diagonal, starting at ``sqrt(eps) · mean(diag)`` (3.5e-4 relative in float32, 1.5e-8 in float64)
+and growing ×10 until it succeeds or exceeds ``1e-2 · mean(diag)``. The start balances the two
+errors of a nearly singular system: the jitter changes the model by O(j) while round-off in the
+solve grows like eps / j. The jitter used is stored in :attr:`GPPosterior.jitter` (NaN when even
+the largest failed, which :func:`fit` reports as an error). The jitter is a constant for
+differentiation. The log marginal likelihood has a custom derivative, R&W eq. 5.9
+``½ tr((ααᵀ − A⁻¹) dA) − αᵀ dr`` (one extra O(n³) solve per gradient, no differentiation through
+the factorisation); :func:`fit`/:func:`predict` differentiate through the Cholesky factor with the
+rule of Murray (2016).
+
+References:
+    C. M. Bishop, *Pattern Recognition and Machine Learning*, 2006, §6.4.2–6.4.4.
+    C. E. Rasmussen and C. K. I. Williams, *Gaussian Processes for Machine Learning*, 2006,
+    Algorithm 2.1, eqs. 2.23–2.26 and 2.30, ch. 5 (marginal likelihood, eq. 5.9).
+    I. Murray, "Differentiation of the Cholesky decomposition", arXiv:1602.07527, 2016.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+from jax.scipy.linalg import solve_triangular
+from jax.typing import ArrayLike
+
+from espresso_jax.interop import standard_promotion
+from espresso_jax.validation import (
+    as_float_array,
+    check_int,
+    check_key,
+    check_positive,
+    check_same_length,
+    is_traced,
+)
+
+__all__ = [
+    "GPParams",
+    "GPPosterior",
+    "GPHyperFit",
+    "make_params",
+    "rbf_kernel",
+    "fit",
+    "predict",
+    "log_marginal_likelihood",
+    "sample_posterior",
+    "fit_hyperparameters",
+]
+
+_MAX_REL_JITTER = 1e-2  # largest jitter tried, relative to the mean of the diagonal
+_MAX_TRIES = 20  # at most this many jittered factorisations (×10 each, so the bound above rules)
+
+
+class GPParams(NamedTuple):
+    """RBF + noise hyper-parameters in unconstrained (log) space.
+
+    Attributes:
+        log_signal_var: ``()`` log σ_f² (signal variance, the kernel's amplitude squared).
+        log_length_scale: ``()`` isotropic log ℓ, or ``(n_features,)`` ARD log length-scales.
+        log_noise_var: ``()`` log σ_n² (Gaussian observation-noise variance).
+    """
+
+    log_signal_var: jax.Array
+    log_length_scale: jax.Array
+    log_noise_var: jax.Array
+
+    @property
+    def signal_var(self) -> jax.Array:
+        """σ_f²."""
+        return jnp.exp(self.log_signal_var)
+
+    @property
+    def length_scale(self) -> jax.Array:
+        """ℓ, shape ``()`` or ``(n_features,)``."""
+        return jnp.exp(self.log_length_scale)
+
+    @property
+    def noise_var(self) -> jax.Array:
+        """σ_n²."""
+        return jnp.exp(self.log_noise_var)
+
+
+class GPPosterior(NamedTuple):
+    """A GP conditioned on training data (R&W Algorithm 2.1).
+
+    Attributes:
+        X: ``(n_samples, n_features)`` training inputs.
+        chol: ``(n_samples, n_samples)`` lower Cholesky factor L of ``K + (σ_n² + jitter) I``.
+        alpha: ``(n_samples,)`` α = (K + σ_n² I)⁻¹ (y − ȳ).
+        params: the :class:`GPParams` used.
+        y_mean: ``()`` ȳ added back to predictions (0 when not centring).
+        jitter: ``()`` diagonal jitter added on top of σ_n² (0 when none was needed).
+    """
+
+    X: jax.Array
+    chol: jax.Array
+    alpha: jax.Array
+    params: GPParams
+    y_mean: jax.Array
+    jitter: jax.Array
+
+
+class GPHyperFit(NamedTuple):
+    """Result of :func:`fit_hyperparameters`.
+
+    Attributes:
+        params: fitted :class:`GPParams` (the iterate after the last step).
+        loss_history: ``(num_steps + 1,)`` negative log marginal likelihood after 0, 1, …,
+            ``num_steps`` updates.
+        n_skipped: ``()`` int, steps skipped because the loss or its gradient was not finite.
+    """
+
+    params: GPParams
+    loss_history: jax.Array
+    n_skipped: jax.Array
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def make_params(signal_var: float, length_scale: ArrayLike, noise_var: float) -> GPParams:
+    """Build :class:`GPParams` from positive hyper-parameters.
+
+    Args:
+        signal_var: σ_f² > 0.
+        length_scale: ℓ > 0, a scalar (isotropic) or ``(n_features,)`` (ARD).
+        noise_var: σ_n² > 0.
+
+    Returns:
+        :class:`GPParams` holding the logarithms, in the working float dtype.
+
+    Raises:
+        ValueError: a value is not finite or not strictly positive, or ``length_scale`` has
+            rank > 1.
+    """
+    sv = check_positive(signal_var, "signal_var")
+    nv = check_positive(noise_var, "noise_var")
+    ls = np.asarray(as_float_array(length_scale, "length_scale", ndim=(0, 1),
+                                   shape_hint="() or (n_features,)"))
+    if np.any(ls <= 0):
+        raise ValueError(f"length_scale must be > 0, got {ls}")
+    dtype = ls.dtype
+    return GPParams(
+        log_signal_var=jnp.asarray(math.log(sv), dtype=dtype),
+        log_length_scale=jnp.asarray(np.log(ls), dtype=dtype),
+        log_noise_var=jnp.asarray(math.log(nv), dtype=dtype),
+    )
+
+
+def _check_params(params: GPParams, n_features: int, dtype) -> GPParams:
+    """Validate ``params`` against the data's feature count and cast it to ``dtype``."""
+    if not isinstance(params, GPParams):
+        raise TypeError(f"params must be a GPParams (see make_params), got "
+                        f"{type(params).__name__}")
+    sv = as_float_array(params.log_signal_var, "params.log_signal_var", ndim=0)
+    nv = as_float_array(params.log_noise_var, "params.log_noise_var", ndim=0)
+    ls = as_float_array(params.log_length_scale, "params.log_length_scale", ndim=(0, 1),
+                        shape_hint="() or (n_features,)")
+    if ls.ndim == 1 and ls.shape[0] != n_features:
+        raise ValueError(f"params.log_length_scale has {ls.shape[0]} ARD length-scales but the "
+                         f"inputs have {n_features} features")
+    return GPParams(sv.astype(dtype), ls.astype(dtype), nv.astype(dtype))
+
+
+def _check_xy(X: ArrayLike, y: ArrayLike) -> tuple[jax.Array, jax.Array]:
+    X = as_float_array(X, "X", ndim=2, shape_hint="(n_samples, n_features)")
+    y = as_float_array(y, "y", ndim=1, shape_hint="(n_samples,)")
+    check_same_length(X=X, y=y)
+    return X, y
+
+
+def _check_posterior(post: GPPosterior, X_new: ArrayLike) -> jax.Array:
+    if not isinstance(post, GPPosterior):
+        raise TypeError(f"post must be a GPPosterior from gp.fit, got {type(post).__name__}")
+    X_new = as_float_array(X_new, "X_new", ndim=2, shape_hint="(n_new, n_features)")
+    if X_new.shape[1] != post.X.shape[1]:
+        raise ValueError(f"X_new has {X_new.shape[1]} features but the GP was fitted on "
+                         f"{post.X.shape[1]}")
+    return X_new.astype(post.X.dtype)
+
+
+# ----------------------------------------------------------------------------- numerics
+
+
+def _rbf(params: GPParams, X1: jax.Array, X2: jax.Array) -> jax.Array:
+    """σ_f² exp(−½‖(x − x')/ℓ‖²) for all pairs, ``(n1, n2)``."""
+    ell = jnp.exp(params.log_length_scale).reshape(1, -1)  # (1, 1) or (1, d)
+    Z1, Z2 = X1 / ell, X2 / ell
+    shift = jnp.mean(Z2, axis=0, keepdims=True)  # distances are shift-invariant; less cancellation
+    Z1, Z2 = Z1 - shift, Z2 - shift
+    sq1 = jnp.sum(Z1 * Z1, axis=1)
+    sq2 = jnp.sum(Z2 * Z2, axis=1)
+    cross = jnp.matmul(Z1, Z2.T, precision=lax.Precision.HIGHEST)
+    d2 = jnp.maximum(sq1[:, None] + sq2[None, :] - 2.0 * cross, 0.0)
+    return jnp.exp(params.log_signal_var) * jnp.exp(-0.5 * d2)
+
+
+@jax.custom_jvp
+def _cholesky_jitter(A: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Lower Cholesky factor of symmetric ``A``, adding diagonal jitter only when it fails.
+
+    Returns ``(L, jitter)``; ``jitter`` is NaN (and ``L`` non-finite) when even
+    ``_MAX_REL_JITTER · mean(diag A)`` was not enough.
+    """
+    dtype = A.dtype
+    eye = jnp.eye(A.shape[0], dtype=dtype)
+    scale = jnp.mean(jnp.diag(A))
+    start = math.sqrt(float(jnp.finfo(dtype).eps)) * scale  # see the module doc
+
+    def failed(L):
+        return ~jnp.all(jnp.isfinite(L))
+
+    def cond(carry):
+        L, jitter, tries = carry
+        # The try cap also ends the loop when the diagonal is inf (then so is the bound).
+        return failed(L) & (jitter <= _MAX_REL_JITTER * scale) & (tries < _MAX_TRIES)
+
+    def body(carry):
+        _, jitter, tries = carry
+        jitter = jnp.where(jitter == 0.0, start, 10.0 * jitter)
+        return jnp.linalg.cholesky(A + jitter * eye), jitter, tries + 1
+
+    init = (jnp.linalg.cholesky(A), jnp.zeros((), dtype), jnp.zeros((), jnp.int32))
+    L, jitter, _ = lax.while_loop(cond, body, init)
+    return L, jnp.where(failed(L), jnp.nan, jitter)
+
+
+@_cholesky_jitter.defjvp
+def _cholesky_jitter_jvp(primals, tangents):
+    # dL = L Φ(L⁻¹ dA L⁻ᵀ), Φ = lower triangle with halved diagonal (Murray 2016);
+    # the jitter is a constant, so this is the derivative of the factor actually used.
+    (A,), (dA,) = primals, tangents
+    L, jitter = _cholesky_jitter(A)
+    dA = 0.5 * (dA + dA.T)
+    tmp = solve_triangular(L, dA, lower=True)
+    tmp = solve_triangular(L, tmp.T, lower=True)
+    phi = jnp.tril(tmp) - 0.5 * jnp.diag(jnp.diag(tmp))
+    dL = jnp.matmul(L, phi, precision=lax.Precision.HIGHEST)
+    return (L, jitter), (dL, jnp.zeros_like(jitter))
+
+
+def _noisy_gram(params: GPParams, X: jax.Array) -> jax.Array:
+    """K + σ_n² I, ``(n, n)``."""
+    noise = jnp.exp(params.log_noise_var) * jnp.eye(X.shape[0], dtype=X.dtype)
+    return _rbf(params, X, X) + noise
+
+
+def _centre(y: jax.Array, center: bool) -> tuple[jax.Array, jax.Array]:
+    y_mean = jnp.mean(y) if center else jnp.zeros((), y.dtype)
+    return y - y_mean, y_mean
+
+
+def _cho_solve(L: jax.Array, b: jax.Array) -> jax.Array:
+    return solve_triangular(L.T, solve_triangular(L, b, lower=True), lower=False)
+
+
+def _condition(params: GPParams, X: jax.Array, y: jax.Array, center: bool):
+    """Cholesky, α and ȳ (R&W Algorithm 2.1, lines 2–3)."""
+    r, y_mean = _centre(y, center)
+    L, jitter = _cholesky_jitter(_noisy_gram(params, X))
+    return L, _cho_solve(L, r), y_mean, jitter
+
+
+def _gaussian_lml_parts(A: jax.Array, r: jax.Array):
+    L, _ = _cholesky_jitter(A)
+    alpha = _cho_solve(L, r)
+    lml = (-0.5 * jnp.dot(r, alpha, precision=lax.Precision.HIGHEST)
+           - jnp.sum(jnp.log(jnp.diag(L))) - 0.5 * r.shape[0] * math.log(2.0 * math.pi))
+    return lml, L, alpha
+
+
+@jax.custom_jvp
+def _gaussian_lml(A: jax.Array, r: jax.Array) -> jax.Array:
+    """log N(r | 0, A) = −½ rᵀα − Σ log L_ii − (n/2) log 2π, α = A⁻¹r (R&W eq. 2.30)."""
+    return _gaussian_lml_parts(A, r)[0]
+
+
+@_gaussian_lml.defjvp
+def _gaussian_lml_jvp(primals, tangents):
+    # d log N = ½ tr((ααᵀ − A⁻¹) dA) − αᵀ dr (R&W eq. 5.9). A⁻¹ costs one O(n³) solve and the
+    # tangent is then an elementwise product, so reverse mode through K(θ) is O(n² d) on top:
+    # cheaper than differentiating the Cholesky factorisation itself.
+    (A, r), (dA, dr) = primals, tangents
+    out, L, alpha = _gaussian_lml_parts(A, r)
+    A_inv = _cho_solve(L, jnp.eye(A.shape[0], dtype=A.dtype))
+    W = 0.5 * (alpha[:, None] * alpha[None, :] - A_inv)
+    d_out = jnp.sum(W * dA) - jnp.dot(alpha, dr, precision=lax.Precision.HIGHEST)
+    return out, d_out
+
+
+def _lml(params: GPParams, X: jax.Array, y: jax.Array, center: bool) -> jax.Array:
+    """log p(y | X, θ) (R&W eq. 2.30), differentiable in ``params`` via eq. 5.9."""
+    r, _ = _centre(y, center)
+    return _gaussian_lml(_noisy_gram(params, X), r)
+
+
+_rbf_impl = jax.jit(_rbf)
+
+
+@functools.partial(jax.jit, static_argnames=("center",))
+def _lml_impl(params, X, y, center):
+    return _lml(params, X, y, center)
+
+
+@functools.partial(jax.jit, static_argnames=("center",))
+def _fit_impl(params, X, y, center):
+    L, alpha, y_mean, jitter = _condition(params, X, y, center)
+    return GPPosterior(X=X, chol=L, alpha=alpha, params=params, y_mean=y_mean, jitter=jitter)
+
+
+def _predict(post: GPPosterior, X_new: jax.Array, full_cov: bool, include_noise: bool):
+    p = post.params
+    Ks = _rbf(p, X_new, post.X)  # (m, n)
+    mean = jnp.matmul(Ks, post.alpha, precision=lax.Precision.HIGHEST) + post.y_mean
+    V = solve_triangular(post.chol, Ks.T, lower=True)  # (n, m)
+    noise = jnp.exp(p.log_noise_var) if include_noise else jnp.zeros((), X_new.dtype)
+    if full_cov:
+        cov = _rbf(p, X_new, X_new) - jnp.matmul(V.T, V, precision=lax.Precision.HIGHEST)
+        cov = 0.5 * (cov + cov.T) + noise * jnp.eye(X_new.shape[0], dtype=X_new.dtype)
+        return mean, cov
+    var = jnp.exp(p.log_signal_var) - jnp.sum(V * V, axis=0)
+    return mean, jnp.maximum(var, 0.0) + noise  # clip rounding below 0 (R&W eq. 2.26)
+
+
+@functools.partial(jax.jit, static_argnames=("full_cov", "include_noise"))
+def _predict_impl(post, X_new, full_cov, include_noise):
+    return _predict(post, X_new, full_cov, include_noise)
+
+
+@functools.partial(jax.jit, static_argnames=("n_samples", "include_noise"))
+def _sample_impl(key, post, X_new, n_samples, include_noise):
+    mean, cov = _predict(post, X_new, True, include_noise)
+    # Symmetric square root by eigh with clipped eigenvalues: exact for the (often singular)
+    # posterior covariance, where a Cholesky would need jitter.
+    evals, evecs = jnp.linalg.eigh(cov)
+    root = evecs * jnp.sqrt(jnp.maximum(evals, 0.0))[None, :]
+    z = jax.random.normal(key, (n_samples, X_new.shape[0]), dtype=X_new.dtype)
+    return mean[None, :] + jnp.matmul(z, root.T, precision=lax.Precision.HIGHEST)
+
+
+@functools.partial(jax.jit, static_argnames=("optimizer", "num_steps", "center"))
+def _fit_hyper_impl(params0, X, y, optimizer, num_steps, center):
+    def loss_fn(params):
+        return -_lml(params, X, y, center)
+
+    value_and_grad = jax.value_and_grad(loss_fn)
+
+    def step(carry, _):
+        params, opt_state, n_skipped = carry
+        loss, grads = value_and_grad(params)
+        ok = jnp.isfinite(loss) & jnp.all(
+            jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+        grads = jax.tree.map(lambda g: jnp.where(ok, g, jnp.zeros_like(g)), grads)
+        with standard_promotion():
+            updates, new_state = optimizer.update(grads, opt_state, params)
+            new_params = optax.apply_updates(params, updates)
+        # A non-finite loss or gradient leaves parameters and optimiser state unchanged.
+        keep = functools.partial(jnp.where, ok)
+        params = jax.tree.map(keep, new_params, params)
+        opt_state = jax.tree.map(keep, new_state, opt_state)
+        return (params, opt_state, n_skipped + (~ok).astype(jnp.int32)), loss
+
+    with standard_promotion():
+        opt_state0 = optimizer.init(params0)
+    init = (params0, opt_state0, jnp.zeros((), jnp.int32))
+    (params, _, n_skipped), losses = lax.scan(step, init, None, length=num_steps)
+    history = jnp.concatenate([losses, loss_fn(params)[None]])
+    return GPHyperFit(params=params, loss_history=history, n_skipped=n_skipped)
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def rbf_kernel(params: GPParams, X1: ArrayLike, X2: ArrayLike | None = None) -> jax.Array:
+    """The RBF (squared-exponential) kernel matrix, without the noise term.
+
+    Args:
+        params: :class:`GPParams`.
+        X1: ``(n1, n_features)``.
+        X2: ``(n2, n_features)``; ``X1`` when None.
+
+    Returns:
+        ``(n1, n2)`` matrix ``σ_f² exp(−½ Σ_d (x1_d − x2_d)² / ℓ_d²)`` (PRML eq. 6.23).
+    """
+    X1 = as_float_array(X1, "X1", ndim=2, shape_hint="(n1, n_features)")
+    X2 = X1 if X2 is None else as_float_array(X2, "X2", ndim=2, shape_hint="(n2, n_features)")
+    if X2.shape[1] != X1.shape[1]:
+        raise ValueError(f"X1 has {X1.shape[1]} features but X2 has {X2.shape[1]}")
+    params = _check_params(params, X1.shape[1], X1.dtype)
+    return _rbf_impl(params, X1, X2)
+
+
+def log_marginal_likelihood(params: GPParams, X: ArrayLike, y: ArrayLike, *,
+                            center: bool = False) -> jax.Array:
+    """Log marginal likelihood log p(y | X, θ) (R&W eq. 2.30; PRML eq. 6.69).
+
+    Differentiable in ``params`` (``jax.grad(log_marginal_likelihood)(params, X, y)`` gives the
+    gradient in log space, R&W eq. 5.9).
+
+    Args:
+        params: :class:`GPParams`.
+        X: ``(n_samples, n_features)`` inputs.
+        y: ``(n_samples,)`` targets.
+        center: subtract the mean of ``y`` first (constant mean by centring, module doc).
+
+    Returns:
+        ``()`` scalar.
+
+    Raises:
+        ValueError: bad shapes or non-finite input; or (outside a trace) the kernel matrix could
+            not be factorised even with jitter.
+    """
+    X, y = _check_xy(X, y)
+    params = _check_params(params, X.shape[1], X.dtype)
+    out = _lml_impl(params, X, y, center=bool(center))
+    if not is_traced(out) and not bool(jnp.isfinite(out)):
+        raise ValueError("log marginal likelihood is not finite: K + noise_var*I could not be "
+                         "factorised even with jitter; increase the noise variance")
+    return out
+
+
+def fit(X: ArrayLike, y: ArrayLike, params: GPParams, *, center: bool = False) -> GPPosterior:
+    """Condition the GP on data: Cholesky of ``K + σ_n² I`` and α (R&W Algorithm 2.1).
+
+    Args:
+        X: ``(n_samples, n_features)`` training inputs.
+        y: ``(n_samples,)`` training targets.
+        params: :class:`GPParams` (see :func:`make_params`).
+        center: model a constant mean by centring ``y`` on its empirical mean (module doc).
+
+    Returns:
+        :class:`GPPosterior`. Its ``jitter`` field reports any diagonal jitter that was needed.
+
+    Raises:
+        ValueError: bad shapes, non-finite input, ARD length-scales not matching the feature
+            count, or (outside a trace) a kernel matrix that is not positive definite even with
+            the largest jitter.
+    """
+    X, y = _check_xy(X, y)
+    params = _check_params(params, X.shape[1], X.dtype)
+    post = _fit_impl(params, X, y, center=bool(center))
+    if not is_traced(post.jitter) and bool(jnp.isnan(post.jitter)):
+        raise ValueError("K + noise_var*I is not positive definite even with a jitter of "
+                         f"{_MAX_REL_JITTER} x its mean diagonal; increase the noise variance")
+    return post
+
+
+def predict(post: GPPosterior, X_new: ArrayLike, *, full_cov: bool = False,
+            include_noise: bool = True) -> tuple[jax.Array, jax.Array]:
+    """Predictive mean and variance (or covariance) at new inputs (R&W eqs. 2.25–2.26).
+
+    Args:
+        post: :class:`GPPosterior` from :func:`fit`.
+        X_new: ``(n_new, n_features)``.
+        full_cov: return the ``(n_new, n_new)`` covariance instead of the ``(n_new,)`` variances.
+        include_noise: add σ_n² (predictive distribution of a new target y*); False gives the
+            posterior of the latent function f*.
+
+    Returns:
+        ``mean (n_new,)`` and ``var (n_new,)`` or ``cov (n_new, n_new)``.
+    """
+    X_new = _check_posterior(post, X_new)
+    return _predict_impl(post, X_new, full_cov=bool(full_cov), include_noise=bool(include_noise))
+
+
+def sample_posterior(key: jax.Array, post: GPPosterior, X_new: ArrayLike, n_samples: int, *,
+                     include_noise: bool = False) -> jax.Array:
+    """Joint draws of the posterior process at new inputs (R&W §2.2, eq. 2.24).
+
+    Args:
+        key: PRNG key.
+        post: :class:`GPPosterior` from :func:`fit`.
+        X_new: ``(n_new, n_features)``.
+        n_samples: number of joint draws.
+        include_noise: draw noisy targets y* instead of latent function values f*.
+
+    Returns:
+        ``(n_samples, n_new)`` draws from ``N(mean, cov)`` of :func:`predict` with
+        ``full_cov=True``.
+    """
+    key = check_key(key)
+    n_samples = check_int(n_samples, "n_samples", min_value=1)
+    X_new = _check_posterior(post, X_new)
+    return _sample_impl(key, post, X_new, n_samples=n_samples, include_noise=bool(include_noise))
+
+
+def fit_hyperparameters(X: ArrayLike, y: ArrayLike, params0: GPParams, *,
+                        optimizer: optax.GradientTransformation, num_steps: int,
+                        center: bool = False) -> GPHyperFit:
+    """Maximise the log marginal likelihood over log hyper-parameters (type-II ML, R&W §5.4.1).
+
+    Runs ``num_steps`` gradient steps of ``optimizer`` on the loss ``−log p(y | X, θ)`` in one
+    jitted ``lax.scan``. A step whose loss or gradient is not finite is skipped (parameters and
+    optimiser state kept) and counted in ``n_skipped``. The compiled loop is cached per
+    ``optimizer`` object, ``num_steps`` and ``center``: reuse the same optimizer object to avoid
+    recompiling.
+
+    Args:
+        X: ``(n_samples, n_features)`` inputs.
+        y: ``(n_samples,)`` targets.
+        params0: initial :class:`GPParams` (an ARD ``log_length_scale`` fits one per feature).
+        optimizer: an optax gradient transformation, e.g. ``optax.adam(0.05)``.
+        num_steps: number of optimiser steps (>= 1).
+        center: constant mean by centring (module doc).
+
+    Returns:
+        :class:`GPHyperFit` ``(params, loss_history, n_skipped)``.
+
+    Example:
+        Restarts from several starting points are a ``vmap`` over stacked parameters::
+
+            starts = jax.tree.map(lambda *a: jnp.stack(a), p0, p1, p2)
+            fits = jax.vmap(lambda p: fit_hyperparameters(X, y, p, optimizer=opt,
+                                                          num_steps=200))(starts)
+            best = jnp.argmin(fits.loss_history[:, -1])
+    """
+    X, y = _check_xy(X, y)
+    params0 = _check_params(params0, X.shape[1], X.dtype)
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(f"optimizer must be an optax.GradientTransformation, got "
+                        f"{type(optimizer).__name__}")
+    num_steps = check_int(num_steps, "num_steps", min_value=1)
+    return _fit_hyper_impl(params0, X, y, optimizer=optimizer, num_steps=num_steps,
+                           center=bool(center))
