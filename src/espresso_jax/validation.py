@@ -88,15 +88,12 @@ def as_float_array(
     """
     if x is None or isinstance(x, (str, bytes)):
         raise TypeError(f"{name} must be an array of numbers, got {type(x).__name__}")
-    if is_traced(x):
-        dtype = np.dtype(x.dtype)
-        shape = tuple(x.shape)
-    else:
+    if not isinstance(x, jax.Array):
         try:
             x = np.asarray(x)
         except Exception as err:  # ragged lists and the like
             raise TypeError(f"{name} must be an array of numbers: {err}") from None
-        dtype, shape = x.dtype, x.shape
+    dtype, shape = np.dtype(x.dtype), tuple(x.shape)
     if dtype.kind not in "biuf":
         raise TypeError(f"{name} must have a real numeric dtype, got {dtype}")
     _check_rank(shape, name, ndim, shape_hint)
@@ -105,14 +102,19 @@ def as_float_array(
     target = float_dtype()
     if is_traced(x):
         return x.astype(target) if dtype != target else x
-    x = x.astype(target, copy=False)
-    if allow_nan:
-        if np.isinf(x).any():
-            raise ValueError(f"{name} contains inf")
-    elif not np.isfinite(x).all():
-        bad = "NaN" if np.isnan(x).any() else "inf"
-        raise ValueError(f"{name} contains {bad}; remove or impute non-finite values first")
-    return jnp.asarray(x)
+    x = jnp.asarray(x, dtype=target)
+    has_nan, has_inf = (bool(v) for v in _non_finite(x))
+    if has_inf:
+        raise ValueError(f"{name} contains inf; remove or impute non-finite values first")
+    if has_nan and not allow_nan:
+        raise ValueError(f"{name} contains NaN; remove or impute non-finite values first")
+    return x
+
+
+@jax.jit
+def _non_finite(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(any NaN, any inf), reduced on the device: one host sync, no host copy of ``x``."""
+    return jnp.isnan(x).any(), jnp.isinf(x).any()
 
 
 def as_positive_array(

@@ -1,0 +1,256 @@
+"""One engine for EM and variational EM over additive sufficient statistics.
+
+An EM model is three pure functions (an :class:`EMModel`):
+
+- ``e_step(params, X, w) -> stats``: sufficient statistics of a block of rows ``X (B, D)``
+  with per-row weights ``w (B,)``. Statistics are a pytree that is ADDITIVE over rows (and
+  zero for rows of weight 0), so blocks, minibatches and devices combine by summation.
+- ``m_step(stats) -> params``: the new parameters from the summed statistics.
+- ``objective(params, new_params, stats) -> ()``: the quantity that must not decrease,
+  e.g. the mean log-likelihood of ``params`` (EM) or the ELBO after the update (VB).
+
+Because the statistics add, the same loop gives:
+
+- chunked E-steps (``chunk_size``): rows are processed in blocks by ``lax.scan``, so memory is
+  O(chunk_size · K · D) whatever N is;
+- data-parallel EM: pass ``X`` sharded over rows (``jax.sharding``); the row sums become
+  all-reduces inserted by the compiler (chunks are strided over rows so each chunk keeps the
+  row sharding);
+- stepwise (online) EM (:func:`fit_stepwise_em`): running statistics updated from minibatches.
+
+References:
+    Dempster, Laird & Rubin (1977); Neal & Hinton (1998), "A view of the EM algorithm that
+    justifies incremental, sparse, and other variants"; Cappé & Moulines (2009), "Online EM";
+    Liang & Klein (2009), "Online EM for unsupervised models"; Bishop, PRML (2006), §9.4, §10.2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from espresso_jax.validation import check_int, check_key, check_positive
+
+__all__ = ["EMModel", "EMResult", "StepwiseResult", "fit_em", "fit_stepwise_em", "pad_rows",
+           "select_best", "sum_stats"]
+
+Params = Any
+Stats = Any
+
+
+class EMModel(NamedTuple):
+    """The three pure functions of an EM model (see the module docstring).
+
+    Build one per configuration and reuse it (e.g. from a ``functools.cache``d factory): the
+    functions are static arguments of the jitted loops, so a new object means a new compile.
+    """
+
+    e_step: Callable[[Params, jax.Array, jax.Array], Stats]
+    m_step: Callable[[Stats], Params]
+    objective: Callable[[Params, Params, Stats], jax.Array]
+
+
+class EMResult(NamedTuple):
+    """Result of :func:`fit_em`.
+
+    Attributes:
+        params: the final parameters (after the last M-step).
+        history: ``(max_iter,)`` objective at every iteration, NaN after ``n_iter``.
+        n_iter: ``()`` int32 number of EM iterations run.
+        converged: ``()`` bool, the objective changed by less than ``tol``.
+    """
+
+    params: Params
+    history: jax.Array
+    n_iter: jax.Array
+    converged: jax.Array
+
+
+def _strided_chunks(a: jax.Array, n_chunks: int) -> jax.Array:
+    """``(N, ...) -> (n_chunks, N // n_chunks, ...)`` with chunk ``j`` = rows ``j, j + n_chunks,
+    ...``: the row axis stays the (sharded) second axis, so each chunk spans all devices."""
+    rows = a.shape[0] // n_chunks
+    return jnp.swapaxes(a.reshape((rows, n_chunks) + a.shape[1:]), 0, 1)
+
+
+def sum_stats(e_step: Callable, params: Params, X: jax.Array, w: jax.Array,
+              chunk_size: int | None) -> Stats:
+    """Sufficient statistics of all rows, in chunks of ``chunk_size`` rows (``None``: one
+    block). ``X`` must have a multiple of ``chunk_size`` rows (pad with weight-0 rows)."""
+    n = X.shape[0]
+    if chunk_size is None or chunk_size >= n:
+        return e_step(params, X, w)
+    n_chunks = n // chunk_size
+    Xc, wc = _strided_chunks(X, n_chunks), _strided_chunks(w, n_chunks)
+    first = e_step(params, Xc[0], wc[0])
+
+    def body(total, block):
+        return jax.tree.map(jnp.add, total, e_step(params, *block)), None
+
+    total, _ = lax.scan(body, first, (Xc[1:], wc[1:]))
+    return total
+
+
+def pad_rows(X: jax.Array, w: jax.Array, chunk_size: int | None) -> tuple[jax.Array, jax.Array]:
+    """Pad ``X`` and ``w`` with zero rows of weight 0 up to a multiple of ``chunk_size``."""
+    n = X.shape[0]
+    if chunk_size is None or chunk_size >= n or n % chunk_size == 0:
+        return X, w
+    extra = chunk_size - n % chunk_size
+    X = jnp.concatenate([X, jnp.zeros((extra,) + X.shape[1:], X.dtype)])
+    return X, jnp.concatenate([w, jnp.zeros((extra,), w.dtype)])
+
+
+@partial(jax.jit, static_argnames=("model", "max_iter", "chunk_size"))
+def _fit_em_impl(model: EMModel, params0, X, w, tol, max_iter: int, chunk_size):
+    history0 = jnp.full((max_iter,), jnp.nan, dtype=X.dtype)
+
+    def step(params):
+        stats = sum_stats(model.e_step, params, X, w, chunk_size)
+        new = model.m_step(stats)
+        return new, model.objective(params, new, stats).astype(X.dtype)
+
+    def cond(state):
+        _, _, i, done = state
+        return (i < max_iter) & ~done
+
+    def body(state):
+        params, history, i, _ = state
+        new, value = step(params)
+        previous = jnp.where(i > 0, history[jnp.maximum(i - 1, 0)], -jnp.inf)
+        done = jnp.abs(value - previous) < tol
+        return new, history.at[i].set(value), i + 1, done
+
+    init = (params0, history0, jnp.zeros((), jnp.int32), jnp.zeros((), bool))
+    params, history, n_iter, converged = lax.while_loop(cond, body, init)
+    return EMResult(params=params, history=history, n_iter=n_iter, converged=converged)
+
+
+def fit_em(model: EMModel, params0: Params, X: jax.Array, w: jax.Array | None = None, *,
+           tol: float, max_iter: int, chunk_size: int | None = None) -> EMResult:
+    """Run EM (or variational EM) to convergence in one jitted ``lax.while_loop``.
+
+    Each iteration: ``stats = Σ_blocks e_step(params, X_b, w_b)``, ``new = m_step(stats)``,
+    ``history[i] = objective(params, new, stats)``; it stops when
+    ``|history[i] − history[i−1]| < tol`` or after ``max_iter`` iterations.
+
+    Model code validates user input before calling this; here only the engine's own
+    arguments are checked. ``vmap`` this function over ``params0`` for restarts (see
+    :func:`select_best`); pass ``X`` sharded over rows for data-parallel EM.
+
+    Args:
+        model: the :class:`EMModel` (a static argument: reuse the same object).
+        params0: initial parameters (a pytree).
+        X: ``(n_samples, n_features)`` data (already validated).
+        w: ``(n_samples,)`` non-negative row weights; ``None`` means ones.
+        tol: convergence threshold on the change of the objective (``0`` runs ``max_iter``).
+        max_iter: maximum number of iterations (also the length of ``history``).
+        chunk_size: rows per E-step block (``None``: all rows at once).
+
+    Returns:
+        :class:`EMResult`.
+    """
+    tol = check_positive(tol, "tol", allow_zero=True)
+    max_iter = check_int(max_iter, "max_iter", min_value=1)
+    if chunk_size is not None:
+        chunk_size = check_int(chunk_size, "chunk_size", min_value=1)
+    if w is None:
+        w = jnp.ones(X.shape[:1], X.dtype)
+    X, w = pad_rows(X, w, chunk_size)
+    return _fit_em_impl(model, params0, X, w, jnp.asarray(tol, X.dtype), max_iter, chunk_size)
+
+
+def select_best(results: EMResult) -> EMResult:
+    """Pick the run with the highest final objective from a vmapped batch of results
+    (on device; NaN runs never win)."""
+    final = jnp.take_along_axis(results.history, (results.n_iter - 1)[:, None], axis=1)[:, 0]
+    best = jnp.argmax(jnp.where(jnp.isnan(final), -jnp.inf, final))
+    return jax.tree.map(lambda leaf: leaf[best], results)
+
+
+class StepwiseResult(NamedTuple):
+    """Result of :func:`fit_stepwise_em`.
+
+    Attributes:
+        params: final parameters.
+        stats: final running statistics (scaled to the full data size).
+        history: ``(n_steps,)`` objective of each minibatch step (noisy; per-step estimate).
+    """
+
+    params: Params
+    stats: Stats
+    history: jax.Array
+
+
+@partial(jax.jit, static_argnames=("model", "batch_size", "n_epochs"))
+def _stepwise_impl(model: EMModel, key, params0, X, w, batch_size: int, n_epochs: int,
+                   kappa, t0):
+    n = X.shape[0]
+    n_batches = n // batch_size
+    scale = jnp.asarray(n / batch_size, X.dtype)
+    stats0 = jax.tree.map(lambda s: s * scale,
+                          model.e_step(params0, X[:batch_size], w[:batch_size]))
+
+    def epoch(carry, epoch_key):
+        order = jax.random.permutation(epoch_key, n)[: n_batches * batch_size]
+        batches = order.reshape(n_batches, batch_size)
+
+        def step(carry, idx):
+            params, stats, t = carry
+            batch = jax.tree.map(lambda s: s * scale, model.e_step(params, X[idx], w[idx]))
+            rho = (t + t0) ** (-kappa)
+            stats_new = jax.tree.map(lambda a, b: (1 - rho) * a + rho * b, stats, batch)
+            new = model.m_step(stats_new)
+            value = model.objective(params, new, batch).astype(X.dtype)
+            return (new, stats_new, t + 1), value
+
+        return lax.scan(step, carry, batches)
+
+    carry0 = (model.m_step(stats0), stats0, jnp.ones((), X.dtype))
+    (params, stats, _), history = lax.scan(epoch, carry0, jax.random.split(key, n_epochs))
+    return StepwiseResult(params=params, stats=stats, history=history.reshape(-1))
+
+
+def fit_stepwise_em(key: jax.Array, model: EMModel, params0: Params, X: jax.Array,
+                    w: jax.Array | None = None, *, batch_size: int, n_epochs: int,
+                    kappa: float = 0.6, t0: float = 2.0) -> StepwiseResult:
+    """Stepwise (online) EM over shuffled minibatches.
+
+    Running statistics ``s ← (1 − ρ_t) s + ρ_t (N / B) e_step(params, batch)`` with step size
+    ``ρ_t = (t + t0)^(−κ)``, ``0.5 < κ ≤ 1``, then ``params = m_step(s)``; epochs are
+    permutations drawn from ``key``.
+
+    Args:
+        key: PRNG key for the minibatch order.
+        model: the :class:`EMModel`.
+        params0: initial parameters.
+        X: ``(n_samples, n_features)`` data (already validated).
+        w: ``(n_samples,)`` row weights or ``None``.
+        batch_size: rows per minibatch.
+        n_epochs: passes over the data.
+        kappa: step-size decay exponent in (0.5, 1].
+        t0: step-size offset (> 0).
+
+    Returns:
+        :class:`StepwiseResult`.
+
+    References:
+        Cappé & Moulines (2009); Liang & Klein (2009).
+    """
+    check_key(key)
+    n = X.shape[0]
+    batch_size = check_int(batch_size, "batch_size", min_value=1, max_value=n)
+    n_epochs = check_int(n_epochs, "n_epochs", min_value=1)
+    kappa = check_positive(kappa, "kappa")
+    if not 0.5 < kappa <= 1.0:
+        raise ValueError(f"kappa must lie in (0.5, 1], got {kappa}")
+    t0 = check_positive(t0, "t0")
+    if w is None:
+        w = jnp.ones((n,), X.dtype)
+    return _stepwise_impl(model, key, params0, X, w, batch_size, n_epochs,
+                          jnp.asarray(kappa, X.dtype), jnp.asarray(t0, X.dtype))

@@ -1,0 +1,158 @@
+"""The EM engine on a model written here: a 1-D two-component mixture with unit variances.
+
+Its EM update has a closed form we can iterate in NumPy (the independent reference), and its
+statistics are additive, so chunked, sharded, restarted and stepwise runs must agree with it.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from espresso_jax import em
+
+
+def _e_step(params, X, w):
+    logits = jnp.log(params["pi"])[None, :] - 0.5 * (X - params["mu"][None, :]) ** 2  # (B, 2)
+    norm = jax.nn.logsumexp(logits, axis=1, keepdims=True)
+    r = jnp.exp(logits - norm) * w[:, None]
+    return {"n": r.sum(0), "sx": (r * X).sum(0),
+            "ll": jnp.sum(w * (norm[:, 0] - 0.5 * jnp.log(2 * jnp.pi))), "w": w.sum()}
+
+
+def _m_step(stats):
+    return {"pi": stats["n"] / stats["n"].sum(), "mu": stats["sx"] / stats["n"]}
+
+
+MODEL = em.EMModel(e_step=_e_step, m_step=_m_step,
+                   objective=lambda old, new, stats: stats["ll"] / stats["w"])
+
+
+def _numpy_em(x, pi, mu, n_iter):
+    history = []
+    for _ in range(n_iter):
+        logits = np.log(pi) - 0.5 * (x[:, None] - mu) ** 2
+        norm = np.logaddexp(logits[:, 0], logits[:, 1])
+        r = np.exp(logits - norm[:, None])
+        history.append(np.mean(norm - 0.5 * np.log(2 * np.pi)))
+        pi, mu = r.mean(0), (r * x[:, None]).sum(0) / r.sum(0)
+    return pi, mu, np.array(history)
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    return np.concatenate([rng.normal(-2, 1, 300), rng.normal(3, 1, 700)])[:, None]
+
+
+def _params0(dtype=jnp.float32):
+    return {"pi": jnp.array([0.5, 0.5], dtype), "mu": jnp.array([-1.0, 1.0], dtype)}
+
+
+@pytest.mark.parametrize("chunk_size", [None, 128, 1000, 333])
+def test_fit_em_matches_numpy_iteration(x64, data, chunk_size):
+    res = em.fit_em(MODEL, _params0(jnp.float64), jnp.asarray(data), tol=0.0, max_iter=25,
+                    chunk_size=chunk_size)
+    pi, mu, history = _numpy_em(data[:, 0], np.array([0.5, 0.5]), np.array([-1.0, 1.0]), 25)
+    np.testing.assert_allclose(res.params["mu"], mu, rtol=1e-10)
+    np.testing.assert_allclose(res.params["pi"], pi, rtol=1e-10)
+    np.testing.assert_allclose(res.history, history, rtol=1e-10)
+    assert int(res.n_iter) == 25 and not bool(res.converged)
+    assert np.all(np.diff(np.asarray(res.history)) >= -1e-12)   # EM never decreases
+
+
+def test_tolerance_stops_early_and_pads_history_with_nan(data):
+    res = em.fit_em(MODEL, _params0(), jnp.asarray(data, jnp.float32), tol=1e-4, max_iter=200)
+    n = int(res.n_iter)
+    assert bool(res.converged) and 2 < n < 200
+    assert np.all(np.isfinite(res.history[:n])) and np.all(np.isnan(res.history[n:]))
+
+
+def test_weights_equal_repeated_rows(x64, data):
+    counts = np.random.default_rng(1).integers(0, 3, len(data))
+    weighted = em.fit_em(MODEL, _params0(jnp.float64), jnp.asarray(data),
+                         jnp.asarray(counts, jnp.float64), tol=0.0, max_iter=10, chunk_size=256)
+    repeated = em.fit_em(MODEL, _params0(jnp.float64), jnp.asarray(np.repeat(data, counts, 0)),
+                         tol=0.0, max_iter=10)
+    np.testing.assert_allclose(weighted.params["mu"], repeated.params["mu"], rtol=1e-10)
+
+
+def test_vmapped_restarts_and_select_best(data):
+    X = jnp.asarray(data, jnp.float32)
+    starts = {"pi": jnp.full((3, 2), 0.5), "mu": jnp.array([[-1.0, 1.0], [5.0, 6.0],
+                                                            [0.0, 0.1]])}
+    batch = jax.vmap(lambda p: em.fit_em(MODEL, p, X, tol=1e-6, max_iter=300))(starts)
+    best = em.select_best(batch)
+    finals = [float(batch.history[i, int(batch.n_iter[i]) - 1]) for i in range(3)]
+    assert float(best.history[int(best.n_iter) - 1]) == max(finals)
+    np.testing.assert_allclose(np.sort(np.asarray(best.params["mu"])), [-2, 3], atol=0.2)
+
+
+def test_second_call_does_not_recompile(data):
+    X = jnp.asarray(data, jnp.float32)
+    em.fit_em(MODEL, _params0(), X, tol=1e-3, max_iter=50)
+    before = em._fit_em_impl._cache_size()
+    em.fit_em(MODEL, _params0(), X + 1.0, tol=1e-5, max_iter=50)
+    assert em._fit_em_impl._cache_size() == before
+
+
+def test_stepwise_em_reaches_the_batch_fixed_point(data):
+    X = jnp.asarray(data, jnp.float32)
+    batch = em.fit_em(MODEL, _params0(), X, tol=1e-7, max_iter=500)
+    online = em.fit_stepwise_em(jax.random.key(0), MODEL, _params0(), X, batch_size=100,
+                                n_epochs=30, kappa=0.7)
+    # Stepwise EM is a stochastic approximation: its limit is the batch fixed point, with
+    # O(rho_T) fluctuation; 30 epochs leave it within a few hundredths of a unit.
+    np.testing.assert_allclose(online.params["mu"], batch.params["mu"], atol=0.05)
+    assert online.history.shape == (30 * 10,)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"tol": -1.0, "max_iter": 5}, "tol must be >= 0"),
+    ({"tol": 0.0, "max_iter": 0}, "max_iter must be >= 1"),
+    ({"tol": 0.0, "max_iter": 5, "chunk_size": 0}, "chunk_size must be >= 1"),
+])
+def test_engine_arguments_are_checked(data, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        em.fit_em(MODEL, _params0(), jnp.asarray(data, jnp.float32), **kwargs)
+
+
+_SHARDED_SCRIPT = r"""
+import os, sys
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+import jax, jax.numpy as jnp, numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+sys.path.insert(0, sys.argv[1])
+from test_em import MODEL, _params0
+from espresso_jax.em import fit_em
+assert len(jax.devices()) == 4
+rng = np.random.default_rng(0)
+X = jnp.asarray(np.concatenate([rng.normal(-2, 1, 3000), rng.normal(3, 1, 5000)])[:, None],
+                jnp.float32)
+mesh = Mesh(np.array(jax.devices()), ("rows",))
+Xs = jax.device_put(X, NamedSharding(mesh, P("rows", None)))
+ws = jax.device_put(jnp.ones(8000, jnp.float32), NamedSharding(mesh, P("rows")))
+a = fit_em(MODEL, _params0(), X, tol=0.0, max_iter=30)
+for chunk in (None, 500):
+    b = fit_em(MODEL, _params0(), Xs, ws, tol=0.0, max_iter=30, chunk_size=chunk)
+    assert len(b.params["mu"].sharding.device_set) >= 1
+    np.testing.assert_allclose(b.params["mu"], a.params["mu"], rtol=1e-5)
+    np.testing.assert_allclose(b.history, a.history, rtol=1e-5)
+print("sharded-ok")
+"""
+
+
+def test_data_parallel_em_on_four_virtual_devices_matches_one_device(tmp_path):
+    """Rows sharded over 4 virtual CPU devices: statistics are reduced by the compiler and the
+    result equals the single-device run to 1e-5 (float32 summation order differs)."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "sharded.py"
+    script.write_text(_SHARDED_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    proc = subprocess.run([sys.executable, str(script), os.path.dirname(__file__)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "sharded-ok" in proc.stdout
