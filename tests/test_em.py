@@ -20,7 +20,7 @@ def _e_step(params, X, w):
             "ll": jnp.sum(w * (norm[:, 0] - 0.5 * jnp.log(2 * jnp.pi))), "w": w.sum()}
 
 
-def _m_step(stats):
+def _m_step(params, stats):
     return {"pi": stats["n"] / stats["n"].sum(), "mu": stats["sx"] / stats["n"]}
 
 

@@ -5,7 +5,9 @@ An EM model is three pure functions (an :class:`EMModel`):
 - ``e_step(params, X, w) -> stats``: sufficient statistics of a block of rows ``X (B, D)``
   with per-row weights ``w (B,)``. Statistics are a pytree that is ADDITIVE over rows (and
   zero for rows of weight 0), so blocks, minibatches and devices combine by summation.
-- ``m_step(stats) -> params``: the new parameters from the summed statistics.
+- ``m_step(params, stats) -> params``: the new parameters from the summed statistics (the old
+  parameters are given for models whose statistics live in a frame the parameters fix, e.g.
+  rows shifted by reference means for numerically stable covariances, and for ECM variants).
 - ``objective(params, new_params, stats) -> ()``: the quantity that must not decrease,
   e.g. the mean log-likelihood of ``params`` (EM) or the ELBO after the update (VB).
 
@@ -51,7 +53,7 @@ class EMModel(NamedTuple):
     """
 
     e_step: Callable[[Params, jax.Array, jax.Array], Stats]
-    m_step: Callable[[Stats], Params]
+    m_step: Callable[[Params, Stats], Params]
     objective: Callable[[Params, Params, Stats], jax.Array]
 
 
@@ -112,7 +114,7 @@ def _fit_em_impl(model: EMModel, params0, X, w, tol, max_iter: int, chunk_size):
 
     def step(params):
         stats = sum_stats(model.e_step, params, X, w, chunk_size)
-        new = model.m_step(stats)
+        new = model.m_step(params, stats)
         return new, model.objective(params, new, stats).astype(X.dtype)
 
     def cond(state):
@@ -135,7 +137,8 @@ def fit_em(model: EMModel, params0: Params, X: jax.Array, w: jax.Array | None = 
            tol: float, max_iter: int, chunk_size: int | None = None) -> EMResult:
     """Run EM (or variational EM) to convergence in one jitted ``lax.while_loop``.
 
-    Each iteration: ``stats = Σ_blocks e_step(params, X_b, w_b)``, ``new = m_step(stats)``,
+    Each iteration: ``stats = Σ_blocks e_step(params, X_b, w_b)``,
+    ``new = m_step(params, stats)``,
     ``history[i] = objective(params, new, stats)``; it stops when
     ``|history[i] − history[i−1]| < tol`` or after ``max_iter`` iterations.
 
@@ -205,13 +208,13 @@ def _stepwise_impl(model: EMModel, key, params0, X, w, batch_size: int, n_epochs
             batch = jax.tree.map(lambda s: s * scale, model.e_step(params, X[idx], w[idx]))
             rho = (t + t0) ** (-kappa)
             stats_new = jax.tree.map(lambda a, b: (1 - rho) * a + rho * b, stats, batch)
-            new = model.m_step(stats_new)
+            new = model.m_step(params, stats_new)
             value = model.objective(params, new, batch).astype(X.dtype)
             return (new, stats_new, t + 1), value
 
         return lax.scan(step, carry, batches)
 
-    carry0 = (model.m_step(stats0), stats0, jnp.ones((), X.dtype))
+    carry0 = (model.m_step(params0, stats0), stats0, jnp.ones((), X.dtype))
     (params, stats, _), history = lax.scan(epoch, carry0, jax.random.split(key, n_epochs))
     return StepwiseResult(params=params, stats=stats, history=history.reshape(-1))
 
@@ -222,8 +225,9 @@ def fit_stepwise_em(key: jax.Array, model: EMModel, params0: Params, X: jax.Arra
     """Stepwise (online) EM over shuffled minibatches.
 
     Running statistics ``s ← (1 − ρ_t) s + ρ_t (N / B) e_step(params, batch)`` with step size
-    ``ρ_t = (t + t0)^(−κ)``, ``0.5 < κ ≤ 1``, then ``params = m_step(s)``; epochs are
-    permutations drawn from ``key``.
+    ``ρ_t = (t + t0)^(−κ)``, ``0.5 < κ ≤ 1``, then ``params = m_step(params, s)``; epochs are
+    permutations drawn from ``key``. Statistics of different steps are averaged, so they must
+    live in a frame that does not change during the fit (a shift fixed in ``params0`` is fine).
 
     Args:
         key: PRNG key for the minibatch order.
