@@ -32,7 +32,7 @@ test-all: $(STAMP)
 
 ## Benchmarks against the peers, one at a time (never run two at once).
 bench: $(STAMP)
-	$(PY) benchmarks/bench_evidence.py
+	for script in benchmarks/bench_*.py; do $(PY) $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache build src/*.egg-info
