@@ -88,3 +88,14 @@ def test_cli_usage_error_exits_nonzero(capsys):
 
 def test_every_section_is_named_uniquely():
     assert len(SECTIONS) == len(set(SECTIONS)) >= 7
+
+
+def test_cli_summary_prints_scalar_metrics(tmp_path, capsys):
+    from espresso_jax.cli import _print_summary
+
+    report = Report(tmp_path / "r", title="t")
+    report.section("Linear")
+    report.metrics({"alpha": 2.123456, "n_iter": 5, "curve": [1.0, 2.0]})
+    _print_summary(report.write())
+    out = capsys.readouterr().out
+    assert "Linear" in out and "2.123" in out and "n_iter" in out and "curve" not in out

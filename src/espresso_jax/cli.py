@@ -7,8 +7,10 @@ the bundled data and writes a report folder (``index.html`` with figures, ``metr
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+from pathlib import Path
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,6 +27,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _print_summary(report_dir: Path) -> None:
+    """Print the scalar numbers of every report section (lists stay in metrics.json)."""
+    metrics = json.loads((report_dir / "metrics.json").read_text())
+    for section, values in metrics.items():
+        scalars = {k: v for k, v in values.items() if isinstance(v, (int, float))}
+        if not scalars:
+            continue
+        print(f"\n{section}")
+        for name, value in scalars.items():
+            text = f"{value:.4g}" if isinstance(value, float) else str(value)
+            print(f"  {name:<34} {text}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point. Returns the exit status; errors are one line on stderr, no traceback."""
     args = _parser().parse_args(argv)
@@ -34,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
 
             start = time.perf_counter()
             out = run_tour(args.seed, args.out, quick=args.quick)
-            print(f"report written to {out}/index.html "
+            _print_summary(out)
+            print(f"\nreport written to {out}/index.html "
                   f"({time.perf_counter() - start:.1f} s)")
     except (ValueError, TypeError, FileNotFoundError, OSError) as err:
         print(f"espresso-jax: error: {err}", file=sys.stderr)
