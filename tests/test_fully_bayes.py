@@ -276,7 +276,7 @@ def test_helpers_reject_bad_input():
     with pytest.raises(ValueError, match="at least 2 draws"):
         summarize({"a": np.ones(1)})
     post = fb_logistic.LogisticPosterior(np.zeros((5, 2)), 1, 0)
-    with pytest.raises(ValueError, match="Phi_new has 3 columns but the posterior has 2"):
+    with pytest.raises(ValueError, match="Phi_new has 3 columns but the fitted model has 2"):
         fb_logistic.predict_proba(post, np.ones((2, 3)))
     with pytest.raises(TypeError, match="posterior must be a LogisticPosterior"):
         fb_logistic.predict_proba(post._asdict(), np.ones((2, 2)))

@@ -377,7 +377,7 @@ def _with_nan(a, where=0):
      "2 ARD length-scales but the inputs have 1 features"),
     (lambda X, y, p: gp.log_marginal_likelihood(p, X, y[:10]), ValueError, "same number of rows"),
     (lambda X, y, p: gp.predict(gp.fit(X, y, p), np.ones((3, 2))), ValueError,
-     "X_new has 2 features"),
+     "X_new has 2 columns but the fitted model has 1"),
     (lambda X, y, p: gp.predict(gp.fit(X, y, p), _with_nan(np.ones((3, 1)))), ValueError,
      "X_new contains NaN"),
     (lambda X, y, p: gp.predict(p, X), TypeError, "post must be a GPPosterior"),

@@ -331,7 +331,7 @@ def test_fit_evidence_rejects_bad_input(kwargs, err, msg):
 
 def test_predict_rejects_bad_input():
     fit = lg.fit_laplace(_PHI, _T)
-    with pytest.raises(ValueError, match="Phi_new has 3 columns but the fit has 2"):
+    with pytest.raises(ValueError, match="Phi_new has 3 columns but the fitted model has 2"):
         lg.predict_proba(fit, np.ones((4, 3)))
     with pytest.raises(ValueError, match="Phi_new contains NaN"):
         lg.predict_proba(fit, _nan(_PHI))

@@ -67,6 +67,7 @@ def as_float_array(
     shape_hint: str | None = None,
     allow_nan: bool = False,
     allow_empty: bool = False,
+    n_columns: int | None = None,
 ) -> jax.Array:
     """Validate ``x`` as a finite real array and return it as a JAX array of the working dtype.
 
@@ -78,6 +79,8 @@ def as_float_array(
         allow_nan: accept NaN entries (for models that marginalise missing values); inf is
             still rejected.
         allow_empty: accept arrays with a zero-length axis.
+        n_columns: required size of the last axis, e.g. the number of features a fitted
+            model expects for new inputs.
 
     Returns:
         ``jax.Array`` of dtype :func:`float_dtype` (float64 input stays float64 under x64).
@@ -99,6 +102,9 @@ def as_float_array(
     _check_rank(shape, name, ndim, shape_hint)
     if not allow_empty and 0 in shape:
         raise ValueError(f"{name} is empty (shape {_shape_text(shape)})")
+    if n_columns is not None and (not shape or shape[-1] != n_columns):
+        got = shape[-1] if shape else 0
+        raise ValueError(f"{name} has {got} columns but the fitted model has {n_columns}")
     target = float_dtype()
     if is_traced(x):
         return x.astype(target) if dtype != target else x

@@ -153,10 +153,8 @@ def predict(posterior: LinearPosterior, Phi_new: ArrayLike) -> tuple[jax.Array, 
         ``mean (n_new,)``, ``var (n_new,)``.
     """
     w, beta = _check_posterior(posterior)
-    Phi_new = V.as_float_array(Phi_new, "Phi_new", ndim=2, shape_hint="(n_new, n_features)")
-    if Phi_new.shape[1] != w.shape[1]:
-        raise ValueError(f"Phi_new has {Phi_new.shape[1]} columns but the posterior has "
-                         f"{w.shape[1]} features")
+    Phi_new = V.as_float_array(Phi_new, "Phi_new", ndim=2, shape_hint="(n_new, n_features)",
+                               n_columns=w.shape[1])
     return _predict_impl(w, beta, Phi_new)
 
 

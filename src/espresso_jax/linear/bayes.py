@@ -147,11 +147,8 @@ def _mean_cov(post: Any, name: str = "post") -> tuple[jax.Array, jax.Array]:
 
 
 def _new_design(Phi_new: Any, n_basis: int) -> jax.Array:
-    Phi_new = as_float_array(Phi_new, "Phi_new", ndim=2, shape_hint="(n_new, n_basis)")
-    if Phi_new.shape[1] != n_basis:
-        raise ValueError(f"Phi_new must have {n_basis} columns to match the posterior, got "
-                         f"{Phi_new.shape[1]}")
-    return Phi_new
+    return as_float_array(Phi_new, "Phi_new", ndim=2, shape_hint="(n_new, n_basis)",
+                          n_columns=n_basis)
 
 
 # --------------------------------------------------------------------------- posterior

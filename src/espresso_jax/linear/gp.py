@@ -197,10 +197,8 @@ def _check_xy(X: ArrayLike, y: ArrayLike) -> tuple[jax.Array, jax.Array]:
 def _check_posterior(post: GPPosterior, X_new: ArrayLike) -> jax.Array:
     if not isinstance(post, GPPosterior):
         raise TypeError(f"post must be a GPPosterior from gp.fit, got {type(post).__name__}")
-    X_new = as_float_array(X_new, "X_new", ndim=2, shape_hint="(n_new, n_features)")
-    if X_new.shape[1] != post.X.shape[1]:
-        raise ValueError(f"X_new has {X_new.shape[1]} features but the GP was fitted on "
-                         f"{post.X.shape[1]}")
+    X_new = as_float_array(X_new, "X_new", ndim=2, shape_hint="(n_new, n_features)",
+                           n_columns=post.X.shape[1])
     return X_new.astype(post.X.dtype)
 
 

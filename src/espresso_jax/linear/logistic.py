@@ -200,11 +200,8 @@ def _check_fit(fit: Any) -> tuple[jax.Array, jax.Array]:
 
 
 def _check_new(Phi_new: Any, n_features: int) -> jax.Array:
-    Phi_new = V.as_float_array(Phi_new, "Phi_new", ndim=2, shape_hint="(n_new, n_features)")
-    if Phi_new.shape[1] != n_features:
-        raise ValueError(f"Phi_new has {Phi_new.shape[1]} columns but the fit has "
-                         f"{n_features} features")
-    return Phi_new
+    return V.as_float_array(Phi_new, "Phi_new", ndim=2, shape_hint="(n_new, n_features)",
+                            n_columns=n_features)
 
 
 def _check_tol(tol: float, max_iter: int, prefix: str = "") -> tuple[float, int]:

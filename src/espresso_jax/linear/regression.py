@@ -117,8 +117,6 @@ def predict(fit: LeastSquaresFit, Phi: ArrayLike) -> jax.Array:
     """
     if not isinstance(fit, LeastSquaresFit):
         raise TypeError(f"fit must be a LeastSquaresFit, got {type(fit).__name__}")
-    Phi = as_float_array(Phi, "Phi", ndim=2, shape_hint="(n_new, n_basis)")
-    if Phi.shape[1] != fit.w.shape[0]:
-        raise ValueError(f"Phi must have {fit.w.shape[0]} columns to match the fit, got "
-                         f"{Phi.shape[1]}")
+    Phi = as_float_array(Phi, "Phi", ndim=2, shape_hint="(n_new, n_basis)",
+                         n_columns=fit.w.shape[0])
     return _predict_impl(fit.w.astype(Phi.dtype), Phi)
