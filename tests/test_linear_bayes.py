@@ -330,7 +330,7 @@ def _post():
                                           prior_cov=np.triu(np.ones((4, 4))), beta=1.0),
      ValueError, "symmetric"),
     (lambda P, t: bayes.predict(_post(), P), ValueError, "beta is required"),
-    (lambda P, t: bayes.predict(_post(), P[:, :2], beta=1.0), ValueError, "Phi_new has 2 columns but the fitted model has 3"),
+    (lambda P, t: bayes.predict(_post(), P[:, :2], beta=1.0), ValueError, "Phi_new has 2 columns but the fitted model has 4"),
     (lambda P, t: bayes.predict((P, t), P, beta=1.0), TypeError, "post_or_fit must be"),
     (lambda P, t: bayes.sample_functions(0, _post(), P, 3), TypeError, "key must be"),
     (lambda P, t: bayes.sample_functions(jax.random.key(0), _post(), P, 0), ValueError,
