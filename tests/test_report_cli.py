@@ -63,7 +63,9 @@ def test_tour_sections_write_a_complete_report(tmp_path):
     beta = metrics["Beta–Bernoulli sequential update"]
     # Conjugacy: Beta(2 + heads, 2 + tails) has mean (2 + heads) / 104.
     assert beta["posterior_mean"] == pytest.approx((2 + beta["heads_in_100"]) / 104, rel=1e-5)
-    assert metrics["Model evidence against polynomial order"]["best_order"] <= 4
+    order = metrics["Model evidence against polynomial order"]
+    assert order["best_order"] <= 4 and 2 <= order["best_order_of_mean_curve"] <= 4
+    assert sum(order["best_order_counts"]) == 20
 
 
 def test_tour_rejects_unknown_section(tmp_path):

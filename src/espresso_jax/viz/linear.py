@@ -41,11 +41,26 @@ def plot_predictive_band(panels: Sequence[dict], *, title: str) -> plt.Figure:
     return fig
 
 
-def plot_evidence_by_order(orders, log_evidence, rms_train, rms_test=None) -> plt.Figure:
-    """Log evidence and training (and test) RMS error against polynomial order (PRML 3.14)."""
+def plot_evidence_by_order(orders, log_evidence, rms_train, rms_test=None,
+                           log_evidence_runs=None) -> plt.Figure:
+    """Log evidence and training (and test) RMS error against polynomial order (PRML 3.14).
+
+    Args:
+        orders: ``(M,)`` polynomial orders.
+        log_evidence: ``(M,)`` log evidence of one data set.
+        rms_train, rms_test: ``(M,)`` RMS errors of that data set.
+        log_evidence_runs: optional ``(R, M)`` log evidence of R repeated data sets, drawn as
+            their mean ± 1 sd.
+    """
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4))
     orders = np.asarray(orders)
-    ax1.plot(orders, log_evidence, "o-", color="tab:red")
+    ax1.plot(orders, log_evidence, "o-", color="tab:red", label="this data set")
+    if log_evidence_runs is not None:
+        runs = np.asarray(log_evidence_runs)
+        mean, sd = runs.mean(0), runs.std(0)
+        ax1.plot(orders, mean, "s--", color="tab:gray", label=f"mean of {len(runs)} data sets")
+        ax1.fill_between(orders, mean - sd, mean + sd, color="tab:gray", alpha=0.2)
+        ax1.legend(fontsize=8)
     best = int(orders[np.argmax(log_evidence)])
     ax1.axvline(best, color="k", ls=":", lw=1)
     ax1.set(xlabel="M", ylabel="ln p(t | α, β)", title=f"model evidence (peak at M = {best})")
