@@ -47,6 +47,19 @@ def test_tracers_are_checked_for_rank_only():
         jax.jit(f)(jnp.ones((2, 2)))
 
 
+def test_concrete_arrays_inside_a_user_jit_are_still_checked():
+    bad = np.array([1.0, np.nan])
+
+    @jax.jit
+    def f(y):
+        return v.as_float_array(bad, "x").sum() + y
+
+    with pytest.raises(ValueError, match="x contains NaN"):
+        f(1.0)
+    good = np.array([1.0, 2.0])
+    assert float(jax.jit(lambda y: v.as_float_array(good, "x").sum() + y)(1.0)) == 4.0
+
+
 def test_as_int_array():
     np.testing.assert_array_equal(v.as_int_array([0.0, 2.0], "y"), [0, 2])
     with pytest.raises(TypeError, match="y must hold integers"):

@@ -108,8 +108,11 @@ def as_float_array(
     target = float_dtype()
     if is_traced(x):
         return x.astype(target) if dtype != target else x
-    x = jnp.asarray(x, dtype=target)
-    has_nan, has_inf = (bool(v) for v in _non_finite(x))
+    # Concrete inputs are checked eagerly even when this call sits inside a user's jit
+    # (e.g. a closed-over constant array): compile-time evaluation keeps the result concrete.
+    with jax.ensure_compile_time_eval():
+        x = jnp.asarray(x, dtype=target)
+        has_nan, has_inf = (bool(v) for v in _non_finite(x))
     if has_inf:
         raise ValueError(f"{name} contains inf; remove or impute non-finite values first")
     if has_nan and not allow_nan:

@@ -1,0 +1,7 @@
+"""Latent-variable models fitted by the EM engine (:mod:`espresso_jax.em`): k-means, Gaussian
+mixtures (four covariance types), variational Bayesian GMM (Dirichlet and Dirichlet-process
+weight priors), PCA and probabilistic PCA (closed form and EM, with missing values)."""
+
+from espresso_jax.mixture import kmeans, pca, ppca, stats, vbgmm
+
+__all__ = ["kmeans", "pca", "ppca", "stats", "vbgmm"]
