@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from espresso_jax.validation import check_int, check_key, check_positive
+from espresso_jax.validation import check_int, check_key, check_positive, is_traced
 
 __all__ = ["EMModel", "EMResult", "StepwiseResult", "fit_em", "fit_stepwise_em", "pad_rows",
            "select_best", "sum_stats"]
@@ -151,14 +151,16 @@ def fit_em(model: EMModel, params0: Params, X: jax.Array, w: jax.Array | None = 
         params0: initial parameters (a pytree).
         X: ``(n_samples, n_features)`` data (already validated).
         w: ``(n_samples,)`` non-negative row weights; ``None`` means ones.
-        tol: convergence threshold on the change of the objective (``0`` runs ``max_iter``).
+        tol: convergence threshold on the change of the objective (``0`` runs ``max_iter``);
+            may be a traced scalar when called from inside a model's jitted fit.
         max_iter: maximum number of iterations (also the length of ``history``).
         chunk_size: rows per E-step block (``None``: all rows at once).
 
     Returns:
         :class:`EMResult`.
     """
-    tol = check_positive(tol, "tol", allow_zero=True)
+    if not is_traced(tol):   # a traced tol (fit_em called inside a model's own jit) passes
+        tol = check_positive(tol, "tol", allow_zero=True)
     max_iter = check_int(max_iter, "max_iter", min_value=1)
     if chunk_size is not None:
         chunk_size = check_int(chunk_size, "chunk_size", min_value=1)
