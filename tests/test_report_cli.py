@@ -56,9 +56,10 @@ def test_report_discard_leaves_destination_untouched(tmp_path):
 
 def test_tour_sections_write_a_complete_report(tmp_path):
     out = run_tour(0, tmp_path / "r", quick=True,
-                   sections=["beta-binomial", "sequential weights", "evidence vs order"])
+                   sections=["beta-binomial", "sequential weights", "evidence vs order",
+                             "kmeans"])
     images = _images(out / "index.html")
-    assert len(images) == 3 and all((out / src).stat().st_size > 1000 for src in images)
+    assert len(images) == 4 and all((out / src).stat().st_size > 1000 for src in images)
     metrics = json.loads((out / "metrics.json").read_text())
     beta = metrics["Beta–Bernoulli sequential update"]
     # Conjugacy: Beta(2 + heads, 2 + tails) has mean (2 + heads) / 104.
@@ -89,7 +90,7 @@ def test_cli_usage_error_exits_nonzero(capsys):
 
 
 def test_every_section_is_named_uniquely():
-    assert len(SECTIONS) == len(set(SECTIONS)) >= 7
+    assert len(SECTIONS) == len(set(SECTIONS)) >= 11
 
 
 def test_cli_summary_prints_scalar_metrics(tmp_path, capsys):

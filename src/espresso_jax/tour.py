@@ -17,7 +17,7 @@ import numpyro.distributions as dist
 import optax
 from tqdm.auto import tqdm
 
-from espresso_jax import datasets, fully_bayes, linear, prob, viz
+from espresso_jax import datasets, fully_bayes, linear, mixture, prob, viz
 from espresso_jax.report import Report
 from espresso_jax.validation import check_int
 
@@ -236,6 +236,102 @@ def _section_fully_bayes_linear(key: jax.Array, report: Report, quick: bool) -> 
                     "closed_form_weights_sd": jnp.sqrt(jnp.diag(fit.cov))})
 
 
+def _faithful_raw_and_standardised() -> tuple[np.ndarray, np.ndarray]:
+    X = datasets.load_faithful()
+    return X, (X - X.mean(0)) / X.std(0)
+
+
+def _section_gmm(key: jax.Array, report: Report, quick: bool) -> None:
+    _, Xs = _faithful_raw_and_standardised()
+    init = dict(weights_init=np.array([0.5, 0.5]), means_init=np.array([[-1.5, 1.0],
+                                                                         [1.5, -1.0]]),
+                precisions_init=np.stack([np.eye(2)] * 2))
+    snapshots = []
+    for n_iter in (1, 2, 5, 20):
+        res = mixture.gmm.fit(key, Xs, 2, max_iter=n_iter, tol=0.0, **init)
+        p = res.params
+        snapshots.append((f"after {n_iter} EM step{'s' if n_iter > 1 else ''}",
+                          np.asarray(p.weights), np.asarray(p.means),
+                          np.asarray(p.covariances), np.asarray(mixture.gmm.predict_proba(p, Xs))))
+    history = np.asarray(res.history)
+    report.section("Gaussian mixture by EM",
+                   "Old Faithful (standardised), K = 2, full covariances, started from means "
+                   "(−1.5, 1), (1.5, −1) and unit covariances, as in PRML Fig. 9.8; ellipses are "
+                   "2 sd. The log-likelihood never decreases.")
+    report.figure(viz.plot_mixture_snapshots(Xs, snapshots, history,
+                                             xlabel="eruptions (std.)", ylabel="waiting (std.)"),
+                  "gmm_em_faithful", "EM iterations with covariance ellipses; log-likelihood")
+    best = mixture.gmm.fit(key, Xs, 2, n_init=4)
+    report.metrics({"final_loglik_per_point": float(history[-1]),
+                    "loglik_never_decreases": bool(np.all(np.diff(history) >= -1e-5)),
+                    "weights": p.weights, "bic_k2": float(mixture.gmm.bic(best.params, Xs)),
+                    "bic_k3": float(mixture.gmm.bic(mixture.gmm.fit(key, Xs, 3, n_init=4)
+                                                    .params, Xs))})
+
+
+def _section_vbgmm(key: jax.Array, report: Report, quick: bool) -> None:
+    X, _ = _faithful_raw_and_standardised()
+    weights, fits = {}, {}
+    for prior in ("dirichlet_process", "dirichlet_distribution"):
+        fits[prior] = mixture.vbgmm.fit(key, X, 10, weight_prior=prior,
+                                        weight_concentration=1e-3, max_iter=500)
+        weights[prior] = np.asarray(mixture.vbgmm.expected_weights(fits[prior].params))
+    p = fits["dirichlet_process"].params
+    report.section("Variational Bayesian GMM",
+                   "Old Faithful with 10 components, weight concentration 1e-3, Gaussian–Wishart "
+                   "component priors (PRML §10.2): the surplus components' weights collapse.")
+    report.figure(viz.plot_weight_pruning(X, weights, np.asarray(p.means),
+                                          np.asarray(p.covariances), threshold=1e-2,
+                                          xlabel="eruptions [min]", ylabel="waiting [min]"),
+                  "vbgmm_pruning", "Expected weights (log scale) and the surviving components")
+    report.metrics({f"active_components_{k}": int((w > 1e-2).sum()) for k, w in weights.items()}
+                   | {f"final_elbo_{k}": float(r.history[int(r.n_iter) - 1])
+                      for k, r in fits.items()})
+
+
+def _section_kmeans(key: jax.Array, report: Report, quick: bool) -> None:
+    _, Xs = _faithful_raw_and_standardised()
+    res = mixture.kmeans.fit(key, Xs, 2, n_init=4, tol=0.0, max_iter=10)
+    labels = mixture.kmeans.predict(res.centres, Xs)
+    history = np.asarray(res.history)
+    report.section("k-means", "Old Faithful (standardised), K = 2, k-means++ initialisation, "
+                   "best of 4 vmapped restarts; Lloyd iterations never increase the distortion.")
+    report.figure(viz.plot_kmeans(Xs, np.asarray(labels), np.asarray(res.centres),
+                                  history[np.isfinite(history)], xlabel="eruptions (std.)",
+                                  ylabel="waiting (std.)"),
+                  "kmeans_faithful", "k-means clusters and inertia per iteration")
+    report.metrics({"inertia": float(res.inertia), "n_iter": int(res.n_iter),
+                    "cluster_sizes": np.bincount(np.asarray(labels), minlength=2)})
+
+
+def _section_pca(key: jax.Array, report: Report, quick: bool) -> None:
+    images, labels = datasets.load_mnist("train")
+    X = images[labels == 3][: 300 if quick else 1000].astype(np.float64)
+    n_comp = 10
+    pca = mixture.pca.fit(X, 20)
+    closed = mixture.ppca.fit(X, n_comp)
+    em_fit = mixture.ppca.fit_em(key, X, n_comp, max_iter=100 if quick else 400, tol=0.0)
+    history = np.asarray(em_fit.history)
+    k_sample = jax.random.fold_in(key, 1)
+    pictures = {
+        "mean, PCs": np.concatenate([np.asarray(pca.mean)[None], np.asarray(pca.components[:7])]),
+        "PPCA samples": np.clip(np.asarray(mixture.ppca.sample(k_sample, closed, 8)), 0, 1),
+        "data": X[:8],
+    }
+    closed_ll = float(mixture.ppca.log_likelihood(closed, X))
+    report.section("PCA and probabilistic PCA",
+                   f"{len(X)} MNIST images of the digit 3 (D = 784). PPCA with M = {n_comp}: the "
+                   "closed-form maximum-likelihood solution (Tipping & Bishop) and EM converging "
+                   "to it (PRML §12.2).")
+    report.figure(viz.plot_pca_ppca(np.asarray(pca.explained_variance_ratio), history[
+        np.isfinite(history)], closed_ll, pictures, (28, 28)), "pca_ppca_mnist",
+        "PCA spectrum and components, PPCA EM against the closed form, PPCA samples")
+    report.metrics({"explained_variance_10": float(np.sum(pca.explained_variance_ratio[:10])),
+                    "ppca_sigma2": float(closed.sigma2), "closed_form_loglik": closed_ll,
+                    "em_final_loglik": float(mixture.ppca.log_likelihood(em_fit.params, X)),
+                    "em_iterations": int(em_fit.n_iter)})
+
+
 SECTIONS: dict[str, Callable[[jax.Array, Report, bool], None]] = {
     "beta-binomial": _section_beta_binomial,
     "bayesian linear regression": _section_blr,
@@ -244,6 +340,10 @@ SECTIONS: dict[str, Callable[[jax.Array, Report, bool], None]] = {
     "gaussian process": _section_gp,
     "logistic regression": _section_logistic,
     "fully bayesian linear": _section_fully_bayes_linear,
+    "gmm": _section_gmm,
+    "vbgmm": _section_vbgmm,
+    "kmeans": _section_kmeans,
+    "pca": _section_pca,
 }
 
 
