@@ -16,26 +16,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import statistics
-import time
 
 import jax
 import numpy as np
-import sklearn
 from sklearn.linear_model import BayesianRidge
 
+from _common import median_time, print_machine
+
 from espresso_jax.linear import bayes
-
-
-def _median_time(fn, repeats: int) -> tuple[float, object]:
-    out = fn()  # warm-up: compiles ours, warms caches for both
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
 
 
 def _ours(X, t, tol, max_iter):
@@ -63,14 +51,7 @@ def main() -> None:
     d = args.d
     repeats = max(args.repeats, 5)
 
-    try:
-        n_cpu = len(os.sched_getaffinity(0))
-    except AttributeError:
-        n_cpu = os.cpu_count()
-    print(f"machine: {platform.machine()} {platform.processor() or ''} | os.cpu_count()="
-          f"{os.cpu_count()} usable={n_cpu} | python {platform.python_version()}")
-    print(f"jax {jax.__version__} ({jax.default_backend()}: {jax.devices()[0].device_kind}) | "
-          f"scikit-learn {sklearn.__version__} | numpy {np.__version__}")
+    print_machine()
 
     rng = np.random.default_rng(args.seed)
     X = rng.standard_normal((n, d))
@@ -87,8 +68,8 @@ def main() -> None:
     for label, dtype, x64 in (("float64", np.float64, True), ("float32", np.float32, False)):
         Xd, td = X.astype(dtype), t.astype(dtype)
         with jax.enable_x64(x64):
-            t_ours, fit = _median_time(_ours(Xd, td, tol_ours, max_iter), repeats)
-        t_sk, br = _median_time(_sklearn(Xd, td, tol_sk, max_iter), repeats)
+            t_ours, fit = median_time(_ours(Xd, td, tol_ours, max_iter), repeats)
+        t_sk, br = median_time(_sklearn(Xd, td, tol_sk, max_iter), repeats)
         d_beta = abs(float(fit.beta) / float(br.alpha_) - 1.0)
         d_alpha = abs(float(fit.alpha) / float(br.lambda_) - 1.0)
         rows.append((label, t_ours, t_sk, d_alpha, d_beta, int(fit.n_iter), int(br.n_iter_)))

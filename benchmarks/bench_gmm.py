@@ -27,13 +27,11 @@ import argparse
 import concurrent.futures as cf
 import multiprocessing as mp
 import os
-import platform
 import resource
-import statistics
 import sys
-import time
 
 import numpy as np
+from _common import median_time, print_machine
 
 GOALS = {"sklearn": 5.0, "gmmx": 2.0, "restarts": 6.0}
 
@@ -61,16 +59,6 @@ def _init(X: np.ndarray, k: int, seed: int) -> dict:
     prec = np.stack([np.diag(1.0 / X[:100_000].var(0))] * k)
     return {"weights_init": np.full(k, 1.0 / k), "means_init": means, "precisions_init": prec,
             "covariances": np.linalg.inv(prec), "d": d}
-
-
-def _median_time(fn, repeats: int):
-    out = fn()                                   # warm-up (compiles JAX code)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
 
 
 def _memory() -> dict:
@@ -117,7 +105,7 @@ def _stage(name: str, cfg: dict) -> dict:
                                        means_init=init["means_init"],
                                        precisions_init=init["precisions_init"]).fit(X)
 
-        t, gm = _median_time(run, repeats)
+        t, gm = median_time(run, repeats)
         out.update(dtype="float64", time=t, loglik=float(gm.lower_bound_))
         return {**out, **_memory()}
 
@@ -135,7 +123,7 @@ def _stage(name: str, cfg: dict) -> dict:
         def run():
             return jax.block_until_ready(fitter.fit(Xj, gmm0))
 
-        t, res = _median_time(run, repeats)
+        t, res = median_time(run, repeats)
         out.update(dtype=str(Xj.dtype), time=t, loglik=float(res.log_likelihood),
                    n_iter=int(res.n_iter))
         return {**out, **_memory()}
@@ -158,7 +146,7 @@ def _stage(name: str, cfg: dict) -> dict:
             return jax.block_until_ready(gmm.fit(key, Xj, k, init="random", n_init=n_init,
                                                  max_iter=iters, tol=0.0))
 
-    t, res = _median_time(run, repeats)
+    t, res = median_time(run, repeats)
     out.update(dtype=str(Xj.dtype), time=t, loglik=float(res.history[int(res.n_iter) - 1]),
                n_iter=int(res.n_iter), chunk_size=cfg.get("chunk_size"),
                n_init=cfg.get("n_init", 1) if name == "restarts" else 1)
@@ -193,17 +181,8 @@ def main() -> None:
     large = {**base, "n": 200_000 if q else 10_000_000, "d": 2, "k": 8, "iters": 5 if q else 10,
              "chunk_size": 50_000 if q else 1_000_000}
 
-    import jax
-    import sklearn
 
-    try:
-        n_cpu = len(os.sched_getaffinity(0))
-    except AttributeError:
-        n_cpu = os.cpu_count()
-    print(f"machine: {platform.machine()} | os.cpu_count()={os.cpu_count()} usable={n_cpu} | "
-          f"python {platform.python_version()}")
-    print(f"jax {jax.__version__} ({jax.default_backend()}: {jax.devices()[0].device_kind}) | "
-          f"scikit-learn {sklearn.__version__} | numpy {np.__version__}")
+    print_machine()
     print(f"full covariances, tol=0, reg_covar=1e-6; median of {repeats} runs after a warm-up; "
           "each stage in a fresh process\n")
 

@@ -16,27 +16,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import statistics
-import time
 import warnings
 
 import jax
 import numpy as np
-import sklearn
 from sklearn.mixture import BayesianGaussianMixture
 
+from _common import median_time, print_machine
+
 from espresso_jax.mixture import vbgmm
-
-
-def _median_time(fn, repeats: int) -> tuple[float, object]:
-    out = fn()  # warm-up: compiles ours
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
 
 
 def main() -> None:
@@ -54,14 +42,7 @@ def main() -> None:
     repeats = args.repeats or (2 if args.quick else 5)
     d, k = args.d, args.k
 
-    try:
-        n_cpu = len(os.sched_getaffinity(0))
-    except AttributeError:
-        n_cpu = os.cpu_count()
-    print(f"machine: {platform.machine()} {platform.processor() or ''} | os.cpu_count()="
-          f"{os.cpu_count()} usable={n_cpu} | python {platform.python_version()}")
-    print(f"jax {jax.__version__} ({jax.default_backend()}: {jax.devices()[0].device_kind}) | "
-          f"scikit-learn {sklearn.__version__} | numpy {np.__version__}")
+    print_machine()
 
     rng = np.random.default_rng(args.seed)
     centres = rng.normal(scale=4.0, size=(8, d))
@@ -91,8 +72,8 @@ def main() -> None:
     for label, dtype, x64 in (("float64", np.float64, True), ("float32", np.float32, False)):
         Xd, rd = X.astype(dtype), resp.astype(dtype)
         with jax.enable_x64(x64):
-            t_ours, res = _median_time(our_fit(Xd, rd), repeats)
-        t_sk, sk = _median_time(sk_fit(Xd), repeats)
+            t_ours, res = median_time(our_fit(Xd, rd), repeats)
+        t_sk, sk = median_time(sk_fit(Xd), repeats)
         lb_ours = float(res.history[int(res.n_iter) - 1])
         lb_sk = float(np.ravel(sk.lower_bounds_)[-1])
         rows.append((label, t_ours / iters, t_sk / iters, lb_ours, lb_sk))
