@@ -5,10 +5,12 @@
   weight and noise precisions.
 - :mod:`~espresso_jax.fully_bayes.logistic`: Bayesian logistic regression (the reference for
   the Laplace approximation in :mod:`espresso_jax.linear.logistic`).
+- :mod:`~espresso_jax.fully_bayes.dpgmm`: truncated stick-breaking Dirichlet-process GMM with
+  the assignments marginalised (NUTS or SVI), the reference for the variational DP-GMM.
 """
 
-from espresso_jax.fully_bayes import linear, logistic, mcmc
+from espresso_jax.fully_bayes import dpgmm, linear, logistic, mcmc
 from espresso_jax.fully_bayes.mcmc import SiteSummary, SVIResult, run_nuts, run_svi, summarize
 
-__all__ = ["linear", "logistic", "mcmc", "SiteSummary", "SVIResult", "run_nuts", "run_svi",
-           "summarize"]
+__all__ = ["dpgmm", "linear", "logistic", "mcmc", "SiteSummary", "SVIResult", "run_nuts",
+           "run_svi", "summarize"]

@@ -90,6 +90,7 @@ def _run_mcmc(
     dense_mass: bool,
     max_tree_depth: int,
     chain_method: str | None,
+    init_strategy: Callable | None = None,
 ) -> tuple[dict[str, jax.Array], jax.Array]:
     """Validate, run NUTS and return ``(samples grouped by chain, number of divergences)``."""
     key = V.check_key(key)
@@ -101,8 +102,9 @@ def _run_mcmc(
     target_accept_prob = V.check_probability(target_accept_prob, "target_accept_prob",
                                              open_interval=True)
     method = _chain_method(chain_method, num_chains)
+    extra = {} if init_strategy is None else {"init_strategy": init_strategy}
     kernel = NUTS(model, target_accept_prob=target_accept_prob, dense_mass=bool(dense_mass),
-                  max_tree_depth=max_tree_depth)
+                  max_tree_depth=max_tree_depth, **extra)
     mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples,
                 num_chains=num_chains, chain_method=method, progress_bar=bool(progress_bar))
     with standard_promotion():
