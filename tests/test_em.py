@@ -156,3 +156,18 @@ def test_data_parallel_em_on_four_virtual_devices_matches_one_device(tmp_path):
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "sharded-ok" in proc.stdout
+
+
+def test_resolve_chunk_size():
+    assert em.resolve_chunk_size(None, 10**6, 512) is None
+    assert em.resolve_chunk_size(1000, 10**6, 512) == 1000
+    # "auto" on CPU: cache-sized, balanced blocks; small data stays one block.
+    assert em.resolve_chunk_size("auto", 1000, 512) is None
+    rows = em.resolve_chunk_size("auto", 100_000, 512)          # 16 × 8 float32 per row
+    n_chunks = -(-100_000 // rows)
+    assert rows * 512 <= 1.01 * em.AUTO_CHUNK_BYTES
+    assert 0 <= n_chunks * rows - 100_000 < n_chunks             # padding < one row per block
+    with pytest.raises(ValueError, match="chunk_size must be a positive int, None or 'auto'"):
+        em.resolve_chunk_size("big", 10, 8)
+    with pytest.raises(ValueError, match="chunk_size must be >= 1"):
+        em.resolve_chunk_size(0, 10, 8)

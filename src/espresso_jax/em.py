@@ -39,7 +39,12 @@ from jax import lax
 from espresso_jax.validation import check_int, check_key, check_positive, is_traced
 
 __all__ = ["EMModel", "EMResult", "StepwiseResult", "fit_em", "fit_stepwise_em", "pad_rows",
-           "select_best", "sum_stats"]
+           "resolve_chunk_size", "select_best", "sum_stats"]
+
+AUTO_CHUNK_BYTES = 4 << 20
+"""Target size of one block's largest temporary under ``chunk_size="auto"`` on CPU: small
+enough to stay in cache. Measured on 2 cores (N = 100,000, D = 8, K = 16 GMM): 72 ms per
+iteration with one block, 32 ms with blocks of 2,000–10,000 rows (1–5 MiB temporaries)."""
 
 Params = Any
 Stats = Any
@@ -96,6 +101,38 @@ def sum_stats(e_step: Callable, params: Params, X: jax.Array, w: jax.Array,
 
     total, _ = lax.scan(body, first, (Xc[1:], wc[1:]))
     return total
+
+
+def resolve_chunk_size(chunk_size: int | str | None, n_rows: int,
+                       bytes_per_row: int) -> int | None:
+    """Validate a model's ``chunk_size`` argument and resolve ``"auto"``.
+
+    Args:
+        chunk_size: rows per E-step block, ``None`` (all rows in one block) or ``"auto"``:
+            on CPU, blocks whose largest temporary is about :data:`AUTO_CHUNK_BYTES` (a
+            cache-sized block is faster than one huge pass, which is memory-bound); on an
+            accelerator, one block (its parallelism wants the whole batch).
+        n_rows: number of data rows.
+        bytes_per_row: bytes of the largest per-row temporary (e.g. ``K · D · itemsize``).
+
+    Returns:
+        An ``int`` block size, or ``None`` for a single block. Auto blocks are balanced so the
+        padding (weight-0 rows) is less than one row per block.
+    """
+    if chunk_size is None:
+        return None
+    if isinstance(chunk_size, str):
+        if chunk_size != "auto":
+            raise ValueError(f"chunk_size must be a positive int, None or 'auto', got "
+                             f"{chunk_size!r}")
+        if jax.default_backend() != "cpu":
+            return None
+        rows = max(256, AUTO_CHUNK_BYTES // max(1, bytes_per_row))
+        if rows >= n_rows:
+            return None
+        n_chunks = -(-n_rows // rows)
+        return -(-n_rows // n_chunks)
+    return check_int(chunk_size, "chunk_size", min_value=1)
 
 
 def pad_rows(X: jax.Array, w: jax.Array, chunk_size: int | None) -> tuple[jax.Array, jax.Array]:

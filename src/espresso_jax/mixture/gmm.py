@@ -397,7 +397,7 @@ def fit(key: jax.Array, X: ArrayLike, n_components: int, *, covariance_type: str
         init: str = "kmeans++", weights_init: ArrayLike | None = None,
         means_init: ArrayLike | None = None, precisions_init: ArrayLike | None = None,
         init_params: GMMParams | None = None, sample_weight: ArrayLike | None = None,
-        chunk_size: int | None = None) -> GMMResult:
+        chunk_size: int | str | None = "auto") -> GMMResult:
     """Fit a Gaussian mixture by EM (maximum likelihood), best of ``n_init`` vmapped restarts.
 
     Args:
@@ -420,7 +420,9 @@ def fit(key: jax.Array, X: ArrayLike, n_components: int, *, covariance_type: str
             excludes the three ``*_init`` arguments).
         sample_weight: ``(n_samples,)`` non-negative row weights (integer weights are the same
             as repeated rows).
-        chunk_size: rows per E-step block (memory O(chunk_size · K · D)); ``None``: all rows.
+        chunk_size: rows per E-step block (memory O(chunk_size · K · D)); ``None``: all rows;
+            ``"auto"``: cache-sized blocks on CPU, one block on accelerators
+            (:func:`espresso_jax.em.resolve_chunk_size`).
 
     Returns:
         :class:`GMMResult`.
@@ -442,7 +444,9 @@ def fit(key: jax.Array, X: ArrayLike, n_components: int, *, covariance_type: str
     max_iter = check_int(max_iter, "max_iter", min_value=1)
     tol = check_positive(tol, "tol", allow_zero=True)
     reg_covar = check_positive(reg_covar, "reg_covar")
-    chunk_size = _check_chunk(chunk_size)
+    # The largest E-step temporary is the (K, B, D) block of rows in component frames, once
+    # per vmapped restart.
+    chunk_size = em.resolve_chunk_size(chunk_size, n, n_init * k * d * X.dtype.itemsize)
     w = as_sample_weight(sample_weight, n)
 
     if init_params is not None:

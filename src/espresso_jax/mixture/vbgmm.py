@@ -250,7 +250,8 @@ def fit(key: jax.Array, X: ArrayLike, n_components: int, *,
         degrees_of_freedom: float | None = None, covariance_prior: ArrayLike | None = None,
         covariance_type: str = "full", init: str | ArrayLike = "kmeans", n_init: int = 1,
         max_iter: int = 100, tol: float = 1e-3, reg_covar: float = 1e-6,
-        sample_weight: ArrayLike | None = None, chunk_size: int | None = None) -> VBGMMResult:
+        sample_weight: ArrayLike | None = None,
+        chunk_size: int | str | None = "auto") -> VBGMMResult:
     """Fit a variational Bayesian Gaussian mixture by variational EM.
 
     Args:
@@ -276,7 +277,9 @@ def fit(key: jax.Array, X: ArrayLike, n_components: int, *,
         reg_covar: > 0, added to the diagonal of every component covariance estimate.
         sample_weight: ``(n_samples,)`` non-negative row weights (integer weights equal
             repeated rows).
-        chunk_size: rows per E-step block (memory O(chunk_size · K · D)).
+        chunk_size: rows per E-step block (memory O(chunk_size · K · D)); ``None``: all rows;
+            ``"auto"``: cache-sized blocks on CPU, one block on accelerators
+            (:func:`espresso_jax.em.resolve_chunk_size`).
 
     Returns:
         :class:`VBGMMResult`.
@@ -299,8 +302,10 @@ def fit(key: jax.Array, X: ArrayLike, n_components: int, *,
     max_iter = check_int(max_iter, "max_iter", min_value=1)
     tol = check_positive(tol, "tol", allow_zero=True)
     reg = check_positive(reg_covar, "reg_covar")
-    if chunk_size is not None:
-        chunk_size = check_int(chunk_size, "chunk_size", min_value=1)
+    # The largest E-step temporary is the (K, B, D) block of rows in component frames, once
+    # per vmapped restart.
+    chunk_size = em.resolve_chunk_size(chunk_size, n,
+                                       n_init * K * X.shape[1] * X.dtype.itemsize)
     w = as_sample_weight(sample_weight, n).astype(X.dtype)
     if isinstance(init, str):
         check_choice(init, "init", INITS)
