@@ -39,7 +39,7 @@ from jax import lax
 from espresso_jax.validation import check_int, check_key, check_positive, is_traced
 
 __all__ = ["EMModel", "EMResult", "StepwiseResult", "fit_em", "fit_stepwise_em", "pad_rows",
-           "resolve_chunk_size", "select_best", "sum_stats"]
+           "resolve_chunk_size", "select_best", "sum_blocks", "sum_stats"]
 
 AUTO_CHUNK_BYTES = 4 << 20
 """Target size of one block's largest temporary under ``chunk_size="auto"`` on CPU: small
@@ -85,22 +85,30 @@ def _strided_chunks(a: jax.Array, n_chunks: int) -> jax.Array:
     return jnp.swapaxes(a.reshape((rows, n_chunks) + a.shape[1:]), 0, 1)
 
 
+def sum_blocks(fn: Callable[..., Stats], arrays: tuple[jax.Array, ...],
+               chunk_size: int | None) -> Stats:
+    """``Σ_blocks fn(*blocks)`` over row blocks of ``chunk_size`` rows of every array in
+    ``arrays`` (``None``: one block), with the strided chunking that keeps row sharding.
+    The arrays must have a multiple of ``chunk_size`` rows (see :func:`pad_rows`)."""
+    n = arrays[0].shape[0]
+    if chunk_size is None or chunk_size >= n:
+        return fn(*arrays)
+    n_chunks = n // chunk_size
+    blocks = tuple(_strided_chunks(a, n_chunks) for a in arrays)
+    first = fn(*(b[0] for b in blocks))
+
+    def body(total, block):
+        return jax.tree.map(jnp.add, total, fn(*block)), None
+
+    total, _ = lax.scan(body, first, tuple(b[1:] for b in blocks))
+    return total
+
+
 def sum_stats(e_step: Callable, params: Params, X: jax.Array, w: jax.Array,
               chunk_size: int | None) -> Stats:
     """Sufficient statistics of all rows, in chunks of ``chunk_size`` rows (``None``: one
     block). ``X`` must have a multiple of ``chunk_size`` rows (pad with weight-0 rows)."""
-    n = X.shape[0]
-    if chunk_size is None or chunk_size >= n:
-        return e_step(params, X, w)
-    n_chunks = n // chunk_size
-    Xc, wc = _strided_chunks(X, n_chunks), _strided_chunks(w, n_chunks)
-    first = e_step(params, Xc[0], wc[0])
-
-    def body(total, block):
-        return jax.tree.map(jnp.add, total, e_step(params, *block)), None
-
-    total, _ = lax.scan(body, first, (Xc[1:], wc[1:]))
-    return total
+    return sum_blocks(lambda Xb, wb: e_step(params, Xb, wb), (X, w), chunk_size)
 
 
 def resolve_chunk_size(chunk_size: int | str | None, n_rows: int,

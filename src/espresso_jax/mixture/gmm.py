@@ -205,25 +205,10 @@ class _Overrides(NamedTuple):
 
 
 def _sum_blocks(fn, X: jax.Array, w: jax.Array, chunk_size: int | None):
-    """``Σ_blocks fn(X_b, w_b, rows_b)`` with the engine's strided chunking (rows ``j, j + n_c,
-    ...``) and the global row indices of each block (for per-row random draws)."""
-    n = X.shape[0]
-    rows = jnp.arange(n, dtype=jnp.uint32)
-    if chunk_size is None or chunk_size >= n:
-        return fn(X, w, rows)
-    n_chunks = n // chunk_size
-
-    def split(a):
-        return jnp.swapaxes(a.reshape((chunk_size, n_chunks) + a.shape[1:]), 0, 1)
-
-    blocks = (split(X), split(w), split(rows))
-    first = fn(*(b[0] for b in blocks))
-
-    def body(total, block):
-        return jax.tree.map(jnp.add, total, fn(*block)), None
-
-    total, _ = lax.scan(body, first, tuple(b[1:] for b in blocks))
-    return total
+    """``Σ_blocks fn(X_b, w_b, rows_b)`` with the engine's chunking and the global row indices
+    of each block (for per-row random draws that do not depend on ``chunk_size``)."""
+    rows = jnp.arange(X.shape[0], dtype=jnp.uint32)
+    return em.sum_blocks(fn, (X, w, rows), chunk_size)
 
 
 def _kmeans_centres(key, X, w, n_components: int, init: str, chunk_size):
