@@ -21,7 +21,7 @@ def _parser() -> argparse.ArgumentParser:
     tour = sub.add_parser(
         "tour", help="run every model family on bundled data and write a report folder")
     tour.add_argument("--quick", action="store_true",
-                      help="small settings, same code paths (about a minute on 2 CPU cores)")
+                      help="small settings, same code paths (under a minute on 2 CPU cores)")
     tour.add_argument("--out", default="report", help="report folder (default: report)")
     tour.add_argument("--seed", type=int, default=0, help="PRNG seed (default: 0)")
     return parser
