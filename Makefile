@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
+BENCH_STAMP := $(VENV)/.bench-stamp
 OUT    ?= report
 JOBS   ?= 2
 
@@ -14,6 +15,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[test,bench]"
+	touch $(BENCH_STAMP)
 
 ## The main job on bundled data: prints results, writes plots and metrics to $(OUT)/.
 demo: $(STAMP)
@@ -31,7 +36,7 @@ test-all: $(STAMP)
 	$(PY) -m pytest -n $(JOBS) -q -m "slow or not slow"
 
 ## Benchmarks against the peers, one at a time (never run two at once).
-bench: $(STAMP)
+bench: $(BENCH_STAMP)
 	for script in benchmarks/bench_*.py; do $(PY) $$script || exit 1; done
 
 clean:
