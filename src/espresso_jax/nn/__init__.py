@@ -1,0 +1,6 @@
+"""Neural models (flax.linen modules used functionally): shared modules, auto-encoders,
+variational auto-encoders and GANs, all trained with :mod:`espresso_jax.train`."""
+
+from espresso_jax.nn import modules
+
+__all__ = ["modules"]

@@ -1,0 +1,342 @@
+"""The stochastic-gradient engine: minibatch SGD / SGVB / Bayes-by-Backprop loops.
+
+A loss is a function of one minibatch, ``loss_fn(params, batch, key) -> loss`` (or
+``(loss, aux)`` with ``has_aux=True``, ``aux`` a dict of scalars to log). The engine does the
+rest the same way for every model:
+
+* :func:`init_state` builds a :class:`TrainState` ``(params, opt_state, key, step)``;
+* :func:`make_step` turns ``loss_fn`` and an optax optimiser into a pure step
+  ``(state, batch) -> (state, metrics)`` that splits the state's key each step;
+* :func:`run_epochs` is a pure, jittable and vmappable loop: each epoch draws a permutation of
+  the data from a key and ``lax.scan``-s the step over its minibatches (the remainder that does
+  not fill a batch is left out of that epoch). Vmapping it over keys, data splits or
+  hyper-parameters trains many networks in one compiled call;
+* :func:`fit_loop` runs any step (a GAN's two-player step included) in jitted chunks of epochs
+  and, between chunks, updates a progress bar, the loss history, evaluation callbacks and early
+  stopping; :func:`fit` is ``init_state`` + ``make_step`` + ``fit_loop``.
+
+States save and load with flax's msgpack serializer (:func:`save_state`, :func:`load_state`).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from espresso_jax import io
+from espresso_jax.validation import check_int, check_key
+
+__all__ = [
+    "TrainState",
+    "FitResult",
+    "init_state",
+    "make_step",
+    "epoch_batches",
+    "run_epochs",
+    "fit_loop",
+    "fit",
+    "save_state",
+    "load_state",
+]
+
+PyTree = Any
+StepFn = Callable[[Any, PyTree], tuple[Any, Mapping[str, jax.Array]]]
+
+
+class TrainState(NamedTuple):
+    """State of one optimisation run.
+
+    Attributes:
+        params: model parameters (any pytree of arrays).
+        opt_state: the optax optimiser state.
+        key: PRNG key split by every step (dropout masks, reparameterisation noise, ...).
+        step: number of steps taken, int32 scalar.
+    """
+
+    params: PyTree
+    opt_state: PyTree
+    key: jax.Array
+    step: jax.Array
+
+
+class FitResult(NamedTuple):
+    """Outcome of :func:`fit_loop` / :func:`fit`.
+
+    Attributes:
+        state: the final state (after the last epoch run).
+        best_params: the parameters with the best evaluation metric when ``eval_fn`` is given,
+            else the final parameters.
+        history: per-epoch means of every metric the step returns, ``name -> (n_epochs_run,)``.
+        eval_history: ``(n_evaluations,)`` values of ``eval_fn`` (empty without one).
+        n_epochs: epochs actually run.
+        stopped_early: True when early stopping ended the run.
+    """
+
+    state: Any
+    best_params: PyTree
+    history: dict[str, np.ndarray]
+    eval_history: np.ndarray
+    n_epochs: int
+    stopped_early: bool
+
+
+def init_state(key: jax.Array, params: PyTree, optimizer: optax.GradientTransformation
+               ) -> TrainState:
+    """A fresh :class:`TrainState`: ``optimizer.init(params)``, step 0, ``key`` for the steps."""
+    return TrainState(params=params, opt_state=optimizer.init(params), key=key,
+                      step=jnp.zeros((), jnp.int32))
+
+
+def make_step(loss_fn: Callable[..., Any], optimizer: optax.GradientTransformation, *,
+              has_aux: bool = False) -> StepFn:
+    """A pure training step for ``loss_fn(params, batch, key)``.
+
+    The step splits ``state.key``, takes the gradient of the loss at ``state.params`` with the
+    subkey, applies the optimiser update and returns ``(new_state, metrics)`` where ``metrics``
+    holds ``"loss"`` and, with ``has_aux``, the entries of the aux dict.
+
+    The same ``(loss_fn, optimizer, has_aux)`` gives the same step object, so jitted loops over
+    it are compiled once per shape (a second :func:`fit` call does not recompile).
+    """
+    return _make_step(loss_fn, optimizer, has_aux)
+
+
+@functools.lru_cache(maxsize=128)
+def _make_step(loss_fn, optimizer, has_aux):
+    value_and_grad = jax.value_and_grad(loss_fn, has_aux=has_aux)
+
+    def step(state: TrainState, batch: PyTree) -> tuple[TrainState, dict[str, jax.Array]]:
+        key, subkey = jax.random.split(state.key)
+        value, grads = value_and_grad(state.params, batch, subkey)
+        loss, aux = value if has_aux else (value, {})
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {"loss": loss, **aux}
+        return TrainState(params, opt_state, key, state.step + 1), metrics
+
+    return step
+
+
+def _n_rows(data: PyTree) -> int:
+    leaves = jax.tree.leaves(data)
+    if not leaves:
+        raise ValueError("data has no array leaves")
+    sizes = {int(np.shape(leaf)[0]) if np.ndim(leaf) else -1 for leaf in leaves}
+    if len(sizes) != 1 or -1 in sizes:
+        raise ValueError("every array in data must share the leading (example) axis, got "
+                         f"leading sizes {sorted(sizes)}")
+    return sizes.pop()
+
+
+def epoch_batches(key: jax.Array, n_rows: int, batch_size: int) -> jax.Array:
+    """Row indices of one shuffled epoch, ``(n_rows // batch_size, batch_size)``."""
+    n_batches = n_rows // batch_size
+    perm = jax.random.permutation(key, n_rows)
+    return perm[: n_batches * batch_size].reshape(n_batches, batch_size)
+
+
+def run_epochs(step_fn: StepFn, state: Any, data: PyTree, key: jax.Array, *, batch_size: int,
+               n_epochs: int) -> tuple[Any, dict[str, jax.Array]]:
+    """Run ``n_epochs`` shuffled epochs of ``step_fn`` (pure; jit and vmap it freely).
+
+    Args:
+        step_fn: ``(state, batch) -> (state, metrics)``; ``metrics`` a dict of scalars.
+        state: the training state (any pytree).
+        data: pytree of arrays sharing the leading axis ``(n_rows, ...)``.
+        key: shuffling key, split into one permutation key per epoch.
+        batch_size: rows per minibatch (static).
+        n_epochs: epochs to run (static).
+
+    Returns:
+        ``(state, metrics)`` with each metric averaged per epoch, ``(n_epochs,)``.
+    """
+    n_rows = jax.tree.leaves(data)[0].shape[0]
+
+    def one_epoch(state, epoch_key):
+        index = epoch_batches(epoch_key, n_rows, batch_size)
+
+        def one_batch(state, rows):
+            batch = jax.tree.map(lambda a: jnp.take(a, rows, axis=0), data)
+            return step_fn(state, batch)
+
+        state, metrics = jax.lax.scan(one_batch, state, index)
+        return state, jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
+
+    return jax.lax.scan(one_epoch, state, jax.random.split(key, n_epochs))
+
+
+@functools.partial(jax.jit, static_argnames=("step_fn", "batch_size", "n_epochs"))
+def _run_chunk(step_fn, state, data, key, batch_size, n_epochs):
+    return run_epochs(step_fn, state, data, key, batch_size=batch_size, n_epochs=n_epochs)
+
+
+def fit_loop(key: jax.Array, step_fn: StepFn, state: Any, data: PyTree, *, batch_size: int,
+             n_epochs: int, epochs_per_chunk: int | None = None,
+             eval_fn: Callable[[Any], Any] | None = None, eval_every: int = 1,
+             patience: int | None = None, minimize: bool = True,
+             params_of: Callable[[Any], PyTree] = lambda s: s.params,
+             callbacks: Sequence[Callable[[int, Any, dict[str, float]], None]] = (),
+             progress: bool = True, desc: str = "train") -> FitResult:
+    """Train with any step function in jitted chunks of epochs.
+
+    Between chunks (never inside them) the host updates a tqdm progress bar, evaluates
+    ``eval_fn`` every ``eval_every`` epochs, keeps the best parameters, stops early after
+    ``patience`` evaluations without improvement and calls each callback as
+    ``callback(epoch, state, last_metrics)``.
+
+    Args:
+        key: shuffling key (the state carries its own key for the steps).
+        step_fn: ``(state, batch) -> (state, metrics)``, e.g. from :func:`make_step`.
+        state: initial state.
+        data: pytree of arrays with a shared leading axis ``(n_rows, ...)``.
+        batch_size: minibatch size, ``1 <= batch_size <= n_rows``.
+        n_epochs: maximum number of epochs.
+        epochs_per_chunk: epochs per jitted call (default: ``eval_every`` with an ``eval_fn``,
+            else enough for about 20 progress updates).
+        eval_fn: ``params -> scalar`` validation metric (lower is better unless
+            ``minimize=False``).
+        eval_every: epochs between evaluations; must divide into chunks (it sets the chunk).
+        patience: evaluations without improvement before stopping (None: never stop early).
+        params_of: how to read the parameters out of the state (for custom states).
+        callbacks: host functions called after every chunk.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        :class:`FitResult`.
+    """
+    key = check_key(key)
+    n_rows = _n_rows(data)
+    batch_size = check_int(batch_size, "batch_size", min_value=1)
+    n_epochs = check_int(n_epochs, "n_epochs", min_value=1)
+    if batch_size > n_rows:
+        raise ValueError(f"batch_size ({batch_size}) is larger than the number of rows "
+                         f"({n_rows})")
+    eval_every = check_int(eval_every, "eval_every", min_value=1)
+    if patience is not None:
+        patience = check_int(patience, "patience", min_value=1)
+        if eval_fn is None:
+            raise ValueError("patience needs an eval_fn to watch")
+    if epochs_per_chunk is None:
+        epochs_per_chunk = eval_every if eval_fn is not None else max(1, math.ceil(n_epochs / 20))
+    epochs_per_chunk = check_int(epochs_per_chunk, "epochs_per_chunk", min_value=1)
+    for leaf in jax.tree.leaves(data):
+        arr = np.asarray(leaf) if not isinstance(leaf, jax.Array) else leaf
+        if jnp.issubdtype(arr.dtype, jnp.floating) and not bool(jnp.all(jnp.isfinite(arr))):
+            raise ValueError("data contains NaN or inf")
+
+    from tqdm.auto import tqdm
+
+    history: dict[str, list[np.ndarray]] = {}
+    eval_history: list[float] = []
+    best_value, best_params, bad_evals = math.inf, None, 0
+    sign = 1.0 if minimize else -1.0
+    done, stopped_early = 0, False
+    bar = tqdm(total=n_epochs, desc=desc, disable=not progress, unit="epoch", leave=False)
+    try:
+        while done < n_epochs:
+            todo = min(epochs_per_chunk, n_epochs - done)
+            key, chunk_key = jax.random.split(key)
+            state, metrics = _run_chunk(step_fn, state, data, chunk_key, batch_size, todo)
+            metrics = {k: np.asarray(v) for k, v in metrics.items()}
+            for name, values in metrics.items():
+                history.setdefault(name, []).append(values)
+            done += todo
+            last = {k: float(v[-1]) for k, v in metrics.items()}
+            if not all(math.isfinite(v) for v in last.values()):
+                bad = [k for k, v in last.items() if not math.isfinite(v)]
+                raise FloatingPointError(
+                    f"training diverged at epoch {done}: {', '.join(bad)} is not finite "
+                    "(lower the learning rate or check the loss)")
+            if eval_fn is not None and (done % eval_every == 0 or done == n_epochs):
+                value = float(eval_fn(params_of(state)))
+                eval_history.append(value)
+                last["eval"] = value
+                if sign * value < best_value:
+                    best_value, bad_evals = sign * value, 0
+                    best_params = jax.tree.map(jnp.copy, params_of(state))
+                else:
+                    bad_evals += 1
+            for callback in callbacks:
+                callback(done, state, last)
+            bar.update(todo)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in last.items()}, refresh=False)
+            if patience is not None and bad_evals >= patience:
+                stopped_early = True
+                break
+    finally:
+        bar.close()
+    if best_params is None:
+        best_params = params_of(state)
+    return FitResult(state=state, best_params=best_params,
+                     history={k: np.concatenate(v) for k, v in history.items()},
+                     eval_history=np.asarray(eval_history), n_epochs=done,
+                     stopped_early=stopped_early)
+
+
+def fit(key: jax.Array, loss_fn: Callable[..., Any], params: PyTree, data: PyTree, *,
+        optimizer: optax.GradientTransformation, batch_size: int, n_epochs: int,
+        has_aux: bool = False, **loop_options: Any) -> FitResult:
+    """Minimise ``loss_fn(params, batch, key)`` over shuffled minibatches of ``data``.
+
+    Args:
+        key: PRNG key; split into the shuffling key and the state's step key.
+        loss_fn: loss of one minibatch; returns a scalar, or ``(scalar, aux_dict)`` with
+            ``has_aux=True``. Scale it yourself (e.g. by N/M for an ELBO).
+        params: initial parameters.
+        data: pytree of arrays sharing the leading axis ``(n_rows, ...)``.
+        optimizer: an optax optimiser (no default: the choice is part of the experiment).
+        batch_size: rows per minibatch.
+        n_epochs: epochs to run (at most, with early stopping).
+        **loop_options: see :func:`fit_loop` (``eval_fn``, ``patience``, ``callbacks``, ...).
+
+    Returns:
+        :class:`FitResult` whose ``state`` is a :class:`TrainState`.
+    """
+    key = check_key(key)
+    shuffle_key, step_key = jax.random.split(key)
+    state = init_state(step_key, params, optimizer)
+    step_fn = make_step(loss_fn, optimizer, has_aux=has_aux)
+    return fit_loop(shuffle_key, step_fn, state, data, batch_size=batch_size,
+                    n_epochs=n_epochs, **loop_options)
+
+
+def _key_to_data(tree: PyTree) -> PyTree:
+    def convert(leaf):
+        if isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            return jax.random.key_data(leaf)
+        return leaf
+    return jax.tree.map(convert, tree)
+
+
+def save_state(path: str | os.PathLike, state: Any) -> Path:
+    """Save a training state (or any pytree with typed keys) with flax's msgpack serializer.
+
+    Typed PRNG keys are stored as their raw key data.
+    """
+    return io.save_params(path, _key_to_data(state))
+
+
+def load_state(path: str | os.PathLike, like: Any) -> Any:
+    """Load a state written by :func:`save_state` into the structure of ``like``.
+
+    ``like`` is a state of the same model and optimiser (e.g. a freshly initialised one);
+    typed keys in ``like`` come back as typed keys of the same implementation.
+    """
+    loaded = io.load_params(path, _key_to_data(like))
+
+    def restore(template, leaf):
+        if isinstance(template, jax.Array) and jnp.issubdtype(template.dtype,
+                                                              jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(leaf, impl=jax.random.key_impl(template))
+        return jnp.asarray(leaf, dtype=getattr(template, "dtype", None))
+
+    return jax.tree.map(restore, like, loaded)
