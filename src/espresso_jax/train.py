@@ -33,6 +33,7 @@ import numpy as np
 import optax
 
 from espresso_jax import io
+from espresso_jax.interop import standard_promotion
 from espresso_jax.validation import check_int, check_key
 
 __all__ = [
@@ -92,7 +93,9 @@ class FitResult(NamedTuple):
 def init_state(key: jax.Array, params: PyTree, optimizer: optax.GradientTransformation
                ) -> TrainState:
     """A fresh :class:`TrainState`: ``optimizer.init(params)``, step 0, ``key`` for the steps."""
-    return TrainState(params=params, opt_state=optimizer.init(params), key=key,
+    with standard_promotion():
+        opt_state = optimizer.init(params)
+    return TrainState(params=params, opt_state=opt_state, key=key,
                       step=jnp.zeros((), jnp.int32))
 
 
@@ -118,8 +121,9 @@ def _make_step(loss_fn, optimizer, has_aux):
         key, subkey = jax.random.split(state.key)
         value, grads = value_and_grad(state.params, batch, subkey)
         loss, aux = value if has_aux else (value, {})
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        with standard_promotion():  # optax mixes int32 step counts with floats
+            updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+            params = optax.apply_updates(state.params, updates)
         metrics = {"loss": loss, **aux}
         return TrainState(params, opt_state, key, state.step + 1), metrics
 
