@@ -1,7 +1,10 @@
-"""Helpers shared by the benchmark scripts: timing and the machine/version banner."""
+"""Helpers shared by the benchmark scripts: timing, the machine/version banner, and the
+machine-readable ``RESULT {json}`` lines that ``espresso-jax bench`` collects."""
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import platform
 import statistics
@@ -36,3 +39,26 @@ def print_machine() -> None:
           f"{os.cpu_count()} usable={usable} | python {platform.python_version()}")
     print(f"jax {jax.__version__} ({jax.default_backend()}: {jax.devices()[0].device_kind}) | "
           f"scikit-learn {sklearn.__version__} | numpy {np.__version__}")
+
+
+def print_result(case: str, ours: float, peer: float, *, peer_name: str, unit: str = "s",
+                 ratio: float | None = None, goal: str | None = None,
+                 met: bool | None = None) -> None:
+    """Print one machine-readable line ``RESULT {json}`` (read by ``espresso-jax bench``).
+
+    Args:
+        case: what was measured (sizes, dtype).
+        ours: our figure (e.g. seconds).
+        peer: the peer's figure in the same unit.
+        peer_name: who the peer is.
+        unit: unit of ``ours`` and ``peer``.
+        ratio: the ratio the script reports; default ``peer / ours`` (our speed-up).
+        goal: the goal as text, e.g. ``">= 5"``.
+        met: whether the goal was met.
+    """
+    ratio = peer / ours if ratio is None else ratio
+    row = {"case": case, "ours": ours, "peer": peer, "ratio": ratio, "peer_name": peer_name,
+           "unit": unit, "goal": goal, "met": met}
+    row = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+           for k, v in row.items()}
+    print("RESULT " + json.dumps(row), flush=True)

@@ -21,7 +21,7 @@ import jax
 import numpy as np
 from sklearn.linear_model import BayesianRidge
 
-from _common import median_time, print_machine
+from _common import median_time, print_machine, print_result
 
 from espresso_jax.linear import bayes
 
@@ -81,6 +81,10 @@ def main() -> None:
               f"{d_alpha:13.2e} {d_beta:12.2e} {it_o:>6d}/{it_s:<6d}")
     speedup = rows[0][2] / rows[0][1]
     print(f"\nfloat64 speed-up {speedup:.1f}x (goal >= 3x): {'met' if speedup >= 3 else 'NOT met'}")
+    for label, t_ours, t_sk, *_ in rows:
+        goal = label == "float64"
+        print_result(f"N={n} D={d} {label}", t_ours, t_sk, peer_name="sklearn BayesianRidge",
+                     goal=">= 3" if goal else None, met=t_sk / t_ours >= 3 if goal else None)
     if hasattr(os, "getloadavg"):
         print("load average at the end (1/5/15 min): "
               + " ".join(f"{v:.2f}" for v in os.getloadavg()))

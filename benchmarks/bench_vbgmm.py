@@ -22,7 +22,7 @@ import jax
 import numpy as np
 from sklearn.mixture import BayesianGaussianMixture
 
-from _common import median_time, print_machine
+from _common import median_time, print_machine, print_result
 
 from espresso_jax.mixture import vbgmm
 
@@ -86,6 +86,11 @@ def main() -> None:
     speedup = rows[0][2] / rows[0][1]
     print(f"\nfloat64 per-iteration speed-up {speedup:.1f}x (goal >= 5x): "
           f"{'met' if speedup >= 5 else 'NOT met'}")
+    for label, t_o, t_s, *_ in rows:
+        goal = label == "float64"
+        print_result(f"N={n} D={d} K={k} {iters} it {label}, per iteration", t_o, t_s,
+                     peer_name="sklearn BayesianGaussianMixture", unit="s/it",
+                     goal=">= 5" if goal else None, met=t_s / t_o >= 5 if goal else None)
     if hasattr(os, "getloadavg"):
         print("load average at the end (1/5/15 min): "
               + " ".join(f"{v:.2f}" for v in os.getloadavg()))

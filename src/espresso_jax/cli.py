@@ -2,28 +2,134 @@
 
 ``espresso-jax tour [--quick] [--out DIR] [--seed N]`` runs every model family that exists on
 the bundled data and writes a report folder (``index.html`` with figures, ``metrics.json``).
+
+``espresso-jax fit MODEL DATA [--out DIR] [options]`` fits ``gmm``, ``vbgmm``, ``kmeans``,
+``ppca`` or ``blr`` to a CSV or NPY table and writes ``params.msgpack`` (+ ``params.json``),
+``summary.json`` and ``plot.png`` (:mod:`espresso_jax.fitting`); ``espresso-jax fit MODEL -h``
+lists the model's options.
+
+``espresso-jax bench [--only NAME ...] [--quick]`` runs the benchmark scripts of a source
+checkout one at a time and prints their ratio table (:mod:`espresso_jax.bench`).
+
+Errors are one line on stderr (``espresso-jax: error: ...``), exit status 2, no traceback, and
+nothing written.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
 from pathlib import Path
 
+_PROG = "espresso-jax"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr, exit status 2 (argparse prints the usage too)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{_PROG}: error: {message} (see {self.prog} --help)\n")
+
+
+def _add_fit_parsers(fit: argparse.ArgumentParser) -> None:
+    models = fit.add_subparsers(dest="model", required=True, metavar="MODEL",
+                                parser_class=_Parser)
+
+    def model(name: str, text: str) -> argparse.ArgumentParser:
+        p = models.add_parser(name, help=text, description=text)
+        p.add_argument("data", metavar="DATA",
+                       help=".csv (header optional) or .npy file, one row per sample")
+        p.add_argument("--out", default=None,
+                       help=f"output folder (default: <DATA stem>_{name})")
+        p.add_argument("--seed", type=int, default=0, help="PRNG seed (default: 0)")
+        p.add_argument("--x64", action="store_true", help="fit in float64 (default float32)")
+        return p
+
+    def opt(p, flag, type_, default, text, **kw):
+        shown = "" if default is None else f" (default: {default})"
+        p.add_argument(flag, type=type_, default=default, help=text + shown, **kw)
+
+    p = model("gmm", "Gaussian mixture by EM (maximum likelihood)")
+    opt(p, "--n-components", int, 2, "number of components K")
+    opt(p, "--covariance-type", str, "full", "covariance type",
+        choices=("full", "tied", "diag", "spherical"))
+    opt(p, "--n-init", int, 1, "restarts (vmapped), the best log-likelihood is kept")
+    opt(p, "--max-iter", int, 100, "maximum EM iterations")
+    opt(p, "--tol", float, 1e-3, "stop when the mean log-likelihood changes by less")
+    opt(p, "--reg-covar", float, 1e-6, "added to the covariance diagonals")
+
+    p = model("vbgmm", "variational Bayesian Gaussian mixture (unused components are pruned)")
+    opt(p, "--n-components", int, 5, "number of components (upper bound)")
+    opt(p, "--weight-prior", str, "dirichlet_process", "prior on the mixing weights",
+        choices=("dirichlet", "dirichlet_process"))
+    opt(p, "--weight-concentration", float, None, "concentration of the weight prior "
+        "(default: 1/K)")
+    opt(p, "--covariance-type", str, "full", "covariance type",
+        choices=("full", "tied", "diag", "spherical"))
+    opt(p, "--n-init", int, 1, "restarts (vmapped), the best lower bound is kept")
+    opt(p, "--max-iter", int, 100, "maximum variational EM iterations")
+    opt(p, "--tol", float, 1e-3, "stop when the lower bound changes by less")
+
+    p = model("kmeans", "k-means clustering (Lloyd, k-means++ seeding)")
+    opt(p, "--n-clusters", int, 2, "number of clusters")
+    opt(p, "--n-init", int, 1, "seeded runs (vmapped), the smallest inertia is kept")
+    opt(p, "--max-iter", int, 300, "maximum Lloyd iterations")
+
+    p = model("ppca", "probabilistic PCA (closed form, or EM with --em)")
+    opt(p, "--n-components", int, 1, "latent dimension M")
+    p.add_argument("--em", action="store_true", help="fit by EM instead of the closed form")
+    opt(p, "--max-iter", int, 1000, "maximum EM iterations (with --em)")
+    opt(p, "--tol", float, 1e-6, "EM tolerance on the mean log-likelihood (with --em)")
+
+    p = model("blr", "Bayesian linear regression, alpha and beta by evidence maximisation")
+    opt(p, "--target", str, "-1", "target column: index (negative from the end) or name")
+    opt(p, "--basis", str, "polynomial", "basis of the (standardised) inputs; none: linear",
+        choices=("polynomial", "gaussian", "sigmoid", "none"))
+    opt(p, "--degree", int, None, "polynomial degree (default: 3)")
+    opt(p, "--n-basis", int, None, "number of gaussian/sigmoid functions (default: 9)")
+    opt(p, "--width", float, None, "gaussian/sigmoid width in standard deviations "
+        "(default: the spacing of the centres)")
+    opt(p, "--max-iter", int, 300, "maximum evidence re-estimation steps")
+    opt(p, "--tol", float, 1e-6, "relative tolerance on alpha and beta")
+
+
+_FIT_COMMON = ("command", "model", "data", "out", "seed", "x64")
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="espresso-jax",
+    parser = _Parser(
+        prog=_PROG,
         description="Bayesian machine learning as composable JAX functions.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     tour = sub.add_parser(
         "tour", help="run every model family on bundled data and write a report folder")
     tour.add_argument("--quick", action="store_true",
                       help="small settings, same code paths (under a minute on 2 CPU cores)")
     tour.add_argument("--out", default="report", help="report folder (default: report)")
     tour.add_argument("--seed", type=int, default=0, help="PRNG seed (default: 0)")
+    fit = sub.add_parser(
+        "fit", help="fit a model to your CSV/NPY table and save params, summary and plot",
+        description="Fit a model to a CSV or NPY table; `espresso-jax fit MODEL -h` lists "
+                    "the model's options.")
+    _add_fit_parsers(fit)
+    bench = sub.add_parser(
+        "bench", help="run the benchmarks (one at a time) and print the ratio table")
+    bench.add_argument("--only", nargs="+", action="extend", metavar="NAME", default=None,
+                       help="run only these benchmarks (e.g. gmm evidence)")
+    bench.add_argument("--quick", action="store_true",
+                       help="pass --quick to the scripts (small sizes)")
+    bench.add_argument("--bench-dir", default=None,
+                       help="folder of bench_*.py scripts (default: benchmarks/ of the "
+                            "source checkout)")
+    bench.add_argument("--timeout", type=float, default=None,
+                       help="seconds per benchmark before it is killed (default: none)")
+    bench.add_argument("--verbose", action="store_true",
+                       help="show the scripts' own output")
+    bench.add_argument("--json", default=None, metavar="FILE",
+                       help="also write the collected rows to FILE (JSON)")
     return parser
 
 
@@ -40,6 +146,61 @@ def _print_summary(report_dir: Path) -> None:
             print(f"  {name:<34} {text}")
 
 
+def _run_fit(args: argparse.Namespace) -> None:
+    import jax
+
+    from espresso_jax.fitting import run_fit
+
+    if args.seed < 0:
+        raise ValueError(f"seed must be >= 0, got {args.seed}")
+    out = Path(args.out) if args.out else Path(f"{Path(args.data).stem}_{args.model}")
+    options = {k: v for k, v in vars(args).items() if k not in _FIT_COMMON}
+    if args.model == "blr":
+        options["target"] = int(args.target) if args.target.lstrip("-").isdigit() \
+            else args.target
+    # Options left at None mean "the library's default" (which may depend on other options).
+    options = {k: v for k, v in options.items() if v is not None}
+    start = time.perf_counter()
+    # Only switch precision when asked (a user's JAX_ENABLE_X64=1 is kept otherwise).
+    with jax.enable_x64(True) if args.x64 else contextlib.nullcontext():
+        summary = run_fit(jax.random.key(args.seed), args.model, args.data, out, **options)
+    print(f"{args.model} fitted to {args.data} ({summary['n_samples']} rows, columns: "
+          f"{', '.join(summary['columns'])})")
+    for name, value in summary["metrics"].items():
+        if isinstance(value, (bool, int, float)):
+            text = f"{value:.6g}" if isinstance(value, float) else str(value)
+            print(f"  {name:<24} {text}")
+    print(f"\nwritten to {out}/ (params.msgpack, params.json, summary.json, plot.png) in "
+          f"{time.perf_counter() - start:.1f} s")
+    print(f"load in Python: {summary['load']}")
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from espresso_jax.bench import find_bench_dir, format_table, run_benchmarks
+
+    bench_dir = find_bench_dir(args.bench_dir)
+    if args.timeout is not None and not args.timeout > 0:
+        raise ValueError(f"--timeout must be > 0, got {args.timeout}")
+    runs = run_benchmarks(bench_dir, only=args.only, quick=args.quick, timeout=args.timeout,
+                          progress=lambda s: print(s, file=sys.stderr, flush=True),
+                          echo=(lambda s: print("    " + s, flush=True)) if args.verbose
+                          else None)
+    rows = [row for run in runs for row in run.rows]
+    if rows:
+        print(format_table(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    failed = [run for run in runs if run.error is not None]
+    for run in failed:
+        print(f"{_PROG}: error: {run.error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(part.strip() for part in str(err).splitlines() if part.strip())
+    return text or type(err).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point. Returns the exit status; errors are one line on stderr, no traceback."""
     args = _parser().parse_args(argv)
@@ -52,11 +213,15 @@ def main(argv: list[str] | None = None) -> int:
             _print_summary(out)
             print(f"\nreport written to {out}/index.html "
                   f"({time.perf_counter() - start:.1f} s)")
+        elif args.command == "fit":
+            _run_fit(args)
+        elif args.command == "bench":
+            return _run_bench(args)
     except (ValueError, TypeError, FileNotFoundError, OSError) as err:
-        print(f"espresso-jax: error: {err}", file=sys.stderr)
+        print(f"{_PROG}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("espresso-jax: interrupted; nothing written", file=sys.stderr)
+        print(f"{_PROG}: interrupted; nothing written", file=sys.stderr)
         return 130
     return 0
 

@@ -1,0 +1,142 @@
+"""Open a generated report in headless Chromium and check that every figure loads.
+
+Chromium is driven without Python packages: a wrapper page served with the report over a local
+HTTP server frames the report; after the load event (which waits for the frames and their
+images) its script writes each <img>'s ``naturalWidth`` into the DOM, which
+``chromium --headless --dump-dom`` prints. A copy of the report with one PNG removed is the
+negative control (its image must be reported as not loaded).
+
+The browser is Debian's ``chromium`` package; when it is missing the test installs it with
+apt-get (root with network only; set ESPRESSO_JAX_NO_APT=1 to forbid) or skips with the reason.
+"""
+
+import functools
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+from html.parser import HTMLParser
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from espresso_jax.report import Report
+
+_CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def _find_browser():
+    for name in _CANDIDATES:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    path = _find_browser()
+    if path:
+        return path
+    if os.environ.get("ESPRESSO_JAX_NO_APT"):
+        pytest.skip("headless Chromium not found and ESPRESSO_JAX_NO_APT forbids installing it")
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.skip("headless Chromium not found; install Debian's `chromium` package (apt-get "
+                    "needs root, which this test does not have)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    try:
+        for cmd in (["apt-get", "update", "-q"],
+                    ["apt-get", "install", "-y", "-q", "chromium", "chromium-driver"]):
+            subprocess.run(cmd, check=True, capture_output=True, timeout=600, env=env)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as err:
+        pytest.skip(f"headless Chromium not found and `apt-get install chromium` failed "
+                    f"(no network to the Debian archive?): {type(err).__name__}")
+    path = _find_browser()
+    if not path:
+        pytest.skip("apt-get installed chromium but no chromium executable is on PATH")
+    return path
+
+
+class _Images(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.sources = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.sources.append(dict(attrs)["src"])
+
+
+_CHECK_PAGE = """<!doctype html><html><head><meta charset="utf-8"></head><body>
+<iframe id="good" src="good/index.html" width="800" height="600"></iframe>
+<iframe id="broken" src="broken/index.html" width="800" height="600"></iframe>
+<script>
+window.addEventListener("load", function () {
+  var out = {};
+  ["good", "broken"].forEach(function (id) {
+    var doc = document.getElementById(id).contentDocument;
+    out[id] = doc ? Array.prototype.map.call(doc.images, function (img) {
+      return {src: img.getAttribute("src"), complete: img.complete,
+              naturalWidth: img.naturalWidth};
+    }) : null;
+  });
+  var pre = document.createElement("pre");
+  pre.id = "result";
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script></body></html>"""
+
+
+def _report(out_dir):
+    report = Report(out_dir, title="browser check")
+    report.section("Lines", "two tiny figures")
+    for name in ("line", "scatter"):
+        fig, ax = plt.subplots(figsize=(2, 1.5))
+        x = np.linspace(0.0, 1.0, 20)
+        ax.plot(x, x ** 2) if name == "line" else ax.scatter(x, np.sin(6 * x))
+        report.figure(fig, name, f"a {name}")
+    report.metrics({"value": 1.0})
+    return report.write()
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def test_every_report_figure_loads_in_headless_chromium(tmp_path, browser):
+    good = _report(tmp_path / "site" / "good")
+    sources = _Images()
+    sources.feed((good / "index.html").read_text())
+    assert sources.sources == ["line.png", "scatter.png"]
+    broken = shutil.copytree(good, tmp_path / "site" / "broken")
+    (broken / "scatter.png").unlink()                     # negative control
+    (tmp_path / "site" / "check.html").write_text(_CHECK_PAGE)
+
+    handler = functools.partial(_Quiet, directory=str(tmp_path / "site"))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/check.html"
+        proc = subprocess.run(
+            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-extensions",
+             "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+             "--virtual-time-budget=10000", "--dump-dom", url],
+            capture_output=True, text=True, timeout=120)
+    finally:
+        server.shutdown()
+        server.server_close()
+    match = re.search(r'<pre id="result">(.*?)</pre>', proc.stdout, re.S)
+    assert match, f"no result in the dumped DOM (exit {proc.returncode}): {proc.stderr[-500:]}"
+    result = json.loads(html.unescape(match.group(1)))
+    assert [img["src"] for img in result["good"]] == sources.sources    # every <img> seen
+    assert all(img["complete"] and img["naturalWidth"] > 0 for img in result["good"])
+    loaded = {img["src"]: img["naturalWidth"] > 0 for img in result["broken"]}
+    assert loaded == {"line.png": True, "scatter.png": False}          # the check can fail
