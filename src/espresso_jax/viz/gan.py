@@ -1,0 +1,116 @@
+"""Plots for GANs: image sample grids, 2-D samples over the data, training curves."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+__all__ = ["plot_image_grid", "plot_samples_2d", "plot_gan_losses"]
+
+
+def plot_image_grid(images: np.ndarray, *, n_cols: int = 8,
+                    image_shape: tuple[int, int] | None = None,
+                    value_range: tuple[float, float] = (-1.0, 1.0),
+                    title: str | None = None) -> plt.Figure:
+    """Grey-scale images on a grid (e.g. generator samples).
+
+    Args:
+        images: ``(n, h, w)``, ``(n, h, w, 1)`` or flat ``(n, h * w)`` (then give
+            ``image_shape``; square images are inferred).
+        n_cols: images per row.
+        image_shape: ``(h, w)`` for flat images.
+        value_range: pixel values mapped to black and white (``(-1, 1)`` for tanh outputs).
+        title: figure title.
+    """
+    x = np.asarray(images, dtype=np.float64)
+    if x.ndim == 4 and x.shape[-1] == 1:
+        x = x[..., 0]
+    if x.ndim == 2:
+        if image_shape is None:
+            side = int(round(np.sqrt(x.shape[1])))
+            if side * side != x.shape[1]:
+                raise ValueError("images are flat and not square: pass image_shape")
+            image_shape = (side, side)
+        x = x.reshape((x.shape[0],) + tuple(image_shape))
+    if x.ndim != 3:
+        raise ValueError(f"images must be (n, h, w), (n, h, w, 1) or (n, h*w), got "
+                         f"{np.shape(images)}")
+    n, h, w = x.shape
+    n_cols = max(1, min(n_cols, n))
+    n_rows = -(-n // n_cols)
+    canvas = np.full((n_rows * (h + 1) + 1, n_cols * (w + 1) + 1), value_range[1])
+    for i in range(n):
+        r, c = divmod(i, n_cols)
+        canvas[1 + r * (h + 1): 1 + r * (h + 1) + h, 1 + c * (w + 1): 1 + c * (w + 1) + w] = x[i]
+    fig, ax = plt.subplots(figsize=(0.9 * n_cols, 0.9 * n_rows + (0.3 if title else 0)))
+    ax.imshow(canvas, cmap="gray", vmin=value_range[0], vmax=value_range[1],
+              interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_samples_2d(samples: np.ndarray, data: np.ndarray | None = None,
+                    centres: np.ndarray | None = None, *, std: float | None = None,
+                    n_std: float = 3.0, title: str | None = None) -> plt.Figure:
+    """Generated 2-D points over the data, with mode centres and their ``n_std`` circles.
+
+    Args:
+        samples: ``(n, 2)`` generated points.
+        data: ``(m, 2)`` training points (grey).
+        centres: ``(k, 2)`` mode centres (crosses).
+        std: mode standard deviation; draws circles of radius ``n_std * std``.
+        title: axes title.
+    """
+    s = np.asarray(samples, dtype=np.float64)
+    fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    if data is not None:
+        d = np.asarray(data, dtype=np.float64)
+        ax.scatter(d[:, 0], d[:, 1], s=4, color="0.6", alpha=0.5, label="data")
+    ax.scatter(s[:, 0], s[:, 1], s=4, color="C0", alpha=0.5, label="samples")
+    if centres is not None:
+        c = np.asarray(centres, dtype=np.float64)
+        ax.scatter(c[:, 0], c[:, 1], marker="x", color="C3", s=40, label="modes")
+        if std is not None:
+            for cx, cy in c:
+                ax.add_patch(plt.Circle((cx, cy), n_std * std, fill=False, color="C3", lw=0.8))
+    ax.set_aspect("equal")
+    ax.legend(fontsize=7, loc="upper right", markerscale=2)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_gan_losses(history: Mapping[str, np.ndarray], *, title: str | None = None
+                    ) -> plt.Figure:
+    """Per-epoch ``d_loss`` and ``g_loss`` (left) and ``d_real`` / ``d_fake`` (right).
+
+    Args:
+        history: ``FitResult.history`` of :func:`espresso_jax.nn.gan.fit`.
+        title: figure title.
+    """
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8, 3.2))
+    for name in ("d_loss", "g_loss", "gp"):
+        if name in history:
+            v = np.asarray(history[name])
+            ax1.plot(np.arange(1, len(v) + 1), v, label=name)
+    ax1.set(xlabel="epoch", ylabel="loss", title="losses")
+    ax1.legend(fontsize=8)
+    for name, label in (("d_real", "D(x)"), ("d_fake", "D(G(z))")):
+        if name in history:
+            v = np.asarray(history[name])
+            ax2.plot(np.arange(1, len(v) + 1), v, label=label)
+    ax2.set(xlabel="epoch", title="discriminator outputs")
+    ax2.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
