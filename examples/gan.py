@@ -56,7 +56,8 @@ def mnist(key, out: Path, n_epochs: int, model_name: str) -> None:
           f"last epoch d_loss {h['d_loss'][-1]:.3f}, g_loss {h['g_loss'][-1]:.3f}, "
           f"D(x) {h['d_real'][-1]:.3f}, D(G(z)) {h['d_fake'][-1]:.3f}")
     samples = gan.sample(jax.random.fold_in(key, 3), res.state, 64, model=model)
-    viz.plot_image_grid(samples, title=f"{model_name} GAN samples, {n_epochs} epochs"
+    viz.plot_image_grid(samples, n_cols=8, value_range=(-1.0, 1.0),
+                        title=f"{model_name} GAN samples, {n_epochs} epochs"
                         ).savefig(out / "gan_mnist_samples.png", dpi=120)
     viz.plot_gan_losses(h, title=f"MNIST {model_name} GAN").savefig(
         out / "gan_mnist_losses.png", dpi=120)

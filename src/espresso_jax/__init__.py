@@ -2,13 +2,14 @@
 functions.
 
 Layers (dependencies point downward): ``cli``/``tour``/``report``/``viz`` → models
-(``linear``, ``mixture``, ``fully_bayes``) → engines (``em``) → probability (``prob``) →
+(``linear``, ``mixture``, ``nn``, ``bnn``, ``fully_bayes``) → engines (``em``, ``train``) → probability (``prob``) →
 numpyro.distributions, flax, optax, jax. Every public function validates its input on the host
 (:mod:`espresso_jax.validation`) before any jit.
 """
 
-from espresso_jax import datasets, em, fully_bayes, io, linear, mixture, prob, validation
+from espresso_jax import datasets, em, fully_bayes, io, linear, mixture, nn, prob, train, validation
 
 __version__ = "0.1.0"
-__all__ = ["datasets", "em", "fully_bayes", "io", "linear", "mixture", "prob", "validation",
+__all__ = ["datasets", "em", "fully_bayes", "io", "linear", "mixture", "nn", "prob", "train",
+           "validation",
            "__version__"]

@@ -12,9 +12,24 @@ from espresso_jax.viz.mixture import (
     plot_pca_ppca,
     plot_weight_pruning,
 )
+from espresso_jax.viz.gan import plot_gan_losses, plot_samples_2d
+from espresso_jax.viz.nn import (
+    image_grid,
+    plot_image_grid,
+    plot_latent_scatter,
+    plot_manifold,
+    plot_reconstructions,
+)
 from espresso_jax.viz.prob import plot_beta_sequence
 
 __all__ = [
+    "plot_gan_losses",
+    "plot_samples_2d",
+    "image_grid",
+    "plot_image_grid",
+    "plot_latent_scatter",
+    "plot_manifold",
+    "plot_reconstructions",
     "plot_kmeans",
     "plot_mixture_snapshots",
     "plot_pca_ppca",

@@ -10,51 +10,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from espresso_jax.viz.nn import plot_image_grid  # noqa: E402  (one image grid for all models)
+
 __all__ = ["plot_image_grid", "plot_samples_2d", "plot_gan_losses"]
-
-
-def plot_image_grid(images: np.ndarray, *, n_cols: int = 8,
-                    image_shape: tuple[int, int] | None = None,
-                    value_range: tuple[float, float] = (-1.0, 1.0),
-                    title: str | None = None) -> plt.Figure:
-    """Grey-scale images on a grid (e.g. generator samples).
-
-    Args:
-        images: ``(n, h, w)``, ``(n, h, w, 1)`` or flat ``(n, h * w)`` (then give
-            ``image_shape``; square images are inferred).
-        n_cols: images per row.
-        image_shape: ``(h, w)`` for flat images.
-        value_range: pixel values mapped to black and white (``(-1, 1)`` for tanh outputs).
-        title: figure title.
-    """
-    x = np.asarray(images, dtype=np.float64)
-    if x.ndim == 4 and x.shape[-1] == 1:
-        x = x[..., 0]
-    if x.ndim == 2:
-        if image_shape is None:
-            side = int(round(np.sqrt(x.shape[1])))
-            if side * side != x.shape[1]:
-                raise ValueError("images are flat and not square: pass image_shape")
-            image_shape = (side, side)
-        x = x.reshape((x.shape[0],) + tuple(image_shape))
-    if x.ndim != 3:
-        raise ValueError(f"images must be (n, h, w), (n, h, w, 1) or (n, h*w), got "
-                         f"{np.shape(images)}")
-    n, h, w = x.shape
-    n_cols = max(1, min(n_cols, n))
-    n_rows = -(-n // n_cols)
-    canvas = np.full((n_rows * (h + 1) + 1, n_cols * (w + 1) + 1), value_range[1])
-    for i in range(n):
-        r, c = divmod(i, n_cols)
-        canvas[1 + r * (h + 1): 1 + r * (h + 1) + h, 1 + c * (w + 1): 1 + c * (w + 1) + w] = x[i]
-    fig, ax = plt.subplots(figsize=(0.9 * n_cols, 0.9 * n_rows + (0.3 if title else 0)))
-    ax.imshow(canvas, cmap="gray", vmin=value_range[0], vmax=value_range[1],
-              interpolation="nearest")
-    ax.set_axis_off()
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return fig
 
 
 def plot_samples_2d(samples: np.ndarray, data: np.ndarray | None = None,

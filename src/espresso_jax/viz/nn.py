@@ -15,13 +15,27 @@ __all__ = ["image_grid", "plot_image_grid", "plot_reconstructions", "plot_manifo
            "plot_latent_scatter"]
 
 
-def image_grid(images: np.ndarray, n_cols: int, image_shape: Sequence[int] = (28, 28),
+def _image_shape(images: np.ndarray, image_shape: Sequence[int] | None) -> tuple[int, int]:
+    if image_shape is not None:
+        return int(image_shape[0]), int(image_shape[1])
+    if images.ndim >= 3:
+        return int(images.shape[1]), int(images.shape[2])
+    side = int(round(np.sqrt(images.shape[-1]))) if images.ndim == 2 else 0
+    if images.ndim != 2 or side * side != images.shape[1]:
+        raise ValueError(f"images of shape {images.shape} are not (n, H*W) square, (n, H, W) "
+                         "or (n, H, W, 1): pass image_shape")
+    return side, side
+
+
+def image_grid(images: np.ndarray, n_cols: int, image_shape: Sequence[int] | None = None,
                pad: int = 1) -> np.ndarray:
-    """Tile ``images: (n, H*W)`` (or ``(n, H, W)``) into one ``(rows*(H+pad), cols*(W+pad))``
-    array, row-major; empty cells and padding are filled with the minimum value (0 for
-    intensities)."""
-    h, w = int(image_shape[0]), int(image_shape[1])
-    images = np.asarray(images, dtype=np.float64).reshape(-1, h, w)
+    """Tile ``images`` — ``(n, H*W)``, ``(n, H, W)`` or ``(n, H, W, 1)`` — into one
+    ``(rows*(H+pad), cols*(W+pad))`` array, row-major; empty cells and padding are filled with
+    the minimum value (0 for intensities). ``image_shape`` ``(H, W)`` is inferred when the
+    images are not flat or are flat squares."""
+    images = np.asarray(images, dtype=np.float64)
+    h, w = _image_shape(images, image_shape)
+    images = images.reshape(-1, h, w)
     n = images.shape[0]
     n_cols = max(1, min(int(n_cols), n))
     n_rows = -(-n // n_cols)
@@ -34,13 +48,25 @@ def image_grid(images: np.ndarray, n_cols: int, image_shape: Sequence[int] = (28
 
 
 def plot_image_grid(images: np.ndarray, *, n_cols: int = 10,
-                    image_shape: Sequence[int] = (28, 28), title: str | None = None,
-                    cmap: str = "gray") -> plt.Figure:
-    """Images ``(n, H*W)`` as a grid (e.g. VAE samples, decoder means in [0, 1])."""
+                    image_shape: Sequence[int] | None = None, title: str | None = None,
+                    cmap: str = "gray", value_range: tuple[float, float] | None = None
+                    ) -> plt.Figure:
+    """Images as a grid: VAE samples or decoder means in [0, 1], GAN samples in [-1, 1].
+
+    Args:
+        images: ``(n, H*W)``, ``(n, H, W)`` or ``(n, H, W, 1)``.
+        n_cols: images per row.
+        image_shape: ``(H, W)`` for flat non-square images.
+        title: figure title.
+        cmap: matplotlib colour map.
+        value_range: pixel values mapped to the ends of the colour map (default: data range).
+    """
     canvas = image_grid(images, n_cols, image_shape)
-    fig, ax = plt.subplots(figsize=(0.6 * canvas.shape[1] / image_shape[1] + 0.4,
-                                    0.6 * canvas.shape[0] / image_shape[0] + 0.6))
-    ax.imshow(canvas, cmap=cmap, interpolation="nearest")
+    h, w = _image_shape(np.asarray(images), image_shape)
+    vmin, vmax = (None, None) if value_range is None else value_range
+    fig, ax = plt.subplots(figsize=(0.6 * canvas.shape[1] / w + 0.4,
+                                    0.6 * canvas.shape[0] / h + 0.6))
+    ax.imshow(canvas, cmap=cmap, interpolation="nearest", vmin=vmin, vmax=vmax)
     ax.set_axis_off()
     if title:
         ax.set_title(title)
