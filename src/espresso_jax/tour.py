@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from espresso_jax import datasets, fully_bayes, linear, mixture, prob, viz
 from espresso_jax.report import Report
+from espresso_jax.tour_deep import SECTIONS as DEEP_SECTIONS
 from espresso_jax.validation import check_int
 
 
@@ -344,6 +345,7 @@ SECTIONS: dict[str, Callable[[jax.Array, Report, bool], None]] = {
     "vbgmm": _section_vbgmm,
     "kmeans": _section_kmeans,
     "pca": _section_pca,
+    **DEEP_SECTIONS,
 }
 
 
