@@ -7,10 +7,12 @@
   the Laplace approximation in :mod:`espresso_jax.linear.logistic`).
 - :mod:`~espresso_jax.fully_bayes.dpgmm`: truncated stick-breaking Dirichlet-process GMM with
   the assignments marginalised (NUTS or SVI), the reference for the variational DP-GMM.
+- :mod:`~espresso_jax.fully_bayes.bnn`: a one-hidden-layer Bayesian neural net sampled by NUTS,
+  the gold-standard predictive reference for Bayes by Backprop and MC dropout.
 """
 
-from espresso_jax.fully_bayes import dpgmm, linear, logistic, mcmc
+from espresso_jax.fully_bayes import bnn, dpgmm, linear, logistic, mcmc
 from espresso_jax.fully_bayes.mcmc import SiteSummary, SVIResult, run_nuts, run_svi, summarize
 
-__all__ = ["dpgmm", "linear", "logistic", "mcmc", "SiteSummary", "SVIResult", "run_nuts",
+__all__ = ["bnn", "dpgmm", "linear", "logistic", "mcmc", "SiteSummary", "SVIResult", "run_nuts",
            "run_svi", "summarize"]

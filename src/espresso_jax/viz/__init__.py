@@ -12,6 +12,12 @@ from espresso_jax.viz.mixture import (
     plot_pca_ppca,
     plot_weight_pruning,
 )
+from espresso_jax.viz.bnn import (
+    plot_regression_band,
+    plot_reliability_diagram,
+    plot_rotated_digits,
+    plot_uncertainty_decomposition,
+)
 from espresso_jax.viz.gan import plot_gan_losses, plot_samples_2d
 from espresso_jax.viz.nn import (
     image_grid,
@@ -23,6 +29,10 @@ from espresso_jax.viz.nn import (
 from espresso_jax.viz.prob import plot_beta_sequence
 
 __all__ = [
+    "plot_regression_band",
+    "plot_reliability_diagram",
+    "plot_rotated_digits",
+    "plot_uncertainty_decomposition",
     "plot_gan_losses",
     "plot_samples_2d",
     "image_grid",

@@ -1,0 +1,1 @@
+"""Bayesian neural networks: Bayes by Backprop, MC dropout, aleatoric heads, uncertainty metrics."""
