@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import jax
 
+from espresso_jax.bnn import experiments as bnn_experiments
+from espresso_jax.bnn import experiments_regression as bnn_regression
 from espresso_jax.nn import experiments as nn_experiments
 from espresso_jax.report import Report
 
@@ -55,7 +57,82 @@ def _section_gan(key: jax.Array, report: Report, quick: bool) -> None:
                     **{f"mnist_{k}": v for k, v in mnist_metrics.items()}})
 
 
+def _section_bnn_regression(key: jax.Array, report: Report, quick: bool) -> None:
+    from espresso_jax.viz import bnn as viz
+
+    k_gap, k_het = jax.random.split(key)
+    gap = bnn_regression.gap_regression(k_gap, quick=quick)
+    report.section(
+        "Bayesian neural networks: regression with a gap",
+        f"1-50-50-1 ReLU nets on sin(3x) + N(0, 0.1²) observed outside {bnn_regression.GAP}. "
+        "Median and interquartile range of the predictive samples: the deterministic net has "
+        "no epistemic spread; the metrics give, for Bayes by Backprop and MC dropout, the "
+        "epistemic std of f(x) in the gap against on the data (MC dropout's band widens "
+        "reliably; BBB's between-cluster spread depends on the prior scale and the seed).")
+    for name in gap.samples:
+        report.figure(viz.plot_regression_band(gap.x, gap.y, gap.x_grid,
+                                               samples=gap.samples[name], gap=bnn_regression.GAP,
+                                               truth=gap.truth,
+                                               title=f"{name}: predictive median and quartiles"),
+                      f"gap_{name}", f"{name}: predictive band")
+    report.metrics({f"{name}_{what}": value[name] for name in gap.samples
+                    for what, value in (("gap_epistemic_std", gap.gap_std),
+                                        ("data_epistemic_std", gap.data_std),
+                                        ("rmse", gap.rmse))})
+    het = bnn_regression.heteroscedastic_regression(k_het, quick=quick)
+    report.section(
+        "Epistemic and aleatoric uncertainty",
+        "A heteroscedastic head (mean and log σ²(x), loss (y − f)²/2σ² + ½ log σ²) trained with "
+        "MC dropout on data whose noise grows with x (Kendall & Gal 2017): total predictive "
+        "variance = variance of the sampled means (epistemic) + mean of σ² (aleatoric).")
+    report.figure(viz.plot_regression_band(het.x, het.y, het.x_grid, het.mean, het.epistemic,
+                                           het.aleatoric, gap=bnn_regression.GAP,
+                                           title="heteroscedastic MC dropout"),
+                  "heteroscedastic_band", "Predictive mean with epistemic and aleatoric bands")
+    report.figure(viz.plot_uncertainty_decomposition(het.x_grid, het.epistemic, het.aleatoric,
+                                                     gap=bnn_regression.GAP,
+                                                     title="epistemic vs aleatoric variance"),
+                  "uncertainty_decomposition", "Epistemic against aleatoric variance")
+    report.metrics({"aleatoric_std_corr_with_truth": het.aleatoric_corr,
+                    "aleatoric_std_mae": het.aleatoric_mae,
+                    "gap_epistemic_std": het.gap_epistemic_std,
+                    "data_epistemic_std": het.data_epistemic_std})
+
+
+def _section_bnn_mnist(key: jax.Array, report: Report, quick: bool) -> None:
+    from espresso_jax.viz import bnn as viz
+
+    k_cmp, k_rot = jax.random.split(key)
+    cmp = bnn_experiments.mnist_comparison(k_cmp, quick=quick)
+    trained = cmp.trained
+    report.section(
+        "Bayesian neural networks on MNIST",
+        f"784-400-400-10 ReLU nets, {trained.n_epochs} epochs on {trained.n_train} digits: "
+        "deterministic, MC dropout, Bayes by Backprop with a Gaussian and with a scale-mixture "
+        f"prior; {cmp.n_samples} stochastic passes on {cmp.n_test} test digits. Then a test "
+        "'1' rotated from 0° to 180° (Gal & Ghahramani 2016, Fig. 4): 100 stochastic softmax "
+        "inputs and outputs per angle.")
+    rel = cmp.reliability["mc_dropout"]
+    report.figure(viz.plot_reliability_diagram(rel.bin_edges, rel.confidence, rel.accuracy,
+                                               rel.count, ece=cmp.metrics["mc_dropout"].ece,
+                                               title="MC dropout"),
+                  "reliability_mc_dropout", "Reliability diagram of MC dropout")
+    stochastic = {k: trained.models[k] for k in ("mc_dropout", "bbb_mixture")}
+    rot = bnn_experiments.rotated_digit(k_rot, stochastic, n_samples=100)
+    for name in stochastic:
+        report.figure(viz.plot_rotated_digits(rot.angles, rot.logits[name], rot.probs[name],
+                                              images=rot.images, title=name),
+                      f"rotated_{name}", f"Rotated '1': {name} softmax inputs and outputs")
+    report.metrics({**{f"{name}_{k}": v for name, m in cmp.metrics.items()
+                       for k, v in m._asdict().items()},
+                    "rotation_angles": rot.angles,
+                    **{f"{name}_entropy_by_angle": rot.entropy[name] for name in stochastic},
+                    **{f"{name}_bald_by_angle": rot.bald[name] for name in stochastic}})
+
+
 SECTIONS = {
     "vae": _section_vae,
     "gan": _section_gan,
+    "bnn regression": _section_bnn_regression,
+    "bnn mnist": _section_bnn_mnist,
 }

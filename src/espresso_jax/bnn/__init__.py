@@ -1,1 +1,34 @@
-"""Bayesian neural networks: Bayes by Backprop, MC dropout, aleatoric heads, uncertainty metrics."""
+"""Bayesian neural networks: Bayes by Backprop, MC dropout, aleatoric heads, uncertainty metrics.
+
+- :mod:`~espresso_jax.bnn.bbb`: Bayesian dense/conv layers (w = μ + softplus(ρ)·ε), Gaussian
+  and scale-mixture priors, closed-form or MC KL collected by the layers, local
+  reparameterisation; :mod:`~espresso_jax.bnn.bbb_recurrent` a Bayesian GRU.
+- :mod:`~espresso_jax.bnn.bbb_elbo`: the minibatch ELBO with N/M scaling and KL schedules,
+  fitting on the :mod:`espresso_jax.train` engine, predictives;
+  :mod:`~espresso_jax.bnn.bbb_prune` signal-to-noise pruning.
+- :mod:`~espresso_jax.bnn.dropout`: MC dropout (Gal & Ghahramani 2016) with the weight decay of
+  the length-scale prior, vmapped stochastic passes.
+- :mod:`~espresso_jax.bnn.heteroscedastic`, :mod:`~espresso_jax.bnn.uncertainty`: aleatoric
+  heads and losses; predictive decompositions, entropy, BALD, NLL, Brier, ECE.
+- :mod:`~espresso_jax.bnn.uci` (+ :mod:`~espresso_jax.bnn.bbb_uci`): the UCI regression
+  protocol with splits and hyper-parameter grids vmapped into one compiled call.
+- :mod:`~espresso_jax.bnn.experiments`, :mod:`~espresso_jax.bnn.experiments_regression`: the
+  MNIST comparison, pruning table, rotated digit, and the 1-D gap and heteroscedastic toys.
+"""
+
+from espresso_jax.bnn import (
+    bbb,
+    bbb_elbo,
+    bbb_prune,
+    bbb_recurrent,
+    bbb_uci,
+    dropout,
+    experiments,
+    experiments_regression,
+    heteroscedastic,
+    uci,
+    uncertainty,
+)
+
+__all__ = ["bbb", "bbb_elbo", "bbb_prune", "bbb_recurrent", "bbb_uci", "dropout", "experiments",
+           "experiments_regression", "heteroscedastic", "uci", "uncertainty"]

@@ -1,0 +1,341 @@
+"""MC dropout: a dropout network read as a variational Bayesian approximation.
+
+A network trained with dropout and weight decay approximately minimises the KL divergence
+from a Bernoulli variational distribution over its weights to the posterior of a deep Gaussian
+process; keeping dropout on at test time and averaging ``T`` stochastic forward passes is Monte
+Carlo integration over that approximate posterior (Gal & Ghahramani, 2016).
+
+The network (:class:`DropoutMLP`) follows Gal's UCI experiments: dropout on the input and after
+every hidden layer, ReLU hidden units, a linear head (one output for regression, ``n_classes``
+logits for classification). The dropout rate is a *call argument* (an array is fine), so that
+rates can be vmapped over in a hyper-parameter grid; masks come from the flax rng stream
+``"dropout"`` (``deterministic=True`` turns dropout off) and are inverted-dropout masks (kept
+units are scaled by ``1 / (1 - p)``).
+
+Weight decay. With prior length-scale ``l``, dropout rate ``p`` (keep probability ``1 - p``),
+``N`` training points and model precision ``tau`` (regression noise precision; ``tau = 1`` for
+classification), the per-minibatch objective is
+
+    mean_batch((y - yhat)^2) + lambda * sum_layers ||W||_F^2,
+    lambda = l^2 (1 - p) / (2 N tau),
+
+with the decay on the **kernels (weight matrices) only, not on the biases**, as in Gal's UCI
+code (a Keras ``W_regularizer=l2(lambda)`` on every Dense layer). For classification the data
+term is the mean softmax cross-entropy and ``tau = 1``.
+
+Predictive (regression). ``T`` stochastic passes give samples ``yhat_t``, ``(T, n)``:
+
+* mean ``E[y] ~= mean_t yhat_t``; variance ``Var[y] ~= var_t(yhat_t) + 1 / tau`` (the
+  biased, ``1/T``, sample variance: the second moment of the MC mixture);
+* test log-likelihood of the mixture of ``T`` Gaussians,
+  ``log p(y) ~= logsumexp_t(-tau/2 (y - yhat_t)^2) - log T - 0.5 log(2 pi) + 0.5 log tau``.
+
+Units. Networks train on a standardised target ``(y - y_mean) / y_std``. A prediction and a
+precision in those units map to the original units by ``yhat * y_std + y_mean`` and
+``tau / y_std^2`` (:func:`to_original_units`); the log-likelihood in original units is the
+standardised one minus ``log y_std``.
+
+References:
+    Y. Gal and Z. Ghahramani. Dropout as a Bayesian approximation: representing model
+    uncertainty in deep learning. ICML 2016.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.typing import ArrayLike
+
+from espresso_jax.validation import (
+    as_float_array,
+    check_int,
+    check_key,
+    check_positive,
+    check_probability,
+)
+
+__all__ = [
+    "apply_dropout",
+    "DropoutMLP",
+    "weight_decay",
+    "kernel_l2",
+    "regression_loss",
+    "classification_loss",
+    "mc_forward",
+    "predictive_moments",
+    "mc_log_likelihood",
+    "gaussian_mixture_log_likelihood",
+    "to_original_units",
+    "predict_proba",
+]
+
+PyTree = Any
+
+
+def apply_dropout(x: jax.Array, uniform: jax.Array, rate: ArrayLike) -> jax.Array:
+    """Inverted dropout of ``x`` given uniform draws: keep an entry when ``uniform >= rate``
+    (probability ``1 - rate``) and scale it by ``1 / (1 - rate)``, else 0.
+
+    Args:
+        x: ``(..., d)`` activations. uniform: ``(..., d)`` U(0, 1) draws.
+        rate: dropout rate in ``[0, 1)`` (a float or a traced array, e.g. vmapped over a grid).
+    """
+    rate = jnp.asarray(rate, x.dtype)
+    keep = 1.0 - rate
+    # Rates are validated to lie in [0, 1) on the host; the max keeps a traced 1 finite.
+    return jnp.where(uniform >= rate, x / jnp.maximum(keep, jnp.finfo(x.dtype).tiny),
+                     jnp.zeros_like(x))
+
+
+class DropoutMLP(nn.Module):
+    """Gal's UCI network: dropout -> [Dense(h) -> ReLU -> dropout] per hidden layer -> Dense.
+
+    Attributes:
+        hidden: widths of the hidden layers, e.g. ``(50,)``.
+        n_outputs: 1 for regression, the number of classes for classification.
+        activation: hidden non-linearity.
+        kernel_init: Dense kernel initialiser (Glorot uniform, the Keras default of Gal's
+            code; biases start at zero).
+
+    Call: ``apply(params, x, rate, deterministic=False, rngs={"dropout": key})``,
+    ``x: (..., n_features) -> (..., n_outputs)``. Layers are named ``dense_0 ... dense_L``;
+    parameters are created in the dtype of ``x`` (float64 under x64).
+    The dropout rate is a call argument (an array is fine, so a grid of rates can be vmapped
+    over; flax's ``nn.Dropout`` takes it as a static attribute). The masks of all layers come
+    from one ``"dropout"`` key and one uniform draw of width ``d + sum(hidden)`` (independent
+    entries; one draw keeps the compiled program small).
+    """
+
+    hidden: Sequence[int]
+    n_outputs: int = 1
+    activation: Callable[[jax.Array], jax.Array] = nn.relu
+    kernel_init: Callable[..., jax.Array] = nn.initializers.glorot_uniform()
+
+    @nn.compact
+    def __call__(self, x: jax.Array, rate: ArrayLike, *, deterministic: bool) -> jax.Array:
+        widths = (x.shape[-1], *self.hidden)
+        if not deterministic:
+            u = jax.random.uniform(self.make_rng("dropout"), x.shape[:-1] + (sum(widths),),
+                                   x.dtype)
+            offsets = np.cumsum((0, *widths))
+
+        def drop(h, i):
+            if deterministic:
+                return h
+            return apply_dropout(h, u[..., offsets[i]:offsets[i + 1]], rate)
+
+        x = drop(x, 0)
+        for i, width in enumerate(self.hidden):
+            x = self.activation(nn.Dense(width, kernel_init=self.kernel_init,
+                                         param_dtype=x.dtype, name=f"dense_{i}")(x))
+            x = drop(x, i + 1)
+        return nn.Dense(self.n_outputs, kernel_init=self.kernel_init, param_dtype=x.dtype,
+                        name=f"dense_{len(self.hidden)}")(x)
+
+    @staticmethod
+    def from_params(params: PyTree, activation: Callable[[jax.Array], jax.Array] = nn.relu
+                    ) -> DropoutMLP:
+        """The module whose layer widths match ``params`` (static shapes; works under vmap)."""
+        layers = params["params"]
+        widths = [int(layers[f"dense_{i}"]["kernel"].shape[-1]) for i in range(len(layers))]
+        return DropoutMLP(hidden=tuple(widths[:-1]), n_outputs=widths[-1],
+                          activation=activation)
+
+
+def weight_decay(length_scale: ArrayLike, rate: ArrayLike, n_train: int,
+                 tau: ArrayLike = 1.0) -> jax.Array:
+    """``lambda = l^2 (1 - p) / (2 N tau)``, the L2 coefficient on the kernels.
+
+    Args:
+        length_scale: prior length-scale ``l`` (Gal's UCI code: ``1e-2``).
+        rate: dropout rate ``p`` (the keep probability is ``1 - p``).
+        n_train: number of training points ``N``.
+        tau: model precision (regression noise precision in the units the network is trained
+            in; 1 for classification).
+
+    Returns:
+        scalar (or the broadcast shape of the array arguments).
+    """
+    rate = jnp.asarray(rate)
+    return jnp.asarray(length_scale) ** 2 * (1.0 - rate) / (2.0 * n_train * jnp.asarray(tau))
+
+
+def kernel_l2(params: PyTree) -> jax.Array:
+    """Sum of squared entries of every Dense ``kernel`` in ``params`` (biases excluded)."""
+    flat = jax.tree_util.tree_flatten_with_path(params)[0]
+    terms = [jnp.sum(leaf ** 2) for path, leaf in flat
+             if getattr(path[-1], "key", None) == "kernel"]
+    if not terms:
+        raise ValueError("params has no Dense 'kernel' leaves")
+    return sum(terms[1:], terms[0])
+
+
+def regression_loss(params: PyTree, batch: tuple[jax.Array, jax.Array], key: jax.Array, *,
+                    rate: ArrayLike, tau: ArrayLike, n_train: int,
+                    length_scale: float = 1e-2) -> jax.Array:
+    """Dropout regression objective for one minibatch (usable with :mod:`espresso_jax.train`).
+
+    ``mean((y - f(x))^2) + weight_decay(l, rate, N, tau) * kernel_l2(params)`` with one dropout
+    mask per example drawn from ``key``. Bind the keywords (``functools.partial``) to get the
+    ``loss_fn(params, batch, key)`` the engine expects.
+
+    Args:
+        params: :class:`DropoutMLP` parameters with one output.
+        batch: ``(X, y)`` with ``X: (m, d)`` and ``y: (m,)`` (standardised target).
+        key: dropout key.
+        rate: dropout rate ``p``.
+        tau: model precision in the units of ``y``.
+        n_train: size of the whole training set ``N`` (static).
+        length_scale: prior length-scale ``l``.
+    """
+    X, y = batch
+    module = DropoutMLP.from_params(params)
+    pred = module.apply(params, X, rate, deterministic=False, rngs={"dropout": key})[..., 0]
+    decay = weight_decay(length_scale, rate, n_train, tau).astype(pred.dtype)
+    return jnp.mean((y - pred) ** 2) + decay * kernel_l2(params)
+
+
+def classification_loss(params: PyTree, batch: tuple[jax.Array, jax.Array], key: jax.Array,
+                        *, rate: ArrayLike, n_train: int, length_scale: float = 1e-2
+                        ) -> jax.Array:
+    """Dropout classification objective: mean softmax cross-entropy plus
+    ``weight_decay(l, rate, N, tau=1) * kernel_l2(params)``.
+
+    Args:
+        batch: ``(X, labels)`` with ``X: (m, d)`` and integer ``labels: (m,)``.
+        (other arguments as :func:`regression_loss`.)
+    """
+    X, labels = batch
+    module = DropoutMLP.from_params(params)
+    logits = module.apply(params, X, rate, deterministic=False, rngs={"dropout": key})
+    nll = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    decay = weight_decay(length_scale, rate, n_train, 1.0).astype(logits.dtype)
+    return jnp.mean(nll) + decay * kernel_l2(params)
+
+
+def _mc_forward(key, params, X, rate, n_samples, chunk_size):
+    module = DropoutMLP.from_params(params)
+
+    def one(k):
+        return module.apply(params, X, rate, deterministic=False, rngs={"dropout": k})
+
+    keys = jax.random.split(key, n_samples)
+    return jax.lax.map(one, keys, batch_size=min(chunk_size, n_samples))
+
+
+def mc_forward(key: jax.Array, params: PyTree, X: ArrayLike, rate: ArrayLike, *,
+               n_samples: int, chunk_size: int = 256) -> jax.Array:
+    """``T = n_samples`` stochastic forward passes (dropout on), vmapped over keys.
+
+    Passes run in vmapped chunks of ``chunk_size`` (``lax.map``) to bound memory at
+    ``chunk_size * n * width`` activations.
+
+    Args:
+        key: PRNG key, split into one key per pass.
+        params: :class:`DropoutMLP` parameters.
+        X: ``(n, d)`` inputs.
+        rate: dropout rate.
+        n_samples: number of passes ``T`` (static).
+        chunk_size: passes per vmapped chunk (static).
+
+    Returns:
+        ``(T, n, n_outputs)`` outputs (regression: predictions; classification: logits).
+    """
+    key = check_key(key)
+    X = as_float_array(X, "X", ndim=2, shape_hint="(n_samples, n_features)")
+    n_samples = check_int(n_samples, "n_samples", min_value=1)
+    chunk_size = check_int(chunk_size, "chunk_size", min_value=1)
+    rate = check_probability(rate, "rate")
+    if rate >= 1.0:
+        raise ValueError(f"rate must be < 1, got {rate}")
+    return _mc_forward_jit(key, params, X, rate, n_samples, chunk_size)
+
+
+_mc_forward_jit = jax.jit(_mc_forward, static_argnums=(4, 5))
+
+
+def predictive_moments(samples: ArrayLike, tau: ArrayLike) -> tuple[jax.Array, jax.Array]:
+    """MC dropout predictive mean and variance.
+
+    Args:
+        samples: ``(T, n)`` stochastic predictions ``yhat_t``.
+        tau: model precision (scalar, in the units of ``samples``).
+
+    Returns:
+        ``(mean (n,), variance (n,))`` with ``variance = var_t(yhat_t) + 1 / tau`` (the
+        ``1/T`` sample variance).
+    """
+    samples = as_float_array(samples, "samples", ndim=2, shape_hint="(T, n)")
+    tau = check_positive(tau, "tau")
+    return jnp.mean(samples, axis=0), jnp.var(samples, axis=0) + 1.0 / tau
+
+
+def mc_log_likelihood(y: ArrayLike, samples: ArrayLike, tau: ArrayLike) -> jax.Array:
+    """Per-point log-density of ``y`` under the mixture of ``T`` Gaussians
+    ``N(yhat_t, 1 / tau)``: ``logsumexp_t(-tau/2 (y - yhat_t)^2) - log T - 0.5 log 2pi
+    + 0.5 log tau``.
+
+    Args:
+        y: ``(n,)`` targets.
+        samples: ``(T, n)`` stochastic predictions.
+        tau: precision, a positive scalar or an array broadcastable to ``(T, n)`` (e.g. a
+            per-sample precision of a heteroscedastic or Bayes-by-Backprop model).
+
+    Returns:
+        ``(n,)`` log-likelihoods; average them for the benchmark's test log-likelihood.
+    """
+    y = as_float_array(y, "y", ndim=1, shape_hint="(n,)")
+    samples = as_float_array(samples, "samples", ndim=2, shape_hint="(T, n)")
+    if samples.shape[1] != y.shape[0]:
+        raise ValueError(f"samples has {samples.shape[1]} columns but y has {y.shape[0]} "
+                         "entries")
+    tau = jnp.asarray(tau)
+    if tau.ndim == 0:
+        tau = check_positive(tau, "tau")
+    else:
+        tau = as_float_array(tau, "tau", ndim=(1, 2))
+        if not bool(jnp.all(tau > 0)):
+            raise ValueError("tau must be > 0")
+    return gaussian_mixture_log_likelihood(y, samples, jnp.asarray(tau, samples.dtype))
+
+
+def gaussian_mixture_log_likelihood(y: jax.Array, means: jax.Array, precisions: jax.Array
+                                    ) -> jax.Array:
+    """Unvalidated, jittable core of :func:`mc_log_likelihood`: ``y (n,)``, ``means (T, n)``,
+    ``precisions`` broadcastable to ``(T, n)`` -> ``(n,)``. Uses log-sum-exp."""
+    precisions = jnp.broadcast_to(precisions, means.shape)
+    log_terms = (-0.5 * precisions * (y[None, :] - means) ** 2
+                 + 0.5 * jnp.log(precisions) - 0.5 * math.log(2.0 * math.pi))
+    return jax.nn.logsumexp(log_terms, axis=0) - math.log(means.shape[0])
+
+
+def to_original_units(samples: ArrayLike, tau: ArrayLike, y_mean: float, y_std: float
+                      ) -> tuple[jax.Array, jax.Array]:
+    """Map standardised predictions and precision to the target's original units:
+    ``samples * y_std + y_mean`` and ``tau / y_std^2``."""
+    y_std = check_positive(y_std, "y_std")
+    samples = as_float_array(samples, "samples")
+    return samples * y_std + y_mean, jnp.asarray(tau, samples.dtype) / y_std ** 2
+
+
+def predict_proba(key: jax.Array, params: PyTree, X: ArrayLike, rate: ArrayLike, *,
+                  n_samples: int, chunk_size: int = 256) -> jax.Array:
+    """MC dropout class probabilities: the softmax averaged over ``T`` stochastic passes.
+
+    Args:
+        key: PRNG key. params: classifier :class:`DropoutMLP` parameters.
+        X: ``(n, d)`` inputs. rate: dropout rate. n_samples: ``T``.
+
+    Returns:
+        ``(n, n_classes)`` probabilities.
+    """
+    logits = mc_forward(key, params, X, rate, n_samples=n_samples, chunk_size=chunk_size)
+    return jnp.mean(jax.nn.softmax(logits, axis=-1), axis=0)
+

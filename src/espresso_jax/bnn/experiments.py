@@ -1,0 +1,515 @@
+"""Bayesian-network experiments on MNIST: model comparison, SNR pruning, rotated digit.
+
+Each experiment is a function ``fn(key, ..., quick=...)`` returning a NamedTuple of numbers
+and of the arrays its figures need (:mod:`espresso_jax.viz.bnn` draws them;
+``examples/bnn_mnist.py`` is a thin wrapper). The training helpers (:func:`fit_deterministic`,
+:func:`fit_mc_dropout`, :func:`fit_bbb`) and :func:`sample_outputs` are shared with the 1-D
+regression experiments of :mod:`espresso_jax.bnn.experiments_regression`.
+
+* :func:`train_mnist_models` / :func:`mnist_comparison`: a deterministic MLP, MC dropout,
+  Bayes by Backprop (BBB) with a Gaussian prior and BBB with a scale-mixture prior, all
+  784-400-400-10 ReLU nets trained with Adam on the bundled 8k/2k MNIST split; test error,
+  NLL, ECE (15 bins), Brier score and reliability diagrams (Blundell et al. 2015, Table 1 and
+  Gal & Ghahramani 2016 style, on a smaller training set).
+* :func:`mnist_pruning`: test error of the scale-mixture BBB net after removing the weights of
+  lowest signal-to-noise ratio (Blundell et al. 2015, Table 2), and the SNR histogram (Fig. 3).
+* :func:`rotated_digit`: a test '1' rotated from 0 to 180 degrees, 100 stochastic passes per
+  angle; softmax inputs and outputs, predictive entropy and BALD per angle (Gal & Ghahramani
+  2016, Fig. 4).
+
+References:
+    Blundell, Cornebise, Kavukcuoglu, Wierstra (2015). Weight Uncertainty in Neural Networks.
+    ICML.
+    Gal and Ghahramani (2016). Dropout as a Bayesian Approximation: Representing Model
+    Uncertainty in Deep Learning. ICML.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from espresso_jax import train
+from espresso_jax.bnn import bbb, bbb_elbo, bbb_prune, dropout, uncertainty
+from espresso_jax.datasets.bundled import load_mnist
+from espresso_jax.nn.modules import MLP
+from espresso_jax.validation import (
+    as_float_array,
+    check_int,
+    check_key,
+    check_positive,
+    check_probability,
+    float_dtype,
+)
+
+__all__ = [
+    "TrainedModel",
+    "MNISTModels",
+    "ClassificationMetrics",
+    "MNISTComparison",
+    "PruningResult",
+    "RotatedDigit",
+    "MNIST_MODELS",
+    "MNIST_MIXTURE_PRIOR",
+    "MNIST_GAUSSIAN_PRIOR",
+    "sample_outputs",
+    "fit_deterministic",
+    "fit_mc_dropout",
+    "fit_bbb",
+    "classification_metrics",
+    "train_mnist_models",
+    "mnist_comparison",
+    "mnist_pruning",
+    "rotate_images",
+    "rotated_digit",
+]
+
+MNIST_MODELS = ("deterministic", "mc_dropout", "bbb_gaussian", "bbb_mixture")
+# Priors of the MNIST BBB nets: the mixture is Blundell et al.'s (pi = 1/4, -log s1 = 0,
+# -log s2 = 6); the Gaussian scale exp(-2) keeps the prior noise of the 784-wide first layer
+# at O(1) on an 8k training set (a unit-scale prior drowns it).
+MNIST_MIXTURE_PRIOR = bbb.ScaleMixturePrior(0.25, 1.0, math.exp(-6.0))
+MNIST_GAUSSIAN_PRIOR = bbb.GaussianPrior(math.exp(-2.0))
+
+
+# ----------------------------------------------------------------------------- models
+
+
+class TrainedModel(NamedTuple):
+    """A trained network and how to sample it (host-side record, not a pytree to jit).
+
+    Attributes:
+        kind: ``"deterministic"`` (flax :class:`MLP`), ``"dropout"`` (:class:`DropoutMLP`,
+            dropout kept on at test time) or ``"bbb"`` (:class:`espresso_jax.bnn.bbb.BayesMLP`).
+        module: the flax module. params: its variables (``BBBParams`` for BBB).
+        rate: dropout rate (``"dropout"`` only, else 0).
+        seconds: wall-clock training time, compilation included.
+        final_loss: training loss of the last epoch.
+    """
+
+    kind: str
+    module: Any
+    params: Any
+    rate: float = 0.0
+    seconds: float = 0.0
+    final_loss: float = math.nan
+
+
+@functools.lru_cache(maxsize=16)
+def _adam(learning_rate: float) -> optax.GradientTransformation:
+    """One Adam object per learning rate, so repeated fits reuse the compiled step."""
+    return optax.adam(learning_rate)
+
+
+@functools.lru_cache(maxsize=16)
+def _ce_loss(module: nn.Module):
+    def loss_fn(params, batch, key):
+        del key
+        logits = module.apply(params, batch[0])
+        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, batch[1]))
+    return loss_fn
+
+
+@functools.lru_cache(maxsize=16)
+def _mse_loss(module: nn.Module):
+    def loss_fn(params, batch, key):
+        del key
+        return jnp.mean(jnp.square(module.apply(params, batch[0])[:, 0] - batch[1]))
+    return loss_fn
+
+
+@functools.lru_cache(maxsize=16)
+def _dropout_loss(module: nn.Module, task: str, rate: float, n_train: int, tau: float):
+    """Gal's objective for any module called as ``module.apply(params, x, rate,
+    deterministic=False, rngs={"dropout": key})``: mean cross-entropy (or squared error) plus
+    ``dropout.weight_decay(1e-2, rate, N, tau) * dropout.kernel_l2(params)``."""
+    decay = float(dropout.weight_decay(1e-2, rate, n_train, tau))
+
+    def loss_fn(params, batch, key):
+        out = module.apply(params, batch[0], rate, deterministic=False, rngs={"dropout": key})
+        if task == "classification":
+            data = optax.softmax_cross_entropy_with_integer_labels(out, batch[1])
+        else:
+            data = jnp.square(out[:, 0] - batch[1])
+        return jnp.mean(data) + decay * dropout.kernel_l2(params)
+    return loss_fn
+
+
+def _loop_options(n_epochs, progress, desc):
+    """One jitted chunk without a progress bar (one compilation); about 10 equal chunks with
+    one (a ragged last chunk would compile a second time)."""
+    if not progress:
+        return dict(epochs_per_chunk=n_epochs, progress=False, desc=desc)
+    chunk = max(d for d in range(1, -(-n_epochs // 10) + 1) if n_epochs % d == 0)
+    return dict(epochs_per_chunk=chunk, progress=True, desc=desc)
+
+
+def fit_deterministic(key: jax.Array, module: nn.Module, x: jax.Array, y: jax.Array, *,
+                      task: str, learning_rate: float, batch_size: int, n_epochs: int,
+                      progress: bool = False) -> TrainedModel:
+    """Fit a plain network (e.g. :class:`MLP`) by cross-entropy (``task="classification"``,
+    integer ``y``) or squared error (``"regression"``, ``y: (n,)``) with Adam."""
+    k_init, k_fit = jax.random.split(check_key(key))
+    params = module.init(k_init, x[:1])
+    loss = _ce_loss(module) if task == "classification" else _mse_loss(module)
+    start = time.perf_counter()
+    res = train.fit(k_fit, loss, params, (x, y), optimizer=_adam(learning_rate),
+                    batch_size=batch_size, n_epochs=n_epochs,
+                    **_loop_options(n_epochs, progress, "deterministic"))
+    return TrainedModel("deterministic", module, res.state.params, 0.0,
+                        time.perf_counter() - start, float(res.history["loss"][-1]))
+
+
+def fit_mc_dropout(key: jax.Array, module: nn.Module, x: jax.Array, y: jax.Array, *,
+                   task: str, rate: float, learning_rate: float, batch_size: int,
+                   n_epochs: int, tau: float = 1.0, progress: bool = False) -> TrainedModel:
+    """Fit a dropout network (:class:`~espresso_jax.bnn.dropout.DropoutMLP` or any module
+    with its call signature) by Gal's objective with Adam; ``tau`` is the regression
+    precision (1 for classification)."""
+    k_init, k_fit = jax.random.split(check_key(key))
+    params = module.init(k_init, x[:1], rate, deterministic=True)
+    loss = _dropout_loss(module, task, float(rate), int(x.shape[0]), float(tau))
+    start = time.perf_counter()
+    res = train.fit(k_fit, loss, params, (x, y), optimizer=_adam(learning_rate),
+                    batch_size=batch_size, n_epochs=n_epochs,
+                    **_loop_options(n_epochs, progress, "mc_dropout"))
+    return TrainedModel("dropout", module, res.state.params, float(rate),
+                        time.perf_counter() - start, float(res.history["loss"][-1]))
+
+
+def fit_bbb(key: jax.Array, module: nn.Module, x: jax.Array, y: jax.Array, *,
+            likelihood: str, learning_rate: float, batch_size: int, n_epochs: int,
+            noise_std: float | None = None, progress: bool = False) -> TrainedModel:
+    """Fit a Bayes-by-Backprop network with :func:`espresso_jax.bnn.bbb_elbo.fit` (Adam,
+    uniform KL weights, per-example loss scale)."""
+    k_init, k_fit = jax.random.split(check_key(key))
+    params = bbb_elbo.init_params(k_init, module, x[:1])
+    start = time.perf_counter()
+    res = bbb_elbo.fit(k_fit, module, params, x, y, optimizer=_adam(learning_rate),
+                       batch_size=batch_size, n_epochs=n_epochs, likelihood=likelihood,
+                       noise_std=noise_std, schedule="uniform", normalize=True,
+                       **_loop_options(n_epochs, progress, "bbb"))
+    return TrainedModel("bbb", module, res.state.params, 0.0, time.perf_counter() - start,
+                        float(res.history["loss"][-1]))
+
+
+@functools.partial(jax.jit, static_argnames="module")
+def _det_forward(module, params, x):
+    return module.apply(params, x)
+
+
+@functools.partial(jax.jit, static_argnames=("module", "chunk_size"))
+def _dropout_forward(module, params, x, rate, keys, chunk_size):
+    def one(k):
+        return module.apply(params, x, rate, deterministic=False, rngs={"dropout": k})
+    return jax.lax.map(one, keys, batch_size=chunk_size)
+
+
+def sample_outputs(key: jax.Array, model: TrainedModel, x: Any, *, n_samples: int,
+                   chunk_size: int = 10) -> jax.Array:
+    """Network outputs under ``n_samples`` draws of the (approximate) posterior.
+
+    Args:
+        key: PRNG key for dropout masks / weight samples.
+        model: a :class:`TrainedModel`.
+        x: ``(n, d)`` inputs.
+        n_samples: ``T`` stochastic passes (a deterministic model returns one).
+        chunk_size: passes evaluated at once (bounds memory at ``chunk_size * n * width``).
+
+    Returns:
+        ``(T, n, n_outputs)`` outputs, logits for a classifier (``T = 1`` when
+        deterministic).
+    """
+    key = check_key(key)
+    x = as_float_array(x, "x", ndim=2, shape_hint="(n, d)")
+    n_samples = check_int(n_samples, "n_samples", min_value=1)
+    chunk_size = check_int(chunk_size, "chunk_size", min_value=1)
+    if model.kind == "deterministic":
+        return _det_forward(model.module, model.params, x)[None]
+    if model.kind == "dropout":
+        return _dropout_forward(model.module, model.params, x, model.rate,
+                                jax.random.split(key, n_samples), min(chunk_size, n_samples))
+    if model.kind != "bbb":
+        raise ValueError(f"model.kind must be deterministic, dropout or bbb, got {model.kind!r}")
+    chunks, done = [], 0
+    for k in jax.random.split(key, -(-n_samples // chunk_size)):
+        m = min(chunk_size, n_samples - done)
+        chunks.append(bbb_elbo.sample_outputs(k, model.module, model.params, x, n_samples=m))
+        done += m
+    return jnp.concatenate(chunks, axis=0)
+
+
+# ----------------------------------------------------------------------------- MNIST
+
+
+class ClassificationMetrics(NamedTuple):
+    """Test scores of a predictive ``p = E_t softmax(logits_t)`` (floats).
+
+    Attributes:
+        error: top-1 error in percent. nll: mean negative log-likelihood (nats).
+        ece: expected calibration error (15 equal-width bins). brier: multi-class Brier score.
+    """
+
+    error: float
+    nll: float
+    ece: float
+    brier: float
+
+
+def classification_metrics(labels: Any, logits: Any, *, n_bins: int = 15
+                           ) -> tuple[ClassificationMetrics, uncertainty.ReliabilityDiagram]:
+    """Error %, NLL, ECE and Brier of ``(T, n, C)`` per-sample logits, and the reliability
+    diagram data (the average over ``T`` is taken in probability space)."""
+    kw = dict(from_logits=True)
+    acc = float(uncertainty.accuracy(labels, logits, **kw))
+    metrics = ClassificationMetrics(
+        error=100.0 * (1.0 - acc),
+        nll=float(uncertainty.negative_log_likelihood(labels, logits, **kw)),
+        ece=float(uncertainty.expected_calibration_error(labels, logits, n_bins=n_bins, **kw)),
+        brier=float(uncertainty.brier_score(labels, logits, **kw)))
+    return metrics, uncertainty.reliability_diagram(labels, logits, n_bins=n_bins, **kw)
+
+
+class MNISTModels(NamedTuple):
+    """The four trained MNIST networks (:data:`MNIST_MODELS` order) and their data sizes.
+
+    Attributes:
+        models: ``name -> TrainedModel``.
+        n_train, n_epochs: training-set size and epochs run.
+        hidden: hidden widths (``(400, 400)``: a 784-400-400-10 net).
+    """
+
+    models: dict[str, TrainedModel]
+    n_train: int
+    n_epochs: int
+    hidden: tuple[int, ...]
+
+
+class MNISTComparison(NamedTuple):
+    """Output of :func:`mnist_comparison`.
+
+    Attributes:
+        metrics: ``name -> ClassificationMetrics`` on the test set.
+        reliability: ``name -> ReliabilityDiagram`` (15 bins).
+        seconds_per_epoch: ``name -> float`` (training wall time / epochs, compilation
+            included).
+        trained: the :class:`MNISTModels` (for pruning and the rotated digit).
+        n_test: test images used. n_samples: stochastic passes per test prediction.
+    """
+
+    metrics: dict[str, ClassificationMetrics]
+    reliability: dict[str, uncertainty.ReliabilityDiagram]
+    seconds_per_epoch: dict[str, float]
+    trained: MNISTModels
+    n_test: int
+    n_samples: int
+
+
+def _mnist_settings(quick: bool, n_train, n_epochs, n_test, n_samples):
+    return dict(n_train=n_train or (1000 if quick else None),
+                n_epochs=n_epochs or (2 if quick else 20),
+                n_test=n_test or (500 if quick else None),
+                n_samples=n_samples or (10 if quick else 100))
+
+
+def train_mnist_models(key: jax.Array, *, quick: bool = False, n_train: int | None = None,
+                       n_epochs: int | None = None, hidden: Sequence[int] = (400, 400),
+                       batch_size: int = 100, learning_rate: float = 1e-3,
+                       dropout_rate: float = 0.25, models: Sequence[str] = MNIST_MODELS,
+                       progress: bool = False) -> MNISTModels:
+    """Train the MNIST networks on the first ``n_train`` images of the 8k training split.
+
+    Every net is ``784 - hidden - 10`` with ReLU units and is trained by Adam
+    (``learning_rate``, minibatches of ``batch_size``) for ``n_epochs``:
+    ``"deterministic"`` (cross-entropy), ``"mc_dropout"`` (dropout ``dropout_rate`` on the
+    input and hidden units, Gal's weight decay with length-scale 1e-2), ``"bbb_gaussian"``
+    (:data:`MNIST_GAUSSIAN_PRIOR`) and ``"bbb_mixture"`` (:data:`MNIST_MIXTURE_PRIOR`), both
+    with ``sigma_init = 0.01``, uniform KL weights and one weight sample per minibatch.
+
+    Args:
+        key: PRNG key (one subkey per model).
+        quick: 1000 images and 2 epochs unless given (default full: 8000 images, 20 epochs).
+        n_train, n_epochs: override the sizes.
+        hidden: hidden widths. batch_size, learning_rate: Adam settings.
+        dropout_rate: MC dropout rate.
+        models: which of :data:`MNIST_MODELS` to train.
+        progress: show tqdm bars.
+    """
+    key = check_key(key)
+    s = _mnist_settings(quick, n_train, n_epochs, None, None)
+    n_epochs = check_int(s["n_epochs"], "n_epochs", min_value=1)
+    hidden = tuple(check_int(h, "hidden", min_value=1) for h in hidden)
+    dropout_rate = check_probability(dropout_rate, "dropout_rate")
+    learning_rate = check_positive(learning_rate, "learning_rate")
+    for name in models:
+        if name not in MNIST_MODELS:
+            raise ValueError(f"models must be a subset of {MNIST_MODELS}, got {name!r}")
+    x, y = load_mnist("train")
+    if s["n_train"] is not None:
+        x, y = x[:check_int(s["n_train"], "n_train", min_value=1)], y[:s["n_train"]]
+    x, y = jnp.asarray(x, float_dtype()), jnp.asarray(y)
+    batch_size = check_int(batch_size, "batch_size", min_value=1, max_value=int(x.shape[0]))
+    opts = dict(learning_rate=learning_rate, batch_size=batch_size, n_epochs=n_epochs,
+                progress=progress)
+    keys = dict(zip(MNIST_MODELS, jax.random.split(key, len(MNIST_MODELS))))
+    out = {}
+    for name in models:
+        if name == "deterministic":
+            out[name] = fit_deterministic(keys[name], MLP(features=(*hidden, 10)), x, y,
+                                          task="classification", **opts)
+        elif name == "mc_dropout":
+            out[name] = fit_mc_dropout(keys[name], dropout.DropoutMLP(hidden, n_outputs=10), x,
+                                       y, task="classification", rate=dropout_rate, **opts)
+        else:
+            prior = MNIST_GAUSSIAN_PRIOR if name == "bbb_gaussian" else MNIST_MIXTURE_PRIOR
+            out[name] = fit_bbb(keys[name], bbb.BayesMLP((*hidden, 10), prior=prior), x, y,
+                                likelihood="categorical", **opts)
+    return MNISTModels(out, int(x.shape[0]), n_epochs, hidden)
+
+
+def _mnist_test(n_test):
+    x, y = load_mnist("test")
+    if n_test is not None:
+        x, y = x[:n_test], y[:n_test]
+    return jnp.asarray(x, float_dtype()), jnp.asarray(y)
+
+
+def mnist_comparison(key: jax.Array, *, quick: bool = False, trained: MNISTModels | None = None,
+                     n_test: int | None = None, n_samples: int | None = None,
+                     **train_options: Any) -> MNISTComparison:
+    """Train (unless ``trained`` is given) and score the MNIST networks on the test split.
+
+    Args:
+        key: PRNG key (training and the test-time samples).
+        quick: small run (see :func:`train_mnist_models`), 500 test images, 10 samples.
+        trained: already trained models (skips training).
+        n_test: test images (default all 2000). n_samples: stochastic passes (default 100).
+        **train_options: passed to :func:`train_mnist_models`.
+
+    Returns:
+        :class:`MNISTComparison`.
+    """
+    key = check_key(key)
+    k_train, k_eval = jax.random.split(key)
+    s = _mnist_settings(quick, None, None, n_test, n_samples)
+    if trained is None:
+        trained = train_mnist_models(k_train, quick=quick, **train_options)
+    x, y = _mnist_test(s["n_test"])
+    metrics, reliability, speed = {}, {}, {}
+    for name, model in trained.models.items():
+        logits = sample_outputs(k_eval, model, x, n_samples=s["n_samples"])
+        metrics[name], reliability[name] = classification_metrics(y, logits)
+        speed[name] = model.seconds / trained.n_epochs
+    return MNISTComparison(metrics, reliability, speed, trained, int(x.shape[0]),
+                           s["n_samples"])
+
+
+class PruningResult(NamedTuple):
+    """Output of :func:`mnist_pruning`.
+
+    Attributes:
+        table: :class:`espresso_jax.bnn.bbb_prune.PruningTable` (fraction, n_kept, error
+            rate).
+        snr_db: ``(n_weights,)`` signal-to-noise ratio of every weight in decibels.
+    """
+
+    table: bbb_prune.PruningTable
+    snr_db: np.ndarray
+
+
+def mnist_pruning(key: jax.Array, model: TrainedModel, *, quick: bool = False,
+                  fractions: Sequence[float] = (0.0, 0.5, 0.75, 0.95, 0.98),
+                  n_test: int | None = None, n_samples: int = 10) -> PruningResult:
+    """Test error of a BBB net after removing each fraction of weights by SNR.
+
+    Args:
+        key: PRNG key for the weight samples (the same for every fraction).
+        model: a trained BBB :class:`TrainedModel` (e.g. ``trained.models["bbb_mixture"]``).
+        quick: 500 test images unless ``n_test`` is given.
+        fractions: pruned fractions. n_test: test images. n_samples: weight samples.
+    """
+    key = check_key(key)
+    if model.kind != "bbb":
+        raise ValueError(f"model must be a BBB model, got kind {model.kind!r}")
+    x, y = _mnist_test(n_test or (500 if quick else None))
+    table = bbb_prune.pruning_table(key, model.module, model.params, x, y, fractions=fractions,
+                                    n_samples=n_samples)
+    snr = bbb_prune.signal_to_noise(model.params, decibels=True)
+    return PruningResult(table, np.concatenate([np.ravel(np.asarray(v))
+                                                for v in snr.values()]))
+
+
+# ----------------------------------------------------------------------------- rotated digit
+
+
+def rotate_images(image: Any, angles: Any) -> np.ndarray:
+    """Rotate one ``(784,)`` or ``(28, 28)`` image by each angle (degrees, anticlockwise,
+    bilinear, zero fill, same size) -> ``(A, 28, 28)`` float32 clipped to ``[0, 1]``."""
+    from scipy import ndimage
+
+    img = np.asarray(as_float_array(image, "image", ndim=(1, 2)), np.float64).reshape(28, 28)
+    angles = np.asarray(as_float_array(angles, "angles", ndim=1))
+    out = [ndimage.rotate(img, float(a), reshape=False, order=1, mode="constant", cval=0.0)
+           for a in angles]
+    return np.clip(np.stack(out), 0.0, 1.0).astype(np.float32)
+
+
+class RotatedDigit(NamedTuple):
+    """Output of :func:`rotated_digit`; per model name, arrays over the ``A`` angles.
+
+    Attributes:
+        angles: ``(A,)`` degrees. images: ``(A, 28, 28)`` rotated inputs.
+        logits, probs: ``name -> (A, T, 10)`` softmax inputs and outputs per pass.
+        entropy: ``name -> (A,)`` predictive entropy (nats).
+        bald: ``name -> (A,)`` mutual information between prediction and weights.
+        predicted: ``name -> (A,)`` argmax of the predictive.
+    """
+
+    angles: np.ndarray
+    images: np.ndarray
+    logits: dict[str, np.ndarray]
+    probs: dict[str, np.ndarray]
+    entropy: dict[str, np.ndarray]
+    bald: dict[str, np.ndarray]
+    predicted: dict[str, np.ndarray]
+
+
+def rotated_digit(key: jax.Array, models: dict[str, TrainedModel], *, image: Any = None,
+                  angles: Any = None, n_samples: int = 100) -> RotatedDigit:
+    """Gal & Ghahramani's rotated-'1' experiment for each stochastic model.
+
+    Args:
+        key: PRNG key (the same passes' key for every model).
+        models: ``name -> TrainedModel`` (e.g. MC dropout and BBB).
+        image: ``(784,)`` digit (default: the first '1' of the test split).
+        angles: ``(A,)`` degrees (default ``0, 15, ..., 180``).
+        n_samples: stochastic passes per angle.
+    """
+    key = check_key(key)
+    if image is None:
+        x, y = load_mnist("test")
+        image = x[np.flatnonzero(y == 1)[0]]
+    angles = np.linspace(0.0, 180.0, 13) if angles is None else np.asarray(angles, np.float64)
+    images = rotate_images(image, angles)
+    xs = images.reshape(len(angles), 784)
+    out: dict[str, dict[str, np.ndarray]] = {k: {} for k in
+                                              ("logits", "probs", "entropy", "bald", "pred")}
+    for name, model in models.items():
+        logits = sample_outputs(key, model, xs, n_samples=n_samples)          # (T, A, C)
+        dec = uncertainty.decompose_classification(logits, from_logits=True)
+        out["logits"][name] = np.asarray(jnp.swapaxes(logits, 0, 1))
+        out["probs"][name] = np.asarray(jax.nn.softmax(jnp.swapaxes(logits, 0, 1), axis=-1))
+        out["entropy"][name] = np.asarray(dec.entropy)
+        out["bald"][name] = np.asarray(dec.mutual_information)
+        out["pred"][name] = np.asarray(jnp.argmax(dec.probs, axis=-1))
+    return RotatedDigit(np.asarray(angles), images, out["logits"], out["probs"],
+                        out["entropy"], out["bald"], out["pred"])
