@@ -43,6 +43,7 @@ from jax.typing import ArrayLike
 
 from espresso_jax import validation as V
 from espresso_jax.bnn import uncertainty
+from espresso_jax.bnn.uncertainty import _reduce
 
 __all__ = [
     "LOG_VAR_BOUND",
@@ -132,14 +133,6 @@ def _logit_noise_loss_one(key: jax.Array, label: jax.Array, mean: jax.Array,
     u = mean[None, :] + jnp.exp(0.5 * s)[None, :] * eps                  # (T, C)
     log_p_y = jax.nn.log_softmax(u, axis=-1)[:, label]                   # (T,)
     return -(logsumexp(log_p_y) - math.log(n_samples))
-
-
-def _reduce(values: jax.Array, reduction: str) -> jax.Array:
-    if reduction == "mean":
-        return jnp.mean(values)
-    if reduction == "sum":
-        return jnp.sum(values)
-    return values
 
 
 @functools.partial(jax.jit, static_argnames="reduction")
