@@ -10,7 +10,13 @@ import pytest
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.py"))
 
 
-@pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.name)
+# the deep-learning experiments take 30-110 s even with --quick; their functions are tested in
+# tests/test_bnn_*.py, so the scripts themselves run with the slow tests
+SLOW = {"bnn_mnist.py", "bnn_regression_gap.py", "uci_protocol.py"}
+
+
+@pytest.mark.parametrize("script", [pytest.param(p, marks=pytest.mark.slow) if p.name in SLOW
+                                    else p for p in EXAMPLES], ids=lambda p: p.name)
 def test_example_runs(script, tmp_path):
     quick = ["--quick"] if "--quick" in script.read_text() else []
     proc = subprocess.run([sys.executable, str(script), *quick], cwd=tmp_path,
