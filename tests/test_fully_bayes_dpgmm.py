@@ -49,11 +49,13 @@ def strict():
 
 @pytest.fixture(scope="module")
 def nuts_small():
-    """Default-suite NUTS run: K = 4, two chains of 200 warm-up + 200 draws."""
+    """Default-suite NUTS run: K = 4, two chains of 500 warm-up + 300 draws. (200 + 200 mixed
+    on one CPU and not on another: a NUTS chain is chaotic in its floating-point rounding, and
+    the short warm-up left one chain's second weight at R-hat 1.24 there.)"""
     a, b = strict()
     with a, b:
         return dpgmm.fit_nuts(jax.random.key(0), faithful_std(), n_components=4,
-                              concentration=ALPHA, num_warmup=200, num_samples=200,
+                              concentration=ALPHA, num_warmup=500, num_samples=300,
                               num_chains=2)
 
 
@@ -138,11 +140,10 @@ def test_nuts_small_matches_sklearn(nuts_small, sklearn_ref):
     check_against_reference(summary, ref_w, ref_m)
     lppd = float(dpgmm.predictive_density(nuts_small, faithful_std()).mean())
     assert abs(lppd - ref_score) <= 0.05
-    # vs the 2-component maximum-likelihood GMM: lppd − loglik(θ̂) is of order p/(2N) = 0.02
-    # for a regular model with p = 11 parameters and N = 272. A NUTS chain is chaotic in its
-    # floating-point rounding, so the draws differ between CPUs: measured 0.0005 on one
-    # machine and 0.023 on another (same seed and versions); allowed 0.05.
-    assert abs(lppd - ml_two_component_loglik()) <= 0.05
+    # vs the 2-component maximum-likelihood GMM: lppd − loglik(θ̂) ≈ p/(2N) ≤ 0.02 for a
+    # regular model with p = 11 parameters and N = 272 (measured 0.0001 and 0.0005 on two
+    # machines; 0.023 with a chain that had not mixed, see the fixture).
+    assert abs(lppd - ml_two_component_loglik()) <= 0.02
 
 
 def test_nuts_small_diagnostics(nuts_small):
