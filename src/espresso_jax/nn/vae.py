@@ -211,15 +211,23 @@ def _kl(mu: jax.Array, logvar: jax.Array) -> jax.Array:
     return 0.5 * jnp.sum(mu * mu + jnp.exp(logvar) - 1.0 - logvar, axis=-1)
 
 
-def _elbo_one(model: VAE, params: Any, x: jax.Array, key: jax.Array, estimator: str,
-              n_samples: int) -> jax.Array:
-    """SGVB estimate of one example's ELBO, ``x: (D,)`` → ``()``."""
+def _elbo_and_kl_one(model: VAE, params: Any, x: jax.Array, key: jax.Array, estimator: str,
+                     n_samples: int) -> tuple[jax.Array, jax.Array]:
+    """SGVB estimate of one example's ELBO and its analytic ``KL(q(z|x) ‖ p(z))``,
+    ``x: (D,)`` → ``((), ())`` (one encoder pass for both)."""
     mu, logvar = model.apply(params, x, method=VAE.encode)
     eps = jax.random.normal(key, (n_samples, model.latent_dim), dtype=mu.dtype)
     log_w, log_px = _log_weights(model, params, x, mu, logvar, eps)
+    kl = _kl(mu, logvar)
     if estimator == "A":
-        return jnp.mean(log_w)
-    return jnp.mean(log_px) - _kl(mu, logvar)
+        return jnp.mean(log_w), kl
+    return jnp.mean(log_px) - kl, kl
+
+
+def _elbo_one(model: VAE, params: Any, x: jax.Array, key: jax.Array, estimator: str,
+              n_samples: int) -> jax.Array:
+    """SGVB estimate of one example's ELBO, ``x: (D,)`` → ``()``."""
+    return _elbo_and_kl_one(model, params, x, key, estimator, n_samples)[0]
 
 
 def _iwae_one(model: VAE, params: Any, x: jax.Array, key: jax.Array, k: int,
@@ -289,12 +297,10 @@ def make_loss(model: VAE, n_data: int, *, estimator: str = "B", n_samples: int =
         if binarize:
             batch = jax.random.bernoulli(bin_key, batch).astype(batch.dtype)
         keys = jax.random.split(eps_key, batch.shape[0])
-        elbos = jax.vmap(lambda x, k: _elbo_one(model, params, x, k, estimator, n_samples))(
-            batch, keys)
-        mu, logvar = model.apply(params, batch, method=VAE.encode)
+        elbos, kls = jax.vmap(
+            lambda x, k: _elbo_and_kl_one(model, params, x, k, estimator, n_samples))(batch, keys)
         scale = n_data / batch.shape[0]
-        return -scale * jnp.sum(elbos), {"elbo": jnp.mean(elbos),
-                                         "kl": jnp.mean(_kl(mu, logvar))}
+        return -scale * jnp.sum(elbos), {"elbo": jnp.mean(elbos), "kl": jnp.mean(kls)}
 
     return loss
 
