@@ -1,5 +1,6 @@
 """MC dropout (espresso_jax.bnn.dropout): weight decay, losses, MC predictive, bad input."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -78,6 +79,46 @@ def test_classification_loss_without_dropout():
     got = jax.jit(lambda p: dropout.classification_loss(
         p, (X, labels), jax.random.key(6), rate=0.0, n_train=100))(params)
     np.testing.assert_allclose(float(got), expected, rtol=1e-5)
+
+
+class _HiddenOnlyDropout(nn.Module):
+    """A network that is not a DropoutMLP: dropout on the hidden units only, tanh."""
+
+    @nn.compact
+    def __call__(self, x, rate, *, deterministic):
+        h = jnp.tanh(nn.Dense(6, name="hidden")(x))
+        if not deterministic:
+            h = dropout.apply_dropout(h, jax.random.uniform(self.make_rng("dropout"), h.shape),
+                                      rate)
+        return nn.Dense(1, name="out")(h)
+
+
+def test_losses_take_any_module():
+    """module= replaces the default DropoutMLP: the loss of a custom net is its own MSE (or
+    cross-entropy) plus the decay on its kernels, and the default equals module=DropoutMLP."""
+    X = jax.random.normal(jax.random.key(8), (30, 3))
+    y = jnp.cos(X[:, 1])
+    custom = _HiddenOnlyDropout()
+    params = custom.init(jax.random.key(9), X, 0.2, deterministic=True)
+    pred = np.asarray(custom.apply(params, X, 0.2, deterministic=True))[:, 0]
+    lam = 1e-4 * (1.0 - 0.0) / (2 * 30 * 3.0)
+    expected = np.mean((np.asarray(y) - pred) ** 2) + lam * sum(
+        np.sum(np.asarray(k) ** 2) for k in _kernels(params))
+    got = dropout.regression_loss(params, (X, y), jax.random.key(1), rate=0.0, tau=3.0,
+                                  n_train=30, module=custom)
+    np.testing.assert_allclose(float(got), expected, rtol=1e-5)
+    # With dropout on, the loss depends on the key (masks are drawn) and stays finite.
+    on = [float(dropout.regression_loss(params, (X, y), jax.random.key(k), rate=0.5, tau=3.0,
+                                        n_train=30, module=custom)) for k in (1, 2)]
+    assert np.all(np.isfinite(on)) and on[0] != on[1]
+    mlp = dropout.DropoutMLP(hidden=(5,), n_outputs=3)
+    mlp_params = _init(mlp, jax.random.key(10), X)
+    labels = jnp.arange(30) % 3
+    default = dropout.classification_loss(mlp_params, (X, labels), jax.random.key(2), rate=0.3,
+                                          n_train=30)
+    explicit = dropout.classification_loss(mlp_params, (X, labels), jax.random.key(2),
+                                           rate=0.3, n_train=30, module=mlp)
+    assert float(default) == float(explicit)
 
 
 def test_apply_dropout_statistics():

@@ -179,7 +179,8 @@ def kernel_l2(params: PyTree) -> jax.Array:
 
 def regression_loss(params: PyTree, batch: tuple[jax.Array, jax.Array], key: jax.Array, *,
                     rate: ArrayLike, tau: ArrayLike, n_train: int,
-                    length_scale: float = 1e-2) -> jax.Array:
+                    length_scale: float = 1e-2, module: nn.Module | None = None
+                    ) -> jax.Array:
     """Dropout regression objective for one minibatch (usable with :mod:`espresso_jax.train`).
 
     ``mean((y - f(x))^2) + weight_decay(l, rate, N, tau) * kernel_l2(params)`` with one dropout
@@ -194,17 +195,20 @@ def regression_loss(params: PyTree, batch: tuple[jax.Array, jax.Array], key: jax
         tau: model precision in the units of ``y``.
         n_train: size of the whole training set ``N`` (static).
         length_scale: prior length-scale ``l``.
+        module: the network, any module called as ``apply(params, X, rate,
+            deterministic=False, rngs={"dropout": key})`` with output ``(m, 1)`` (default: the
+            :class:`DropoutMLP` matching ``params``).
     """
     X, y = batch
-    module = DropoutMLP.from_params(params)
+    module = DropoutMLP.from_params(params) if module is None else module
     pred = module.apply(params, X, rate, deterministic=False, rngs={"dropout": key})[..., 0]
     decay = weight_decay(length_scale, rate, n_train, tau).astype(pred.dtype)
     return jnp.mean((y - pred) ** 2) + decay * kernel_l2(params)
 
 
 def classification_loss(params: PyTree, batch: tuple[jax.Array, jax.Array], key: jax.Array,
-                        *, rate: ArrayLike, n_train: int, length_scale: float = 1e-2
-                        ) -> jax.Array:
+                        *, rate: ArrayLike, n_train: int, length_scale: float = 1e-2,
+                        module: nn.Module | None = None) -> jax.Array:
     """Dropout classification objective: mean softmax cross-entropy plus
     ``weight_decay(l, rate, N, tau=1) * kernel_l2(params)``.
 
@@ -213,7 +217,7 @@ def classification_loss(params: PyTree, batch: tuple[jax.Array, jax.Array], key:
         (other arguments as :func:`regression_loss`.)
     """
     X, labels = batch
-    module = DropoutMLP.from_params(params)
+    module = DropoutMLP.from_params(params) if module is None else module
     logits = module.apply(params, X, rate, deterministic=False, rngs={"dropout": key})
     nll = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
     decay = weight_decay(length_scale, rate, n_train, 1.0).astype(logits.dtype)

@@ -129,19 +129,13 @@ def _mse_loss(module: nn.Module):
 
 @functools.lru_cache(maxsize=16)
 def _dropout_loss(module: nn.Module, task: str, rate: float, n_train: int, tau: float):
-    """Gal's objective for any module called as ``module.apply(params, x, rate,
-    deterministic=False, rngs={"dropout": key})``: mean cross-entropy (or squared error) plus
-    ``dropout.weight_decay(1e-2, rate, N, tau) * dropout.kernel_l2(params)``."""
-    decay = float(dropout.weight_decay(1e-2, rate, n_train, tau))
-
-    def loss_fn(params, batch, key):
-        out = module.apply(params, batch[0], rate, deterministic=False, rngs={"dropout": key})
-        if task == "classification":
-            data = optax.softmax_cross_entropy_with_integer_labels(out, batch[1])
-        else:
-            data = jnp.square(out[:, 0] - batch[1])
-        return jnp.mean(data) + decay * dropout.kernel_l2(params)
-    return loss_fn
+    """Gal's objective (:func:`espresso_jax.bnn.dropout.regression_loss` or
+    ``classification_loss``) bound to ``module``; cached, so a second fit reuses its step."""
+    if task == "classification":
+        return functools.partial(dropout.classification_loss, module=module, rate=rate,
+                                 n_train=n_train)
+    return functools.partial(dropout.regression_loss, module=module, rate=rate, tau=tau,
+                             n_train=n_train)
 
 
 def _loop_options(n_epochs, progress, desc):
