@@ -45,10 +45,10 @@ from espresso_jax.linear import basis as basis_fns  # noqa: E402
 from espresso_jax.linear import bayes  # noqa: E402
 from espresso_jax.mixture import gmm, kmeans, ppca, vbgmm  # noqa: E402
 from espresso_jax.mixture.vb_terms import VBGMMParams  # noqa: E402
-from espresso_jax.report import _jsonable  # noqa: E402
+from espresso_jax.report import to_jsonable  # noqa: E402
 from espresso_jax.validation import check_choice, check_int, check_key  # noqa: E402
 from espresso_jax.viz.linear import plot_predictive_band  # noqa: E402
-from espresso_jax.viz.mixture import _ellipse  # noqa: E402
+from espresso_jax.viz.mixture import draw_covariance_ellipse  # noqa: E402
 
 __all__ = ["MODELS", "BLR_BASES", "Table", "KMeansParams", "BLRParams", "FitOutput",
            "load_table", "fit_model", "write_fit", "run_fit", "check_out_dir", "load_fitted",
@@ -315,9 +315,9 @@ def fit_model(key: jax.Array, model: str, X: Any, *, columns: tuple[str, ...] | 
     info = {"format": FORMAT_VERSION, "model": model, "params_type": type(params).__name__,
             "leaves": [{"shape": list(np.shape(a)), "dtype": str(np.asarray(a).dtype)}
                        for a in leaves],
-            "options": _jsonable(opts), "columns": list(columns),
+            "options": to_jsonable(opts), "columns": list(columns),
             "n_samples": int(X.shape[0])}
-    return FitOutput(model, params, info, _jsonable(metrics))
+    return FitOutput(model, params, info, to_jsonable(metrics))
 
 
 # --------------------------------------------------------------------------------------------
@@ -358,7 +358,7 @@ def _plot_clusters(X, labels, means, covs, weights, columns, title) -> plt.Figur
         if weights is not None and weights[c] <= 1e-2:
             continue
         if C is not None:
-            _ellipse(ax, M[c], C[c], colors[c % 10])
+            draw_covariance_ellipse(ax, M[c], C[c], colors[c % 10])
         ax.scatter(M[c, 0], M[c, 1], marker="x", s=80, color="k")
     ax.set(xlabel=xl, ylabel=yl, title=title)
     return fig
@@ -500,7 +500,7 @@ def write_fit(out_dir: str | os.PathLike, fitted: FitOutput, X: Any, *,
                    "files": {"params": "params.msgpack", "params_info": "params.json",
                              "plot": "plot.png"},
                    "load": load}
-        (staging / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2,
+        (staging / "summary.json").write_text(json.dumps(to_jsonable(summary), indent=2,
                                                          allow_nan=False))
         _move_into_place(staging, out_dir)
     except BaseException:

@@ -22,15 +22,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["Report"]
+__all__ = ["Report", "to_jsonable"]
 
 
-def _jsonable(value: Any) -> Any:
+def to_jsonable(value: Any) -> Any:
     """Convert numpy/JAX scalars and arrays to plain JSON values (NaN/inf become None)."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [to_jsonable(v) for v in value]
     if isinstance(value, (str, bool)) or value is None:
         return value
     arr = np.asarray(value)
@@ -38,12 +38,12 @@ def _jsonable(value: Any) -> Any:
         if arr.ndim == 0:
             out = arr.item()
             return None if isinstance(out, float) and not math.isfinite(out) else out
-        return [_jsonable(v) for v in arr.tolist()]
+        return [to_jsonable(v) for v in arr.tolist()]
     return str(value)
 
 
 def _format(value: Any) -> str:
-    value = _jsonable(value)
+    value = to_jsonable(value)
     if isinstance(value, float):
         return f"{value:.6g}"
     if isinstance(value, list) and len(value) <= 12:
@@ -96,7 +96,7 @@ class Report:
 
     def metrics(self, values: dict[str, Any]) -> None:
         """Add named numbers to the current section (merged with earlier ones)."""
-        self._current()["metrics"].update(_jsonable(values))
+        self._current()["metrics"].update(to_jsonable(values))
 
     def _html(self) -> str:
         parts = [

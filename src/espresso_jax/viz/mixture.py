@@ -12,7 +12,16 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import Ellipse  # noqa: E402
 
 
-def _ellipse(ax, mean, cov, color, alpha=1.0, n_std=2.0):
+def draw_covariance_ellipse(ax, mean, cov, color, alpha=1.0, n_std=2.0):
+    """Draw the ``n_std``-standard-deviation ellipse of a 2-D Gaussian on ``ax``.
+
+    Args:
+        ax: matplotlib axes.
+        mean: ``(2,)`` centre.
+        cov: ``(2, 2)`` covariance (negative eigenvalues from round-off are clipped to 0).
+        color, alpha: line colour and opacity.
+        n_std: half-axes in standard deviations along the eigenvectors.
+    """
     vals, vecs = np.linalg.eigh(np.asarray(cov, dtype=np.float64))
     angle = np.degrees(np.arctan2(vecs[1, -1], vecs[0, -1]))
     w, h = 2 * n_std * np.sqrt(np.maximum(vals[::-1], 0.0))
@@ -42,7 +51,7 @@ def plot_mixture_snapshots(X: np.ndarray, snapshots: Sequence[tuple[str, np.ndar
             else colors[np.argmax(r, 1) % 10][:, :3]
         ax.scatter(X[:, 0], X[:, 1], s=6, c=np.clip(mix, 0, 1))
         for k in range(len(weights)):
-            _ellipse(ax, means[k], covs[k], colors[k % 10], alpha=max(0.2, min(1, 3 * weights[k])))
+            draw_covariance_ellipse(ax, means[k], covs[k], colors[k % 10], alpha=max(0.2, min(1, 3 * weights[k])))
         ax.set(title=title, xlabel=xlabel, ylabel=ylabel if ax is axes[0] else None)
     ax = axes[-1]
     ax.plot(np.arange(1, len(history) + 1), history, "o-", ms=3)
@@ -68,7 +77,7 @@ def plot_weight_pruning(X: np.ndarray, weights_by_prior: dict[str, np.ndarray],
     w = next(iter(weights_by_prior.values()))
     colors = plt.cm.tab10(np.arange(10))
     for k in np.flatnonzero(w > threshold):
-        _ellipse(ax2, means[k], covs[k], colors[k % 10])
+        draw_covariance_ellipse(ax2, means[k], covs[k], colors[k % 10])
     ax2.set(title=f"components with E[π] > {threshold:g}", xlabel=xlabel, ylabel=ylabel)
     fig.tight_layout()
     return fig
