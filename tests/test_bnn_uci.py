@@ -61,6 +61,36 @@ def test_second_call_does_not_recompile(tiny, yacht):
     assert not np.allclose(again.rmse, tiny.rmse)  # a different key gives other networks
 
 
+def test_progress_bar_counts_epochs_and_changes_nothing(tiny, yacht, monkeypatch):
+    """The bar is advanced from inside the compiled calls: once per epoch of the grid search
+    and once per epoch of the refit (2 x 40), then closed; the numbers equal a silent run."""
+    import tqdm.auto
+
+    bars = []
+
+    class Recorder:
+        def __init__(self, total, **kwargs):
+            self.total, self.n, self.closed = total, 0, False
+            bars.append(self)
+
+        def update(self, k):
+            self.n += k
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recorder)
+    shown = uci.run_protocol(jax.random.key(0), yacht, uci.dropout_method(), optimizer=OPT,
+                             progress=True, **TINY)
+    assert len(bars) == 1 and bars[0].total == bars[0].n == 80 and bars[0].closed
+    assert not uci._PROGRESS
+    silent = uci.run_protocol(jax.random.key(0), yacht, uci.dropout_method(), optimizer=OPT,
+                              progress=False, **TINY)
+    for r in (shown, silent):
+        np.testing.assert_array_equal(r.rmse, tiny.rmse)
+        np.testing.assert_array_equal(r.log_likelihood, tiny.log_likelihood)
+
+
 def test_vmapped_grid_equals_single_config(tiny, yacht):
     # The same call the protocol makes (cached compile), against one network trained alone.
     method = uci.dropout_method()

@@ -149,7 +149,8 @@ def epoch_batches(key: jax.Array, n_rows: int, batch_size: int) -> jax.Array:
 
 
 def run_epochs(step_fn: StepFn, state: Any, data: PyTree, key: jax.Array, *, batch_size: int,
-               n_epochs: int) -> tuple[Any, dict[str, jax.Array]]:
+               n_epochs: int, on_epoch: Callable[[jax.Array], None] | None = None
+               ) -> tuple[Any, dict[str, jax.Array]]:
     """Run ``n_epochs`` shuffled epochs of ``step_fn`` (pure; jit and vmap it freely).
 
     Args:
@@ -159,6 +160,10 @@ def run_epochs(step_fn: StepFn, state: Any, data: PyTree, key: jax.Array, *, bat
         key: shuffling key, split into one permutation key per epoch.
         batch_size: rows per minibatch (static).
         n_epochs: epochs to run (static).
+        on_epoch: optional host function called as ``on_epoch(epoch_index)`` after each epoch
+            through ``jax.debug.callback`` (a progress hook inside one compiled call; it sees
+            no traced values but the index, is called once per epoch under ``vmap``, and does
+            not change the results).
 
     Returns:
         ``(state, metrics)`` with each metric averaged per epoch, ``(n_epochs,)``.
@@ -175,7 +180,17 @@ def run_epochs(step_fn: StepFn, state: Any, data: PyTree, key: jax.Array, *, bat
         state, metrics = jax.lax.scan(one_batch, state, index)
         return state, jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
 
-    return jax.lax.scan(one_epoch, state, jax.random.split(key, n_epochs))
+    keys = jax.random.split(key, n_epochs)
+    if on_epoch is None:
+        return jax.lax.scan(one_epoch, state, keys)
+
+    def one_epoch_reported(state, xs):
+        epoch_key, epoch = xs
+        state, metrics = one_epoch(state, epoch_key)
+        jax.debug.callback(on_epoch, epoch)
+        return state, metrics
+
+    return jax.lax.scan(one_epoch_reported, state, (keys, jnp.arange(n_epochs)))
 
 
 @functools.partial(jax.jit, static_argnames=("step_fn", "batch_size", "n_epochs"))

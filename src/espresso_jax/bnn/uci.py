@@ -255,7 +255,8 @@ def balanced_batch_size(n_rows: int, batch_size: int) -> int:
 
 def train_config(key: jax.Array, method: UCIMethod, X: jax.Array, y: jax.Array,
                  hparams: PyTree, *, optimizer: optax.GradientTransformation, n_hidden: int,
-                 batch_size: int, n_epochs: int) -> tuple[PyTree, jax.Array]:
+                 batch_size: int, n_epochs: int, progress: bool = False
+                 ) -> tuple[PyTree, jax.Array]:
     """Initialise and train one network (pure; vmapped by :func:`train_grid`).
 
     Args:
@@ -265,6 +266,7 @@ def train_config(key: jax.Array, method: UCIMethod, X: jax.Array, y: jax.Array,
         hparams: one grid point in standardised units.
         optimizer: optax optimiser.
         n_hidden, batch_size, n_epochs: static settings (``batch_size`` is used as given).
+        progress: advance the progress bar opened by :func:`run_protocol` after each epoch.
 
     Returns:
         ``(params, losses)`` with ``losses: (n_epochs,)`` per-epoch mean training loss.
@@ -279,15 +281,44 @@ def train_config(key: jax.Array, method: UCIMethod, X: jax.Array, y: jax.Array,
     step = train.make_step(loss_fn, optimizer)
     state = train.init_state(step_key, params, optimizer)
     state, metrics = train.run_epochs(step, state, (X, y), shuffle_key, batch_size=batch_size,
-                                      n_epochs=n_epochs)
+                                      n_epochs=n_epochs,
+                                      on_epoch=_advance_progress if progress else None)
     return state.params, metrics["loss"]
 
 
+# Progress bars of running protocols (host side); the innermost one is advanced.
+_PROGRESS: list = []
+
+
+def _open_progress(show: bool, total: int, desc: str):
+    """A tqdm bar that the compiled training advances, or None when ``show`` is false."""
+    if not show:
+        return None
+    from tqdm.auto import tqdm
+
+    _PROGRESS.append(tqdm(total=total, desc=desc, unit="epoch", leave=False))
+    return _PROGRESS[-1]
+
+
+def _close_progress(bar) -> None:
+    if bar is not None:
+        _PROGRESS.remove(bar)
+        bar.close()
+
+
+def _advance_progress(epoch: jax.Array) -> None:
+    """Host callback of the compiled training: one epoch of every network is done."""
+    del epoch
+    if _PROGRESS:
+        _PROGRESS[-1].update(1)
+
+
 @functools.partial(jax.jit, static_argnames=("method", "optimizer", "n_hidden", "batch_size",
-                                             "n_epochs"))
+                                             "n_epochs", "progress"))
 def train_grid(keys: jax.Array, method: UCIMethod, X: jax.Array, y: jax.Array,
                hparams: PyTree, *, optimizer: optax.GradientTransformation, n_hidden: int,
-               batch_size: int, n_epochs: int) -> tuple[PyTree, jax.Array]:
+               batch_size: int, n_epochs: int, progress: bool = False
+               ) -> tuple[PyTree, jax.Array]:
     """Train every (split, grid point) network in one compiled call.
 
     Args:
@@ -303,7 +334,7 @@ def train_grid(keys: jax.Array, method: UCIMethod, X: jax.Array, y: jax.Array,
     """
     def one(k, x, t, hp):
         return train_config(k, method, x, t, hp, optimizer=optimizer, n_hidden=n_hidden,
-                            batch_size=batch_size, n_epochs=n_epochs)
+                            batch_size=batch_size, n_epochs=n_epochs, progress=progress)
 
     over_grid = jax.vmap(one, in_axes=(0, None, None, 0))
     return jax.vmap(over_grid, in_axes=(0, 0, 0, 0))(keys, X, y, hparams)
@@ -387,7 +418,7 @@ def run_protocol(key: jax.Array, ds: UCIDataset, method: UCIMethod, *,
                  optimizer: optax.GradientTransformation, n_splits: int | None = None,
                  n_epochs: int | None = None, n_hidden: int | None = None,
                  batch_size: int = 128, n_samples: int = 10_000, n_samples_val: int = 1_000,
-                 val_fraction: float = 0.2) -> ProtocolResult:
+                 val_fraction: float = 0.2, progress: bool = True) -> ProtocolResult:
     """Grid search by validation log-likelihood, refit, test (see the module docstring).
 
     Args:
@@ -402,6 +433,8 @@ def run_protocol(key: jax.Array, ds: UCIDataset, method: UCIMethod, *,
         n_samples: MC samples for the test predictive.
         n_samples_val: MC samples for the validation predictive.
         val_fraction: share of the training split held out (its last rows) for validation.
+        progress: show a tqdm bar over the epochs of the grid search and the refit (advanced
+            from inside the compiled calls; the results do not depend on it).
 
     Returns:
         :class:`ProtocolResult`.
@@ -439,27 +472,32 @@ def run_protocol(key: jax.Array, ds: UCIDataset, method: UCIMethod, *,
 
     grid_key, val_key, refit_key, test_key = jax.random.split(key, 4)
     fit_batch = balanced_batch_size(n_fit, batch_size)
-    params, _ = train_grid(jax.random.split(grid_key, (S, G)), method,
-                           data.X_train[:, :n_fit], data.y_train[:, :n_fit], hp_std,
-                           optimizer=optimizer, n_hidden=n_hidden, batch_size=fit_batch,
-                           n_epochs=n_epochs)
-
-    def per_config(a):  # (S, ...) -> (S * G, ...) repeated over the grid
-        return jnp.repeat(a, G, axis=0)
-
-    _, val_ll = evaluate(jax.random.split(val_key, S * G), method, _flatten2(params),
-                         per_config(data.X_train[:, n_fit:]),
-                         per_config(data.y_train[:, n_fit:]), _flatten2(hp_std),
-                         per_config(data.y_std), n_samples=n_samples_val)
-    val_ll = np.asarray(val_ll).reshape(S, G)
-    best = select_best(val_ll)
-
-    chosen_std = jax.tree.map(lambda a: a[np.arange(S), best], hp_std)
     full_batch = balanced_batch_size(N, batch_size)
-    refit, _ = train_grid(jax.random.split(refit_key, (S, 1)), method, data.X_train,
-                          data.y_train, jax.tree.map(lambda a: a[:, None], chosen_std),
-                          optimizer=optimizer, n_hidden=n_hidden, batch_size=full_batch,
-                          n_epochs=n_epochs)
+    bar = _open_progress(progress, 2 * n_epochs, f"{ds.name}: {S}x{G} grid nets, {S} refits")
+    try:
+        params, _ = train_grid(jax.random.split(grid_key, (S, G)), method,
+                               data.X_train[:, :n_fit], data.y_train[:, :n_fit], hp_std,
+                               optimizer=optimizer, n_hidden=n_hidden, batch_size=fit_batch,
+                               n_epochs=n_epochs, progress=bar is not None)
+
+        def per_config(a):  # (S, ...) -> (S * G, ...) repeated over the grid
+            return jnp.repeat(a, G, axis=0)
+
+        _, val_ll = evaluate(jax.random.split(val_key, S * G), method, _flatten2(params),
+                             per_config(data.X_train[:, n_fit:]),
+                             per_config(data.y_train[:, n_fit:]), _flatten2(hp_std),
+                             per_config(data.y_std), n_samples=n_samples_val)
+        val_ll = np.asarray(val_ll).reshape(S, G)
+        best = select_best(val_ll)
+
+        chosen_std = jax.tree.map(lambda a: a[np.arange(S), best], hp_std)
+        refit, _ = train_grid(jax.random.split(refit_key, (S, 1)), method, data.X_train,
+                              data.y_train, jax.tree.map(lambda a: a[:, None], chosen_std),
+                              optimizer=optimizer, n_hidden=n_hidden, batch_size=full_batch,
+                              n_epochs=n_epochs, progress=bar is not None)
+        jax.block_until_ready(refit)
+    finally:
+        _close_progress(bar)
     rmse, ll = evaluate(jax.random.split(test_key, S), method, _flatten2(refit), data.X_test,
                         data.y_test, chosen_std, data.y_std, n_samples=n_samples)
     rmse, ll = np.asarray(rmse, np.float64), np.asarray(ll, np.float64)
