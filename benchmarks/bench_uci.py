@@ -196,7 +196,8 @@ def main() -> None:
         return uci.run_protocol(jax.random.key(0), ds, method, optimizer=optimizer,
                                 n_splits=n_splits, n_epochs=n_epochs, n_hidden=ds.n_hidden,
                                 batch_size=BATCH, n_samples=n_samples,
-                                n_samples_val=n_samples_val, val_fraction=VAL_FRACTION)
+                                n_samples_val=n_samples_val, val_fraction=VAL_FRACTION,
+                                progress=False)
 
     def peer():
         return torch_protocol(ds, n_splits=n_splits, n_epochs=n_epochs, n_hidden=ds.n_hidden,
