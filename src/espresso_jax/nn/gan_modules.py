@@ -1,0 +1,186 @@
+"""GAN players: MLP and DCGAN generators and discriminators, and :class:`GANModel`, the static
+description of a GAN that :mod:`espresso_jax.nn.gan` trains and samples.
+
+Every player is called as ``module.apply(variables, inputs, train)``; ``train`` switches
+BatchNorm between batch statistics and running averages (the MLP players ignore it).
+
+References:
+    Goodfellow et al. (2014), Generative adversarial nets, NeurIPS.
+    Radford, Metz and Chintala (2016), Unsupervised representation learning with deep
+    convolutional generative adversarial networks, ICLR (DCGAN).
+    Gulrajani et al. (2017), Improved training of Wasserstein GANs, NeurIPS (per-example
+    critic normalisation).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from espresso_jax.nn.modules import MLP
+from espresso_jax.validation import check_choice, check_int
+
+__all__ = [
+    "MLPGenerator",
+    "MLPDiscriminator",
+    "DCGANGenerator",
+    "DCGANDiscriminator",
+    "GANModel",
+    "mlp_gan",
+    "dcgan",
+]
+
+
+class MLPGenerator(nn.Module):
+    """MLP generator ``z (n, latent_dim) -> x (n, *sample_shape)``.
+
+    Attributes:
+        sample_shape: shape of one generated example, e.g. ``(2,)`` or ``(784,)``.
+        hidden: widths of the hidden layers (``()``: an affine map of ``z``).
+        activation: hidden non-linearity.
+        final_activation: output non-linearity (``jnp.tanh`` for data in [-1, 1]).
+    """
+
+    sample_shape: Sequence[int] = (2,)
+    hidden: Sequence[int] = (128, 128)
+    activation: Callable[[jax.Array], jax.Array] = nn.relu
+    final_activation: Callable[[jax.Array], jax.Array] | None = None
+
+    @nn.compact
+    def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
+        del train  # no BatchNorm or dropout
+        width = math.prod(self.sample_shape)
+        x = MLP(tuple(self.hidden) + (width,), activation=self.activation,
+                final_activation=self.final_activation, name="mlp")(z)
+        return x.reshape(z.shape[:-1] + tuple(self.sample_shape))
+
+
+class MLPDiscriminator(nn.Module):
+    """MLP discriminator ``x (n, *sample_shape) -> logit (n,)`` (examples are flattened).
+
+    Attributes:
+        hidden: widths of the hidden layers.
+        activation: hidden non-linearity (default LeakyReLU(0.2)).
+    """
+
+    hidden: Sequence[int] = (128, 128)
+    activation: Callable[[jax.Array], jax.Array] = functools.partial(nn.leaky_relu,
+                                                                     negative_slope=0.2)
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+        del train
+        x = x.reshape((x.shape[0], -1))
+        return MLP(tuple(self.hidden) + (1,), activation=self.activation, name="mlp")(x)[:, 0]
+
+
+def _batch_norm(train: bool, name: str) -> nn.BatchNorm:
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=name)
+
+
+class DCGANGenerator(nn.Module):
+    """DCGAN generator for 28x28x1 images (Radford et al. 2016, scaled to MNIST).
+
+    ``z -> Dense(7*7*2f) -> BN -> ReLU -> (7, 7, 2f) -> ConvT(f, 4x4, stride 2) -> BN -> ReLU
+    -> ConvT(1, 4x4, stride 2) -> tanh``, i.e. ``(n, latent_dim) -> (n, 28, 28, 1)`` in [-1, 1].
+
+    Attributes:
+        features: width ``f`` of the last hidden layer.
+    """
+
+    features: int = 64
+
+    @nn.compact
+    def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
+        f = self.features
+        x = nn.Dense(7 * 7 * 2 * f, use_bias=False, name="dense")(z)
+        x = nn.relu(_batch_norm(train, "bn_0")(x))
+        x = x.reshape((z.shape[0], 7, 7, 2 * f))
+        x = nn.ConvTranspose(f, (4, 4), strides=(2, 2), padding="SAME", use_bias=False,
+                             name="deconv_0")(x)
+        x = nn.relu(_batch_norm(train, "bn_1")(x))
+        x = nn.ConvTranspose(1, (4, 4), strides=(2, 2), padding="SAME", name="deconv_1")(x)
+        return jnp.tanh(x)
+
+
+class DCGANDiscriminator(nn.Module):
+    """DCGAN discriminator for 28x28x1 images: ``(n, 28, 28, 1) -> logit (n,)``.
+
+    ``Conv(f, 4x4, stride 2) -> LeakyReLU(0.2) -> Conv(2f, 4x4, stride 2) -> norm ->
+    LeakyReLU(0.2) -> Dense(1)`` (no normalisation after the first layer, as in DCGAN).
+
+    Attributes:
+        features: width ``f`` of the first convolution.
+        norm: ``"batch"`` (DCGAN), ``"layer"`` or ``"none"``; WGAN-GP needs a per-example
+            critic, so use ``"layer"`` or ``"none"`` there (Gulrajani et al. 2017, Sec. 4).
+    """
+
+    features: int = 64
+    norm: str = "batch"
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+        f = self.features
+        x = nn.leaky_relu(nn.Conv(f, (4, 4), strides=(2, 2), padding="SAME", name="conv_0")(x),
+                          0.2)
+        x = nn.Conv(2 * f, (4, 4), strides=(2, 2), padding="SAME", use_bias=self.norm == "none",
+                    name="conv_1")(x)
+        if self.norm == "batch":
+            x = _batch_norm(train, "bn_1")(x)
+        elif self.norm == "layer":
+            x = nn.LayerNorm(name="ln_1")(x)
+        x = nn.leaky_relu(x, 0.2)
+        return nn.Dense(1, name="logit")(x.reshape((x.shape[0], -1)))[:, 0]
+
+
+class GANModel(NamedTuple):
+    """A GAN architecture (static configuration, hashable).
+
+    Attributes:
+        generator: flax module ``(z (n, latent_dim), train) -> (n, *sample_shape)``.
+        discriminator: flax module ``(x (n, *sample_shape), train) -> logits (n,)``.
+        latent_dim: width of the standard-normal noise ``z``.
+        sample_shape: shape of one example, e.g. ``(2,)`` or ``(28, 28, 1)``.
+    """
+
+    generator: nn.Module
+    discriminator: nn.Module
+    latent_dim: int
+    sample_shape: tuple[int, ...]
+
+
+def mlp_gan(sample_shape: int | Sequence[int], *, latent_dim: int,
+            g_hidden: Sequence[int] = (128, 128), d_hidden: Sequence[int] = (128, 128),
+            g_final_activation: Callable[[jax.Array], jax.Array] | None = None) -> GANModel:
+    """An MLP generator and discriminator.
+
+    Args:
+        sample_shape: shape of one example (an int for vectors), e.g. ``2`` or ``784``.
+        latent_dim: noise width.
+        g_hidden: generator hidden widths (``()`` makes the generator affine).
+        d_hidden: discriminator hidden widths.
+        g_final_activation: generator output non-linearity (e.g. ``jnp.tanh``).
+    """
+    shape = (sample_shape,) if isinstance(sample_shape, (int, np.integer)) else sample_shape
+    shape = tuple(check_int(s, "sample_shape", min_value=1) for s in shape)
+    latent_dim = check_int(latent_dim, "latent_dim", min_value=1)
+    g_hidden = tuple(check_int(w, "g_hidden", min_value=1) for w in g_hidden)
+    d_hidden = tuple(check_int(w, "d_hidden", min_value=1) for w in d_hidden)
+    return GANModel(MLPGenerator(shape, g_hidden, final_activation=g_final_activation),
+                    MLPDiscriminator(d_hidden), latent_dim, shape)
+
+
+def dcgan(*, latent_dim: int = 100, features: int = 64, d_norm: str = "batch") -> GANModel:
+    """DCGAN players for 28x28x1 images in [-1, 1] (see :class:`DCGANGenerator`)."""
+    latent_dim = check_int(latent_dim, "latent_dim", min_value=1)
+    features = check_int(features, "features", min_value=1)
+    check_choice(d_norm, "d_norm", ("batch", "layer", "none"))
+    return GANModel(DCGANGenerator(features), DCGANDiscriminator(features, d_norm), latent_dim,
+                    (28, 28, 1))
