@@ -25,8 +25,14 @@ weights would need alignment to a reference draw instead.
 Mixing: NUTS moves continuously, so it rarely changes the number of occupied components
 (that needs a split or merge). On Old Faithful a chain that reaches a state splitting the
 short-eruption cluster (weights ≈ 0.64 / 0.30 / 0.06) tends to stay there for hundreds of
-iterations, even with α = 0.01. Run two or more chains and check the R-hat of the sorted
-weights (:func:`posterior_summary`) before trusting the component count.
+iterations, even with α = 0.01: four chains of 3,000 draws (K = 10) spent 7%, 15%, 69% and
+99% of their draws in such states, so the posterior mean of the third sorted weight (≈ 0.05)
+and its R-hat (1.6) are not reliable at that length. Check the R-hat of the sorted weights
+(:func:`posterior_summary`) before trusting the component count, and compare with other fits
+through :func:`cluster_summary`: the total weight and the weighted mean of the components
+nearest each of a few given centres do not change when a cluster is split, and they mix
+(R-hat ≤ 1.01 in the runs above; weights within 0.002 and means within 0.01 sd of
+scikit-learn's variational fit).
 
 Standardisation: :func:`fit_nuts` / :func:`fit_svi` standardise ``X`` per feature (mean 0,
 sd 1) before fitting, so the default priors are in units of the data spread and the fit is
@@ -65,8 +71,9 @@ from espresso_jax.fully_bayes.mcmc import _run_mcmc, run_svi, summarize
 from espresso_jax.interop import standard_promotion
 from espresso_jax.mixture.kmeans import kmeans_plusplus
 
-__all__ = ["DPGMMPosterior", "DPGMMSVIResult", "DPGMMSummary", "fit_nuts", "fit_svi", "model",
-           "posterior_summary", "predictive_density", "sort_by_weight", "stick_log_weights"]
+__all__ = ["DPGMMPosterior", "DPGMMSVIResult", "DPGMMSummary", "DPGMMClusters", "cluster_summary",
+           "fit_nuts", "fit_svi", "model", "posterior_summary", "predictive_density",
+           "sort_by_weight", "stick_log_weights"]
 
 _GUIDES = ("normal", "delta")
 
@@ -132,6 +139,23 @@ class DPGMMSummary(NamedTuple):
     sorted_weights: np.ndarray
     weights_ess: np.ndarray
     weights_r_hat: np.ndarray
+
+
+class DPGMMClusters(NamedTuple):
+    """Per-draw cluster summaries from :func:`cluster_summary` (NumPy, float64).
+
+    Attributes:
+        weights: ``(n_draws, J)`` total weight of the components assigned to each centre.
+        means: ``(n_draws, J, D)`` weight-averaged mean of those components (NaN in a draw
+            where a centre received no weight).
+        r_hat: ``(J, 1 + D)`` split R-hat of each cluster's weight and mean coordinates over
+            the chains (NaN with a single chain, fewer than 4 draws per chain, or a centre
+            that received no weight in some draw).
+    """
+
+    weights: np.ndarray
+    means: np.ndarray
+    r_hat: np.ndarray
 
 
 # ------------------------------------------------------------------------------------ model
@@ -453,6 +477,47 @@ def posterior_summary(posterior: DPGMMPosterior, threshold: float = 0.05) -> DPG
     sd = (lambda a: a.std(0, ddof=1)) if S > 1 else (lambda a: np.zeros(a.shape[1:]))
     return DPGMMSummary(n, mean_w[:n], sd(w[:, :n]), means.mean(0), sd(means), cov.mean(0),
                         mean_w, np.asarray(ess), np.asarray(r_hat))
+
+
+def cluster_summary(posterior: DPGMMPosterior, centres: ArrayLike) -> DPGMMClusters:
+    """Label- and split-invariant summaries: each component of each draw is assigned to the
+    nearest of ``J`` given centres (e.g. the means of an EM or variational fit); per draw, a
+    cluster's weight is the sum of its components' weights and its mean is their
+    weight-averaged mean.
+
+    Unlike the weight-sorted components of :func:`posterior_summary`, these do not change when
+    a draw splits a cluster into two components, so they can be compared across chains and
+    with point fits even when the number of occupied components mixes slowly.
+
+    Args:
+        posterior: :class:`DPGMMPosterior`.
+        centres: ``(J, D)`` reference points, in the units of the fitted data.
+
+    Returns:
+        :class:`DPGMMClusters`.
+    """
+    weights, means, _, _ = _check_posterior(posterior)
+    w = np.asarray(weights, np.float64)
+    m = np.asarray(means, np.float64)
+    centres = np.asarray(V.as_float_array(centres, "centres", ndim=2,
+                                          shape_hint="(n_centres, n_features)"), np.float64)
+    if centres.shape[1] != m.shape[-1]:
+        raise ValueError(f"centres has {centres.shape[1]} features but the posterior has "
+                         f"{m.shape[-1]}")
+    nearest = np.argmin(np.sum((m[:, :, None, :] - centres) ** 2, axis=-1), axis=-1)  # (S, K)
+    member = nearest[..., None] == np.arange(len(centres))                       # (S, K, J)
+    cw = np.einsum("sk,skj->sj", w, member)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cm = np.einsum("sk,skj,skd->sjd", w, member, m) / cw[..., None]
+    S, J = cw.shape
+    C = posterior.num_chains if S % max(posterior.num_chains, 1) == 0 else 1
+    stacked = np.concatenate([cw[..., None], cm], axis=-1)                       # (S, J, 1+D)
+    if C >= 2 and S // C >= 4 and np.all(np.isfinite(stacked)):
+        r_hat = summarize({"c": stacked.reshape((C, S // C) + stacked.shape[1:])},
+                          group_by_chain=True)["c"].r_hat
+    else:
+        r_hat = np.full(stacked.shape[1:], np.nan)
+    return DPGMMClusters(cw, cm, np.asarray(r_hat, np.float64))
 
 
 @jax.jit
