@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pathlib
 import time
 
 import jax
@@ -44,6 +45,7 @@ PUBLISHED = {
 # Method name -> (UCIMethod factory, default Adam learning rate). BBB needs the larger rate to
 # move its posterior standard deviations within the protocol's epochs.
 METHODS = {"dropout": (uci.dropout_method, 1e-3), "bbb": (bbb_uci.bbb_method, 1e-2)}
+METHOD_LABELS = {"dropout": "MC dropout (ours)", "bbb": "Bayes by Backprop (ours)"}
 ORDER = ("yacht", "boston", "energy", "concrete", "wine", "power", "kin8nm", "naval", "protein")
 
 
@@ -72,6 +74,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", default="uci_protocol.json")
+    parser.add_argument("--figure", default=None,
+                        help="comparison plot (default: --out with .png; 'none' to skip)")
     args = parser.parse_args(argv)
     if args.datasets is None:
         args.datasets = ["yacht", "boston"] if args.quick else list(ORDER)
@@ -119,6 +123,29 @@ def main(argv: list[str] | None = None) -> None:
                        "written": time.strftime("%Y-%m-%d %H:%M:%S"), "results": records},
                       fh, indent=1)
     print(f"results written to {args.out}")
+    figure = args.figure or str(pathlib.Path(args.out).with_suffix(".png"))
+    if figure.lower() != "none":
+        save_comparison(records, args.method, figure)
+        print(f"figure written to {figure}")
+
+
+def save_comparison(records: list[dict], method: str, path: str) -> None:
+    """Ours against the published MC-dropout rows (viz.plot_uci_comparison)."""
+    import matplotlib.pyplot as plt
+
+    from espresso_jax.viz import plot_uci_comparison
+
+    def column(key, source=None):
+        return [np.nan if (r["published"] if source else r)[key] is None
+                else (r["published"] if source else r)[key] for r in records]
+
+    fig = plot_uci_comparison(
+        [r["dataset"] for r in records], column("rmse_mean"), column("rmse_se"),
+        column("ll_mean"), column("ll_se"), column("rmse", 1), column("rmse_se", 1),
+        column("ll", 1), column("ll_se", 1), label=METHOD_LABELS[method],
+        ref_label="published MC dropout")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

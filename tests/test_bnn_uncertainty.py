@@ -269,6 +269,17 @@ def test_plots_return_figures():
     plt.close(fig)
     fig = vb.plot_uncertainty_decomposition(xg, np.full(30, 0.01), np.full(30, 0.04))
     plt.close(fig)
+    ones = np.ones(3)
+    fig = vb.plot_uci_comparison(["a", "b", "naval"], [2.0, 1.0, 0.01], 0.1 * ones,
+                                 [-2.0, -1.0, 4.0], 0.05 * ones, [1.0, 1.0, 0.0],
+                                 [0.1, np.nan, np.nan], [-1.5, -1.0, 4.5], [0.01, 0.0, np.nan])
+    # RMSE panel: +100% for "a", 0 for "b", naval (reference 0) left out; LL: -0.5, 0, -0.5
+    rmse_x, ll_x = (ax.lines[1].get_xdata() for ax in fig.axes[:2])
+    np.testing.assert_allclose(rmse_x, [1.0, 0.0, np.nan])
+    np.testing.assert_allclose(ll_x, [-0.5, 0.0, -0.5])
+    plt.close(fig)
+    with pytest.raises(ValueError, match="one entry per name"):
+        vb.plot_uci_comparison(["a"], *([ones] * 8))
     with pytest.raises(ValueError, match="samples"):
         vb.plot_regression_band(xg, xg, xg, samples=np.zeros((5, 3)))
     with pytest.raises(ValueError, match="logits"):

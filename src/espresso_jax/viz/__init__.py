@@ -16,6 +16,7 @@ from espresso_jax.viz.bnn import (
     plot_regression_band,
     plot_reliability_diagram,
     plot_rotated_digits,
+    plot_uci_comparison,
     plot_uncertainty_decomposition,
 )
 from espresso_jax.viz.gan import plot_gan_losses, plot_samples_2d
@@ -33,6 +34,7 @@ __all__ = [
     "plot_reliability_diagram",
     "plot_rotated_digits",
     "plot_uncertainty_decomposition",
+    "plot_uci_comparison",
     "plot_gan_losses",
     "plot_samples_2d",
     "image_grid",

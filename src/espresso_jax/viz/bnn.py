@@ -1,5 +1,6 @@
 """Plots of Bayesian-network uncertainty: reliability diagrams, regression bands with
-epistemic/aleatoric parts, the rotated-digit experiment and variance decompositions.
+epistemic/aleatoric parts, the rotated-digit experiment, variance decompositions and UCI
+benchmark results against published ones.
 
 Each function takes arrays (as returned by :mod:`espresso_jax.bnn.uncertainty`) and returns a
 ``Figure``.
@@ -27,6 +28,7 @@ __all__ = [
     "plot_regression_band",
     "plot_rotated_digits",
     "plot_uncertainty_decomposition",
+    "plot_uci_comparison",
 ]
 
 
@@ -211,5 +213,49 @@ def plot_uncertainty_decomposition(x, epistemic, aleatoric, *,
     ax.plot(xv[order], (al + ep)[order], color="k", lw=1, label="total")
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_uci_comparison(names: Sequence[str], rmse, rmse_se, ll, ll_se, ref_rmse, ref_rmse_se,
+                        ref_ll, ref_ll_se, *, label: str = "ours",
+                        ref_label: str = "published") -> plt.Figure:
+    """UCI regression results against reference ones, one row per data set.
+
+    Left: RMSE relative to the reference, ``rmse / ref_rmse - 1`` (data sets whose reference
+    RMSE is 0, as published for naval, are left out); right: test log-likelihood difference
+    ``ll - ref_ll`` in nats per point (higher is better). Bars are one standard error of the
+    difference (both SEs combined; a missing reference SE, NaN, counts as 0).
+
+    Args:
+        names: ``n`` data-set names.
+        rmse, rmse_se, ll, ll_se: ``(n,)`` our means and standard errors over the splits.
+        ref_rmse, ref_rmse_se, ref_ll, ref_ll_se: ``(n,)`` the reference numbers.
+        label, ref_label: legend names.
+    """
+    names = [str(n) for n in names]
+    arrays = [_np(a, k, 1) for a, k in zip(
+        (rmse, rmse_se, ll, ll_se, ref_rmse, ref_rmse_se, ref_ll, ref_ll_se),
+        ("rmse", "rmse_se", "ll", "ll_se", "ref_rmse", "ref_rmse_se", "ref_ll", "ref_ll_se"))]
+    if any(len(a) != len(names) for a in arrays):
+        raise ValueError(f"every array must have one entry per name ({len(names)})")
+    rm, rs, lm, ls, prm, prs, plm, pls = arrays
+    y = np.arange(len(names))[::-1]
+    fig, (ax_r, ax_l) = plt.subplots(1, 2, figsize=(8.5, 0.45 * len(names) + 1.4), sharey=True)
+    valid = prm > 0
+    rel = np.where(valid, rm / np.where(valid, prm, 1.0) - 1.0, np.nan)
+    rel_se = np.where(valid, np.hypot(rs, np.nan_to_num(prs) * rm / np.where(valid, prm, 1.0))
+                      / np.where(valid, prm, 1.0), np.nan)
+    panels = ((ax_r, rel, rel_se, f"RMSE / {ref_label} − 1  (lower is better)"),
+              (ax_l, lm - plm, np.hypot(ls, np.nan_to_num(pls)),
+               f"test LL − {ref_label} [nats]  (higher is better)"))
+    for ax, diff, se, xlabel in panels:
+        ax.axvline(0.0, color="k", lw=0.8)
+        ax.errorbar(diff, y, xerr=se, fmt="o", color="tab:blue", capsize=3, label=label)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.grid(axis="x", alpha=0.3)
+    ax_r.set_yticks(y, names)
+    ax_r.legend(fontsize=7, loc="best")
+    fig.suptitle(f"UCI regression: {label} vs {ref_label} (±1 SE)", fontsize=10)
     fig.tight_layout()
     return fig
