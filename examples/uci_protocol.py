@@ -9,8 +9,8 @@ log-likelihood in original units, next to the published grid-search numbers.
     python examples/uci_protocol.py --method bbb --datasets power   # Bayes by Backprop
 
 Every (split, grid point) network of a data set is trained in one compiled, vmapped call.
-The default is the protocol's 10x epochs; the published boston, concrete, energy, wine and
-yacht rows need longer training: run those with --epochs-multiplier 100 (see espresso_jax.bnn.uci).
+The default is the protocol's 10x epochs; the published boston, concrete, energy, kin8nm,
+wine and yacht rows need longer training: run those with --epochs-multiplier 100 (see espresso_jax.bnn.uci).
 """
 
 from __future__ import annotations

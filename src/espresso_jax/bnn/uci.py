@@ -36,8 +36,8 @@ published grid-search numbers come from runs longer than 10x epochs: its 100x-ep
 log-likelihoods average -1.26 (published -1.25), while its 10x-epoch one-layer logs give
 boston 3.18 / -2.68 and concrete 5.63 / -3.13 (RMSE / LL) against the published 2.90 / -2.40
 and 4.82 / -2.93. This implementation agrees: at 10x epochs it misses those rows by more than
-one standard error on boston, concrete, energy, wine and yacht, and at 100x epochs
-(``n_epochs=100 * ds.n_epochs``) it matches all five within one standard error (numbers in
+one standard error on boston, concrete, energy, kin8nm, wine and yacht, and at 100x epochs
+(``n_epochs=100 * ds.n_epochs``) it matches all six within one standard error (numbers in
 ``benchmarks/RESULTS.md``).
 
 The method interface. A :class:`UCIMethod` is a NamedTuple of pure functions; ``hparams`` is any
