@@ -37,7 +37,8 @@ log-likelihoods average -1.26 (published -1.25), while its 10x-epoch one-layer l
 boston 3.18 / -2.68 and concrete 5.63 / -3.13 (RMSE / LL) against the published 2.90 / -2.40
 and 4.82 / -2.93. This implementation agrees: at 10x epochs it misses those rows by more than
 one standard error on boston, concrete, energy, kin8nm, wine and yacht, and at 100x epochs
-(``n_epochs=100 * ds.n_epochs``) it matches all six within one standard error (numbers in
+(``n_epochs=100 * ds.n_epochs``) it matches five of them within one standard error and comes
+to 1.4 standard errors of kin8nm's log-likelihood (numbers in
 ``benchmarks/RESULTS.md``).
 
 The method interface. A :class:`UCIMethod` is a NamedTuple of pure functions; ``hparams`` is any
