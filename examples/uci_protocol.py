@@ -10,7 +10,8 @@ log-likelihood in original units, next to the published grid-search numbers.
 
 Every (split, grid point) network of a data set is trained in one compiled, vmapped call.
 The default is the protocol's 10x epochs; the published boston, concrete, energy, kin8nm,
-wine and yacht rows need longer training: run those with --epochs-multiplier 100 (see espresso_jax.bnn.uci).
+wine and yacht rows need longer training: run those with --epochs-multiplier 100 (see
+espresso_jax.bnn.uci).
 """
 
 from __future__ import annotations
@@ -119,7 +120,8 @@ def main(argv: list[str] | None = None) -> None:
             "wall_time_s": res.wall_time, "settings": res.settings,
         })
         with open(args.out, "w") as fh:  # rewritten after every data set
-            json.dump({"seed": args.seed, "method": args.method, "learning_rate": args.learning_rate,
+            json.dump({"seed": args.seed, "method": args.method,
+                       "learning_rate": args.learning_rate,
                        "written": time.strftime("%Y-%m-%d %H:%M:%S"), "results": records},
                       fh, indent=1)
     print(f"results written to {args.out}")
@@ -135,14 +137,15 @@ def save_comparison(records: list[dict], method: str, path: str) -> None:
 
     from espresso_jax.viz import plot_uci_comparison
 
-    def column(key, source=None):
-        return [np.nan if (r["published"] if source else r)[key] is None
-                else (r["published"] if source else r)[key] for r in records]
+    def column(key, published=False):  # None (no published SE) -> NaN
+        rows = [r["published"] if published else r for r in records]
+        return [np.nan if row[key] is None else row[key] for row in rows]
 
     fig = plot_uci_comparison(
         [r["dataset"] for r in records], column("rmse_mean"), column("rmse_se"),
-        column("ll_mean"), column("ll_se"), column("rmse", 1), column("rmse_se", 1),
-        column("ll", 1), column("ll_se", 1), label=METHOD_LABELS[method],
+        column("ll_mean"), column("ll_se"), *(column(k, published=True)
+                                              for k in ("rmse", "rmse_se", "ll", "ll_se")),
+        label=METHOD_LABELS[method],
         ref_label="published MC dropout")
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -438,7 +438,8 @@ def run_protocol(key: jax.Array, ds: UCIDataset, method: UCIMethod, *,
         n_samples_val: MC samples for the validation predictive.
         val_fraction: share of the training split held out (its last rows) for validation.
         progress: show a tqdm bar over the epochs of the grid search and the refit (advanced
-            from inside the compiled calls; the results do not depend on it).
+            from inside the compiled calls by one host callback per epoch, about 0.4 ms each:
+            4% of the compiled yacht protocol; the results do not depend on it).
 
     Returns:
         :class:`ProtocolResult`.
