@@ -5,13 +5,13 @@
     python benchmarks/bench_uci.py --quick     # yacht, 2 splits, 20 epochs, T = 1,000 / 100
 
 What is compared (one process, same data): the wall time of the protocol of Gal & Ghahramani
-(2016) on the standard splits (:mod:`espresso_jax.bnn.uci`): per split, train one network per
+(2016) on the standard splits (:mod:`espresso_jax.apps.uci.protocol`): per split, train one network per
 point of the data folder's dropout-rate x tau grid (4 x 3 = 12) on the first 80% of the
 training rows, score each by its MC validation log-likelihood (``--n-samples-val`` passes) on
 the last 20%, refit the best point on the whole training split and report the test RMSE and the
 MC-mixture test log-likelihood (``--n-samples`` passes) in the target's original units.
 
-* ours: :func:`espresso_jax.bnn.uci.run_protocol` with :func:`~espresso_jax.bnn.uci.dropout_method`
+* ours: :func:`espresso_jax.apps.uci.protocol.run_protocol` with :func:`~espresso_jax.apps.uci.protocol.dropout_method`
   -- every (split, grid point) network trained in one compiled, vmapped call. Its time is the
   first call's wall time, **JIT compilation included** (later calls with the same shapes reuse
   the compiled code: one extra, untimed-for-the-goal call reports the compiled run time);
@@ -27,7 +27,7 @@ statistics (:func:`espresso_jax.datasets.uci.standardized_split`); network dropo
 Dense(n_hidden = 50) -> ReLU -> dropout(p) -> Dense(1), Glorot-uniform kernels, zero biases,
 inverted dropout; loss ``mean((y - f(x))^2) + l^2 (1 - p) / (2 N tau) * sum ||W||^2`` over the
 kernels only, ``l = 1e-2``, ``tau`` in standardised units (``tau * y_std^2``); Adam(1e-3);
-equal minibatches of :func:`~espresso_jax.bnn.uci.balanced_batch_size` ``(N, 128)`` rows
+equal minibatches of :func:`~espresso_jax.apps.uci.protocol.balanced_batch_size` ``(N, 128)`` rows
 drawn from a fresh permutation each epoch (remainder dropped); ``10 x`` the folder's epochs
 (40 for yacht and boston: 400); the same ``T`` for validation and test. Random streams differ
 (JAX vs PyTorch), so the test RMSE / log-likelihood agree statistically: both are printed as
@@ -59,7 +59,7 @@ import optax
 
 from _common import print_machine, print_result
 
-from espresso_jax.bnn import uci
+from espresso_jax.apps.uci import protocol as uci
 from espresso_jax.datasets.uci import UCI_NAMES, load_uci, standardized_split
 
 LR, BATCH, LENGTH_SCALE, VAL_FRACTION = 1e-3, 128, 1e-2, 0.2

@@ -23,8 +23,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from espresso_jax.bnn import experiments  # noqa: E402
-from espresso_jax.viz import bnn as viz  # noqa: E402
+from espresso_jax.apps.experiments import bnn_mnist as experiments  # noqa: E402
+from espresso_jax.apps.viz import bnn as viz  # noqa: E402
 
 
 def _snr_histogram(snr_db: np.ndarray) -> plt.Figure:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import jax
 
-from espresso_jax.bnn import experiments_regression as er
-from espresso_jax.viz import bnn as viz
+from espresso_jax.apps.experiments import bnn_toys as er
+from espresso_jax.apps.viz import bnn as viz
 
 
 def main() -> None:

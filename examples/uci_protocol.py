@@ -11,7 +11,7 @@ log-likelihood in original units, next to the published grid-search numbers.
 Every (split, grid point) network of a data set is trained in one compiled, vmapped call.
 The default is the protocol's 10x epochs; the published boston, concrete, energy, kin8nm,
 wine and yacht rows need longer training: run those with --epochs-multiplier 100 (see
-espresso_jax.bnn.uci).
+espresso_jax.apps.uci.protocol).
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ import jax
 import numpy as np
 import optax
 
-from espresso_jax.bnn import bbb_uci, uci
+from espresso_jax.apps.uci import bbb as bbb_uci
+from espresso_jax.apps.uci import protocol as uci
 from espresso_jax.datasets.uci import load_uci
 
 ALIASES = {
@@ -135,7 +136,7 @@ def save_comparison(records: list[dict], method: str, path: str) -> None:
     """Ours against the published MC-dropout rows (viz.plot_uci_comparison)."""
     import matplotlib.pyplot as plt
 
-    from espresso_jax.viz import plot_uci_comparison
+    from espresso_jax.apps.viz import plot_uci_comparison
 
     def column(key, published=False):  # None (no published SE) -> NaN
         rows = [r["published"] if published else r for r in records]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import jax
 
-from espresso_jax.nn import experiments
+from espresso_jax.apps.experiments import generative as experiments
 
 
 def main() -> None:

@@ -1,8 +1,12 @@
 """Test configuration: strict dtype and rank promotion everywhere, an x64 fixture."""
 
-import jax
-import pytest
-from threadpoolctl import threadpool_limits
+import os
+
+os.environ.setdefault("MPLBACKEND", "Agg")  # the library never selects a backend; tests run headless
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="session")

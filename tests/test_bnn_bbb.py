@@ -480,7 +480,7 @@ def test_uci_method_loss_is_the_normalized_elbo():
     """bbb_uci's loss (KL from gaussian_kl_tree with a traced prior scale) equals ELBOLoss with
     normalize=True (KL sown by the layers with their static prior) for the same weight
     sample, and the grid/standardise/predict pieces have the protocol's units and shapes."""
-    from espresso_jax.bnn import bbb_uci
+    from espresso_jax.apps.uci import bbb as bbb_uci
     from espresso_jax.datasets.uci import UCIDataset
 
     method = bbb_uci.bbb_method(noise="learned", prior_scales=(1.0,))
@@ -522,7 +522,8 @@ def test_uci_method_loss_is_the_normalized_elbo():
 
 @pytest.mark.slow  # a compiled protocol run: ~1 min on the loaded 2-core box
 def test_uci_protocol_smoke_yacht():
-    from espresso_jax.bnn import bbb_uci, uci
+    from espresso_jax.apps.uci import bbb as bbb_uci
+    from espresso_jax.apps.uci import protocol as uci
     from espresso_jax.datasets.uci import load_uci
 
     try:

@@ -1,4 +1,4 @@
-"""Bayesian-network experiments (espresso_jax.bnn.experiments, experiments_regression).
+"""Bayesian-network experiments (espresso_jax.apps.experiments.bnn_mnist, experiments_regression).
 
 The experiments train networks, so the checks are of two kinds: exact references for the
 deterministic pieces (metrics against scikit-learn, image rotation against np.rot90) and
@@ -14,8 +14,8 @@ import pytest
 from scipy.special import softmax
 from sklearn.metrics import log_loss
 
-from espresso_jax.bnn import experiments as ex
-from espresso_jax.bnn import experiments_regression as er
+from espresso_jax.apps.experiments import bnn_mnist as ex
+from espresso_jax.apps.experiments import bnn_toys as er
 from espresso_jax.datasets.bundled import load_mnist
 
 

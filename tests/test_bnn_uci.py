@@ -1,4 +1,4 @@
-"""The UCI protocol (espresso_jax.bnn.uci): one compiled vmapped grid, selection by validation
+"""The UCI protocol (espresso_jax.apps.uci.protocol): one compiled vmapped grid, selection by validation
 log-likelihood, original-unit metrics, bad input."""
 
 import jax
@@ -8,7 +8,7 @@ import optax
 import pytest
 from scipy import stats
 
-from espresso_jax.bnn import uci
+from espresso_jax.apps.uci import protocol as uci
 from espresso_jax.datasets.uci import default_data_dir, load_uci
 
 pytestmark = pytest.mark.skipif(default_data_dir() is None, reason="no UCI data directory")

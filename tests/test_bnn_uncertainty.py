@@ -245,7 +245,7 @@ def test_bad_input_raises(call, exc, match):
 def test_plots_return_figures():
     import matplotlib.pyplot as plt
 
-    from espresso_jax.viz import bnn as vb
+    from espresso_jax.apps.viz import bnn as vb
 
     probs, labels = _binary([0.95] * 10 + [0.55] * 10, [True] * 13 + [False] * 7)
     rd = U.reliability_diagram(labels, probs)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from espresso_jax import bench
-from espresso_jax.cli import main
+from espresso_jax.apps import bench
+from espresso_jax.apps.cli import main
 
 _REPO_BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 

@@ -12,8 +12,8 @@ import sys
 import numpy as np
 import pytest
 
-from espresso_jax import fitting
-from espresso_jax.cli import main
+from espresso_jax.apps import fitting
+from espresso_jax.apps.cli import main
 from espresso_jax.datasets.bundled import _data_file, load_faithful
 from espresso_jax.linear.bayes import EvidenceFit
 from espresso_jax.mixture import gmm, kmeans, ppca, vbgmm
@@ -325,7 +325,7 @@ def test_load_table_header_detection_and_delimiters(tmp_path):
 
 def test_cli_fit_subprocess_smoke(tmp_path):
     out = tmp_path / "blr"
-    proc = subprocess.run([sys.executable, "-m", "espresso_jax.cli", "fit", "blr", CSV,
+    proc = subprocess.run([sys.executable, "-m", "espresso_jax.apps.cli", "fit", "blr", CSV,
                            "--basis", "none", "--x64", "--out", str(out)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

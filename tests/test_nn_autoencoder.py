@@ -86,7 +86,7 @@ def test_bad_inputs():
 def test_plots_return_figures_and_tile_images_in_order():
     import matplotlib.figure
 
-    from espresso_jax.viz import nn as viz
+    from espresso_jax.apps.viz import nn as viz
 
     images = np.arange(5 * 4, dtype=np.float64).reshape(5, 4)          # five 2x2 "images"
     canvas = viz.image_grid(images, 3, image_shape=(2, 2), pad=1)

@@ -9,9 +9,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from espresso_jax.cli import main
-from espresso_jax.report import Report
-from espresso_jax.tour import SECTIONS, run_tour
+from espresso_jax.apps.cli import main
+from espresso_jax.apps.report import Report
+from espresso_jax.apps.tour import SECTIONS, run_tour
 
 
 class _Images(HTMLParser):
@@ -76,7 +76,7 @@ def test_tour_rejects_unknown_section(tmp_path):
 
 
 def test_cli_errors_are_one_line_without_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "espresso_jax.cli", "tour", "--seed", "-1",
+    proc = subprocess.run([sys.executable, "-m", "espresso_jax.apps.cli", "tour", "--seed", "-1",
                            "--out", str(tmp_path / "r")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["espresso-jax: error: seed must be >= 0, got -1"]
@@ -94,7 +94,7 @@ def test_every_section_is_named_uniquely():
 
 
 def test_cli_summary_prints_scalar_metrics(tmp_path, capsys):
-    from espresso_jax.cli import _print_summary
+    from espresso_jax.apps.cli import _print_summary
 
     report = Report(tmp_path / "r", title="t")
     report.section("Linear")

@@ -1,15 +1,28 @@
 """espresso_jax: Bayesian machine learning and Bayesian deep learning as composable JAX
 functions.
 
-Layers (dependencies point downward): ``cli``/``tour``/``report``/``viz`` → models
-(``linear``, ``mixture``, ``nn``, ``bnn``, ``fully_bayes``) → engines (``em``, ``train``) → probability (``prob``) →
-numpyro.distributions, flax, optax, jax. Every public function validates its input on the host
+Layers (dependencies point downward): applications (:mod:`espresso_jax.apps`: cli, tour,
+report, viz, experiments, the UCI protocol; imported on demand) → models (``linear``,
+``mixture``, ``nn``, ``bnn``, ``fully_bayes``) → engines (``em``, ``train``) → probability
+(``prob``) → numpyro.distributions, flax, optax, jax. Every public function validates its input on the host
 (:mod:`espresso_jax.validation`) before any jit.
 """
 
-from espresso_jax import datasets, em, fully_bayes, io, linear, mixture, nn, prob, train, validation
+from espresso_jax import (
+    bnn,
+    datasets,
+    em,
+    fully_bayes,
+    io,
+    linear,
+    mixture,
+    nn,
+    prob,
+    train,
+    validation,
+)
 
 __version__ = "0.1.0"
-__all__ = ["datasets", "em", "fully_bayes", "io", "linear", "mixture", "nn", "prob", "train",
+__all__ = ["bnn", "datasets", "em", "fully_bayes", "io", "linear", "mixture", "nn", "prob", "train",
            "validation",
            "__version__"]

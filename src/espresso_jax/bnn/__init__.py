@@ -10,10 +10,6 @@
   the length-scale prior, vmapped stochastic passes.
 - :mod:`~espresso_jax.bnn.heteroscedastic`, :mod:`~espresso_jax.bnn.uncertainty`: aleatoric
   heads and losses; predictive decompositions, entropy, BALD, NLL, Brier, ECE.
-- :mod:`~espresso_jax.bnn.uci` (+ :mod:`~espresso_jax.bnn.bbb_uci`): the UCI regression
-  protocol with splits and hyper-parameter grids vmapped into one compiled call.
-- :mod:`~espresso_jax.bnn.experiments`, :mod:`~espresso_jax.bnn.experiments_regression`: the
-  MNIST comparison, pruning table, rotated digit, and the 1-D gap and heteroscedastic toys.
 """
 
 from espresso_jax.bnn import (
@@ -21,14 +17,10 @@ from espresso_jax.bnn import (
     bbb_elbo,
     bbb_prune,
     bbb_recurrent,
-    bbb_uci,
     dropout,
-    experiments,
-    experiments_regression,
     heteroscedastic,
-    uci,
     uncertainty,
 )
 
-__all__ = ["bbb", "bbb_elbo", "bbb_prune", "bbb_recurrent", "bbb_uci", "dropout", "experiments",
-           "experiments_regression", "heteroscedastic", "uci", "uncertainty"]
+__all__ = ["bbb", "bbb_elbo", "bbb_prune", "bbb_recurrent", "dropout", "heteroscedastic",
+           "uncertainty"]

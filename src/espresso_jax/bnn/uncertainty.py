@@ -482,7 +482,7 @@ def expected_calibration_error(labels: ArrayLike, probs: ArrayLike, *,
 def reliability_diagram(labels: ArrayLike, probs: ArrayLike, *, n_bins: int = DEFAULT_N_BINS,
                         from_logits: bool = False) -> ReliabilityDiagram:
     """Per-bin mean confidence, accuracy and count of the top-1 prediction (the data of a
-    reliability diagram; see :func:`espresso_jax.viz.bnn.plot_reliability_diagram`).
+    reliability diagram; see :func:`espresso_jax.apps.viz.bnn.plot_reliability_diagram`).
 
     Args:
         labels: ``(n,)`` integer classes. probs: ``(n, C)`` or ``(T, n, C)``.

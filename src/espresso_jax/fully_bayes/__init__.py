@@ -12,7 +12,15 @@
 """
 
 from espresso_jax.fully_bayes import bnn, dpgmm, linear, logistic, mcmc
-from espresso_jax.fully_bayes.mcmc import SiteSummary, SVIResult, run_nuts, run_svi, summarize
+from espresso_jax.fully_bayes.mcmc import (
+    SiteSummary,
+    SVIResult,
+    run_nuts,
+    run_nuts_samples,
+    run_svi,
+    summarize,
+)
 
 __all__ = ["bnn", "dpgmm", "linear", "logistic", "mcmc", "SiteSummary", "SVIResult", "run_nuts",
+           "run_nuts_samples",
            "run_svi", "summarize"]

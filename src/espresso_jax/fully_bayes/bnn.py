@@ -44,7 +44,7 @@ from jax.typing import ArrayLike
 
 from espresso_jax import validation as V
 from espresso_jax.bnn import uncertainty
-from espresso_jax.fully_bayes.mcmc import _run_mcmc, summarize
+from espresso_jax.fully_bayes.mcmc import run_nuts_samples, summarize
 
 __all__ = ["BNNPosterior", "UCIReference", "ACTIVATIONS", "WEIGHT_PRIORS", "model", "fit_nuts",
            "predict", "evaluate", "uci_reference"]
@@ -221,7 +221,7 @@ def fit_nuts(
     V.check_same_length(X=X, y=y)
     options = _model_options(n_hidden, activation, weight_prior, prior_scale, a_weight,
                              b_weight, a_noise, b_noise)
-    samples, n_div = _run_mcmc(key, model, (X, y), options, num_warmup=num_warmup,
+    samples, n_div = run_nuts_samples(key, model, (X, y), options, num_warmup=num_warmup,
                                num_samples=num_samples, num_chains=num_chains,
                                progress_bar=progress_bar,
                                target_accept_prob=target_accept_prob, dense_mass=False,

@@ -67,7 +67,7 @@ from numpyro.infer.autoguide import AutoDelta, AutoNormal
 from numpyro.infer.initialization import init_to_value
 
 from espresso_jax import validation as V
-from espresso_jax.fully_bayes.mcmc import _run_mcmc, run_svi, summarize
+from espresso_jax.fully_bayes.mcmc import run_nuts_samples, run_svi, summarize
 from espresso_jax.interop import standard_promotion
 from espresso_jax.mixture.kmeans import kmeans_plusplus
 
@@ -345,7 +345,7 @@ def fit_nuts(
                                           scale_median, scale_log_sd, lkj_concentration)
     num_chains = V.check_int(num_chains, "num_chains", min_value=1)
     k_init, k_run = jax.random.split(key)
-    samples, n_div = _run_mcmc(
+    samples, n_div = run_nuts_samples(
         k_run, model, (Xs,), kwargs, num_warmup=num_warmup, num_samples=num_samples,
         num_chains=num_chains, progress_bar=progress_bar,
         target_accept_prob=target_accept_prob, dense_mass=dense_mass,

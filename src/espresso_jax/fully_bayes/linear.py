@@ -26,7 +26,7 @@ import numpyro.distributions as dist
 from jax.typing import ArrayLike
 
 from espresso_jax import validation as V
-from espresso_jax.fully_bayes.mcmc import _run_mcmc
+from espresso_jax.fully_bayes.mcmc import run_nuts_samples
 
 __all__ = ["LinearPosterior", "model", "fit_nuts", "predict"]
 
@@ -122,7 +122,7 @@ def fit_nuts(
     V.check_same_length(Phi=Phi, t=t)
     hyper = {name: V.check_positive(value, name) for name, value in
              (("a_alpha", a_alpha), ("b_alpha", b_alpha), ("a_beta", a_beta), ("b_beta", b_beta))}
-    samples, n_div = _run_mcmc(key, model, (Phi, t), hyper, num_warmup=num_warmup,
+    samples, n_div = run_nuts_samples(key, model, (Phi, t), hyper, num_warmup=num_warmup,
                                num_samples=num_samples, num_chains=num_chains,
                                progress_bar=progress_bar,
                                target_accept_prob=target_accept_prob, dense_mass=dense_mass,

@@ -23,7 +23,7 @@ import numpyro.distributions as dist
 from jax.typing import ArrayLike
 
 from espresso_jax import validation as V
-from espresso_jax.fully_bayes.mcmc import _run_mcmc
+from espresso_jax.fully_bayes.mcmc import run_nuts_samples
 from espresso_jax.linear.logistic import check_design, check_labels, gaussian_prior
 
 __all__ = ["LogisticPosterior", "model", "fit_nuts", "predict_proba"]
@@ -98,7 +98,7 @@ def fit_nuts(
     V.check_same_length(Phi=Phi, t=t)
     prior = gaussian_prior(Phi.shape[1], alpha=alpha, prior_mean=prior_mean,
                            prior_precision=prior_precision)
-    samples, n_div = _run_mcmc(
+    samples, n_div = run_nuts_samples(
         key, model, (Phi, t), {"prior_mean": prior.mean, "prior_precision": prior.precision},
         num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
         progress_bar=progress_bar, target_accept_prob=target_accept_prob,

@@ -26,7 +26,7 @@ from numpyro.infer import MCMC, NUTS, SVI, Trace_ELBO
 from espresso_jax import validation as V
 from espresso_jax.interop import standard_promotion
 
-__all__ = ["SVIResult", "SiteSummary", "run_nuts", "run_svi", "summarize"]
+__all__ = ["SVIResult", "SiteSummary", "run_nuts", "run_nuts_samples", "run_svi", "summarize"]
 
 _CHAIN_METHODS = ("sequential", "parallel", "vectorized")
 
@@ -76,7 +76,7 @@ def _chain_method(chain_method: str | None, num_chains: int) -> str:
     return "sequential"
 
 
-def _run_mcmc(
+def run_nuts_samples(
     key: jax.Array,
     model: Callable,
     model_args: tuple,
@@ -92,7 +92,11 @@ def _run_mcmc(
     chain_method: str | None,
     init_strategy: Callable | None = None,
 ) -> tuple[dict[str, jax.Array], jax.Array]:
-    """Validate, run NUTS and return ``(samples grouped by chain, number of divergences)``."""
+    """Validate, run NUTS and return ``(samples grouped by chain, number of divergences)``.
+
+    The shared core of :func:`run_nuts` and the model-specific ``fit_nuts`` functions: samples
+    are a dict of ``(num_chains, num_samples, ...)`` arrays.
+    """
     key = V.check_key(key)
     _check_callable(model, "model")
     num_warmup = V.check_int(num_warmup, "num_warmup", min_value=0)
@@ -156,7 +160,7 @@ def run_nuts(
     References:
         Hoffman and Gelman (2014); NumPyro's ``MCMC``/``NUTS``.
     """
-    samples, _ = _run_mcmc(key, model, model_args, model_kwargs, num_warmup=num_warmup,
+    samples, _ = run_nuts_samples(key, model, model_args, model_kwargs, num_warmup=num_warmup,
                            num_samples=num_samples, num_chains=num_chains,
                            progress_bar=progress_bar, target_accept_prob=target_accept_prob,
                            dense_mass=dense_mass, max_tree_depth=max_tree_depth,

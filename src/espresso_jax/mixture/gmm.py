@@ -66,7 +66,9 @@ __all__ = [
     "aic",
     "bic",
     "covariance_type",
+    "em_model",
     "fit",
+    "initial_em_state",
     "n_parameters",
     "predict",
     "predict_proba",
@@ -171,8 +173,10 @@ def _m_step_from_moments(moments: MomentStats, shift: jax.Array, reg_covar: jax.
 
 
 @functools.cache
-def _model(ctype: str) -> em.EMModel:
-    """One :class:`~espresso_jax.em.EMModel` per covariance type (cached: no recompiles)."""
+def em_model(ctype: str) -> em.EMModel:
+    """The mixture's :class:`~espresso_jax.em.EMModel` for covariance type ``ctype`` (one per
+    type, cached: no recompiles). Shared by :func:`fit` and the stepwise fitter of
+    :mod:`espresso_jax.mixture.gmm_online`."""
     diagonal = ctype in ("diag", "spherical")
 
     def e_step(state: _State, X: jax.Array, w: jax.Array) -> _Stats:
@@ -262,6 +266,23 @@ def _init_state(key, X, w, Xp, wp, reg_covar, over: _Overrides, *, n_components:
                   prec_chol=prec_chol, shift=means, reg_covar=reg_covar)
 
 
+@functools.partial(jax.jit, static_argnames=("n_components", "ctype", "init"))
+def initial_em_state(key: jax.Array, X: jax.Array, w: jax.Array, reg_covar: jax.Array, *,
+                     n_components: int, ctype: str, init: str):
+    """The EM state one restart of :func:`fit` starts from (no user overrides, no padding).
+
+    Args:
+        key: PRNG key of the initialisation.
+        X: ``(n_samples, n_features)`` data; w: ``(n_samples,)`` sample weights.
+        reg_covar: added to the covariance diagonals.
+        n_components, ctype, init: as :func:`fit`'s ``n_components``, ``covariance_type``
+            and ``init``.
+    """
+    none = _Overrides(None, None, None, None)
+    return _init_state(key, X, w, X, w, reg_covar, none, n_components=n_components,
+                       ctype=ctype, init=init, chunk_size=None)
+
+
 @functools.partial(jax.jit, static_argnames=("n_components", "ctype", "init", "n_init",
                                              "max_iter", "chunk_size"))
 def _fit_impl(key, X, w, tol, reg_covar, over: _Overrides, *, n_components: int, ctype: str,
@@ -270,7 +291,7 @@ def _fit_impl(key, X, w, tol, reg_covar, over: _Overrides, *, n_components: int,
     init_one = functools.partial(_init_state, X=X, w=w, Xp=Xp, wp=wp, reg_covar=reg_covar,
                                  over=over, n_components=n_components, ctype=ctype, init=init,
                                  chunk_size=chunk_size)
-    model = _model(ctype)
+    model = em_model(ctype)
 
     def run(state):
         return em.fit_em(model, state, Xp, wp, tol=tol, max_iter=max_iter,

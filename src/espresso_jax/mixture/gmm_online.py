@@ -14,7 +14,6 @@ References:
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import jax
@@ -42,13 +41,6 @@ class OnlineGMMResult(NamedTuple):
 
     params: gmm.GMMParams
     history: jax.Array
-
-
-@functools.partial(jax.jit, static_argnames=("n_components", "ctype", "init"))
-def _initial_state(key, X, w, reg_covar, *, n_components: int, ctype: str, init: str):
-    none = gmm._Overrides(None, None, None, None)
-    return gmm._init_state(key, X, w, X, w, reg_covar, none, n_components=n_components,
-                           ctype=ctype, init=init, chunk_size=None)
 
 
 def fit_stepwise(key: jax.Array, X: ArrayLike, n_components: int, *, batch_size: int,
@@ -86,9 +78,9 @@ def fit_stepwise(key: jax.Array, X: ArrayLike, n_components: int, *, batch_size:
     reg_covar = check_positive(reg_covar, "reg_covar")
     w = as_sample_weight(sample_weight, n).astype(X.dtype)
     k_init, k_steps = jax.random.split(key)
-    state0 = _initial_state(k_init, X, w, jnp.asarray(reg_covar, X.dtype), n_components=k,
+    state0 = gmm.initial_em_state(k_init, X, w, jnp.asarray(reg_covar, X.dtype), n_components=k,
                             ctype=ctype, init=gmm._INITS[init])
-    res = em.fit_stepwise_em(k_steps, gmm._model(ctype), state0, X, w, batch_size=batch_size,
+    res = em.fit_stepwise_em(k_steps, gmm.em_model(ctype), state0, X, w, batch_size=batch_size,
                              n_epochs=n_epochs, kappa=kappa, t0=t0)
     s = res.params
     params = gmm.GMMParams(weights=s.weights, means=s.shift + s.delta,

@@ -5,11 +5,11 @@ the bundled data and writes a report folder (``index.html`` with figures, ``metr
 
 ``espresso-jax fit MODEL DATA [--out DIR] [options]`` fits ``gmm``, ``vbgmm``, ``kmeans``,
 ``ppca`` or ``blr`` to a CSV or NPY table and writes ``params.msgpack`` (+ ``params.json``),
-``summary.json`` and ``plot.png`` (:mod:`espresso_jax.fitting`); ``espresso-jax fit MODEL -h``
+``summary.json`` and ``plot.png`` (:mod:`espresso_jax.apps.fitting`); ``espresso-jax fit MODEL -h``
 lists the model's options.
 
 ``espresso-jax bench [--only NAME ...] [--quick]`` runs the benchmark scripts of a source
-checkout one at a time and prints their ratio table (:mod:`espresso_jax.bench`).
+checkout one at a time and prints their ratio table (:mod:`espresso_jax.apps.bench`).
 
 Errors are one line on stderr (``espresso-jax: error: ...``), exit status 2, no traceback, and
 nothing written.
@@ -149,7 +149,7 @@ def _print_summary(report_dir: Path) -> None:
 def _run_fit(args: argparse.Namespace) -> None:
     import jax
 
-    from espresso_jax.fitting import run_fit
+    from espresso_jax.apps.fitting import run_fit
 
     if args.seed < 0:
         raise ValueError(f"seed must be >= 0, got {args.seed}")
@@ -176,7 +176,7 @@ def _run_fit(args: argparse.Namespace) -> None:
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    from espresso_jax.bench import find_bench_dir, format_table, run_benchmarks
+    from espresso_jax.apps.bench import find_bench_dir, format_table, run_benchmarks
 
     bench_dir = find_bench_dir(args.bench_dir)
     if args.timeout is not None and not args.timeout > 0:
@@ -201,12 +201,24 @@ def _one_line(err: BaseException) -> str:
     return text or type(err).__name__
 
 
+def _use_headless_backend() -> None:
+    """The CLI writes figures to files and never shows a window: select Agg unless the user
+    chose a backend through ``MPLBACKEND``. Only the CLI does this; the library never does."""
+    import os
+
+    if "MPLBACKEND" not in os.environ:
+        import matplotlib
+
+        matplotlib.use("Agg")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point. Returns the exit status; errors are one line on stderr, no traceback."""
     args = _parser().parse_args(argv)
+    _use_headless_backend()
     try:
         if args.command == "tour":
-            from espresso_jax.tour import run_tour
+            from espresso_jax.apps.tour import run_tour
 
             start = time.perf_counter()
             out = run_tour(args.seed, args.out, quick=args.quick)

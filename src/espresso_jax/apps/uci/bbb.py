@@ -1,4 +1,4 @@
-"""Bayes by Backprop as a :class:`espresso_jax.bnn.uci.UCIMethod` for the UCI regression
+"""Bayes by Backprop as a :class:`espresso_jax.apps.uci.protocol.UCIMethod` for the UCI regression
 protocol (Hernández-Lobato & Adams 2015; Gal & Ghahramani 2016).
 
 Network: :class:`espresso_jax.bnn.bbb.BayesMLP` with one hidden layer of ``n_hidden`` ReLU units
@@ -34,7 +34,7 @@ import numpy as np
 
 from espresso_jax.bnn import bbb
 from espresso_jax.bnn.bbb_elbo import BBBParams
-from espresso_jax.bnn.uci import UCIMethod
+from espresso_jax.apps.uci.protocol import UCIMethod
 from espresso_jax.datasets.uci import UCIDataset
 from espresso_jax.validation import check_choice, check_int, check_positive, float_dtype
 

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from espresso_jax.viz.nn import plot_image_grid  # noqa: E402  (one image grid for all models)
+from espresso_jax.apps.viz.nn import plot_image_grid  # noqa: E402  (one image grid for all models)
 
 __all__ = ["plot_image_grid", "plot_samples_2d", "plot_gan_losses"]
 

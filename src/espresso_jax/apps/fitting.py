@@ -33,22 +33,19 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 from espresso_jax.datasets.table import Table, load_table  # noqa: E402,F401
-from espresso_jax.io import load_params, save_params  # noqa: E402
-from espresso_jax.linear import basis as basis_fns  # noqa: E402
-from espresso_jax.linear import bayes  # noqa: E402
-from espresso_jax.mixture import gmm, kmeans, ppca, vbgmm  # noqa: E402
-from espresso_jax.mixture.vb_terms import VBGMMParams  # noqa: E402
-from espresso_jax.report import to_jsonable  # noqa: E402
-from espresso_jax.validation import check_choice, check_int, check_key  # noqa: E402
-from espresso_jax.viz.linear import plot_predictive_band  # noqa: E402
-from espresso_jax.viz.mixture import draw_covariance_ellipse  # noqa: E402
+from espresso_jax.io import load_params, save_params
+from espresso_jax.linear import basis as basis_fns
+from espresso_jax.linear import bayes
+from espresso_jax.mixture import gmm, kmeans, ppca, vbgmm
+from espresso_jax.mixture.vb_terms import VBGMMParams
+from espresso_jax.apps.report import to_jsonable
+from espresso_jax.validation import check_choice, check_int, check_key
+from espresso_jax.apps.viz.linear import plot_predictive_band
+from espresso_jax.apps.viz.mixture import draw_covariance_ellipse
 
 __all__ = ["MODELS", "BLR_BASES", "Table", "KMeansParams", "BLRParams", "FitOutput",
            "load_table", "fit_model", "write_fit", "run_fit", "check_out_dir", "load_fitted",
@@ -492,7 +489,7 @@ def write_fit(out_dir: str | os.PathLike, fitted: FitOutput, X: Any, *,
         fig = _plot(fitted, X)
         fig.savefig(staging / "plot.png", dpi=110, bbox_inches="tight")
         plt.close(fig)
-        load = (f"from espresso_jax.fitting import load_fitted; "
+        load = (f"from espresso_jax.apps.fitting import load_fitted; "
                 f"params = load_fitted({str(out_dir)!r})  # {fitted.info['params_type']}")
         summary = {"model": fitted.model, "data": data_name, "n_samples": X.shape[0],
                    "columns": fitted.info["columns"], "options": fitted.info["options"],

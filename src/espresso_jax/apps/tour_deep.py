@@ -1,18 +1,18 @@
 """The tour's deep-model sections: VAE, GANs, Bayesian neural networks and uncertainty.
 
-Each ``_section_*`` takes ``(key, report, quick)`` like the sections of :mod:`espresso_jax.tour`
-and calls the experiment functions of :mod:`espresso_jax.nn.experiments` and
-:mod:`espresso_jax.bnn.experiments`; ``quick`` shortens training, never the code path.
+Each ``_section_*`` takes ``(key, report, quick)`` like the sections of :mod:`espresso_jax.apps.tour`
+and calls the experiment functions of :mod:`espresso_jax.apps.experiments.generative` and
+:mod:`espresso_jax.apps.experiments.bnn_mnist`; ``quick`` shortens training, never the code path.
 """
 
 from __future__ import annotations
 
 import jax
 
-from espresso_jax.bnn import experiments as bnn_experiments
-from espresso_jax.bnn import experiments_regression as bnn_regression
-from espresso_jax.nn import experiments as nn_experiments
-from espresso_jax.report import Report
+from espresso_jax.apps.experiments import bnn_mnist as bnn_experiments
+from espresso_jax.apps.experiments import bnn_toys as bnn_regression
+from espresso_jax.apps.experiments import generative as nn_experiments
+from espresso_jax.apps.report import Report
 
 
 def _add(report: Report, prefix: str, figures: dict, captions: dict[str, str]) -> None:
@@ -58,7 +58,7 @@ def _section_gan(key: jax.Array, report: Report, quick: bool) -> None:
 
 
 def _section_bnn_regression(key: jax.Array, report: Report, quick: bool) -> None:
-    from espresso_jax.viz import bnn as viz
+    from espresso_jax.apps.viz import bnn as viz
 
     k_gap, k_het = jax.random.split(key)
     gap = bnn_regression.gap_regression(k_gap, quick=quick)
@@ -100,7 +100,7 @@ def _section_bnn_regression(key: jax.Array, report: Report, quick: bool) -> None
 
 
 def _section_bnn_mnist(key: jax.Array, report: Report, quick: bool) -> None:
-    from espresso_jax.viz import bnn as viz
+    from espresso_jax.apps.viz import bnn as viz
 
     k_cmp, k_rot = jax.random.split(key)
     cmp = bnn_experiments.mnist_comparison(k_cmp, quick=quick)

@@ -38,7 +38,7 @@ from jax.typing import ArrayLike
 
 from espresso_jax import train
 from espresso_jax.bnn import bbb, dropout, heteroscedastic
-from espresso_jax.bnn.experiments import (
+from espresso_jax.apps.experiments.bnn_mnist import (
     fit_bbb,
     fit_deterministic,
     fit_mc_dropout,

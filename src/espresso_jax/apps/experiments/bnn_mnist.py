@@ -1,10 +1,10 @@
 """Bayesian-network experiments on MNIST: model comparison, SNR pruning, rotated digit.
 
 Each experiment is a function ``fn(key, ..., quick=...)`` returning a NamedTuple of numbers
-and of the arrays its figures need (:mod:`espresso_jax.viz.bnn` draws them;
+and of the arrays its figures need (:mod:`espresso_jax.apps.viz.bnn` draws them;
 ``examples/bnn_mnist.py`` is a thin wrapper). The training helpers (:func:`fit_deterministic`,
 :func:`fit_mc_dropout`, :func:`fit_bbb`) and :func:`sample_outputs` are shared with the 1-D
-regression experiments of :mod:`espresso_jax.bnn.experiments_regression`.
+regression experiments of :mod:`espresso_jax.apps.experiments.bnn_toys`.
 
 * :func:`train_mnist_models` / :func:`mnist_comparison`: a deterministic MLP, MC dropout,
   Bayes by Backprop (BBB) with a Gaussian prior and BBB with a scale-mixture prior, all

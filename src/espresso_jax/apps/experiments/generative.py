@@ -36,7 +36,7 @@ def vae_mnist(key: jax.Array, *, n_epochs: int = 100, n_epochs_2d: int = 50,
         ``(metrics, figures)``: metrics in nats per image; figures ``samples``,
         ``reconstructions``, ``manifold``, ``latent``.
     """
-    from espresso_jax.viz import nn as viz
+    from espresso_jax.apps.viz import nn as viz
 
     key = check_key(key)
     n_epochs = check_int(n_epochs, "n_epochs", min_value=1)
@@ -97,7 +97,7 @@ def gan_ring(key: jax.Array, *, n_epochs: int = 200, progress: bool = True
     Returns:
         ``(metrics, figures)``; figures ``samples`` (over the data) and ``losses``.
     """
-    from espresso_jax.viz import gan as viz
+    from espresso_jax.apps.viz import gan as viz
 
     key = check_key(key)
     x, centres = gan.ring_of_gaussians(jax.random.fold_in(key, 1), 8192)
@@ -130,7 +130,7 @@ def gan_mnist(key: jax.Array, *, n_epochs: int = 10, architecture: str = "mlp",
     Returns:
         ``(metrics, figures)``: last-epoch losses and D outputs; figures ``samples``, ``losses``.
     """
-    from espresso_jax.viz import gan as viz
+    from espresso_jax.apps.viz import gan as viz
 
     key = check_key(key)
     images = load_mnist("train")[0] * 2.0 - 1.0  # (8000, 784) in [-1, 1]

@@ -17,9 +17,10 @@ import numpyro.distributions as dist
 import optax
 from tqdm.auto import tqdm
 
-from espresso_jax import datasets, fully_bayes, linear, mixture, prob, viz
-from espresso_jax.report import Report
-from espresso_jax.tour_deep import SECTIONS as DEEP_SECTIONS
+from espresso_jax import datasets, fully_bayes, linear, mixture, prob
+from espresso_jax.apps import viz
+from espresso_jax.apps.report import Report
+from espresso_jax.apps.tour_deep import SECTIONS as DEEP_SECTIONS
 from espresso_jax.validation import check_int
 
 
