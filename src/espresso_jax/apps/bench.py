@@ -59,7 +59,7 @@ def find_bench_dir(bench_dir: str | os.PathLike | None = None) -> Path:
         FileNotFoundError: no such folder, or it holds no ``bench_*.py`` script.
     """
     if bench_dir is None:
-        root = Path(__file__).resolve().parents[2]          # src/espresso_jax/bench.py
+        root = Path(__file__).resolve().parents[3]          # src/espresso_jax/apps/bench.py
         path = root / "benchmarks"
         if not path.is_dir():
             raise FileNotFoundError(
