@@ -25,10 +25,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jax.scipy.linalg import solve_triangular
 from jax.scipy.special import betaln, digamma, gammaln
 
 from espresso_jax.mixture.stats import CentredMoments
+from espresso_jax.prob.linalg import cholesky_with_jitter, upper_cholesky_of_inverse
 
 __all__ = [
     "VBGMMParams",
@@ -155,17 +155,12 @@ def weighted_log_prob(params: VBGMMParams, X: jax.Array, shift: jax.Array) -> ja
 
 def precision_cholesky(cov: jax.Array, jitter: jax.Array) -> jax.Array:
     """``(K, D, D)`` upper-triangular ``U`` with ``U Uᵀ = cov⁻¹``; a factor that fails (only
-    for a singular covariance prior with an empty component) is redone with ``jitter·I``."""
-    D = cov.shape[-1]
-    eye = jnp.eye(D, dtype=cov.dtype)
-    cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
-    L = jnp.linalg.cholesky(cov)
-    ok = jnp.all(jnp.isfinite(L), axis=(-2, -1))
-    scale = jnp.maximum(jnp.trace(cov, axis1=-2, axis2=-1) / D, jnp.finfo(cov.dtype).tiny)
-    L_j = jnp.linalg.cholesky(cov + (jitter + 1e-6 * scale)[:, None, None] * eye[None])
-    L = jnp.where(ok[:, None, None], L, L_j)
-    inv = solve_triangular(L, jnp.broadcast_to(eye, cov.shape), lower=True)
-    return jnp.swapaxes(inv, -1, -2)
+    for a singular covariance prior with an empty component) is jittered by the library's
+    policy (:func:`espresso_jax.prob.linalg.cholesky_with_jitter`). ``jitter`` is unused and
+    kept for the signature."""
+    del jitter
+    L, _ = cholesky_with_jitter(cov, math.inf)
+    return upper_cholesky_of_inverse(L)
 
 
 def update(prior: VBGMMPrior, cm: CentredMoments, reg_covar: jax.Array, *,
