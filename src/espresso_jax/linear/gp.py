@@ -49,6 +49,7 @@ from jax.scipy.linalg import solve_triangular
 from jax.typing import ArrayLike
 
 from espresso_jax.interop import standard_promotion
+from espresso_jax.prob.gaussian import gaussian_log_density
 from espresso_jax.prob.linalg import cholesky_with_jitter
 from espresso_jax.validation import (
     as_float_array,
@@ -247,8 +248,8 @@ def _condition(params: GPParams, X: jax.Array, y: jax.Array, center: bool):
 def _gaussian_lml_parts(A: jax.Array, r: jax.Array):
     L, _ = _cholesky_jitter(A)
     alpha = _cho_solve(L, r)
-    lml = (-0.5 * jnp.dot(r, alpha, precision=lax.Precision.HIGHEST)
-           - jnp.sum(jnp.log(jnp.diag(L))) - 0.5 * r.shape[0] * math.log(2.0 * math.pi))
+    lml = gaussian_log_density(jnp.dot(r, alpha, precision=lax.Precision.HIGHEST),
+                               2.0 * jnp.sum(jnp.log(jnp.diag(L))), r.shape[0])
     return lml, L, alpha
 
 

@@ -40,6 +40,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.scipy.linalg import solve_triangular
 
+from espresso_jax.prob.gaussian import gaussian_log_density, precision_mahalanobis
 from espresso_jax.prob.linalg import cholesky_with_jitter, upper_cholesky_of_inverse
 
 __all__ = [
@@ -131,16 +132,13 @@ def log_gaussian(dx: jax.Array, delta: jax.Array, prec_chol: jax.Array,
     """
     d = dx.shape[-1]
     if covariance_type in ("full", "tied"):
-        hi = lax.Precision.HIGHEST
-        y = jnp.matmul(dx, prec_chol, precision=hi)                        # (K, B, D)
-        c = jnp.matmul(delta[:, None, :], prec_chol, precision=hi)         # (K, 1, D)
-        maha = jnp.sum(jnp.square(y - c), axis=-1)
+        maha = precision_mahalanobis(dx, delta, prec_chol)
     elif covariance_type == "diag":
         maha = jnp.sum(jnp.square((dx - delta[:, None, :]) * prec_chol[:, None, :]), axis=-1)
     else:
         maha = jnp.sum(jnp.square(dx - delta[:, None, :]), axis=-1) * jnp.square(prec_chol)[:, None]
     log_det = log_det_precision_cholesky(prec_chol, covariance_type, d)
-    return -0.5 * (d * math.log(2 * math.pi) + maha) + log_det[:, None]
+    return gaussian_log_density(maha, -2.0 * log_det[:, None], d)
 
 
 def _safe_cholesky(cov: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -148,7 +146,7 @@ def _safe_cholesky(cov: jax.Array) -> tuple[jax.Array, jax.Array]:
     (:func:`espresso_jax.prob.linalg.cholesky_with_jitter`), unbounded so that every factor is
     finite. Returns ``(cov_used, lower)`` with ``cov_used = cov + jitter I``."""
     lower, jitter = cholesky_with_jitter(cov, math.inf)
-    eye = jnp.eye(cov.shape[-1], dtype=cov.dtype)
+    eye = jnp.eye(cov.shape[-1], dtype=cov.dtype)[None]
     return cov + jitter[:, None, None] * eye, lower
 
 

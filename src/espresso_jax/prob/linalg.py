@@ -43,6 +43,12 @@ __all__ = ["MAX_TRIES", "cholesky_with_jitter", "upper_cholesky_of_inverse"]
 MAX_TRIES = 20  # at most this many jittered factorisations (×10 each)
 
 
+def _eye_like(A: jax.Array) -> jax.Array:
+    """Identity of A's trailing shape with A's rank (for strict rank promotion)."""
+    d = A.shape[-1]
+    return jnp.eye(d, dtype=A.dtype).reshape((1,) * (A.ndim - 2) + (d, d))
+
+
 def _failed(L: jax.Array) -> jax.Array:
     return ~jnp.all(jnp.isfinite(L), axis=(-2, -1))
 
@@ -63,7 +69,7 @@ def cholesky_with_jitter(A: jax.Array,
     """
     A = 0.5 * (A + jnp.swapaxes(A, -1, -2))
     dtype = A.dtype
-    eye = jnp.eye(A.shape[-1], dtype=dtype)
+    eye = _eye_like(A)
     diag = jnp.abs(jnp.diagonal(A, axis1=-2, axis2=-1))
     scale = jnp.maximum(jnp.mean(diag, axis=-1), jnp.finfo(dtype).tiny)        # (...)
     start = math.sqrt(float(jnp.finfo(dtype).eps)) * scale
@@ -97,7 +103,7 @@ def _cholesky_with_jitter_jvp(max_relative_jitter, primals, tangents):
     dA = 0.5 * (dA + jnp.swapaxes(dA, -1, -2))
     tmp = solve_triangular(L, dA, lower=True)
     tmp = solve_triangular(L, jnp.swapaxes(tmp, -1, -2), lower=True)
-    phi = jnp.tril(tmp) - 0.5 * tmp * jnp.eye(tmp.shape[-1], dtype=tmp.dtype)
+    phi = jnp.tril(tmp) - 0.5 * tmp * _eye_like(tmp)
     dL = jnp.matmul(L, phi, precision=lax.Precision.HIGHEST)
     return (L, jitter), (dL, jnp.zeros_like(jitter))
 
