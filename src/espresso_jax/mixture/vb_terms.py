@@ -170,7 +170,9 @@ def update(prior: VBGMMPrior, cm: CentredMoments, reg_covar: jax.Array, *,
 
     As scikit-learn: counts get ``10·eps`` (empty components stay finite) and the component
     covariance estimate ``S_k`` gets ``reg_covar`` on its diagonal, i.e. ``N_k S_k`` gains
-    ``N_k·reg_covar·I``; ``"tied"`` pools the scatter and uses ``ν = ν₀ + N/K``.
+    ``N_k·reg_covar·I``; ``"tied"`` pools the scatter and uses ``ν = ν₀ + N/K``. For
+    ``"full"`` this is the conjugate Normal-inverse-Wishart update of each component
+    (:func:`espresso_jax.prob.conjugate.niw_posterior`, with ``Ψ = W⁻¹``).
     """
     dtype = cm.means.dtype
     K, D = cm.means.shape
