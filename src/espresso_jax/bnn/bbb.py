@@ -38,6 +38,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from espresso_jax.prob.gaussian import gaussian_log_density
+from espresso_jax.prob.info import normal_kl
 from espresso_jax.validation import (
     check_choice,
     check_key,
@@ -74,7 +76,6 @@ KL_METHODS = ("auto", "closed", "mc")
 # rho of a pruned weight: softplus(-1e4) is exactly 0 in float32 and float64, so a pruned weight
 # with mu = 0 is a deterministic zero, while log sigma (= rho below -20) stays finite.
 PRUNED_RHO = -1.0e4
-_LOG_2PI = math.log(2.0 * math.pi)
 
 
 # ----------------------------------------------------------------------------- priors
@@ -125,7 +126,7 @@ def check_prior(prior: Any, name: str = "prior") -> Prior:
 
 
 def _normal_logpdf(w: jax.Array, scale: float) -> jax.Array:
-    return -0.5 * jnp.square(w / scale) - math.log(scale) - 0.5 * _LOG_2PI
+    return gaussian_log_density(jnp.square(w / scale), 2.0 * math.log(scale))
 
 
 def log_prior(prior: Prior, w: jax.Array) -> jax.Array:
@@ -169,8 +170,7 @@ def gaussian_kl(mu: jax.Array, rho: jax.Array, scale: float | jax.Array) -> jax.
     scalar (e.g. a vmapped hyper-parameter)."""
     sigma, log_sigma = posterior_std(rho)
     log_scale = math.log(scale) if isinstance(scale, (int, float)) else jnp.log(scale)
-    return (log_scale - log_sigma
-            + (jnp.square(sigma) + jnp.square(mu)) / (2.0 * scale * scale) - 0.5)
+    return normal_kl(mu, jnp.square(sigma), 2.0 * log_sigma, scale * scale, 2.0 * log_scale)
 
 
 def weight_kl(prior: Prior, mu: jax.Array, rho: jax.Array, eps: jax.Array,
@@ -196,7 +196,7 @@ def weight_kl(prior: Prior, mu: jax.Array, rho: jax.Array, eps: jax.Array,
         return jnp.sum(gaussian_kl(mu, rho, prior.scale))
     sigma, log_sigma = posterior_std(rho)
     w = mu + sigma * eps
-    log_q = -log_sigma - 0.5 * jnp.square(eps) - 0.5 * _LOG_2PI
+    log_q = gaussian_log_density(jnp.square(eps), 2.0 * log_sigma)
     return jnp.sum(log_q - log_prior(prior, w))
 
 

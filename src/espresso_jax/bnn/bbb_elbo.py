@@ -37,6 +37,7 @@ import optax
 
 from espresso_jax import train
 from espresso_jax.bnn import bbb
+from espresso_jax.prob.gaussian import gaussian_log_density
 from espresso_jax.validation import (
     as_float_array,
     as_int_array,
@@ -140,7 +141,7 @@ def log_likelihood(likelihood: str, outputs: jax.Array, y: jax.Array,
         raise ValueError("the Gaussian likelihood needs a noise std: pass noise_std to ELBOLoss "
                          "or learn it (init_params(..., noise_std=...))")
     z = (y - outputs) * jnp.exp(-log_noise_std)
-    per = -0.5 * jnp.square(z) - log_noise_std - 0.5 * math.log(2.0 * math.pi)
+    per = gaussian_log_density(jnp.square(z), 2.0 * log_noise_std)
     return per.reshape(per.shape[0], -1).sum(axis=1)
 
 

@@ -53,6 +53,7 @@ import numpy as np
 import optax
 from jax.typing import ArrayLike
 
+from espresso_jax.prob.gaussian import gaussian_log_density
 from espresso_jax.validation import (
     as_float_array,
     check_int,
@@ -317,8 +318,7 @@ def gaussian_mixture_log_likelihood(y: jax.Array, means: jax.Array, precisions: 
     """Unvalidated, jittable core of :func:`mc_log_likelihood`: ``y (n,)``, ``means (T, n)``,
     ``precisions`` broadcastable to ``(T, n)`` -> ``(n,)``. Uses log-sum-exp."""
     precisions = jnp.broadcast_to(precisions, means.shape)
-    log_terms = (-0.5 * precisions * (y[None, :] - means) ** 2
-                 + 0.5 * jnp.log(precisions) - 0.5 * math.log(2.0 * math.pi))
+    log_terms = gaussian_log_density(precisions * (y[None, :] - means) ** 2, -jnp.log(precisions))
     return jax.nn.logsumexp(log_terms, axis=0) - math.log(means.shape[0])
 
 

@@ -54,6 +54,7 @@ from jax.scipy.special import logsumexp
 from jax.typing import ArrayLike
 
 from espresso_jax import validation as V
+from espresso_jax.prob.gaussian import gaussian_log_density
 
 __all__ = [
     "RegressionUncertainty",
@@ -78,7 +79,6 @@ DEFAULT_N_BINS = 15
 """Equal-width confidence bins of the ECE and the reliability diagram (Guo et al. use 15)."""
 
 _REDUCTIONS = ("mean", "sum", "none")
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 class RegressionUncertainty(NamedTuple):
@@ -232,7 +232,7 @@ def decompose_regression(mean_t: ArrayLike, var_t: ArrayLike) -> RegressionUncer
 
 
 def _gaussian_nll_one(y, mean, var):
-    return 0.5 * jnp.square(y - mean) / var + 0.5 * jnp.log(var) + _HALF_LOG_2PI
+    return -gaussian_log_density(jnp.square(y - mean) / var, jnp.log(var))
 
 
 @functools.partial(jax.jit, static_argnames="reduction")

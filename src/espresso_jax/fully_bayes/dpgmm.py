@@ -70,6 +70,7 @@ from espresso_jax import validation as V
 from espresso_jax.fully_bayes.mcmc import run_nuts_samples, run_svi, summarize
 from espresso_jax.interop import standard_promotion
 from espresso_jax.mixture.kmeans import kmeans_plusplus
+from espresso_jax.prob.gaussian import gaussian_log_density
 
 __all__ = ["DPGMMPosterior", "DPGMMSVIResult", "DPGMMSummary", "DPGMMClusters", "cluster_summary",
            "fit_nuts", "fit_svi", "model", "posterior_summary", "predictive_density",
@@ -523,14 +524,13 @@ def cluster_summary(posterior: DPGMMPosterior, centres: ArrayLike) -> DPGMMClust
 @jax.jit
 def _predictive_impl(weights, means, tril, X):
     D = X.shape[1]
-    const = 0.5 * D * math.log(2 * math.pi)
 
     def one_draw(draw):
         w, mu, L = draw
         diff = jnp.swapaxes(X[None] - mu[:, None], -1, -2)                  # (K, D, N)
         z = jax.scipy.linalg.solve_triangular(L, diff, lower=True)
         logdet = jnp.sum(jnp.log(jnp.diagonal(L, axis1=-2, axis2=-1)), axis=-1)
-        comp = -0.5 * jnp.sum(z * z, axis=1) - logdet[:, None] - const     # (K, N)
+        comp = gaussian_log_density(jnp.sum(z * z, axis=1), 2.0 * logdet[:, None], D)  # (K, N)
         return jax.nn.logsumexp(comp, axis=0, b=w[:, None])                 # (N,)
 
     per_draw = jax.lax.map(one_draw, (weights, means, tril), batch_size=32)   # (S, N)

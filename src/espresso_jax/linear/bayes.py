@@ -28,7 +28,6 @@ References:
 
 from __future__ import annotations
 
-import math
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -41,6 +40,7 @@ from jax.typing import ArrayLike
 
 from espresso_jax.linear.basis import polynomial
 from espresso_jax.linear.regression import LeastSquaresFit
+from espresso_jax.prob.gaussian import gaussian_log_density
 from espresso_jax.validation import (
     as_float_array, as_positive_array, check_int, check_key, check_positive, check_same_length,
     is_traced,
@@ -54,7 +54,6 @@ __all__ = [
 
 _HI = lax.Precision.HIGHEST  # full-precision GEMMs also on accelerators (no TF32/bf16 passes)
 _mm = partial(jnp.matmul, precision=_HI)
-_LOG_2PI = math.log(2.0 * math.pi)
 
 
 class Posterior(NamedTuple):
@@ -359,6 +358,13 @@ class _Terms(NamedTuple):
     gamma: jax.Array
 
 
+def _log_evidence(alpha, beta, sse, mm, logdet_a, d, n) -> jax.Array:
+    """PRML eq. 3.86 as the Gaussian log-density of ``t`` under ``N(0, β⁻¹I + α⁻¹ΦΦᵀ)``:
+    squared distance ``β·sse + α·mᵀm`` and ``ln|C| = ln|A| − d ln α − n ln β``."""
+    log_det_c = logdet_a - d * jnp.log(alpha) - n * jnp.log(beta)
+    return gaussian_log_density(beta * sse + alpha * mm, log_det_c, n)
+
+
 def _terms(e: _Eigen, alpha: jax.Array, beta: jax.Array) -> _Terms:
     """Everything eq. 3.86 and the re-estimation equations need, in O(D)."""
     k = alpha / beta
@@ -370,8 +376,7 @@ def _terms(e: _Eigen, alpha: jax.Array, beta: jax.Array) -> _Terms:
     gamma = jnp.sum(e.lam / denom)                           # sum beta l / (alpha + beta l)
     logdet_a = jnp.sum(jnp.log(alpha + beta * e.lam))        # ln |A|, A = S_N^{-1}
     d, n = e.lam.shape[0], e.n
-    log_ev = (0.5 * d * jnp.log(alpha) + 0.5 * n * jnp.log(beta) - 0.5 * beta * sse
-              - 0.5 * alpha * mm - 0.5 * logdet_a - 0.5 * n * _LOG_2PI)
+    log_ev = _log_evidence(alpha, beta, sse, mm, logdet_a, d, n)
     return _Terms(log_ev=log_ev, z=z, sse=sse, mm=mm, gamma=gamma)
 
 
@@ -519,8 +524,7 @@ def _masked_evidence(Phi, t, alpha, beta, mask):
     sse = jnp.sum(resid * resid)
     logdet_a = 2.0 * jnp.sum(jnp.where(mask, jnp.log(jnp.diagonal(L)), 0.0))
     d_used = jnp.sum(mask).astype(Phi.dtype)
-    log_ev = (0.5 * d_used * jnp.log(alpha) + 0.5 * n * jnp.log(beta) - 0.5 * beta * sse
-              - 0.5 * alpha * jnp.sum(m * m) - 0.5 * logdet_a - 0.5 * n * _LOG_2PI)
+    log_ev = _log_evidence(alpha, beta, sse, jnp.sum(m * m), logdet_a, d_used, n)
     return log_ev, jnp.sqrt(sse / n)
 
 

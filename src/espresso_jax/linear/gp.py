@@ -16,12 +16,11 @@ the empirical mean ȳ of the training targets is subtracted before the zero-mean
 added back to predictions. ȳ is a plug-in estimate (not the generalised-least-squares estimate
 ``1ᵀK⁻¹y / 1ᵀK⁻¹1`` of R&W §2.7), and the marginal likelihood is that of the centred targets.
 
-Numerics: ``K + σ_n² I`` is factorised by Cholesky. When the factorisation fails (a non-finite
-factor, e.g. duplicated inputs with a tiny σ_n² in float32), a jitter ``j`` is added to the
-diagonal, starting at ``sqrt(eps) · mean(diag)`` (3.5e-4 relative in float32, 1.5e-8 in float64)
-and growing ×10 until it succeeds or exceeds ``1e-2 · mean(diag)``. The start balances the two
-errors of a nearly singular system: the jitter changes the model by O(j) while round-off in the
-solve grows like eps / j. The jitter used is stored in :attr:`GPPosterior.jitter` (NaN when even
+Numerics: ``K + σ_n² I`` is factorised by :func:`espresso_jax.prob.linalg.cholesky_with_jitter`,
+the library's jitter policy: when the plain factorisation fails (e.g. duplicated inputs with a
+tiny σ_n² in float32), a jitter ``j`` is added to the diagonal, starting at
+``sqrt(eps) · mean(diag)`` and growing ×10 until it succeeds or exceeds ``1e-2 · mean(diag)``.
+The jitter used is stored in :attr:`GPPosterior.jitter` (NaN when even
 the largest failed, which :func:`fit` reports as an error). The jitter is a constant for
 differentiation. The log marginal likelihood has a custom derivative, R&W eq. 5.9
 ``½ tr((ααᵀ − A⁻¹) dA) − αᵀ dr`` (one extra O(n³) solve per gradient, no differentiation through
@@ -50,6 +49,8 @@ from jax.scipy.linalg import solve_triangular
 from jax.typing import ArrayLike
 
 from espresso_jax.interop import standard_promotion
+from espresso_jax.prob.gaussian import gaussian_log_density
+from espresso_jax.prob.linalg import cholesky_with_jitter
 from espresso_jax.validation import (
     as_float_array,
     check_int,
@@ -73,7 +74,6 @@ __all__ = [
 ]
 
 _MAX_REL_JITTER = 1e-2  # largest jitter tried, relative to the mean of the diagonal
-_MAX_TRIES = 20  # at most this many jittered factorisations (×10 each, so the bound above rules)
 
 
 class GPParams(NamedTuple):
@@ -218,48 +218,9 @@ def _rbf(params: GPParams, X1: jax.Array, X2: jax.Array) -> jax.Array:
     return jnp.exp(params.log_signal_var) * jnp.exp(-0.5 * d2)
 
 
-@jax.custom_jvp
 def _cholesky_jitter(A: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Lower Cholesky factor of symmetric ``A``, adding diagonal jitter only when it fails.
-
-    Returns ``(L, jitter)``; ``jitter`` is NaN (and ``L`` non-finite) when even
-    ``_MAX_REL_JITTER · mean(diag A)`` was not enough.
-    """
-    dtype = A.dtype
-    eye = jnp.eye(A.shape[0], dtype=dtype)
-    scale = jnp.mean(jnp.diag(A))
-    start = math.sqrt(float(jnp.finfo(dtype).eps)) * scale  # see the module doc
-
-    def failed(L):
-        return ~jnp.all(jnp.isfinite(L))
-
-    def cond(carry):
-        L, jitter, tries = carry
-        # The try cap also ends the loop when the diagonal is inf (then so is the bound).
-        return failed(L) & (jitter <= _MAX_REL_JITTER * scale) & (tries < _MAX_TRIES)
-
-    def body(carry):
-        _, jitter, tries = carry
-        jitter = jnp.where(jitter == 0.0, start, 10.0 * jitter)
-        return jnp.linalg.cholesky(A + jitter * eye), jitter, tries + 1
-
-    init = (jnp.linalg.cholesky(A), jnp.zeros((), dtype), jnp.zeros((), jnp.int32))
-    L, jitter, _ = lax.while_loop(cond, body, init)
-    return L, jnp.where(failed(L), jnp.nan, jitter)
-
-
-@_cholesky_jitter.defjvp
-def _cholesky_jitter_jvp(primals, tangents):
-    # dL = L Φ(L⁻¹ dA L⁻ᵀ), Φ = lower triangle with halved diagonal (Murray 2016);
-    # the jitter is a constant, so this is the derivative of the factor actually used.
-    (A,), (dA,) = primals, tangents
-    L, jitter = _cholesky_jitter(A)
-    dA = 0.5 * (dA + dA.T)
-    tmp = solve_triangular(L, dA, lower=True)
-    tmp = solve_triangular(L, tmp.T, lower=True)
-    phi = jnp.tril(tmp) - 0.5 * jnp.diag(jnp.diag(tmp))
-    dL = jnp.matmul(L, phi, precision=lax.Precision.HIGHEST)
-    return (L, jitter), (dL, jnp.zeros_like(jitter))
+    """``(L, jitter)`` of ``A`` by the library's jitter policy, at most ``_MAX_REL_JITTER``."""
+    return cholesky_with_jitter(A, _MAX_REL_JITTER)
 
 
 def _noisy_gram(params: GPParams, X: jax.Array) -> jax.Array:
@@ -287,8 +248,8 @@ def _condition(params: GPParams, X: jax.Array, y: jax.Array, center: bool):
 def _gaussian_lml_parts(A: jax.Array, r: jax.Array):
     L, _ = _cholesky_jitter(A)
     alpha = _cho_solve(L, r)
-    lml = (-0.5 * jnp.dot(r, alpha, precision=lax.Precision.HIGHEST)
-           - jnp.sum(jnp.log(jnp.diag(L))) - 0.5 * r.shape[0] * math.log(2.0 * math.pi))
+    lml = gaussian_log_density(jnp.dot(r, alpha, precision=lax.Precision.HIGHEST),
+                               2.0 * jnp.sum(jnp.log(jnp.diag(L))), r.shape[0])
     return lml, L, alpha
 
 

@@ -26,6 +26,7 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from espresso_jax import validation as V
+from espresso_jax.prob.linalg import cholesky_with_jitter
 
 __all__ = [
     "GaussianPrior",
@@ -226,11 +227,8 @@ def _neg_log_joint(w: jax.Array, Phi: jax.Array, t: jax.Array, prior: GaussianPr
 
 
 def _cholesky(H: jax.Array) -> jax.Array:
-    """Cholesky factor of a symmetrised SPD matrix with a relative jitter of ~10 ulp."""
-    H = 0.5 * (H + H.T)
-    eps = jnp.finfo(H.dtype).eps
-    jitter = 10 * eps * jnp.mean(jnp.diag(H))
-    return jnp.linalg.cholesky(H + jitter * jnp.eye(H.shape[0], dtype=H.dtype))
+    """Cholesky factor of an SPD Hessian or precision (jittered only where it fails)."""
+    return cholesky_with_jitter(H)[0]
 
 
 def _grad_hessian(w, Phi, t, prior):

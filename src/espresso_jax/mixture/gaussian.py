@@ -40,6 +40,9 @@ import jax.numpy as jnp
 from jax import lax
 from jax.scipy.linalg import solve_triangular
 
+from espresso_jax.prob.gaussian import gaussian_log_density, precision_mahalanobis
+from espresso_jax.prob.linalg import cholesky_with_jitter, upper_cholesky_of_inverse
+
 __all__ = [
     "COVARIANCE_TYPES",
     "covariance_from_precision_cholesky",
@@ -129,49 +132,22 @@ def log_gaussian(dx: jax.Array, delta: jax.Array, prec_chol: jax.Array,
     """
     d = dx.shape[-1]
     if covariance_type in ("full", "tied"):
-        hi = lax.Precision.HIGHEST
-        y = jnp.matmul(dx, prec_chol, precision=hi)                        # (K, B, D)
-        c = jnp.matmul(delta[:, None, :], prec_chol, precision=hi)         # (K, 1, D)
-        maha = jnp.sum(jnp.square(y - c), axis=-1)
+        maha = precision_mahalanobis(dx, delta, prec_chol)
     elif covariance_type == "diag":
         maha = jnp.sum(jnp.square((dx - delta[:, None, :]) * prec_chol[:, None, :]), axis=-1)
     else:
         maha = jnp.sum(jnp.square(dx - delta[:, None, :]), axis=-1) * jnp.square(prec_chol)[:, None]
     log_det = log_det_precision_cholesky(prec_chol, covariance_type, d)
-    return -0.5 * (d * math.log(2 * math.pi) + maha) + log_det[:, None]
-
-
-def _upper_cholesky_of_inverse(lower: jax.Array) -> jax.Array:
-    """``U = L⁻ᵀ`` (upper triangular) so that ``(L Lᵀ)⁻¹ = U Uᵀ``."""
-    eye = jnp.broadcast_to(jnp.eye(lower.shape[-1], dtype=lower.dtype), lower.shape)
-    return jnp.swapaxes(solve_triangular(lower, eye, lower=True), -1, -2)
+    return gaussian_log_density(maha, -2.0 * log_det[:, None], d)
 
 
 def _safe_cholesky(cov: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Cholesky factors of ``(M, D, D)`` symmetric matrices, repaired where rounding made one
-    indefinite (a non-finite factor): first ``+ j I`` with ``j = sqrt(eps) · mean(diag)``
-    (3.5e-4 relative in float32, 1.5e-8 in float64, far above round-off), and if even that
-    fails the diagonal part plus ``j I``. Returns ``(cov_used, lower)``; the repair is skipped
-    at run time when every factorisation succeeds."""
-    lower = jnp.linalg.cholesky(cov)
-    bad = ~jnp.all(jnp.isfinite(lower), axis=(-2, -1))                    # (M,)
-
-    def repair(_):
-        d = cov.shape[-1]
-        eye = jnp.eye(d, dtype=cov.dtype)[None]
-        diag = jnp.abs(jnp.diagonal(cov, axis1=-2, axis2=-1))
-        scale = jnp.maximum(jnp.mean(diag, axis=-1), jnp.finfo(cov.dtype).tiny)
-        j = (jnp.sqrt(jnp.finfo(cov.dtype).eps) * scale)[:, None, None]
-        first = cov + j * eye
-        second = diag[:, :, None] * eye + j * eye
-        l1, l2 = jnp.linalg.cholesky(first), jnp.linalg.cholesky(second)
-        ok1 = jnp.all(jnp.isfinite(l1), axis=(-2, -1))[:, None, None]
-        fixed = jnp.where(ok1, first, second)
-        fixed_l = jnp.where(ok1, l1, l2)
-        return (jnp.where(bad[:, None, None], fixed, cov),
-                jnp.where(bad[:, None, None], fixed_l, lower))
-
-    return lax.cond(jnp.any(bad), repair, lambda _: (cov, lower), None)
+    """Cholesky factors of ``(M, D, D)`` symmetric matrices by the library's jitter policy
+    (:func:`espresso_jax.prob.linalg.cholesky_with_jitter`), unbounded so that every factor is
+    finite. Returns ``(cov_used, lower)`` with ``cov_used = cov + jitter I``."""
+    lower, jitter = cholesky_with_jitter(cov, math.inf)
+    eye = jnp.eye(cov.shape[-1], dtype=cov.dtype)[None]
+    return cov + jitter[:, None, None] * eye, lower
 
 
 def precision_cholesky(covariances: jax.Array,
@@ -180,7 +156,7 @@ def precision_cholesky(covariances: jax.Array,
 
     Args:
         covariances: covariances in the layout of ``covariance_type`` (positive definite up to
-            rounding; a failed factorisation is repaired by eigenvalue clipping).
+            rounding; a failed factorisation is repaired by diagonal jitter).
         covariance_type: one of :data:`COVARIANCE_TYPES`.
 
     Returns:
@@ -189,7 +165,7 @@ def precision_cholesky(covariances: jax.Array,
     """
     if covariance_type in ("full", "tied"):
         cov, lower = _safe_cholesky(covariances)
-        return cov, _upper_cholesky_of_inverse(lower)
+        return cov, upper_cholesky_of_inverse(lower)
     tiny = jnp.finfo(covariances.dtype).tiny
     cov = jnp.maximum(covariances, tiny)
     return cov, lax.rsqrt(cov)

@@ -50,6 +50,7 @@ from jax.typing import ArrayLike
 from espresso_jax import em
 from espresso_jax.mixture import gaussian as gauss
 from espresso_jax.mixture.stats import MomentStats, centred_moments, moment_stats
+from espresso_jax.prob.moments import data_moments
 from espresso_jax.validation import (
     as_float_array,
     as_sample_weight,
@@ -233,7 +234,7 @@ def _init_state(key, X, w, Xp, wp, reg_covar, over: _Overrides, *, n_components:
     weights = means = cov = prec_chol = None
     if need_resp:
         if init == "random":
-            shift = jnp.broadcast_to(jnp.sum(w[:, None] * X, axis=0) / jnp.sum(w),
+            shift = jnp.broadcast_to(data_moments(X, w, diagonal=True).means,
                                      (n_components, X.shape[1]))
 
             def resp_fn(Xb, rows):

@@ -47,6 +47,7 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from espresso_jax import em
+from espresso_jax.prob.moments import MomentStats, centred_moments, data_moments, moment_stats
 from espresso_jax.validation import (
     as_float_array,
     as_sample_weight,
@@ -111,20 +112,17 @@ def _labels(X: jax.Array, C: jax.Array) -> jax.Array:
 
 
 def _e_step(params: _LloydParams, X: jax.Array, w: jax.Array) -> _LloydStats:
-    K = params.centres.shape[0]
     labels = _labels(X, params.centres)
     resid = X - params.centres[labels]
     inertia = jnp.sum(w * jnp.sum(resid * resid, axis=1))
-    counts = jax.ops.segment_sum(w, labels, num_segments=K)
-    sums = jax.ops.segment_sum(w[:, None] * (X - params.shift[labels]), labels, num_segments=K)
-    return _LloydStats(counts=counts, sums=sums, inertia=inertia)
+    moments = moment_stats(X, w, labels, params.shift, diagonal=True)   # sxx unused (DCE)
+    return _LloydStats(counts=moments.nk, sums=moments.sx, inertia=inertia)
 
 
 def _m_step(params: _LloydParams, stats: _LloydStats) -> _LloydParams:
-    nonempty = stats.counts > 0
-    safe = jnp.where(nonempty, stats.counts, 1.0)
-    means = params.shift + stats.sums / safe[:, None]
-    return params._replace(centres=jnp.where(nonempty[:, None], means, params.centres))
+    moments = MomentStats(stats.counts, stats.sums, jnp.zeros_like(stats.sums))
+    means = centred_moments(moments, params.shift).means
+    return params._replace(centres=jnp.where((stats.counts > 0)[:, None], means, params.centres))
 
 
 def _objective(params: _LloydParams, new: _LloydParams, stats: _LloydStats) -> jax.Array:
@@ -167,11 +165,8 @@ def _kmeanspp_indices(key: jax.Array, X: jax.Array, w: jax.Array, n_clusters: in
 
 def _weighted_centre(X: jax.Array, w: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Weighted mean ``(D,)`` and mean (over features) weighted variance ``()``."""
-    W = jnp.sum(w)
-    mean = (w @ X) / W
-    Xc = X - mean[None, :]
-    var = (w @ (Xc * Xc)) / W
-    return mean, jnp.mean(var)
+    cm = data_moments(X, w, diagonal=True)
+    return cm.means[0], jnp.mean(cm.scatter[0]) / cm.nk[0]
 
 
 @partial(jax.jit, static_argnames=("n_clusters",))

@@ -34,7 +34,6 @@ References:
 from __future__ import annotations
 
 import functools
-import math
 from functools import partial
 from typing import NamedTuple
 
@@ -47,6 +46,7 @@ from jax.typing import ArrayLike
 
 from espresso_jax import em
 from espresso_jax.mixture.pca import check_n_components, spectrum
+from espresso_jax.prob.gaussian import gaussian_log_density
 from espresso_jax.validation import (
     as_float_array,
     check_int,
@@ -68,7 +68,6 @@ __all__ = [
 ]
 
 _HI = lax.Precision.HIGHEST
-_LOG_2PI = math.log(2 * math.pi)
 
 
 class PPCAParams(NamedTuple):
@@ -162,7 +161,7 @@ def _score_complete(params: PPCAParams, X: jax.Array) -> jax.Array:
     quad = jnp.sum(proj * proj / var[None, :], axis=1) + jnp.sum(resid * resid, axis=1) / \
         params.sigma2
     logdet = jnp.sum(jnp.log(var)) + (d - m) * jnp.log(params.sigma2)
-    return -0.5 * (d * _LOG_2PI + logdet + quad)
+    return gaussian_log_density(quad, logdet, d)
 
 
 def _masked_posterior(params: PPCAParams, X: jax.Array):
@@ -185,7 +184,7 @@ def _masked_posterior(params: PPCAParams, X: jax.Array):
     logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(L, axis1=1, axis2=2)), axis=1) + \
         (n_obs - m) * jnp.log(params.sigma2)
     quad = (jnp.sum(xt * xt, axis=1) - jnp.sum(b * Ez, axis=1)) / params.sigma2
-    ll = -0.5 * (n_obs * _LOG_2PI + logdet + quad)
+    ll = gaussian_log_density(quad, logdet, n_obs)
     return o, Ez, Minv, ll
 
 
@@ -350,7 +349,7 @@ def _e_step(params: PPCAParams, X, w) -> _Stats:
     d = X.shape[1]
     logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(cf[0]))) + (d - m) * jnp.log(params.sigma2)
     quad = (sq - jnp.sum(b * Ez, axis=1)) / params.sigma2
-    ll = -0.5 * (d * _LOG_2PI + logdet + quad)
+    ll = gaussian_log_density(quad, logdet, d)
     return _Stats(n=n, sxz=sxz, szz=0.5 * (szz + szz.T), sxx=jnp.sum(w * sq), ll=jnp.sum(w * ll))
 
 

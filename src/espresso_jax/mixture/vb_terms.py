@@ -25,10 +25,13 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jax.scipy.linalg import solve_triangular
 from jax.scipy.special import betaln, digamma, gammaln
 
 from espresso_jax.mixture.stats import CentredMoments
+from espresso_jax.prob.conjugate import NormalInverseWishart, niw_posterior
+from espresso_jax.prob.estimate import GaussianStats
+from espresso_jax.prob.gaussian import LOG_2PI, gaussian_log_density, precision_mahalanobis
+from espresso_jax.prob.linalg import cholesky_with_jitter, upper_cholesky_of_inverse
 
 __all__ = [
     "VBGMMParams",
@@ -45,7 +48,6 @@ __all__ = [
 
 _HI = lax.Precision.HIGHEST
 _LOG_2 = math.log(2.0)
-_LOG_2PI = math.log(2.0 * math.pi)
 
 
 class VBGMMPrior(NamedTuple):
@@ -133,9 +135,7 @@ def _mahalanobis(X: jax.Array, means: jax.Array, U: jax.Array, shift: jax.Array)
     """``(B, K)`` ``(x − m_k)ᵀ U_k U_kᵀ (x − m_k)``, formed in the per-component frame
     ``x − shift_k`` (no cancellation of large offsets in float32)."""
     dx = X[None, :, :] - shift[:, None, :]                                  # (K, B, D)
-    y = jnp.einsum("kbd,kde->kbe", dx, U, precision=_HI)
-    y = y - jnp.einsum("kd,kde->ke", means - shift, U, precision=_HI)[:, None, :]
-    return jnp.sum(y * y, axis=-1).T
+    return precision_mahalanobis(dx, means - shift, U).T
 
 
 def weighted_log_prob(params: VBGMMParams, X: jax.Array, shift: jax.Array) -> jax.Array:
@@ -148,24 +148,19 @@ def weighted_log_prob(params: VBGMMParams, X: jax.Array, shift: jax.Array) -> ja
     # ½ ln|ν W| − (D/2) ln ν = ½ ln|W|; E[ln|Λ|] = Σ ψ((ν − i)/2) + D ln 2 + ln|W| (10.65).
     half_log_det = _log_det_cholesky(params.precisions_cholesky) - 0.5 * D * jnp.log(nu)
     e_log_det = D * _LOG_2 + _sum_gammaln(0.5 * nu, D, digamma) + 2.0 * half_log_det
-    log_gauss = 0.5 * (e_log_det - D / beta - D * _LOG_2PI)
+    log_gauss = gaussian_log_density(D / beta, -e_log_det, D)
     return (log_gauss[None, :] - 0.5 * maha
             + expected_log_weights(params.weight_concentration)[None, :])
 
 
 def precision_cholesky(cov: jax.Array, jitter: jax.Array) -> jax.Array:
     """``(K, D, D)`` upper-triangular ``U`` with ``U Uᵀ = cov⁻¹``; a factor that fails (only
-    for a singular covariance prior with an empty component) is redone with ``jitter·I``."""
-    D = cov.shape[-1]
-    eye = jnp.eye(D, dtype=cov.dtype)
-    cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
-    L = jnp.linalg.cholesky(cov)
-    ok = jnp.all(jnp.isfinite(L), axis=(-2, -1))
-    scale = jnp.maximum(jnp.trace(cov, axis1=-2, axis2=-1) / D, jnp.finfo(cov.dtype).tiny)
-    L_j = jnp.linalg.cholesky(cov + (jitter + 1e-6 * scale)[:, None, None] * eye[None])
-    L = jnp.where(ok[:, None, None], L, L_j)
-    inv = solve_triangular(L, jnp.broadcast_to(eye, cov.shape), lower=True)
-    return jnp.swapaxes(inv, -1, -2)
+    for a singular covariance prior with an empty component) is jittered by the library's
+    policy (:func:`espresso_jax.prob.linalg.cholesky_with_jitter`). ``jitter`` is unused and
+    kept for the signature."""
+    del jitter
+    L, _ = cholesky_with_jitter(cov, math.inf)
+    return upper_cholesky_of_inverse(L)
 
 
 def update(prior: VBGMMPrior, cm: CentredMoments, reg_covar: jax.Array, *,
@@ -175,7 +170,9 @@ def update(prior: VBGMMPrior, cm: CentredMoments, reg_covar: jax.Array, *,
 
     As scikit-learn: counts get ``10·eps`` (empty components stay finite) and the component
     covariance estimate ``S_k`` gets ``reg_covar`` on its diagonal, i.e. ``N_k S_k`` gains
-    ``N_k·reg_covar·I``; ``"tied"`` pools the scatter and uses ``ν = ν₀ + N/K``.
+    ``N_k·reg_covar·I``; ``"tied"`` pools the scatter and uses ``ν = ν₀ + N/K``. For
+    ``"full"`` this is the conjugate Normal-inverse-Wishart update of each component
+    (:func:`espresso_jax.prob.conjugate.niw_posterior`, with ``Ψ = W⁻¹``).
     """
     dtype = cm.means.dtype
     K, D = cm.means.shape
@@ -193,10 +190,15 @@ def update(prior: VBGMMPrior, cm: CentredMoments, reg_covar: jax.Array, *,
     shrink = nk * b0 / beta                                              # N_k β₀ / β_k
     scatter = cm.scatter
     if covariance_type == "full":
-        nu = prior.degrees_of_freedom + nk
-        C = (prior.covariance[None] + scatter + (nk * reg_covar)[:, None, None] * eye[None]
-             + shrink[:, None, None] * d[:, :, None] * d[:, None, :])
-        cov = C / nu[:, None, None]
+        # the conjugate Normal-inverse-Wishart update of each component, with the scatter
+        # regularised as scikit-learn does (N_k S_k + N_k reg_covar I)
+        niw = NormalInverseWishart(mu=m0, kappa=b0, nu=prior.degrees_of_freedom,
+                                   psi=prior.covariance)
+        stats = GaussianStats(n=nk, mean=cm.means,
+                              scatter=scatter + (nk * reg_covar)[:, None, None] * eye[None])
+        post = jax.vmap(niw_posterior, in_axes=(None, 0))(niw, stats)
+        means, beta, nu = post.mu, post.kappa, post.nu
+        cov = post.psi / nu[:, None, None]
     elif covariance_type == "tied":
         n = jnp.sum(nk)
         nu_t = prior.degrees_of_freedom + n / K
@@ -265,7 +267,7 @@ def elbo_offset(prior: VBGMMPrior, n_components: int, weight_prior: str,
         log_z_pi = K * betaln(jnp.ones_like(a0), a0)
     else:
         log_z_pi = K * gammaln(a0) - gammaln(K * a0)
-    return -K * log_z_prior - log_z_pi - 0.5 * D * _LOG_2PI * total_weight
+    return -K * log_z_prior - log_z_pi - 0.5 * D * LOG_2PI * total_weight
 
 
 def predictive_log_density(params: VBGMMParams, X: jax.Array) -> jax.Array:

@@ -45,6 +45,7 @@ from jax.typing import ArrayLike
 from espresso_jax import em
 from espresso_jax.mixture import vb_terms
 from espresso_jax.mixture.stats import MomentStats, centred_moments, moment_stats
+from espresso_jax.prob.moments import data_moments
 from espresso_jax.mixture.vb_terms import VBGMMParams, VBGMMPrior
 from espresso_jax.validation import (
     as_float_array,
@@ -140,12 +141,10 @@ def _model(weight_prior: str, covariance_type: str) -> em.EMModel:
 @jax.jit
 def _data_moments(X: jax.Array, w: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Weighted mean and (ddof = 1 in the total weight) covariance of the rows."""
-    total = jnp.sum(w)
-    mean = jnp.sum(w[:, None] * X, axis=0) / total
-    dx = X - mean[None, :]
+    cm = data_moments(X, w)
+    total = cm.nk[0]
     denom = jnp.where(total > 1.0, total - 1.0, total)
-    cov = jnp.einsum("n,ni,nj->ij", w, dx, dx, precision=jax.lax.Precision.HIGHEST) / denom
-    return mean, cov
+    return cm.means[0], cm.scatter[0] / denom
 
 
 @partial(jax.jit, static_argnames=("model",))

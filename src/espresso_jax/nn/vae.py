@@ -58,6 +58,8 @@ from espresso_jax.nn.autoencoder import (
     to_flat,
     to_images,
 )
+from espresso_jax.prob.gaussian import gaussian_log_density
+from espresso_jax.prob.info import normal_kl
 from espresso_jax.validation import (
     check_choice,
     check_int,
@@ -85,7 +87,6 @@ __all__ = [
 ESTIMATORS = ("A", "B")
 LIKELIHOODS = ("bernoulli", "gaussian")
 VARIANCES = ("shared", "per_feature", "fixed")
-_LOG_2PI = math.log(2.0 * math.pi)
 _LOGVAR_MIN, _LOGVAR_MAX = -30.0, 30.0
 
 
@@ -160,7 +161,7 @@ class VAE(nn.Module):
             ll = x * jax.nn.log_sigmoid(loc) + (1.0 - x) * jax.nn.log_sigmoid(-loc)
         else:
             logvar = jnp.broadcast_to(self.decoder_logvar(loc.dtype), loc.shape)
-            ll = -0.5 * (_LOG_2PI + logvar + (x - loc) ** 2 * jnp.exp(-logvar))
+            ll = gaussian_log_density((x - loc) ** 2 * jnp.exp(-logvar), logvar)
         return jnp.sum(ll, axis=-1)
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -191,7 +192,7 @@ def init(key: jax.Array, model: VAE) -> Any:
 # --------------------------------------------------------------------------------------------
 
 def _log_std_normal(z: jax.Array) -> jax.Array:
-    return -0.5 * jnp.sum(_LOG_2PI + z * z, axis=-1)
+    return gaussian_log_density(jnp.sum(z * z, axis=-1), 0.0, z.shape[-1])
 
 
 def _log_weights(model: VAE, params: Any, x: jax.Array, mu: jax.Array, logvar: jax.Array,
@@ -208,7 +209,7 @@ def _log_weights(model: VAE, params: Any, x: jax.Array, mu: jax.Array, logvar: j
 
 def _kl(mu: jax.Array, logvar: jax.Array) -> jax.Array:
     """``KL(N(μ, diag σ²) ‖ N(0, I))`` over the last axis."""
-    return 0.5 * jnp.sum(mu * mu + jnp.exp(logvar) - 1.0 - logvar, axis=-1)
+    return jnp.sum(normal_kl(mu, jnp.exp(logvar), logvar), axis=-1)
 
 
 def _elbo_and_kl_one(model: VAE, params: Any, x: jax.Array, key: jax.Array, estimator: str,

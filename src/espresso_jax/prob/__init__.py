@@ -1,10 +1,13 @@
 """Probability layer: maximum-likelihood estimates, conjugate updates and information measures
-on ``numpyro.distributions`` objects.
+on ``numpyro.distributions`` objects, and the one home of the math the models share: Gaussian
+log-density kernels (:mod:`~espresso_jax.prob.gaussian`), weighted moments
+(:mod:`~espresso_jax.prob.moments`) and the Cholesky-with-jitter policy
+(:mod:`~espresso_jax.prob.linalg`).
 
 Importing this package registers the closed-form KL divergences that numpyro lacks
 (:data:`espresso_jax.prob.info.REGISTERED_PAIRS`).
 """
 
-from espresso_jax.prob import conjugate, estimate, info
+from espresso_jax.prob import conjugate, estimate, gaussian, info, linalg, moments
 
-__all__ = ["conjugate", "estimate", "info"]
+__all__ = ["conjugate", "estimate", "gaussian", "info", "linalg", "moments"]

@@ -59,8 +59,9 @@ __all__ = [
     "NormalGamma", "normal_gamma_update", "normal_gamma", "normal_gamma_precision",
     "normal_gamma_mean", "normal_gamma_predictive", "normal_gamma_log_prob",
     "normal_gamma_sample",
-    "NormalInverseWishart", "niw_update", "normal_inverse_wishart", "niw_precision",
-    "niw_mean", "niw_predictive", "niw_log_prob", "niw_sample", "inverse_wishart_log_prob",
+    "NormalInverseWishart", "niw_update", "niw_posterior", "normal_inverse_wishart",
+    "niw_precision", "niw_mean", "niw_predictive", "niw_log_prob", "niw_sample",
+    "inverse_wishart_log_prob",
 ]
 
 
@@ -436,13 +437,25 @@ def normal_gamma_sample(key: jax.Array, p: NormalGamma,
 # ------------------------------------------------------------------ Normal-inverse-Wishart
 
 
-@jax.jit
-def _niw_impl(p: NormalInverseWishart, s: GaussianStats) -> NormalInverseWishart:
+def niw_posterior(p: NormalInverseWishart, s: GaussianStats) -> NormalInverseWishart:
+    """The Normal-inverse-Wishart update of :func:`niw_update` without validation: the kernel
+    that jitted model code calls (``jax.vmap`` it over components, e.g. VB-GMM's M-step).
+
+    Args:
+        p: prior with ``mu (d,)``, ``kappa ()``, ``nu ()``, ``psi (d, d)``.
+        s: statistics with ``n ()``, ``mean (d,)`` and full ``scatter (d, d)``.
+
+    Returns:
+        The posterior :class:`NormalInverseWishart` (``psi`` symmetrised).
+    """
     kappa = p.kappa + s.n
     dm = s.mean - p.mu
     psi = p.psi + s.scatter + (p.kappa * s.n / kappa) * jnp.outer(dm, dm)
     return NormalInverseWishart(mu=p.mu + s.n * dm / kappa, kappa=kappa, nu=p.nu + s.n,
                                 psi=0.5 * (psi + psi.T))
+
+
+_niw_impl = jax.jit(niw_posterior)
 
 
 def niw_update(prior: NormalInverseWishart, stats: GaussianStats) -> NormalInverseWishart:

@@ -8,14 +8,13 @@ same way.
 
 ``sample_weight`` is a frequency weight: an integer weight ``w_i`` gives the same estimate as
 repeating row ``i`` ``w_i`` times. Gaussian statistics are kept in centred form (total weight,
-mean, scatter about the mean) and computed with a shifted, corrected two-pass algorithm, so data
-far from the origin keeps its precision in float32 (the one-pass ``E[x x^T] - mu mu^T`` loses
-every significant digit when ``|mu| >> std``).
+mean, scatter about the mean) and computed by :func:`espresso_jax.prob.moments.data_moments`
+(the weighted moments the mixtures use too) in a frame shifted to the first row, so data far
+from the origin keeps its precision in float32 (the one-pass ``E[x x^T] - mu mu^T`` loses every
+significant digit when ``|mu| >> std``).
 
 References:
     Bishop, PRML (2006), §2.1 (Bernoulli, binomial), §2.2 (multinomial), §2.3.4 (Gaussian ML).
-    Chan, Golub & LeVeque, "Algorithms for computing the sample variance: analysis and
-    recommendations", The American Statistician 37(3), 1983 (corrected two-pass algorithm).
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ import numpy as np
 import numpyro.distributions as dist
 from jax.typing import ArrayLike
 
+from espresso_jax.prob.moments import data_moments
 from espresso_jax.validation import (
     as_float_array,
     as_int_array,
@@ -117,27 +117,15 @@ def _counts_impl(counts: jax.Array, w: jax.Array) -> CategoryStats:
 
 @jax.jit
 def _gaussian_impl(x: jax.Array, w: jax.Array) -> GaussianStats:
-    # Shift by one data row (Sterbenz: x - x[0] is exact for nearby values), take the weighted
-    # mean of the shifted data, then the corrected two-pass scatter about that mean.
-    wc = _column(w, x)
-    n = jnp.sum(w)
-    shift = x[:1]
-    mean = shift[0] + jnp.sum(wc * (x - shift), axis=0) / n
-    dev = x - mean[None]
-    resid = jnp.sum(wc * dev, axis=0)  # ~0; removes the first-order error of ``mean``
-    scatter = jnp.sum(wc * dev * dev, axis=0) - resid * resid / n
-    return GaussianStats(n, mean, jnp.maximum(scatter, 0.0))
+    cm = data_moments(x.reshape(x.shape[0], -1), w, diagonal=True)
+    return GaussianStats(cm.nk[0], cm.means[0].reshape(x.shape[1:]),
+                         cm.scatter[0].reshape(x.shape[1:]))
 
 
 @jax.jit
 def _mv_gaussian_impl(X: jax.Array, w: jax.Array) -> GaussianStats:
-    n = jnp.sum(w)
-    shift = X[:1]
-    mean = shift[0] + (w @ (X - shift)) / n
-    dev = X - mean[None]
-    resid = w @ dev
-    scatter = (dev * w[:, None]).T @ dev - jnp.outer(resid, resid) / n
-    return GaussianStats(n, mean, 0.5 * (scatter + scatter.T))
+    cm = data_moments(X, w)
+    return GaussianStats(cm.nk[0], cm.means[0], cm.scatter[0])
 
 
 # --------------------------------------------------------------------- sufficient statistics

@@ -25,6 +25,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpyro.distributions as dist
+from jax.typing import ArrayLike
 from jax.scipy.special import digamma, gammaln, multigammaln, xlogy
 from numpyro.distributions import kl as _numpyro_kl
 from numpyro.distributions.continuous import Exponential, MultivariateStudentT, Wishart
@@ -43,6 +44,7 @@ __all__ = [
     "REGISTERED_PAIRS",
     "entropy",
     "kl_divergence",
+    "normal_kl",
     "js_divergence",
     "kl_mc",
     "entropy_mc",
@@ -220,6 +222,29 @@ def kl_divergence(p: dist.Distribution, q: dist.Distribution) -> jax.Array:
         raise NotImplementedError(
             f"no closed-form KL({type(p).__name__} || {type(q).__name__}); "
             "use kl_mc(key, p, q, num_samples)") from None
+
+
+def normal_kl(mean: ArrayLike, var: ArrayLike, log_var: ArrayLike, prior_var: ArrayLike = 1.0,
+              prior_log_var: ArrayLike = 0.0) -> jax.Array:
+    """Elementwise ``KL(N(mean, var) || N(0, prior_var))`` from variances and log-variances.
+
+    The kernel of the diagonal-Gaussian KL terms of SGVB (VAE against ``N(0, I)``, Bayes by
+    Backprop against ``N(0, s²)``): numpyro's ``Normal``-``Normal`` rule computes the same value
+    from scales, but the models already hold ``log var`` (and keep it finite where ``var``
+    underflows), so they pass it here instead of taking ``log`` of a ``var`` that may be 0.
+
+    Args:
+        mean: ``(...)`` means of ``q``.
+        var: ``(...)`` variances of ``q``.
+        log_var: ``(...)`` their logarithms.
+        prior_var: variance of the zero-mean prior, broadcastable.
+        prior_log_var: its logarithm.
+
+    Returns:
+        ``½ ((var + mean²)/prior_var − 1 + prior_log_var − log_var)``, broadcast shape; sum
+        it over the dimensions of a diagonal Gaussian.
+    """
+    return 0.5 * ((var + jnp.square(mean)) / prior_var - 1.0 + prior_log_var - log_var)
 
 
 def _probability_vector(d: Any) -> jax.Array:

@@ -36,6 +36,7 @@ from espresso_jax.bnn import bbb
 from espresso_jax.bnn.bbb_elbo import BBBParams
 from espresso_jax.apps.uci.protocol import UCIMethod
 from espresso_jax.datasets.uci import UCIDataset
+from espresso_jax.prob.gaussian import gaussian_log_density
 from espresso_jax.validation import check_choice, check_int, check_positive, float_dtype
 
 __all__ = ["BBBHParams", "bbb_method"]
@@ -78,7 +79,7 @@ def _loss(params, batch, key, hparams, n_train, *, sigma_init, learned, n_train_
     def data_term(k):
         out = bbb.apply(module, params.net, x, key=k)[0][:, 0]
         z = (y - out) * jnp.exp(-log_noise)
-        return jnp.mean(-0.5 * jnp.square(z) - log_noise - 0.5 * math.log(2.0 * math.pi))
+        return jnp.mean(gaussian_log_density(jnp.square(z), 2.0 * log_noise))
 
     ll = jnp.mean(jax.vmap(data_term)(jax.random.split(key, n_train_samples)))
     kl = bbb.gaussian_kl_tree(params.net, hparams.prior_scale)
