@@ -41,6 +41,7 @@ from espresso_jax.io import load_params, save_params
 from espresso_jax.linear import basis as basis_fns
 from espresso_jax.linear import bayes
 from espresso_jax.mixture import gmm, kmeans, ppca, vbgmm
+from espresso_jax.mixture.kmeans import KMeansParams
 from espresso_jax.mixture.vb_terms import VBGMMParams
 from espresso_jax.apps.report import to_jsonable
 from espresso_jax.validation import check_choice, check_int, check_key
@@ -54,12 +55,6 @@ __all__ = ["MODELS", "BLR_BASES", "Table", "KMeansParams", "BLRParams", "FitOutp
 MODELS = ("gmm", "vbgmm", "kmeans", "ppca", "blr")
 BLR_BASES = ("polynomial", "gaussian", "sigmoid", "none")
 FORMAT_VERSION = 1
-
-
-class KMeansParams(NamedTuple):
-    """Fitted k-means: ``centres (n_clusters, n_features)`` (use ``kmeans.predict``)."""
-
-    centres: jax.Array
 
 
 class BLRParams(NamedTuple):
@@ -160,12 +155,12 @@ def _fit_vbgmm(key, X, *, n_components=5, weight_prior="dirichlet_process",
 
 def _fit_kmeans(key, X, *, n_clusters=2, n_init=1, max_iter=300, tol=1e-4):
     res = kmeans.fit(key, X, n_clusters, n_init=n_init, max_iter=max_iter, tol=tol)
-    labels = np.asarray(kmeans.predict(res.centres, X))
+    labels = np.asarray(kmeans.predict(res.params, X))
     metrics = {"inertia": res.inertia, "n_iter": res.n_iter, "converged": bool(res.converged),
                "cluster_sizes": np.bincount(labels, minlength=n_clusters),
-               "centres": res.centres}
+               "centres": res.params.centres}
     opts = dict(n_clusters=n_clusters, n_init=n_init, max_iter=max_iter, tol=tol)
-    return KMeansParams(res.centres), opts, metrics
+    return res.params, opts, metrics
 
 
 def _fit_ppca(key, X, *, n_components=1, em=False, max_iter=1000, tol=1e-6):
@@ -425,7 +420,7 @@ def _plot(fitted: FitOutput, X: np.ndarray) -> plt.Figure:
                               title + " (2-sd ellipses)")
     if model == "kmeans":
         c = np.asarray(p.centres, np.float64)
-        return _plot_clusters(X, kmeans.predict(p.centres, X), c, None, None, cols,
+        return _plot_clusters(X, kmeans.predict(p, X), c, None, None, cols,
                               f"k-means: {len(c)} clusters")
     if model == "ppca":
         return _plot_ppca(X, p, cols)
@@ -576,7 +571,7 @@ def predict(path: str | os.PathLike, X: Any) -> dict[str, jax.Array]:
         mod = gmm if model == "gmm" else vbgmm
         return {"labels": mod.predict(params, X), "proba": mod.predict_proba(params, X)}
     if model == "kmeans":
-        return {"labels": kmeans.predict(params.centres, X)}
+        return {"labels": kmeans.predict(params, X)}
     if model == "ppca":
         return {"latent_mean": ppca.posterior(params, X)[0],
                 "log_likelihood": ppca.score_samples(params, X)}

@@ -294,11 +294,11 @@ def _section_vbgmm(key: jax.Array, report: Report, quick: bool) -> None:
 def _section_kmeans(key: jax.Array, report: Report, quick: bool) -> None:
     _, Xs = _faithful_raw_and_standardised()
     res = mixture.kmeans.fit(key, Xs, 2, n_init=4, tol=0.0, max_iter=10)
-    labels = mixture.kmeans.predict(res.centres, Xs)
+    labels = mixture.kmeans.predict(res.params, Xs)
     history = np.asarray(res.history)
     report.section("k-means", "Old Faithful (standardised), K = 2, k-means++ initialisation, "
                    "best of 4 vmapped restarts; Lloyd iterations never increase the distortion.")
-    report.figure(viz.plot_kmeans(Xs, np.asarray(labels), np.asarray(res.centres),
+    report.figure(viz.plot_kmeans(Xs, np.asarray(labels), np.asarray(res.params.centres),
                                   history[np.isfinite(history)], xlabel="eruptions (std.)",
                                   ylabel="waiting (std.)"),
                   "kmeans_faithful", "k-means clusters and inertia per iteration")

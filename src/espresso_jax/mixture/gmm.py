@@ -63,6 +63,7 @@ from espresso_jax.validation import (
 __all__ = [
     "GMMParams",
     "GMMResult",
+    "INITS",
     "aic",
     "bic",
     "covariance_type",
@@ -77,8 +78,8 @@ __all__ = [
     "score_samples",
 ]
 
-_INITS = {"kmeans": "kmeans", "k-means": "kmeans", "kmeans++": "kmeans++",
-          "k-means++": "kmeans++", "random": "random"}
+INITS = ("kmeans++", "kmeans", "random")
+"""The ``init`` strings of :func:`fit` (one spelling each, shared with the other mixtures)."""
 
 
 class GMMParams(NamedTuple):
@@ -221,7 +222,7 @@ def _kmeans_centres(key, X, w, n_components: int, init: str, chunk_size):
     if init == "kmeans++":
         return kmeans.kmeans_plusplus(key, X, n_components, sample_weight=w)
     return kmeans.fit(key, X, n_components, n_init=1, sample_weight=w,
-                      chunk_size=chunk_size).centres
+                      chunk_size=chunk_size).params.centres
 
 
 def _init_state(key, X, w, Xp, wp, reg_covar, over: _Overrides, *, n_components: int,
@@ -443,9 +444,7 @@ def fit(key: jax.Array, X: ArrayLike, n_components: int, *, covariance_type: str
     if k > n:
         raise ValueError(f"n_components={k} must be <= n_samples={n}")
     ctype = check_choice(covariance_type, "covariance_type", gauss.COVARIANCE_TYPES)
-    if not isinstance(init, str) or init not in _INITS:
-        raise ValueError(f"init must be one of {sorted(set(_INITS))}, got {init!r}")
-    init = _INITS[init]
+    init = check_choice(init, "init", INITS)
     n_init = check_int(n_init, "n_init", min_value=1)
     max_iter = check_int(max_iter, "max_iter", min_value=1)
     tol = check_positive(tol, "tol", allow_zero=True)
