@@ -38,7 +38,8 @@ from jax import lax
 
 from espresso_jax.validation import check_int, check_key, check_positive, is_traced
 
-__all__ = ["EMModel", "EMResult", "StepwiseResult", "fit_em", "fit_stepwise_em", "iterate",
+__all__ = ["EMModel", "EMResult", "StepwiseResult", "closed_form", "fit_em", "fit_stepwise_em",
+           "iterate",
            "pad_rows", "resolve_chunk_size", "select_best", "sum_blocks", "sum_stats"]
 
 AUTO_CHUNK_BYTES = 4 << 20
@@ -187,6 +188,13 @@ def iterate(step: Callable[[Any], tuple[Any, jax.Array, jax.Array]], state0: Any
     init = (state0, history0, jnp.zeros((), jnp.int32), jnp.zeros((), bool))
     state, history, n_iter, converged = lax.while_loop(cond, body, init)
     return EMResult(params=state, history=history, n_iter=n_iter, converged=converged)
+
+
+def closed_form(dtype) -> dict[str, jax.Array]:
+    """The loop fields of a closed-form fit, to splat into its result: ``history`` ``(0,)``,
+    ``n_iter = 0`` and ``converged = True`` (traceable)."""
+    return {"history": jnp.zeros((0,), dtype), "n_iter": jnp.zeros((), jnp.int32),
+            "converged": jnp.ones((), bool)}
 
 
 @partial(jax.jit, static_argnames=("model", "max_iter", "chunk_size"))

@@ -169,10 +169,10 @@ def _fit_ppca(key, X, *, n_components=1, em=False, max_iter=1000, tol=1e-6):
     metrics: dict[str, Any] = {}
     if em:
         res = ppca.fit_em(key, X, n_components, max_iter=max_iter, tol=tol)
-        p = res.params
         metrics.update(n_iter=res.n_iter, converged=bool(res.converged))
     else:
-        p = ppca.fit(X, n_components)
+        res = ppca.fit(X, n_components)
+    p = res.params
     var = np.sum(np.asarray(p.W, np.float64) ** 2, axis=0) + float(p.sigma2)
     metrics.update(mean_log_likelihood=ppca.log_likelihood(p, X), sigma2=p.sigma2,
                    latent_variances=var)

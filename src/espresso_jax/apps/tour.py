@@ -311,12 +311,13 @@ def _section_pca(key: jax.Array, report: Report, quick: bool) -> None:
     X = images[labels == 3][: 300 if quick else 1000].astype(np.float64)
     n_comp = 10
     pca = mixture.pca.fit(X, 20)
-    closed = mixture.ppca.fit(X, n_comp)
+    closed = mixture.ppca.fit(X, n_comp).params
     em_fit = mixture.ppca.fit_em(key, X, n_comp, max_iter=100 if quick else 400, tol=0.0)
     history = np.asarray(em_fit.history)
     k_sample = jax.random.fold_in(key, 1)
     pictures = {
-        "mean, PCs": np.concatenate([np.asarray(pca.mean)[None], np.asarray(pca.components[:7])]),
+        "mean, PCs": np.concatenate([np.asarray(pca.params.mean)[None],
+                                     np.asarray(pca.params.components[:7])]),
         "PPCA samples": np.clip(np.asarray(mixture.ppca.sample(k_sample, closed, 8)), 0, 1),
         "data": X[:8],
     }

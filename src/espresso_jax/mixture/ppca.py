@@ -4,7 +4,7 @@ Model (PRML §12.2): ``z ~ N(0, I_M)``, ``x | z ~ N(W z + μ, σ² I_D)``, so
 ``x ~ N(μ, C)`` with ``C = W Wᵀ + σ² I``. With ``M = Wᵀ W + σ² I`` (an ``M × M`` matrix) the
 posterior is ``p(z | x) = N(M⁻¹ Wᵀ (x − μ), σ² M⁻¹)`` (PRML eq. 12.42).
 
-- :func:`fit` — closed form (PRML eqs. 12.45–12.46): ``μ`` the sample mean,
+- :func:`fit` — closed form (a :class:`PPCAResult` with ``n_iter = 0``) (PRML eqs. 12.45–12.46): ``μ`` the sample mean,
   ``W = U_M (L_M − σ² I)^{1/2}`` (rotation ``R = I``), ``σ²`` the mean of the ``D − M``
   discarded eigenvalues of the sample covariance. ``ddof=0`` (default) is the maximum-likelihood
   covariance (``1/N``); ``ddof=1`` uses ``1/(N − 1)``, which is what scikit-learn's
@@ -56,8 +56,8 @@ from espresso_jax.validation import (
 )
 
 __all__ = [
-    "PPCAEMResult",
     "PPCAParams",
+    "PPCAResult",
     "covariance",
     "fit",
     "fit_em",
@@ -85,15 +85,16 @@ class PPCAParams(NamedTuple):
     sigma2: jax.Array
 
 
-class PPCAEMResult(NamedTuple):
-    """Result of :func:`fit_em`.
+class PPCAResult(NamedTuple):
+    """Result of :func:`fit` (closed form) and :func:`fit_em`.
 
     Attributes:
         params: fitted :class:`PPCAParams`.
-        history: ``(max_iter,)`` mean per-row (observed-data) log-likelihood of the parameters
-            entering each iteration, NaN after ``n_iter``.
-        n_iter: ``()`` int32 iterations run.
-        converged: ``()`` bool, the objective changed by less than ``tol``.
+        history: :func:`fit_em`: ``(max_iter,)`` mean per-row (observed-data) log-likelihood of
+            the parameters entering each iteration, NaN after ``n_iter``; :func:`fit`: ``(0,)``.
+        n_iter: ``()`` int32 iterations run (0 for the closed form).
+        converged: ``()`` bool, the objective changed by less than ``tol`` (True for the
+            closed form).
     """
 
     params: PPCAParams
@@ -107,7 +108,7 @@ class PPCAEMResult(NamedTuple):
 # --------------------------------------------------------------------------------------------
 
 @partial(jax.jit, static_argnames=("n_components", "ddof"))
-def _fit_impl(X, n_components: int, ddof: int) -> PPCAParams:
+def _fit_impl(X, n_components: int, ddof: int) -> PPCAResult:
     n, d = X.shape
     mean, scatter, Vt = spectrum(X, "svd")
     lam = scatter / (n - ddof)                                   # (R,) R = min(n, d)
@@ -119,10 +120,11 @@ def _fit_impl(X, n_components: int, ddof: int) -> PPCAParams:
         sigma2 = jnp.zeros((), X.dtype)
     sigma2 = jnp.maximum(sigma2, floor)
     scale = jnp.sqrt(jnp.maximum(lam[:n_components] - sigma2, 0.0))
-    return PPCAParams(mean=mean, W=Vt[:n_components].T * scale[None, :], sigma2=sigma2)
+    params = PPCAParams(mean=mean, W=Vt[:n_components].T * scale[None, :], sigma2=sigma2)
+    return PPCAResult(params=params, **em.closed_form(X.dtype))
 
 
-def fit(X: ArrayLike, n_components: int, *, ddof: int = 0) -> PPCAParams:
+def fit(X: ArrayLike, n_components: int, *, ddof: int = 0) -> PPCAResult:
     """Closed-form maximum-likelihood probabilistic PCA (Tipping & Bishop 1999).
 
     Args:
@@ -132,8 +134,9 @@ def fit(X: ArrayLike, n_components: int, *, ddof: int = 0) -> PPCAParams:
             ``1/(N − 1)`` covariance used by scikit-learn's ``PCA``.
 
     Returns:
-        :class:`PPCAParams` with ``W = U_M (L_M − σ² I)^{1/2}`` and ``σ²`` the mean of the
-        ``D − M`` discarded eigenvalues.
+        :class:`PPCAResult` (``n_iter = 0``) whose ``params`` have
+        ``W = U_M (L_M − σ² I)^{1/2}`` and ``σ²`` the mean of the ``D − M`` discarded
+        eigenvalues.
 
     References:
         Tipping & Bishop (1999), eqs. 7–8; Bishop, PRML (2006), eqs. 12.45–12.46.
@@ -432,7 +435,7 @@ def _init_em(key, X, n_components: int):
 
 def fit_em(key: jax.Array, X: ArrayLike, n_components: int, *, max_iter: int = 1000,
            tol: float = 1e-6, missing: bool = False,
-           chunk_size: int | None = None) -> PPCAEMResult:
+           chunk_size: int | None = None) -> PPCAResult:
     """Probabilistic PCA by EM (PRML §12.2.2), optionally with missing values.
 
     The data are centred on their column means first (added back to ``params.mean``); with
@@ -450,7 +453,7 @@ def fit_em(key: jax.Array, X: ArrayLike, n_components: int, *, max_iter: int = 1
         chunk_size: rows per E-step block.
 
     Returns:
-        :class:`PPCAEMResult`; ``history`` never decreases (up to rounding).
+        :class:`PPCAResult`; ``history`` never decreases (up to rounding).
 
     References:
         Tipping & Bishop (1999); Bishop, PRML (2006), eqs. 12.54–12.57; Ilin & Raiko (2010).
@@ -477,5 +480,5 @@ def fit_em(key: jax.Array, X: ArrayLike, n_components: int, *, max_iter: int = 1
     res = em.fit_em(_model(missing), params0, Xc, tol=tol, max_iter=max_iter,
                     chunk_size=chunk_size)
     params = res.params._replace(mean=res.params.mean + centre)
-    return PPCAEMResult(params=params, history=res.history, n_iter=res.n_iter,
+    return PPCAResult(params=params, history=res.history, n_iter=res.n_iter,
                         converged=res.converged)
