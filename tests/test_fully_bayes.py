@@ -141,7 +141,7 @@ def check_linear_against_empirical_bayes(Phi, t, post, num_chains):
     w = np.asarray(post.w, np.float64)
     alpha, beta = np.asarray(post.alpha, np.float64), np.asarray(post.beta, np.float64)
     eb = bayes.fit_evidence(Phi, t)
-    m_eb = np.asarray(eb.mean, np.float64)
+    m_eb = np.asarray(eb.params.mean, np.float64)
     m_s = _m_n(Phi64, t64, alpha, beta)
     mean_w, se_w, summ = mean_se(w, num_chains)
     _, se_d, _ = mean_se(w - m_s, num_chains)

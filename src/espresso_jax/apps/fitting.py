@@ -61,8 +61,8 @@ class BLRParams(NamedTuple):
     """Fitted Bayesian linear regression on a basis of standardised inputs.
 
     Attributes:
-        fit: the :class:`espresso_jax.linear.bayes.EvidenceFit` (weights ``N(mean, cov)``,
-            ``alpha``, ``beta``).
+        posterior: the :class:`espresso_jax.linear.bayes.BayesParams` at the evidence
+            optimum (weights ``N(mean, cov)``, ``alpha`` and ``beta``).
         x_mean: ``(n_inputs,)`` input means subtracted before the basis.
         x_scale: ``(n_inputs,)`` input standard deviations (1 for constant columns).
         centres: ``(n_centres, n_inputs)`` basis centres in standardised units (``(0, d)`` for
@@ -70,7 +70,7 @@ class BLRParams(NamedTuple):
         width: ``()`` basis width in standardised units (unused by polynomial and ``none``).
     """
 
-    fit: bayes.EvidenceFit
+    posterior: bayes.BayesParams
     x_mean: jax.Array
     x_scale: jax.Array
     centres: jax.Array
@@ -99,7 +99,7 @@ _SKELETONS = {
     "vbgmm": lambda: VBGMMParams(*[0] * 6),
     "kmeans": lambda: KMeansParams(0),
     "ppca": lambda: ppca.PPCAParams(*[0] * 3),
-    "blr": lambda: BLRParams(bayes.EvidenceFit(*[0] * 8), 0, 0, 0, 0),
+    "blr": lambda: BLRParams(bayes.BayesParams(*[0] * 4), 0, 0, 0, 0),
 }
 
 
@@ -245,13 +245,14 @@ def _fit_blr(key, X, columns, *, target=-1, basis="polynomial", degree=None, n_b
     Phi = _blr_design(params, basis, degree, x)
     fit = bayes.fit_evidence(Phi, t, max_iter=max_iter, tol=tol, alpha_shape=0.0,
                              alpha_rate=0.0, beta_shape=0.0, beta_rate=0.0)
-    params = params._replace(fit=fit)
-    pred = bayes.predict(fit, Phi)
-    metrics = {"alpha": fit.alpha, "beta": fit.beta, "noise_sd": 1.0 / jnp.sqrt(fit.beta),
+    params = params._replace(posterior=fit.params)
+    pred = bayes.predict(fit.params, Phi)
+    beta = fit.params.beta
+    metrics = {"alpha": fit.params.alpha, "beta": beta, "noise_sd": 1.0 / jnp.sqrt(beta),
                "gamma": fit.gamma, "log_evidence": fit.log_evidence, "n_iter": fit.n_iter,
                "converged": bool(fit.converged), "n_basis": Phi.shape[1],
                "rmse": float(np.sqrt(np.mean((np.asarray(pred.mean) - t) ** 2))),
-               "weights_mean": fit.mean}
+               "weights_mean": fit.params.mean}
     opts = dict(target=columns[j], target_index=j, basis=basis, degree=degree, n_basis=n_basis,
                 width=None if basis in ("polynomial", "none") else width, max_iter=max_iter,
                 tol=tol)
@@ -385,14 +386,14 @@ def _plot_blr(X, params, info) -> plt.Figure:
     if x.shape[1] == 1:
         lo, hi = x.min(), x.max()
         grid = np.linspace(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo), 200)
-        pred = bayes.predict(params.fit, design(grid[:, None]))
+        pred = bayes.predict(params.posterior, design(grid[:, None]))
         fig = plot_predictive_band(
             [{"x_grid": grid, "mean": np.asarray(pred.mean), "std": np.sqrt(np.asarray(pred.var)),
               "x": x[:, 0], "t": t, "title": f"{opts['basis']} basis, evidence-maximised"}],
             title=f"{opts['target']} against {names[0]}")
         fig.axes[0].set(xlabel=names[0], ylabel=opts["target"])
         return fig
-    pred = bayes.predict(params.fit, design(x))
+    pred = bayes.predict(params.posterior, design(x))
     mean, sd = np.asarray(pred.mean), np.sqrt(np.asarray(pred.var))
     fig, ax = plt.subplots(figsize=(5.5, 4))
     order = np.argsort(mean)
@@ -580,5 +581,5 @@ def predict(path: str | os.PathLike, X: Any) -> dict[str, jax.Array]:
     if X.ndim != 2 or X.shape[1] != n_in:
         raise ValueError(f"X must have shape (n, {n_in}) (the input columns), got {X.shape}")
     opts = info["options"]
-    pred = bayes.predict(params.fit, _blr_design(params, opts["basis"], opts["degree"], X))
+    pred = bayes.predict(params.posterior, _blr_design(params, opts["basis"], opts["degree"], X))
     return {"mean": pred.mean, "var": pred.var}

@@ -75,14 +75,14 @@ def _section_blr(key: jax.Array, report: Report, quick: bool) -> None:
                                            "posterior function samples"),
                   "blr_predictive", "Predictive mean ± 2 sd with 5 posterior function samples")
     fit = linear.bayes.fit_evidence(_gaussian_design(x), t)
-    pred = linear.bayes.predict(fit, Phi_grid)
+    pred = linear.bayes.predict(fit.params, Phi_grid)
     report.figure(viz.plot_predictive_band(
         [dict(x_grid=grid, mean=pred.mean, std=jnp.sqrt(pred.var), x=x, t=t,
               truth=jnp.sin(2 * jnp.pi * grid), title="evidence-optimal α, β")],
         title="Evidence maximisation"), "blr_evidence_fit",
         "Predictive band at the evidence-maximising α and β")
     report.metrics({
-        "evidence_alpha": float(fit.alpha), "evidence_beta": float(fit.beta),
+        "evidence_alpha": float(fit.params.alpha), "evidence_beta": float(fit.params.beta),
         "true_beta": 25.0, "gamma_effective_params": float(fit.gamma),
         "log_evidence": float(fit.log_evidence), "n_iter": int(fit.n_iter),
         "mean_model_sd_on_grid": float(jnp.mean(jnp.sqrt(pred.model_var))),
@@ -101,7 +101,8 @@ def _section_evidence_order(key: jax.Array, report: Report, quick: bool) -> None
     rms_test = []
     for m in orders:
         ls = linear.regression.fit_least_squares(linear.basis.polynomial(x, int(m)), t)
-        resid = t_test - linear.regression.predict(ls, linear.basis.polynomial(x_test, int(m)))
+        resid = t_test - linear.regression.predict(ls.params,
+                                                   linear.basis.polynomial(x_test, int(m)))
         rms_test.append(float(jnp.sqrt(jnp.mean(resid ** 2))))
     n_repeats = 20 if quick else 100
     runs = np.stack([np.asarray(linear.bayes.evidence_by_order(
@@ -230,12 +231,12 @@ def _section_fully_bayes_linear(key: jax.Array, report: Report, quick: bool) -> 
                    "Cubic polynomial of eruption length predicting waiting time (standardised). "
                    "Empirical Bayes (evidence maximisation) against NUTS with Gamma hyperpriors "
                    "on α and β.")
-    report.metrics({"evidence_alpha": float(fit.alpha), "evidence_beta": float(fit.beta),
+    report.metrics({"evidence_alpha": float(fit.params.alpha), "evidence_beta": float(fit.params.beta),
                     "nuts_alpha_mean": float(jnp.mean(nuts.alpha)),
                     "nuts_beta_mean": float(jnp.mean(nuts.beta)),
-                    "evidence_weights": fit.mean, "nuts_weights_mean": jnp.mean(nuts.w, 0),
+                    "evidence_weights": fit.params.mean, "nuts_weights_mean": jnp.mean(nuts.w, 0),
                     "nuts_weights_sd": jnp.std(nuts.w, 0),
-                    "closed_form_weights_sd": jnp.sqrt(jnp.diag(fit.cov))})
+                    "closed_form_weights_sd": jnp.sqrt(jnp.diag(fit.params.cov))})
 
 
 def _faithful_raw_and_standardised() -> tuple[np.ndarray, np.ndarray]:
