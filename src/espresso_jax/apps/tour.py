@@ -197,8 +197,8 @@ def _section_logistic(key: jax.Array, report: Report, quick: bool) -> None:
     grid = np.linspace(wait.min() - 0.5, wait.max() + 0.5, 200)
     Phi_grid = np.stack([np.ones_like(grid), grid], -1)
     curves = {
-        "Laplace + probit": linear.logistic.predict_proba(laplace, Phi_grid),
-        "Laplace + MC": linear.logistic.predict_proba_mc(k_mc, laplace, Phi_grid,
+        "Laplace + probit": linear.logistic.predict_proba(laplace.params, Phi_grid),
+        "Laplace + MC": linear.logistic.predict_proba_mc(k_mc, laplace.params, Phi_grid,
                                                          n_samples=2000),
     }
     n_warm, n_samp = (200, 300) if quick else (1000, 2000)
@@ -215,7 +215,7 @@ def _section_logistic(key: jax.Array, report: Report, quick: bool) -> None:
                   "logistic_faithful", "Laplace (probit, MC) and NUTS predictive probabilities")
     gap = np.max(np.abs(np.asarray(curves["Laplace + probit"]) -
                         np.asarray(curves["NUTS (NumPyro)"])))
-    report.metrics({"map_weights": laplace.mean, "newton_iterations": int(laplace.n_iter),
+    report.metrics({"map_weights": laplace.params.mean, "newton_iterations": int(laplace.n_iter),
                     "nuts_posterior_mean": jnp.mean(nuts.w, 0),
                     "max_abs_gap_probit_vs_nuts": float(gap),
                     "nuts_samples": n_samp})
