@@ -165,7 +165,7 @@ def _section_gp(key: jax.Array, report: Report, quick: bool) -> None:
     params0 = linear.gp.make_params(1.0, 1.0, 0.5)
     steps = 150 if quick else 500
     hyper = linear.gp.fit_hyperparameters(erupt[:, None], wait, params0,
-                                          optimizer=optax.adam(0.05), num_steps=steps)
+                                          optimizer=optax.adam(0.05), max_iter=steps)
     post = linear.gp.fit(erupt[:, None], wait, hyper.params)
     grid = np.linspace(erupt.min() - 0.5, erupt.max() + 0.5, 200)
     mean, var = linear.gp.predict(post, grid[:, None])

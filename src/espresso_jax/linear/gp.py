@@ -49,6 +49,7 @@ from jax import lax
 from jax.scipy.linalg import solve_triangular
 from jax.typing import ArrayLike
 
+from espresso_jax import em
 from espresso_jax.interop import standard_promotion
 from espresso_jax.validation import (
     as_float_array,
@@ -62,7 +63,7 @@ from espresso_jax.validation import (
 __all__ = [
     "GPParams",
     "GPPosterior",
-    "GPHyperFit",
+    "GPHyperResult",
     "make_params",
     "rbf_kernel",
     "fit",
@@ -125,18 +126,23 @@ class GPPosterior(NamedTuple):
     jitter: jax.Array
 
 
-class GPHyperFit(NamedTuple):
+class GPHyperResult(NamedTuple):
     """Result of :func:`fit_hyperparameters`.
 
     Attributes:
         params: fitted :class:`GPParams` (the iterate after the last step).
-        loss_history: ``(num_steps + 1,)`` negative log marginal likelihood after 0, 1, …,
-            ``num_steps`` updates.
+        history: ``(max_iter + 1,)`` negative log marginal likelihood after 0, 1, …,
+            ``n_iter`` updates, NaN after.
+        n_iter: ``()`` int32 optimiser steps run.
+        converged: ``()`` bool, the loss changed by less than ``tol`` in the last step (never
+            with ``tol=0``).
         n_skipped: ``()`` int, steps skipped because the loss or its gradient was not finite.
     """
 
     params: GPParams
-    loss_history: jax.Array
+    history: jax.Array
+    n_iter: jax.Array
+    converged: jax.Array
     n_skipped: jax.Array
 
 
@@ -361,15 +367,15 @@ def _sample_impl(key, post, X_new, n_samples, include_noise):
     return mean[None, :] + jnp.matmul(z, root.T, precision=lax.Precision.HIGHEST)
 
 
-@functools.partial(jax.jit, static_argnames=("optimizer", "num_steps", "center"))
-def _fit_hyper_impl(params0, X, y, optimizer, num_steps, center):
+@functools.partial(jax.jit, static_argnames=("optimizer", "max_iter", "center"))
+def _fit_hyper_impl(params0, X, y, tol, optimizer, max_iter, center):
     def loss_fn(params):
         return -_lml(params, X, y, center)
 
     value_and_grad = jax.value_and_grad(loss_fn)
 
-    def step(carry, _):
-        params, opt_state, n_skipped = carry
+    def step(carry):
+        params, opt_state, n_skipped, previous = carry
         loss, grads = value_and_grad(params)
         ok = jnp.isfinite(loss) & jnp.all(
             jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
@@ -381,14 +387,18 @@ def _fit_hyper_impl(params0, X, y, optimizer, num_steps, center):
         keep = functools.partial(jnp.where, ok)
         params = jax.tree.map(keep, new_params, params)
         opt_state = jax.tree.map(keep, new_state, opt_state)
-        return (params, opt_state, n_skipped + (~ok).astype(jnp.int32)), loss
+        carry = (params, opt_state, n_skipped + (~ok).astype(jnp.int32), loss)
+        return carry, loss, jnp.abs(loss - previous) < tol
 
     with standard_promotion():
         opt_state0 = optimizer.init(params0)
-    init = (params0, opt_state0, jnp.zeros((), jnp.int32))
-    (params, _, n_skipped), losses = lax.scan(step, init, None, length=num_steps)
-    history = jnp.concatenate([losses, loss_fn(params)[None]])
-    return GPHyperFit(params=params, loss_history=history, n_skipped=n_skipped)
+    init = (params0, opt_state0, jnp.zeros((), jnp.int32), jnp.asarray(jnp.inf, X.dtype))
+    run = em.iterate(step, init, max_iter=max_iter, dtype=X.dtype)
+    params, _, n_skipped, _ = run.params
+    history = jnp.concatenate([run.history, jnp.full((1,), jnp.nan, X.dtype)])
+    history = history.at[run.n_iter].set(loss_fn(params))
+    return GPHyperResult(params=params, history=history, n_iter=run.n_iter,
+                         converged=run.converged, n_skipped=n_skipped)
 
 
 # ----------------------------------------------------------------------------- public API
@@ -508,40 +518,45 @@ def sample_posterior(key: jax.Array, post: GPPosterior, X_new: ArrayLike, n_samp
 
 
 def fit_hyperparameters(X: ArrayLike, y: ArrayLike, params0: GPParams, *,
-                        optimizer: optax.GradientTransformation, num_steps: int,
-                        center: bool = False) -> GPHyperFit:
+                        optimizer: optax.GradientTransformation, max_iter: int,
+                        tol: float = 0.0, center: bool = False) -> GPHyperResult:
     """Maximise the log marginal likelihood over log hyper-parameters (type-II ML, R&W §5.4.1).
 
-    Runs ``num_steps`` gradient steps of ``optimizer`` on the loss ``−log p(y | X, θ)`` in one
-    jitted ``lax.scan``. A step whose loss or gradient is not finite is skipped (parameters and
-    optimiser state kept) and counted in ``n_skipped``. The compiled loop is cached per
-    ``optimizer`` object, ``num_steps`` and ``center``: reuse the same optimizer object to avoid
-    recompiling.
+    Runs up to ``max_iter`` gradient steps of ``optimizer`` on the loss ``−log p(y | X, θ)`` in
+    one jitted loop (:func:`espresso_jax.em.iterate`, the engine of the other fixed-point fits:
+    a full-batch optimiser step is one more fixed-point iteration, so it needs no minibatch
+    machinery from :mod:`espresso_jax.train`). A step whose loss or gradient is not finite is
+    skipped (parameters and optimiser state kept) and counted in ``n_skipped``. The compiled
+    loop is cached per ``optimizer`` object, ``max_iter`` and ``center``: reuse the same
+    optimizer object to avoid recompiling.
 
     Args:
         X: ``(n_samples, n_features)`` inputs.
         y: ``(n_samples,)`` targets.
         params0: initial :class:`GPParams` (an ARD ``log_length_scale`` fits one per feature).
         optimizer: an optax gradient transformation, e.g. ``optax.adam(0.05)``.
-        num_steps: number of optimiser steps (>= 1).
+        max_iter: maximum number of optimiser steps (>= 1).
+        tol: stop when the loss changes by less than ``tol`` between steps (``0``: run
+            ``max_iter`` steps).
         center: constant mean by centring (module doc).
 
     Returns:
-        :class:`GPHyperFit` ``(params, loss_history, n_skipped)``.
+        :class:`GPHyperResult` ``(params, history, n_iter, converged, n_skipped)``.
 
     Example:
         Restarts from several starting points are a ``vmap`` over stacked parameters::
 
             starts = jax.tree.map(lambda *a: jnp.stack(a), p0, p1, p2)
             fits = jax.vmap(lambda p: fit_hyperparameters(X, y, p, optimizer=opt,
-                                                          num_steps=200))(starts)
-            best = jnp.argmin(fits.loss_history[:, -1])
+                                                          max_iter=200))(starts)
+            best = jnp.argmin(fits.history[:, -1])
     """
     X, y = _check_xy(X, y)
     params0 = _check_params(params0, X.shape[1], X.dtype)
     if not isinstance(optimizer, optax.GradientTransformation):
         raise TypeError(f"optimizer must be an optax.GradientTransformation, got "
                         f"{type(optimizer).__name__}")
-    num_steps = check_int(num_steps, "num_steps", min_value=1)
-    return _fit_hyper_impl(params0, X, y, optimizer=optimizer, num_steps=num_steps,
-                           center=bool(center))
+    max_iter = check_int(max_iter, "max_iter", min_value=1)
+    tol = check_positive(tol, "tol", allow_zero=True)
+    return _fit_hyper_impl(params0, X, y, jnp.asarray(tol, X.dtype), optimizer=optimizer,
+                           max_iter=max_iter, center=bool(center))
