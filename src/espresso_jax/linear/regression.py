@@ -45,13 +45,11 @@ class LeastSquaresParams(NamedTuple):
 
 
 class LeastSquaresResult(NamedTuple):
-    """Result of :func:`fit_least_squares` (closed form: ``history`` is empty, ``n_iter = 0``).
+    """Result of :func:`fit_least_squares`.
 
     Attributes:
         params: :class:`LeastSquaresParams`.
-        history: ``(0,)``.
-        n_iter: ``()`` int32, 0.
-        converged: ``()`` bool, True.
+        history, n_iter, converged: a closed form's (:func:`espresso_jax.em.closed_form`).
         rss: ``()`` residual sum of squares ``||t - Phi w||^2``.
         rank: ``()`` int32 numerical rank of ``Phi``.
         singular_values: ``(min(n_samples, n_basis),)`` singular values of ``Phi``.

@@ -49,13 +49,11 @@ class PCAParams(NamedTuple):
 
 
 class PCAResult(NamedTuple):
-    """A fitted PCA (closed form: ``history`` is empty, ``n_iter = 0``, ``converged``).
+    """A fitted PCA; ``history``, ``n_iter`` and ``converged`` hold the values of every
+    closed-form fit (:func:`espresso_jax.em.closed_form`: empty, 0, True).
 
     Attributes:
         params: :class:`PCAParams`.
-        history: ``(0,)``.
-        n_iter: ``()`` int32, 0.
-        converged: ``()`` bool, True.
         explained_variance: ``(n_components,)`` variance along each axis (``n − 1``
             denominator).
         explained_variance_ratio: ``(n_components,)`` fraction of the total variance.
