@@ -267,8 +267,19 @@ _X = np.random.default_rng(0).normal(size=(20, 4))
                          ppca.fit(_X, 2).params._replace(sigma2=jnp.zeros(())), 3),
      ValueError, "params.sigma2 must be > 0"),
     (lambda: ppca.sample(jax.random.key(0), ppca.fit(_X, 2).params, 0), ValueError,
-     "n must be >= 1"),
+     "n_samples must be >= 1"),
 ])
 def test_bad_input(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+def test_em_restarts_are_vmapped_split_keys(concrete):
+    """Restart i of fit_em starts from split(key, n_init)[i]; the best final bound wins."""
+    key = jax.random.key(3)
+    best = ppca.fit_em(key, concrete, 3, n_init=3, tol=0.0, max_iter=20)
+    singles = [ppca.fit_em(k, concrete, 3, tol=0.0, max_iter=20)
+               for k in jax.random.split(key, 3)]
+    finals = [float(s.history[-1]) for s in singles]
+    np.testing.assert_allclose(float(best.history[-1]), max(finals), rtol=1e-6)
+    assert best.history.shape == (20,) and int(best.n_iter) == 20

@@ -594,19 +594,18 @@ def _sample_impl(key, params: GMMParams, n: int) -> tuple[jax.Array, jax.Array]:
     return params.means[labels] + x, labels.astype(jnp.int32)
 
 
-def sample(key: jax.Array, params: GMMParams, n: int) -> tuple[jax.Array, jax.Array]:
-    """Draw ``n`` points from the mixture.
+def sample(key: jax.Array, params: GMMParams, n_samples: int) -> tuple[jax.Array, jax.Array]:
+    """Draw ``n_samples`` points from the mixture.
 
     Args:
         key: PRNG key.
         params: :class:`GMMParams`.
-        n: number of draws.
+        n_samples: number of draws.
 
     Returns:
-        ``X (n, n_features)`` and the component labels ``(n,)`` int32 (in draw order, not
+        ``X (n_samples, n_features)`` and the component labels ``(n_samples,)`` int32 (in draw order, not
         sorted by component as scikit-learn's ``sample``).
     """
     check_key(key)
     params = _check_params(params)
-    n = check_int(n, "n", min_value=1)
-    return _sample_impl(key, params, n)
+    return _sample_impl(key, params, check_int(n_samples, "n_samples", min_value=1))
