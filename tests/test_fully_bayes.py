@@ -164,7 +164,7 @@ def test_fully_bayes_linear_matches_empirical_bayes_faithful():
     eb, mean_w, se_w, allowance = check_linear_against_empirical_bayes(Phi, y, post, 1)
     Phi_new = Phi[::30]
     mean, var = fb_linear.predict(post, Phi_new)
-    ref = bayes.predict(eb, Phi_new)
+    ref = bayes.predict(eb.params, Phi_new)
     slack = np.abs(Phi_new) @ (6 * se_w + allowance)
     assert np.all(np.abs(np.asarray(mean) - np.asarray(ref.mean)) <= slack)
     np.testing.assert_allclose(np.asarray(var), np.asarray(ref.var), rtol=0.03)
