@@ -166,7 +166,7 @@ def _section_gp(key: jax.Array, report: Report, quick: bool) -> None:
     steps = 150 if quick else 500
     hyper = linear.gp.fit_hyperparameters(erupt[:, None], wait, params0,
                                           optimizer=optax.adam(0.05), max_iter=steps)
-    post = linear.gp.fit(erupt[:, None], wait, hyper.params)
+    post = linear.gp.fit(erupt[:, None], wait, hyper.params).params
     grid = np.linspace(erupt.min() - 0.5, erupt.max() + 0.5, 200)
     mean, var = linear.gp.predict(post, grid[:, None])
     samples = linear.gp.sample_posterior(key, post, grid[:, None], 3, include_noise=False)

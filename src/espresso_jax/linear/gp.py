@@ -63,6 +63,7 @@ from espresso_jax.validation import (
 __all__ = [
     "GPParams",
     "GPPosterior",
+    "GPResult",
     "GPHyperResult",
     "make_params",
     "rbf_kernel",
@@ -124,6 +125,22 @@ class GPPosterior(NamedTuple):
     params: GPParams
     y_mean: jax.Array
     jitter: jax.Array
+
+
+class GPResult(NamedTuple):
+    """Result of :func:`fit` (conditioning is closed form: ``history``, ``n_iter`` and
+    ``converged`` hold :func:`espresso_jax.em.closed_form`'s values).
+
+    Attributes:
+        params: the :class:`GPPosterior` that :func:`predict` and :func:`sample_posterior`
+            take.
+        history: ``(0,)``; n_iter: ``()`` 0; converged: ``()`` True.
+    """
+
+    params: GPPosterior
+    history: jax.Array
+    n_iter: jax.Array
+    converged: jax.Array
 
 
 class GPHyperResult(NamedTuple):
@@ -202,7 +219,8 @@ def _check_xy(X: ArrayLike, y: ArrayLike) -> tuple[jax.Array, jax.Array]:
 
 def _check_posterior(post: GPPosterior, X_new: ArrayLike) -> jax.Array:
     if not isinstance(post, GPPosterior):
-        raise TypeError(f"post must be a GPPosterior from gp.fit, got {type(post).__name__}")
+        raise TypeError(f"post must be a GPPosterior (gp.fit(...).params), got "
+                        f"{type(post).__name__}")
     X_new = as_float_array(X_new, "X_new", ndim=2, shape_hint="(n_new, n_features)",
                            n_columns=post.X.shape[1])
     return X_new.astype(post.X.dtype)
@@ -334,7 +352,8 @@ def _lml_impl(params, X, y, center):
 @functools.partial(jax.jit, static_argnames=("center",))
 def _fit_impl(params, X, y, center):
     L, alpha, y_mean, jitter = _condition(params, X, y, center)
-    return GPPosterior(X=X, chol=L, alpha=alpha, params=params, y_mean=y_mean, jitter=jitter)
+    post = GPPosterior(X=X, chol=L, alpha=alpha, params=params, y_mean=y_mean, jitter=jitter)
+    return GPResult(params=post, **em.closed_form(X.dtype))
 
 
 def _predict(post: GPPosterior, X_new: jax.Array, full_cov: bool, include_noise: bool):
@@ -452,7 +471,7 @@ def log_marginal_likelihood(params: GPParams, X: ArrayLike, y: ArrayLike, *,
     return out
 
 
-def fit(X: ArrayLike, y: ArrayLike, params: GPParams, *, center: bool = False) -> GPPosterior:
+def fit(X: ArrayLike, y: ArrayLike, params: GPParams, *, center: bool = False) -> GPResult:
     """Condition the GP on data: Cholesky of ``K + σ_n² I`` and α (R&W Algorithm 2.1).
 
     Args:
@@ -462,7 +481,8 @@ def fit(X: ArrayLike, y: ArrayLike, params: GPParams, *, center: bool = False) -
         center: model a constant mean by centring ``y`` on its empirical mean (module doc).
 
     Returns:
-        :class:`GPPosterior`. Its ``jitter`` field reports any diagonal jitter that was needed.
+        :class:`GPResult` whose ``params`` is the :class:`GPPosterior` (its ``jitter`` field
+        reports any diagonal jitter that was needed).
 
     Raises:
         ValueError: bad shapes, non-finite input, ARD length-scales not matching the feature
@@ -471,11 +491,12 @@ def fit(X: ArrayLike, y: ArrayLike, params: GPParams, *, center: bool = False) -
     """
     X, y = _check_xy(X, y)
     params = _check_params(params, X.shape[1], X.dtype)
-    post = _fit_impl(params, X, y, center=bool(center))
-    if not is_traced(post.jitter) and bool(jnp.isnan(post.jitter)):
+    res = _fit_impl(params, X, y, center=bool(center))
+    jitter = res.params.jitter
+    if not is_traced(jitter) and bool(jnp.isnan(jitter)):
         raise ValueError("K + noise_var*I is not positive definite even with a jitter of "
                          f"{_MAX_REL_JITTER} x its mean diagonal; increase the noise variance")
-    return post
+    return res
 
 
 def predict(post: GPPosterior, X_new: ArrayLike, *, full_cov: bool = False,
@@ -483,7 +504,7 @@ def predict(post: GPPosterior, X_new: ArrayLike, *, full_cov: bool = False,
     """Predictive mean and variance (or covariance) at new inputs (R&W eqs. 2.25–2.26).
 
     Args:
-        post: :class:`GPPosterior` from :func:`fit`.
+        post: :class:`GPPosterior` (``fit(...).params``).
         X_new: ``(n_new, n_features)``.
         full_cov: return the ``(n_new, n_new)`` covariance instead of the ``(n_new,)`` variances.
         include_noise: add σ_n² (predictive distribution of a new target y*); False gives the
@@ -502,7 +523,7 @@ def sample_posterior(key: jax.Array, post: GPPosterior, X_new: ArrayLike, n_samp
 
     Args:
         key: PRNG key.
-        post: :class:`GPPosterior` from :func:`fit`.
+        post: :class:`GPPosterior` (``fit(...).params``).
         X_new: ``(n_new, n_features)``.
         n_samples: number of joint draws.
         include_noise: draw noisy targets y* instead of latent function values f*.
