@@ -54,7 +54,9 @@ __all__ = ["MODELS", "BLR_BASES", "Table", "KMeansParams", "BLRParams", "FitOutp
 
 MODELS = ("gmm", "vbgmm", "kmeans", "ppca", "blr")
 BLR_BASES = ("polynomial", "gaussian", "sigmoid", "none")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: ``blr`` params hold ``bayes.BayesParams`` (was the whole evidence fit) and ``kmeans``
+params are ``kmeans.KMeansParams``."""
 
 
 class BLRParams(NamedTuple):
