@@ -20,6 +20,13 @@ Because the statistics add, the same loop gives:
   row sharding);
 - stepwise (online) EM (:func:`fit_stepwise_em`): running statistics updated from minibatches.
 
+The loop itself, :func:`iterate` (``state -> (state, value, done)`` until ``done`` or
+``max_iter``, recording ``history``), is shared by every fixed-point fit of the library: EM,
+k-means, evidence maximisation (linear and logistic), Newton's method for the Laplace mode and
+full-batch optimiser steps on GP hyper-parameters. So all of them return the same
+``params, history, n_iter, converged`` (:class:`EMResult`); closed-form fits splat
+:func:`closed_form` into their results.
+
 References:
     Dempster, Laird & Rubin (1977); Neal & Hinton (1998), "A view of the EM algorithm that
     justifies incremental, sparse, and other variants"; Cappé & Moulines (2009), "Online EM";
