@@ -70,8 +70,8 @@ def main() -> None:
         with jax.enable_x64(x64):
             t_ours, fit = median_time(_ours(Xd, td, tol_ours, max_iter), repeats)
         t_sk, br = median_time(_sklearn(Xd, td, tol_sk, max_iter), repeats)
-        d_beta = abs(float(fit.beta) / float(br.alpha_) - 1.0)
-        d_alpha = abs(float(fit.alpha) / float(br.lambda_) - 1.0)
+        d_beta = abs(float(fit.params.beta) / float(br.alpha_) - 1.0)
+        d_alpha = abs(float(fit.params.alpha) / float(br.lambda_) - 1.0)
         rows.append((label, t_ours, t_sk, d_alpha, d_beta, int(fit.n_iter), int(br.n_iter_)))
 
     print(f"{'dtype':8s} {'ours [s]':>10s} {'sklearn [s]':>12s} {'speed-up':>9s} "

@@ -27,12 +27,13 @@ def main() -> None:
                                              width=0.1, bias=True)
 
     fit = ej.linear.bayes.fit_evidence(design(x), t, tol=1e-6, max_iter=300)
-    print(f"evidence maximisation: alpha = {float(fit.alpha):.3f}, beta = {float(fit.beta):.2f} "
+    p = fit.params
+    print(f"evidence maximisation: alpha = {float(p.alpha):.3f}, beta = {float(p.beta):.2f} "
           f"(true beta = 25), gamma = {float(fit.gamma):.2f}, {int(fit.n_iter)} iterations")
 
     grid = jnp.linspace(0, 1, 200)
-    pred = ej.linear.bayes.predict(fit, design(grid))
-    samples = ej.linear.bayes.sample_functions(jax.random.key(1), fit, design(grid), 5)
+    pred = ej.linear.bayes.predict(fit.params, design(grid))
+    samples = ej.linear.bayes.sample_functions(jax.random.key(1), fit.params, design(grid), 5)
     sd = jnp.sqrt(pred.var)
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.fill_between(grid, pred.mean - 2 * sd, pred.mean + 2 * sd, alpha=0.2, label="± 2 sd")

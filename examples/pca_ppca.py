@@ -16,7 +16,7 @@ def main() -> None:
     print(f"PCA: the first 10 components explain "
           f"{float(np.sum(pca.explained_variance_ratio)):.1%} of the variance")
 
-    closed = ej.mixture.ppca.fit(X, 10)
+    closed = ej.mixture.ppca.fit(X, 10).params
     em_fit = ej.mixture.ppca.fit_em(jax.random.key(0), X, 10, max_iter=300, tol=1e-6)
     print(f"PPCA log-likelihood per image: closed form "
           f"{float(ej.mixture.ppca.log_likelihood(closed, X)):.2f}, EM "

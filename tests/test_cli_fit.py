@@ -15,7 +15,7 @@ import pytest
 from espresso_jax.apps import fitting
 from espresso_jax.apps.cli import main
 from espresso_jax.datasets.bundled import _data_file, load_faithful
-from espresso_jax.linear.bayes import EvidenceFit
+from espresso_jax.linear.bayes import BayesParams
 from espresso_jax.mixture import gmm, kmeans, ppca, vbgmm
 from espresso_jax.mixture.vb_terms import VBGMMParams
 
@@ -139,11 +139,11 @@ def _evidence_fixed_point(Phi, t, alpha, beta):
 def test_fit_blr_reaches_the_evidence_fixed_point(tmp_path, capsys, npy):
     summary, params = _fit(capsys, tmp_path / "b", "blr", CSV, "--target", "eruptions",
                            "--basis", "polynomial", "--degree", "3")
-    assert isinstance(params, fitting.BLRParams) and isinstance(params.fit, EvidenceFit)
+    assert isinstance(params, fitting.BLRParams) and isinstance(params.posterior, BayesParams)
     x, t = X[:, 1], X[:, 0]
     z = (x - x.mean()) / x.std()
     Phi = np.stack([z ** j for j in range(4)], axis=1)
-    alpha, beta = float(params.fit.alpha), float(params.fit.beta)
+    alpha, beta = float(params.posterior.alpha), float(params.posterior.beta)
     alpha_new, beta_new, m = _evidence_fixed_point(Phi, t, alpha, beta)
     # float32 fit with tol 1e-6: the re-estimates move alpha and beta by < 1e-3 relative.
     assert alpha_new == pytest.approx(alpha, rel=1e-3) and beta_new == pytest.approx(beta,

@@ -171,3 +171,24 @@ def test_resolve_chunk_size():
         em.resolve_chunk_size("big", 10, 8)
     with pytest.raises(ValueError, match="chunk_size must be >= 1"):
         em.resolve_chunk_size(0, 10, 8)
+
+
+def test_iterate_records_history_and_stops_on_done():
+    """x <- cos(x) to its fixed point: history[i] is the value of iteration i, NaN after the
+    iteration whose ``done`` fired; closed_form gives the loop fields of a closed form."""
+    def step(x):
+        new = jnp.cos(x)
+        return new, new, jnp.abs(new - x) < 1e-5
+
+    res = jax.jit(lambda x0: em.iterate(step, x0, max_iter=200, dtype=jnp.float32))(
+        jnp.float32(1.0))
+    n = int(res.n_iter)
+    assert bool(res.converged) and 1 < n < 200
+    np.testing.assert_allclose(float(res.params), 0.7390851, atol=1e-5)
+    assert np.all(np.isfinite(res.history[:n])) and np.all(np.isnan(res.history[n:]))
+    np.testing.assert_allclose(res.history[n - 1], res.params)
+    short = em.iterate(step, jnp.float32(1.0), max_iter=3, dtype=jnp.float32)
+    assert int(short.n_iter) == 3 and not bool(short.converged)
+    fields = em.closed_form(jnp.float32)
+    assert fields["history"].shape == (0,) and int(fields["n_iter"]) == 0
+    assert bool(fields["converged"])

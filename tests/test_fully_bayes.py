@@ -141,7 +141,7 @@ def check_linear_against_empirical_bayes(Phi, t, post, num_chains):
     w = np.asarray(post.w, np.float64)
     alpha, beta = np.asarray(post.alpha, np.float64), np.asarray(post.beta, np.float64)
     eb = bayes.fit_evidence(Phi, t)
-    m_eb = np.asarray(eb.mean, np.float64)
+    m_eb = np.asarray(eb.params.mean, np.float64)
     m_s = _m_n(Phi64, t64, alpha, beta)
     mean_w, se_w, summ = mean_se(w, num_chains)
     _, se_d, _ = mean_se(w - m_s, num_chains)
@@ -164,7 +164,7 @@ def test_fully_bayes_linear_matches_empirical_bayes_faithful():
     eb, mean_w, se_w, allowance = check_linear_against_empirical_bayes(Phi, y, post, 1)
     Phi_new = Phi[::30]
     mean, var = fb_linear.predict(post, Phi_new)
-    ref = bayes.predict(eb, Phi_new)
+    ref = bayes.predict(eb.params, Phi_new)
     slack = np.abs(Phi_new) @ (6 * se_w + allowance)
     assert np.all(np.abs(np.asarray(mean) - np.asarray(ref.mean)) <= slack)
     np.testing.assert_allclose(np.asarray(var), np.asarray(ref.var), rtol=0.03)
@@ -191,8 +191,9 @@ def check_laplace_against_nuts(Phi, t, Phi_new, post, num_chains, alpha, tol):
     p_nuts, se, _ = mean_se(probs, num_chains)
     np.testing.assert_allclose(np.asarray(fb_logistic.predict_proba(post, Phi_new)), p_nuts,
                                rtol=1e-5, atol=1e-6)
-    p_probit = np.asarray(lg.predict_proba(fit, Phi_new))
-    p_mc = np.asarray(lg.predict_proba_mc(jax.random.key(7), fit, Phi_new, n_samples=20000))
+    p_probit = np.asarray(lg.predict_proba(fit.params, Phi_new))
+    p_mc = np.asarray(lg.predict_proba_mc(jax.random.key(7), fit.params, Phi_new,
+                                       n_samples=20000))
     bound = tol + 6 * se
     assert np.all(np.abs(p_probit - p_nuts) <= bound)
     assert np.all(np.abs(p_mc - p_nuts) <= bound + 6 * 0.5 / math.sqrt(20000))
@@ -214,7 +215,7 @@ def test_laplace_vs_nuts_logistic_faithful():
     Phi_new = np.stack([np.ones_like(grid), grid], 1)
     fit, _, _ = check_laplace_against_nuts(Phi, t, Phi_new, post, 1, 1.0, tol=0.03)
     _, _, summ = mean_se(post.w, 1)
-    np.testing.assert_allclose(np.sqrt(np.diag(np.asarray(fit.cov))), summ.sd, rtol=0.15)
+    np.testing.assert_allclose(np.sqrt(np.diag(np.asarray(fit.params.cov))), summ.sd, rtol=0.15)
     assert np.all(summ.r_hat < 1.05)
 
 

@@ -20,7 +20,8 @@ def test_round_trip_of_a_fit(tmp_path):
         np.testing.assert_array_equal(a, b)
         assert a.dtype == b.dtype
     # Predictions from the loaded parameters are identical.
-    np.testing.assert_array_equal(bayes.predict(back, X).mean, bayes.predict(fit, X).mean)
+    np.testing.assert_array_equal(bayes.predict(back.params, X).mean,
+                                  bayes.predict(fit.params, X).mean)
 
 
 def test_load_errors(tmp_path):

@@ -147,7 +147,7 @@ def test_predict_matches_sklearn(name, both_precisions):
     ref_mean, ref_std = sk.predict(X_new, return_std=True)
     _, ref_cov = sk.predict(X_new, return_cov=True)
 
-    post = gp.fit(X, y, gp.make_params(sv, ls, nv))
+    post = gp.fit(X, y, gp.make_params(sv, ls, nv)).params
     assert float(post.jitter) == 0.0
     mean, var = gp.predict(post, X_new)  # include_noise=True, as sklearn's WhiteKernel diag
     np.testing.assert_allclose(mean, ref_mean, atol=tol["mean_atol"], rtol=tol["std_rtol"])
@@ -171,7 +171,7 @@ def test_centering_matches_sklearn_on_centred_targets(x64):
     params = gp.make_params(sv, ls, nv)
     np.testing.assert_allclose(gp.log_marginal_likelihood(params, X, y, center=True),
                                sk.log_marginal_likelihood(sk.kernel_.theta), rtol=1e-6)
-    post = gp.fit(X, y, params, center=True)
+    post = gp.fit(X, y, params, center=True).params
     np.testing.assert_allclose(post.y_mean, ybar, rtol=1e-12)
     X_new = np.linspace(-3.0, 3.0, 9)[:, None]
     ref_mean, ref_std = sk.predict(X_new, return_std=True)
@@ -185,13 +185,13 @@ def test_fit_hyperparameters_reaches_sklearn_optimum(name, x64):
     X, y, sv, ls, nv = _case(name)
     sk = _sklearn(X, y, sv, ls, nv, optimizer="fmin_l_bfgs_b", n_restarts_optimizer=0)
     res = gp.fit_hyperparameters(X, y, gp.make_params(sv, ls, nv),
-                                 optimizer=optax.adam(0.05), num_steps=250)
+                                 optimizer=optax.adam(0.05), max_iter=250)
     ours = float(gp.log_marginal_likelihood(res.params, X, y))
-    assert res.loss_history.shape == (251,)
+    assert res.history.shape == (251,)
     assert int(res.n_skipped) == 0
-    # loss_history[0] is the start, loss_history[-1] the returned parameters.
-    np.testing.assert_allclose(res.loss_history[-1], -ours, rtol=1e-10)
-    np.testing.assert_allclose(res.loss_history[0],
+    # history[0] is the start, history[-1] the returned parameters.
+    np.testing.assert_allclose(res.history[-1], -ours, rtol=1e-10)
+    np.testing.assert_allclose(res.history[0],
                                -sk.log_marginal_likelihood(_theta(gp.make_params(sv, ls, nv))),
                                rtol=1e-6)
     # Same start, same objective: Adam must get at least as high as L-BFGS-B, up to 1e-3 nats
@@ -205,7 +205,7 @@ def test_fit_hyperparameters_reaches_sklearn_optimum(name, x64):
 
 def test_sample_posterior_moments(both_precisions):
     X, y, sv, ls, nv = _case("faithful")
-    post = gp.fit(X, y, gp.make_params(sv, ls, nv))
+    post = gp.fit(X, y, gp.make_params(sv, ls, nv)).params
     X_new = np.array([[-1.5], [-1.4], [0.3], [3.5]])  # close pair, interior, extrapolation
     n = 4000
     for include_noise in (False, True):
@@ -237,7 +237,7 @@ def test_jitter_fallback_on_replicated_inputs():
     X = np.repeat(x, 20)[:, None]
     y = np.sin(X[:, 0]) + 0.1 * rng.normal(size=100)
     params = gp.make_params(1.0, 1.0, 1e-12)
-    post = gp.fit(X, y, params)
+    post = gp.fit(X, y, params).params
     # First try of the documented schedule: sqrt(eps32) x mean diagonal (= σ_f² = 1).
     np.testing.assert_allclose(float(post.jitter), np.sqrt(np.finfo(np.float32).eps), rtol=1e-6)
     mean, var = gp.predict(post, x[:, None])
@@ -265,7 +265,7 @@ def test_nonfinite_steps_are_skipped(x64):
     X, y = X[:40], y[:40]
     # exp(800) overflows: the loss is NaN at the start, so every step is skipped.
     bad = gp.GPParams(jnp.asarray(800.0), jnp.asarray(0.0), jnp.asarray(-1.0))
-    res = gp.fit_hyperparameters(X, y, bad, optimizer=optax.adam(0.1), num_steps=5)
+    res = gp.fit_hyperparameters(X, y, bad, optimizer=optax.adam(0.1), max_iter=5)
     assert int(res.n_skipped) == 5
     for a, b in zip(res.params, bad):
         np.testing.assert_array_equal(a, b)
@@ -296,7 +296,7 @@ def test_jit_and_no_jit_agree(x64):
     X_new = X[:7] + 0.5
 
     def run():
-        post = gp.fit(X, y, params)
+        post = gp.fit(X, y, params).params
         return (gp.log_marginal_likelihood(params, X, y), *gp.predict(post, X_new),
                 gp.sample_posterior(jax.random.key(3), post, X_new, 2))
 
@@ -311,13 +311,13 @@ def test_second_call_does_not_recompile():
     X, y = _faithful()
     p1, p2 = gp.make_params(1.0, 0.8, 0.2), gp.make_params(2.0, 0.5, 0.1)
     opt = optax.adam(0.05)
-    gp.predict(gp.fit(X, y, p1), X[:3])
-    gp.fit_hyperparameters(X, y, p1, optimizer=opt, num_steps=3)
+    gp.predict(gp.fit(X, y, p1).params, X[:3])
+    gp.fit_hyperparameters(X, y, p1, optimizer=opt, max_iter=3)
     gp.log_marginal_likelihood(p1, X, y)
     sizes = [f._cache_size() for f in (gp._fit_impl, gp._predict_impl, gp._fit_hyper_impl,
                                        gp._lml_impl)]
-    gp.predict(gp.fit(X + 1.0, 2.0 * y, p2), X[3:6] - 1.0)
-    gp.fit_hyperparameters(X + 1.0, y, p2, optimizer=opt, num_steps=3)
+    gp.predict(gp.fit(X + 1.0, 2.0 * y, p2).params, X[3:6] - 1.0)
+    gp.fit_hyperparameters(X + 1.0, y, p2, optimizer=opt, max_iter=3)
     gp.log_marginal_likelihood(p2, X + 1.0, y)
     assert sizes == [f._cache_size() for f in (gp._fit_impl, gp._predict_impl,
                                                gp._fit_hyper_impl, gp._lml_impl)]
@@ -342,11 +342,11 @@ def test_composes_with_vmap_and_user_jit(x64):
     starts = jax.tree.map(lambda a, b: jnp.stack([a, b]), params,
                           gp.make_params(0.3, 2.0, 0.05))
     batched = jax.vmap(lambda p: gp.fit_hyperparameters(X, y, p, optimizer=opt,
-                                                        num_steps=20))(starts)
+                                                        max_iter=20))(starts)
     for i in range(2):
         single = gp.fit_hyperparameters(X, y, jax.tree.map(lambda a: a[i], starts),
-                                        optimizer=opt, num_steps=20)
-        np.testing.assert_allclose(batched.loss_history[i], single.loss_history, rtol=1e-9)
+                                        optimizer=opt, max_iter=20)
+        np.testing.assert_allclose(batched.history[i], single.history, rtol=1e-9)
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -376,20 +376,21 @@ def _with_nan(a, where=0):
     (lambda X, y, p: gp.fit(X, y, gp.make_params(1.0, [1.0, 2.0], 0.1)), ValueError,
      "2 ARD length-scales but the inputs have 1 features"),
     (lambda X, y, p: gp.log_marginal_likelihood(p, X, y[:10]), ValueError, "same number of rows"),
-    (lambda X, y, p: gp.predict(gp.fit(X, y, p), np.ones((3, 2))), ValueError,
+    (lambda X, y, p: gp.predict(gp.fit(X, y, p).params, np.ones((3, 2))), ValueError,
      "X_new has 2 columns but the fitted model has 1"),
-    (lambda X, y, p: gp.predict(gp.fit(X, y, p), _with_nan(np.ones((3, 1)))), ValueError,
+    (lambda X, y, p: gp.predict(gp.fit(X, y, p).params, _with_nan(np.ones((3, 1)))), ValueError,
      "X_new contains NaN"),
     (lambda X, y, p: gp.predict(p, X), TypeError, "post must be a GPPosterior"),
-    (lambda X, y, p: gp.sample_posterior(jax.random.key(0), gp.fit(X, y, p), X, 0), ValueError,
+    (lambda X, y, p: gp.sample_posterior(jax.random.key(0), gp.fit(X, y, p).params, X, 0),
+     ValueError,
      "n_samples must be >= 1"),
-    (lambda X, y, p: gp.sample_posterior(0, gp.fit(X, y, p), X, 3), TypeError, "key"),
-    (lambda X, y, p: gp.fit_hyperparameters(X, y, p, optimizer=None, num_steps=3), TypeError,
+    (lambda X, y, p: gp.sample_posterior(0, gp.fit(X, y, p).params, X, 3), TypeError, "key"),
+    (lambda X, y, p: gp.fit_hyperparameters(X, y, p, optimizer=None, max_iter=3), TypeError,
      "optimizer must be an optax.GradientTransformation"),
-    (lambda X, y, p: gp.fit_hyperparameters(X, y, p, optimizer=optax.sgd(0.1), num_steps=0),
-     ValueError, "num_steps must be >= 1"),
-    (lambda X, y, p: gp.fit_hyperparameters(X, y, p, optimizer=optax.sgd(0.1), num_steps=2.0),
-     TypeError, "num_steps must be an int"),
+    (lambda X, y, p: gp.fit_hyperparameters(X, y, p, optimizer=optax.sgd(0.1), max_iter=0),
+     ValueError, "max_iter must be >= 1"),
+    (lambda X, y, p: gp.fit_hyperparameters(X, y, p, optimizer=optax.sgd(0.1), max_iter=2.0),
+     TypeError, "max_iter must be an int"),
     (lambda X, y, p: gp.rbf_kernel(p, X, np.ones((2, 3))), ValueError, "X2 has 3"),
     (lambda X, y, p: gp.make_params(0.0, 1.0, 1.0), ValueError, "signal_var must be > 0"),
     (lambda X, y, p: gp.make_params(1.0, 1.0, -0.1), ValueError, "noise_var must be > 0"),

@@ -91,7 +91,7 @@ def test_map_matches_sklearn(x64, name, alpha):
     ref = LogisticRegression(C=1.0 / alpha, fit_intercept=False, solver="newton-cholesky",
                              tol=1e-12, max_iter=1000).fit(Phi, t)
     assert bool(fit.converged)
-    np.testing.assert_allclose(np.asarray(fit.mean), ref.coef_[0], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(np.asarray(fit.params.mean), ref.coef_[0], atol=1e-5, rtol=0)
 
 
 PRIORS = {
@@ -113,18 +113,18 @@ def test_mode_and_covariance_match_autodiff(both_precisions, prior):
     D = Phi.shape[1]
     kw = PRIORS[prior](D)
     fit = lg.fit_laplace(Phi, t, **kw)
-    dtype = fit.mean.dtype
+    dtype = fit.params.mean.dtype
     assert dtype == np.dtype(both_precisions)
     assert bool(fit.converged)
     P = np.diag(kw["prior_precision"]) if prior == "diag" else kw.get(
         "prior_precision", kw.get("alpha", 1.0) * np.eye(D))
     m0 = kw.get("prior_mean", np.zeros(D))
     args = [jnp.asarray(a, dtype) for a in (Phi, t, m0, P)]
-    grad = jax.grad(neg_log_joint)(fit.mean, *args)
-    hess = jax.hessian(neg_log_joint)(fit.mean, *args)
+    grad = jax.grad(neg_log_joint)(fit.params.mean, *args)
+    hess = jax.hessian(neg_log_joint)(fit.params.mean, *args)
     f32 = both_precisions == "float32"
     np.testing.assert_allclose(np.asarray(grad), 0.0, atol=1e-3 if f32 else 1e-8)
-    np.testing.assert_allclose(np.linalg.inv(np.asarray(fit.cov, np.float64)),
+    np.testing.assert_allclose(np.linalg.inv(np.asarray(fit.params.cov, np.float64)),
                                np.asarray(hess), rtol=2e-4 if f32 else 1e-9,
                                atol=1e-3 if f32 else 1e-9)
     np.testing.assert_allclose(np.asarray(fit.prior.precision), P, rtol=1e-6)
@@ -139,14 +139,14 @@ def test_log_evidence_and_predictive_match_grid_quadrature(x64, alpha):
     # within 0.03 (probit alone errs by ≤ 0.016, see the next test).
     Phi, t = faithful()
     fit = lg.fit_laplace(Phi, t, alpha=alpha, tol=1e-10)
-    m, cov = np.asarray(fit.mean), np.asarray(fit.cov)
+    m, cov = np.asarray(fit.params.mean), np.asarray(fit.params.cov)
     log_ev, W, weights, logjoint, edge_max = grid_posterior(Phi, t, m, cov, alpha)
     assert logjoint.max() - edge_max > 20          # the grid's edge carries negligible mass
     assert abs(float(fit.log_evidence) - log_ev) < 0.06
     grid = np.linspace(-2.0, 2.0, 17)
     Phi_new = np.stack([np.ones_like(grid), grid], 1)
     exact = weights @ expit(W @ Phi_new.T)
-    probit = np.asarray(lg.predict_proba(fit, Phi_new))
+    probit = np.asarray(lg.predict_proba(fit.params, Phi_new))
     np.testing.assert_allclose(probit, exact, atol=0.03)
 
 
@@ -158,13 +158,13 @@ def test_probit_and_mc_match_gaussian_sigmoid_quadrature(x64):
     var = np.tile([0.0, 0.5, 4.0, 30.0], 13)
     exact, exact_var = gauss_sigmoid(mu, var)
     for m_i, v_i, e_i, ev_i in zip(mu[::5], var[::5], exact[::5], exact_var[::5]):
-        fit = lg.LaplaceFit(jnp.array([m_i]), jnp.array([[v_i]]), None, None, None, None)
-        probit = float(lg.predict_proba(fit, np.ones((1, 1)))[0])
+        params = lg.LaplaceParams(jnp.array([m_i]), jnp.array([[v_i]]))
+        probit = float(lg.predict_proba(params, np.ones((1, 1)))[0])
         assert abs(probit - e_i) <= 0.0165
-        p_map = float(lg.predict_proba(fit, np.ones((1, 1)), method="map")[0])
+        p_map = float(lg.predict_proba(params, np.ones((1, 1)), method="map")[0])
         assert abs(probit - 0.5) <= abs(p_map - 0.5) + 1e-12      # κ ≤ 1 shrinks to 0.5
         n = 4000
-        mc = float(lg.predict_proba_mc(jax.random.key(3), fit, np.ones((1, 1)),
+        mc = float(lg.predict_proba_mc(jax.random.key(3), params, np.ones((1, 1)),
                                        n_samples=n)[0])
         assert abs(mc - e_i) <= 6 * math.sqrt(ev_i / n) + 1e-9
 
@@ -175,17 +175,18 @@ def test_mc_predictive_on_real_fit(x64):
     Phi, t = faithful()
     fit = lg.fit_laplace(Phi, t, alpha=1.0)
     Phi_new = Phi[::17]
-    mu_a, var_a = (np.asarray(v) for v in lg.predictive_activation(fit, Phi_new))
-    np.testing.assert_allclose(mu_a, Phi_new @ np.asarray(fit.mean), rtol=1e-12)
-    np.testing.assert_allclose(var_a, np.einsum("nd,de,ne->n", Phi_new, fit.cov, Phi_new),
+    mu_a, var_a = (np.asarray(v) for v in lg.predictive_activation(fit.params, Phi_new))
+    np.testing.assert_allclose(mu_a, Phi_new @ np.asarray(fit.params.mean), rtol=1e-12)
+    np.testing.assert_allclose(var_a,
+                               np.einsum("nd,de,ne->n", Phi_new, fit.params.cov, Phi_new),
                                rtol=1e-10)
     exact, exact_var = gauss_sigmoid(mu_a, var_a)
     n = 5000
-    mc = np.asarray(lg.predict_proba_mc(jax.random.key(0), fit, Phi_new, n_samples=n))
+    mc = np.asarray(lg.predict_proba_mc(jax.random.key(0), fit.params, Phi_new, n_samples=n))
     assert np.all(np.abs(mc - exact) <= 6 * np.sqrt(exact_var / n) + 1e-9)
-    again = lg.predict_proba_mc(jax.random.key(0), fit, Phi_new, n_samples=n)
+    again = lg.predict_proba_mc(jax.random.key(0), fit.params, Phi_new, n_samples=n)
     np.testing.assert_array_equal(np.asarray(again), mc)
-    other = lg.predict_proba_mc(jax.random.key(1), fit, Phi_new, n_samples=n)
+    other = lg.predict_proba_mc(jax.random.key(1), fit.params, Phi_new, n_samples=n)
     assert not np.array_equal(np.asarray(other), mc)
 
 
@@ -209,7 +210,8 @@ def test_fit_evidence_maximises_laplace_evidence(x64):
     # γ = Σ λ/(α+λ) lies in (0, D) and the mean/cov are the Laplace fit at the final α.
     assert 0 < float(fe.gamma) < Phi.shape[1]
     ref = lg.fit_laplace(Phi, t, alpha=float(fe.alpha), tol=1e-10)
-    np.testing.assert_allclose(np.asarray(fe.mean), np.asarray(ref.mean), rtol=1e-7)
+    np.testing.assert_allclose(np.asarray(fe.params.mean), np.asarray(ref.params.mean),
+                               rtol=1e-7)
     np.testing.assert_allclose(float(fe.log_evidence), float(ref.log_evidence), rtol=1e-9)
 
 
@@ -221,9 +223,10 @@ def test_separable_data_stays_finite():
     t = (x > 0.05).astype(np.float32)
     fit = lg.fit_laplace(Phi, t, alpha=1e-6, max_iter=200)
     assert bool(fit.converged)
-    assert np.all(np.isfinite(np.asarray(fit.mean))) and np.all(np.isfinite(np.asarray(fit.cov)))
+    assert np.all(np.isfinite(np.asarray(fit.params.mean)))
+    assert np.all(np.isfinite(np.asarray(fit.params.cov)))
     assert np.isfinite(float(fit.log_evidence))
-    p = np.asarray(lg.predict_proba(fit, Phi))
+    p = np.asarray(lg.predict_proba(fit.params, Phi))
     assert np.all((p > 0.5) == (t == 1))
 
 
@@ -232,10 +235,10 @@ def test_jit_and_no_jit_agree():
     # Three Newton steps (op-by-op execution is slow); both paths must take the same steps.
     Phi, t = faithful()
     fit = lg.fit_laplace(Phi, t, alpha=1.0, max_iter=3)
-    probs = lg.predict_proba_mc(jax.random.key(0), fit, Phi[:5], n_samples=16)
+    probs = lg.predict_proba_mc(jax.random.key(0), fit.params, Phi[:5], n_samples=16)
     with jax.disable_jit():
         fit_nj = lg.fit_laplace(Phi, t, alpha=1.0, max_iter=3)
-        probs_nj = lg.predict_proba_mc(jax.random.key(0), fit, Phi[:5], n_samples=16)
+        probs_nj = lg.predict_proba_mc(jax.random.key(0), fit.params, Phi[:5], n_samples=16)
     assert int(fit.n_iter) == int(fit_nj.n_iter)
     for a, b in zip(jax.tree.leaves(fit), jax.tree.leaves(fit_nj)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
@@ -249,13 +252,13 @@ def test_second_call_does_not_recompile():
     before = lg._fit_impl._cache_size()
     lg.fit_laplace(Phi, t, alpha=1.0)
     mid = lg._fit_impl._cache_size()
-    lg.fit_laplace(Phi + 0.1, 1 - t, alpha=3.0, tol=1e-4, max_iter=7)   # new values, same shapes
+    lg.fit_laplace(Phi + 0.1, 1 - t, alpha=3.0, tol=1e-4)   # new values, same shapes
     lg.fit_laplace(Phi, t, prior_precision=np.ones(3), prior_mean=np.ones(3))
     assert mid - before <= 1 and lg._fit_impl._cache_size() == mid
     fit = lg.fit_laplace(Phi, t)
-    lg.predict_proba(fit, Phi)
+    lg.predict_proba(fit.params, Phi)
     size = lg._probit_impl._cache_size()
-    lg.predict_proba(fit, Phi * 2.0)
+    lg.predict_proba(fit.params, Phi * 2.0)
     assert lg._probit_impl._cache_size() == size
 
 
@@ -263,9 +266,9 @@ def test_dtype_follows_precision(both_precisions):
     Phi, t = faithful()
     fit = lg.fit_laplace(Phi, t)
     fe = lg.fit_evidence(Phi, t)
-    for arr in (fit.mean, fit.cov, fit.log_evidence, fe.alpha, fe.mean,
-                lg.predict_proba(fit, Phi[:3]),
-                lg.predict_proba_mc(jax.random.key(0), fe, Phi[:3], n_samples=8)):
+    for arr in (fit.params.mean, fit.params.cov, fit.log_evidence, fe.alpha, fe.params.mean,
+                lg.predict_proba(fit.params, Phi[:3]),
+                lg.predict_proba_mc(jax.random.key(0), fe.params, Phi[:3], n_samples=8)):
         assert arr.dtype == np.dtype(both_precisions)
 
 
@@ -273,7 +276,7 @@ def test_bool_labels_accepted():
     Phi, t = faithful()
     a = lg.fit_laplace(Phi, t.astype(bool))
     b = lg.fit_laplace(Phi, t)
-    np.testing.assert_array_equal(np.asarray(a.mean), np.asarray(b.mean))
+    np.testing.assert_array_equal(np.asarray(a.params.mean), np.asarray(b.params.mean))
 
 
 # ------------------------------------------------------------------------------ bad input
@@ -332,16 +335,16 @@ def test_fit_evidence_rejects_bad_input(kwargs, err, msg):
 def test_predict_rejects_bad_input():
     fit = lg.fit_laplace(_PHI, _T)
     with pytest.raises(ValueError, match="Phi_new has 3 columns but the fitted model has 2"):
-        lg.predict_proba(fit, np.ones((4, 3)))
+        lg.predict_proba(fit.params, np.ones((4, 3)))
     with pytest.raises(ValueError, match="Phi_new contains NaN"):
-        lg.predict_proba(fit, _nan(_PHI))
+        lg.predict_proba(fit.params, _nan(_PHI))
     with pytest.raises(ValueError, match="method must be one of"):
-        lg.predict_proba(fit, _PHI, method="laplace")
-    with pytest.raises(TypeError, match="fit must be a LaplaceFit"):
+        lg.predict_proba(fit.params, _PHI, method="laplace")
+    with pytest.raises(TypeError, match="params must be a LaplaceParams"):
         lg.predict_proba({"mean": 1}, _PHI)
     with pytest.raises(TypeError, match="key must be a JAX PRNG key"):
-        lg.predict_proba_mc(0, fit, _PHI)
+        lg.predict_proba_mc(0, fit.params, _PHI)
     with pytest.raises(ValueError, match="n_samples must be >= 1"):
-        lg.predict_proba_mc(jax.random.key(0), fit, _PHI, n_samples=0)
+        lg.predict_proba_mc(jax.random.key(0), fit.params, _PHI, n_samples=0)
     with pytest.raises(ValueError, match="Phi_new must be 2-D"):
-        lg.predictive_activation(fit, np.ones(2))
+        lg.predictive_activation(fit.params, np.ones(2))

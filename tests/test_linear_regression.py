@@ -24,13 +24,13 @@ def test_matches_lstsq(both_precisions):
     Phi, t = _data()
     fit = regression.fit_least_squares(Phi, t)
     w, res, rank, sv = np.linalg.lstsq(Phi, t, rcond=None)
-    np.testing.assert_allclose(fit.w, w, rtol=RTOL[both_precisions])
+    np.testing.assert_allclose(fit.params.w, w, rtol=RTOL[both_precisions])
     np.testing.assert_allclose(fit.rss, res[0], rtol=10 * RTOL[both_precisions])
     # PRML eq. 3.21: 1/beta_ML is the mean squared residual.
-    np.testing.assert_allclose(fit.beta, Phi.shape[0] / res[0], rtol=10 * RTOL[both_precisions])
+    np.testing.assert_allclose(fit.params.beta, Phi.shape[0] / res[0], rtol=10 * RTOL[both_precisions])
     assert int(fit.rank) == rank
     np.testing.assert_allclose(fit.singular_values, sv, rtol=RTOL[both_precisions])
-    np.testing.assert_allclose(regression.predict(fit, Phi), Phi @ w,
+    np.testing.assert_allclose(regression.predict(fit.params, Phi), Phi @ w,
                                rtol=10 * RTOL[both_precisions], atol=1e-5)
 
 
@@ -41,8 +41,8 @@ def test_real_data_faithful(x64):
     Phi = np.vander(x, 3, increasing=True)
     fit = regression.fit_least_squares(Phi, t)
     w, res, _, _ = np.linalg.lstsq(Phi, t, rcond=None)
-    np.testing.assert_allclose(fit.w, w, rtol=1e-10)
-    np.testing.assert_allclose(fit.beta, len(t) / res[0], rtol=1e-10)
+    np.testing.assert_allclose(fit.params.w, w, rtol=1e-10)
+    np.testing.assert_allclose(fit.params.beta, len(t) / res[0], rtol=1e-10)
 
 
 def test_rank_deficient_gives_minimum_norm(x64):
@@ -51,15 +51,15 @@ def test_rank_deficient_gives_minimum_norm(x64):
     fit = regression.fit_least_squares(Phi, t)
     w, res, rank, _ = np.linalg.lstsq(Phi, t, rcond=None)
     assert int(fit.rank) == rank == 5
-    np.testing.assert_allclose(fit.w, w, rtol=1e-9)           # the minimum-norm solution
+    np.testing.assert_allclose(fit.params.w, w, rtol=1e-9)           # the minimum-norm solution
 
 
 def test_underdetermined_interpolates(x64):
     Phi, t = _data(n=4, d=7)
     fit = regression.fit_least_squares(Phi, t)
-    np.testing.assert_allclose(fit.w, np.linalg.pinv(Phi) @ t, rtol=1e-9)
+    np.testing.assert_allclose(fit.params.w, np.linalg.pinv(Phi) @ t, rtol=1e-9)
     assert float(fit.rss) < 1e-20
-    assert np.isfinite(float(fit.beta))                       # floored, not inf
+    assert np.isfinite(float(fit.params.beta))                       # floored, not inf
 
 
 @pytest.mark.parametrize("ridge", [1e-3, 0.5, 10.0])
@@ -67,10 +67,10 @@ def test_ridge_matches_sklearn(both_precisions, ridge):
     Phi, t = _data()
     fit = regression.fit_least_squares(Phi, t, ridge=ridge)
     ref = Ridge(alpha=ridge, fit_intercept=False, solver="cholesky").fit(Phi, t)
-    np.testing.assert_allclose(fit.w, ref.coef_, rtol=RTOL[both_precisions])
+    np.testing.assert_allclose(fit.params.w, ref.coef_, rtol=RTOL[both_precisions])
     # and the closed form (Phi^T Phi + lambda I)^{-1} Phi^T t (PRML eq. 3.28)
     closed = np.linalg.solve(Phi.T @ Phi + ridge * np.eye(Phi.shape[1]), Phi.T @ t)
-    np.testing.assert_allclose(fit.w, closed, rtol=RTOL[both_precisions])
+    np.testing.assert_allclose(fit.params.w, closed, rtol=RTOL[both_precisions])
 
 
 def test_jit_and_nojit_agree_and_no_recompile():
@@ -81,7 +81,7 @@ def test_jit_and_nojit_agree_and_no_recompile():
     assert regression._fit_impl._cache_size() == size
     with jax.disable_jit():
         eager = regression.fit_least_squares(Phi, t, ridge=0.1)
-    np.testing.assert_allclose(eager.w, fit.w, rtol=1e-5)
+    np.testing.assert_allclose(eager.params.w, fit.params.w, rtol=1e-5)
 
 
 @pytest.mark.parametrize("call, err, match", [
@@ -93,8 +93,8 @@ def test_jit_and_nojit_agree_and_no_recompile():
      "Phi contains inf"),
     (lambda P, t: regression.fit_least_squares(P, t.astype(str)), TypeError, "t must have"),
     (lambda P, t: regression.fit_least_squares(P, t, ridge=-1.0), ValueError, "ridge"),
-    (lambda P, t: regression.predict(P, P), TypeError, "fit must be a LeastSquaresFit"),
-    (lambda P, t: regression.predict(regression.fit_least_squares(P, t), P[:, :2]),
+    (lambda P, t: regression.predict(P, P), TypeError, "params must be a LeastSquaresParams"),
+    (lambda P, t: regression.predict(regression.fit_least_squares(P, t).params, P[:, :2]),
      ValueError, "columns"),
 ])
 def test_bad_input(call, err, match):

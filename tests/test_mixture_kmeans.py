@@ -46,14 +46,14 @@ def test_lloyd_matches_sklearn_from_same_centres(precision, chunk_size):
     with jax.enable_x64(precision == "float64"):
         res = kmeans.fit(jax.random.key(0), X, 5, init=c0, tol=0.0, max_iter=60,
                          sample_weight=w, chunk_size=chunk_size)
-        labels = kmeans.predict(res.centres, X)
-        dists = kmeans.transform(res.centres, X)
+        labels = kmeans.predict(res.params, X)
+        dists = kmeans.transform(res.params, X)
     # float64: same arithmetic up to summation order -> 1e-6 (brief); float32: ~1e-7 relative
     # rounding per operation accumulated over the iterations -> 1e-4.
     rtol = 1e-6 if precision == "float64" else 1e-4
-    np.testing.assert_allclose(res.centres, sk.cluster_centers_, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(res.params.centres, sk.cluster_centers_, rtol=rtol, atol=rtol)
     np.testing.assert_allclose(float(res.inertia), sk.inertia_, rtol=rtol)
-    assert res.centres.dtype == jnp.dtype(precision)
+    assert res.params.centres.dtype == jnp.dtype(precision)
     np.testing.assert_array_equal(labels, sk.predict(X))
     np.testing.assert_allclose(dists, sk.transform(X),
                                rtol=rtol, atol=10 * rtol)
@@ -73,12 +73,12 @@ def test_tolerance_stops_early_and_history_is_inertia(x64):
     # history[n-1] is the inertia of the centres entering the last iteration; once converged
     # the returned centres have (up to tol) the same inertia.
     np.testing.assert_allclose(res.history[n - 1], res.inertia, rtol=1e-4)
-    np.testing.assert_allclose(float(res.inertia), _inertia(X, np.asarray(res.centres)),
+    np.testing.assert_allclose(float(res.inertia), _inertia(X, np.asarray(res.params.centres)),
                                rtol=1e-10)
 
 
 @pytest.mark.parametrize("both_precisions, init",
-                         [("float32", "k-means++"), ("float64", "random")],
+                         [("float32", "kmeans++"), ("float64", "random")],
                          indirect=["both_precisions"])
 def test_inertia_never_increases(both_precisions, init):
     X = _eight_blobs()
@@ -134,7 +134,7 @@ def test_integer_weights_equal_repeated_rows(x64):
                    max_iter=30, chunk_size=50)
     b = kmeans.fit(jax.random.key(0), np.repeat(X, counts, axis=0), 4, init=c0, tol=0.0,
                    max_iter=30)
-    np.testing.assert_allclose(a.centres, b.centres, rtol=1e-10)
+    np.testing.assert_allclose(a.params.centres, b.params.centres, rtol=1e-10)
     np.testing.assert_allclose(a.inertia, b.inertia, rtol=1e-10)
 
 
@@ -147,7 +147,7 @@ def test_restarts_are_vmapped_and_the_best_is_returned(x64):
     inertias = np.array([float(s.inertia) for s in singles])
     assert inertias.max() > inertias.min() * (1 + 1e-6)     # the restarts really differ
     np.testing.assert_allclose(float(best.inertia), inertias.min(), rtol=1e-10)
-    np.testing.assert_allclose(best.centres, singles[int(np.argmin(inertias))].centres,
+    np.testing.assert_allclose(best.params.centres, singles[int(np.argmin(inertias))].params.centres,
                                rtol=1e-10)
 
 
@@ -156,12 +156,12 @@ def test_empty_cluster_keeps_its_centre_and_no_nan():
     far = np.array([100.0, 100.0, 100.0])
     c0 = np.stack([X[0], X[25], X[45], X[70], far])
     res = kmeans.fit(jax.random.key(0), X, 5, init=c0, max_iter=20)
-    np.testing.assert_allclose(res.centres[4], far, rtol=1e-6)
-    assert np.all(np.isfinite(res.centres)) and np.isfinite(float(res.inertia))
+    np.testing.assert_allclose(res.params.centres[4], far, rtol=1e-6)
+    assert np.all(np.isfinite(res.params.centres)) and np.isfinite(float(res.inertia))
     # more clusters than distinct points: duplicated seeds, empty clusters, still finite
     Xd = X[np.arange(len(X)) % 3]
     res = kmeans.fit(jax.random.key(1), Xd, 5, max_iter=20)
-    assert np.all(np.isfinite(res.centres)) and float(res.inertia) < 1e-6
+    assert np.all(np.isfinite(res.params.centres)) and float(res.inertia) < 1e-6
 
 
 def test_far_from_origin_float32_matches_float64():
@@ -173,10 +173,10 @@ def test_far_from_origin_float32_matches_float64():
     with jax.enable_x64(True):
         r64 = kmeans.fit(jax.random.key(0), X, 5, init=c0, tol=0.0, max_iter=60,
                          sample_weight=w)
-        labels64 = np.asarray(kmeans.predict(r64.centres, X))
-    np.testing.assert_array_equal(kmeans.predict(r32.centres, X), labels64)
+        labels64 = np.asarray(kmeans.predict(r64.params, X))
+    np.testing.assert_array_equal(kmeans.predict(r32.params, X), labels64)
     # centres ~1e4 in float32 carry ~1e-3 absolute rounding; inertia ~1e3 to 1e-4 relative.
-    np.testing.assert_allclose(r32.centres, r64.centres, atol=5e-3)
+    np.testing.assert_allclose(r32.params.centres, r64.params.centres, atol=5e-3)
     np.testing.assert_allclose(float(r32.inertia), float(r64.inertia), rtol=1e-4)
 
 
@@ -193,15 +193,15 @@ def test_composable_with_user_jit_and_jit_matches_no_jit():
     X = jnp.asarray(_blobs(seed=6), jnp.float32)
     key = jax.random.key(0)
     # same configuration as the recompile test above, so the eager fit is already compiled
-    jitted = jax.jit(lambda X: kmeans.fit(key, X, 4, n_init=2, max_iter=50).centres)(X)
-    eager = kmeans.fit(key, X, 4, n_init=2, max_iter=50).centres
+    jitted = jax.jit(lambda X: kmeans.fit(key, X, 4, n_init=2, max_iter=50).params.centres)(X)
+    eager = kmeans.fit(key, X, 4, n_init=2, max_iter=50).params.centres
     # Both restarts reach the same optimum with the clusters in a different order, and the
     # argmin between their (equal up to rounding) inertias may differ: compare as sets.
     order = lambda c: np.asarray(c)[np.lexsort(np.asarray(c).T)]
     np.testing.assert_allclose(order(jitted), order(eager), rtol=1e-5, atol=1e-5)
     with jax.disable_jit():
-        labels = kmeans.predict(eager, X[:50])
-    np.testing.assert_array_equal(labels, kmeans.predict(eager, X[:50]))
+        labels = kmeans.predict(kmeans.KMeansParams(eager), X[:50])
+    np.testing.assert_array_equal(labels, kmeans.predict(kmeans.KMeansParams(eager), X[:50]))
 
 
 def test_explicit_init_with_n_init_warns_and_runs_once():
@@ -248,6 +248,6 @@ def test_bad_input_seeding_and_prediction():
     with pytest.raises(ValueError, match="sample_weight must have a positive sum"):
         kmeans.kmeans_plusplus(jax.random.key(0), _X, 2, sample_weight=np.zeros(20))
     with pytest.raises(ValueError, match="X has 3 features but centres have 2"):
-        kmeans.predict(_X[:2], np.zeros((4, 3)))
-    with pytest.raises(ValueError, match="centres must be 2-D"):
-        kmeans.transform(_X[0], _X)
+        kmeans.predict(kmeans.KMeansParams(_X[:2]), np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="params.centres must be 2-D"):
+        kmeans.transform(kmeans.KMeansParams(_X[0]), _X)

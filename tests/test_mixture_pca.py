@@ -63,28 +63,31 @@ def test_pca_matches_sklearn(x64, request, name, M, method):
     res = pca.fit(X, M, method=method)
     # Same decomposition up to rounding: float64 -> 1e-6 relative (brief). Components are
     # compared up to sign (our sign convention is sklearn's, but that is not what is tested).
-    signs = np.sign(np.sum(np.asarray(res.components) * sk.components_, axis=1))
-    np.testing.assert_allclose(np.asarray(res.components) * signs[:, None], sk.components_,
+    signs = np.sign(np.sum(np.asarray(res.params.components) * sk.components_, axis=1))
+    comps = np.asarray(res.params.components)
+    np.testing.assert_allclose(comps * signs[:, None], sk.components_,
                                rtol=1e-6, atol=1e-8)
-    for ours, theirs in [(res.mean, sk.mean_), (res.explained_variance, sk.explained_variance_),
+    for ours, theirs in [(res.params.mean, sk.mean_),
+                         (res.explained_variance, sk.explained_variance_),
                          (res.explained_variance_ratio, sk.explained_variance_ratio_),
                          (res.singular_values, sk.singular_values_),
                          (res.noise_variance, sk.noise_variance_)]:
         np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-10)
-    Z = pca.transform(res, X[:50])
+    Z = pca.transform(res.params, X[:50])
     np.testing.assert_allclose(np.asarray(Z) * signs[None, :], sk.transform(X[:50]), rtol=1e-6,
                                atol=1e-8)
-    np.testing.assert_allclose(pca.inverse_transform(res, Z),
+    np.testing.assert_allclose(pca.inverse_transform(res.params, Z),
                                sk.inverse_transform(sk.transform(X[:50])), rtol=1e-6, atol=1e-8)
 
 
 def test_pca_float32_round_trip_and_orthonormal_axes(concrete):
     res = pca.fit(concrete, 8)
-    assert res.components.dtype == jnp.float32
+    assert res.params.components.dtype == jnp.float32
     # all axes kept: reconstruction is exact up to float32 rounding (~1e-6 of |x| ~ 3)
-    np.testing.assert_allclose(pca.inverse_transform(res, pca.transform(res, concrete)),
+    p = res.params
+    np.testing.assert_allclose(pca.inverse_transform(p, pca.transform(p, concrete)),
                                concrete, atol=1e-4)
-    np.testing.assert_allclose(res.components @ res.components.T, np.eye(8), atol=1e-5)
+    np.testing.assert_allclose(p.components @ p.components.T, np.eye(8), atol=1e-5)
     np.testing.assert_allclose(float(jnp.sum(res.explained_variance_ratio)), 1.0, rtol=1e-5)
 
 
@@ -96,7 +99,7 @@ def test_pca_float32_round_trip_and_orthonormal_axes(concrete):
 def test_ppca_log_likelihood_and_covariance_match_sklearn(x64, request, name, M):
     X = _datasets(request, name)
     sk = PCA(M, svd_solver="full").fit(X)
-    params = ppca.fit(X, M, ddof=1)           # sklearn's (N − 1) covariance
+    params = ppca.fit(X, M, ddof=1).params           # sklearn's (N − 1) covariance
     # sklearn's score is the mean per-sample PPCA log-likelihood; 1e-6 relative (brief).
     np.testing.assert_allclose(float(ppca.log_likelihood(params, X)), sk.score(X), rtol=1e-6)
     np.testing.assert_allclose(ppca.score_samples(params, X[:20]), sk.score_samples(X[:20]),
@@ -104,12 +107,12 @@ def test_ppca_log_likelihood_and_covariance_match_sklearn(x64, request, name, M)
     np.testing.assert_allclose(ppca.covariance(params), sk.get_covariance(), rtol=1e-6,
                                atol=1e-9)
     # The ML fit (1/N covariance) has a higher likelihood than sklearn's (N − 1) version.
-    ml = float(ppca.log_likelihood(ppca.fit(X, M), X))
+    ml = float(ppca.log_likelihood(ppca.fit(X, M).params, X))
     assert ml >= sk.score(X) - 1e-12
 
 
 def test_ppca_closed_form_is_a_maximum(x64, concrete):
-    params = ppca.fit(concrete, 3)
+    params = ppca.fit(concrete, 3).params
     best = float(ppca.log_likelihood(params, concrete))
     R = np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))[0]
     rotated = params._replace(W=params.W @ R)         # W R gives the same model (PRML 12.2.1)
@@ -121,7 +124,7 @@ def test_ppca_closed_form_is_a_maximum(x64, concrete):
 
 def test_posterior_matches_gaussian_conditioning(x64, concrete):
     """p(z | x) from the joint Gaussian: cov = I − Wᵀ C⁻¹ W, mean = Wᵀ C⁻¹ (x − μ)."""
-    params = ppca.fit(concrete, 3)
+    params = ppca.fit(concrete, 3).params
     W, mu, C = np.asarray(params.W), np.asarray(params.mean), np.asarray(ppca.covariance(params))
     mean, cov = ppca.posterior(params, concrete[:40])
     np.testing.assert_allclose(cov, np.eye(3) - W.T @ np.linalg.solve(C, W), rtol=1e-9,
@@ -135,7 +138,7 @@ def test_posterior_matches_gaussian_conditioning(x64, concrete):
 
 
 def test_sampling_moments_within_6_standard_errors(concrete):
-    params = ppca.fit(concrete, 3)
+    params = ppca.fit(concrete, 3).params
     n = 40000
     x = np.asarray(ppca.sample(jax.random.key(0), params, n), np.float64)
     C = np.asarray(ppca.covariance(params), np.float64)
@@ -154,7 +157,7 @@ def test_sampling_moments_within_6_standard_errors(concrete):
 def test_em_converges_to_the_closed_form(x64, request, name, M):
     X = _datasets(request, name)
     res = ppca.fit_em(jax.random.key(0), X, M, tol=1e-12, max_iter=3000)
-    closed = float(ppca.log_likelihood(ppca.fit(X, M), X))
+    closed = float(ppca.log_likelihood(ppca.fit(X, M).params, X))
     n = int(res.n_iter)
     # EM converges linearly to the ML solution: 1e-5 relative on the log-likelihood (brief).
     np.testing.assert_allclose(float(ppca.log_likelihood(res.params, X)), closed, rtol=1e-5)
@@ -162,7 +165,8 @@ def test_em_converges_to_the_closed_form(x64, request, name, M):
     h = np.asarray(res.history[:n])
     assert np.all(np.diff(h) >= -1e-10 * np.abs(h[:-1]))          # EM never decreases
     # same model: the covariances agree (W is only determined up to rotation)
-    np.testing.assert_allclose(ppca.covariance(res.params), ppca.covariance(ppca.fit(X, M)),
+    np.testing.assert_allclose(ppca.covariance(res.params),
+                               ppca.covariance(ppca.fit(X, M).params),
                                atol=1e-3)
 
 
@@ -198,7 +202,7 @@ def test_missing_em_recovers_the_complete_data_fit(x64, concrete):
     n = int(res.n_iter)
     h = np.asarray(res.history[:n])
     assert np.all(np.diff(h) >= -1e-10 * np.abs(h[:-1]))   # observed-data loglik never drops
-    full = ppca.fit(concrete, 3)
+    full = ppca.fit(concrete, 3).params
     C_full = np.asarray(ppca.covariance(full))
     C_miss = np.asarray(ppca.covariance(res.params))
     err = np.linalg.norm(C_miss - C_full) / np.linalg.norm(C_full)
@@ -208,7 +212,7 @@ def test_missing_em_recovers_the_complete_data_fit(x64, concrete):
     assert err < 0.10
     assert np.max(np.abs(np.asarray(res.params.mean) - np.asarray(full.mean))) < 0.05
     imputed = np.where(np.isnan(Xm), np.nanmean(Xm, axis=0), Xm)
-    C_imp = np.asarray(ppca.covariance(ppca.fit(imputed, 3)))
+    C_imp = np.asarray(ppca.covariance(ppca.fit(imputed, 3).params))
     assert err < 0.6 * np.linalg.norm(C_imp - C_full) / np.linalg.norm(C_full)
     # An EM fixed point is a stationary point of the observed-data log-likelihood: its
     # gradient (autodiff of the masked log-density, checked against scipy below) vanishes.
@@ -240,9 +244,9 @@ _X = np.random.default_rng(0).normal(size=(20, 4))
     (lambda: pca.fit(_X, 0), ValueError, "n_components must be >= 1"),
     (lambda: pca.fit(_X[:1], 1), ValueError, "at least 2 samples"),
     (lambda: pca.fit(_X, 2, method="qr"), ValueError, "method must be one of"),
-    (lambda: pca.transform(pca.fit(_X, 2), _X[:, :3]), ValueError, "X has 3 features"),
-    (lambda: pca.inverse_transform(pca.fit(_X, 2), _X), ValueError, "Z has 4 columns"),
-    (lambda: pca.transform((1, 2), _X), TypeError, "result must be a PCAResult"),
+    (lambda: pca.transform(pca.fit(_X, 2).params, _X[:, :3]), ValueError, "X has 3 features"),
+    (lambda: pca.inverse_transform(pca.fit(_X, 2).params, _X), ValueError, "Z has 4 columns"),
+    (lambda: pca.transform((1, 2), _X), TypeError, "params must be a PCAParams"),
     (lambda: ppca.fit(np.where(np.eye(20, 4) > 0, np.inf, _X), 2), ValueError, "X contains inf"),
     (lambda: ppca.fit(_X, 2, ddof=2), ValueError, "ddof must be <= 1"),
     (lambda: ppca.fit_em(jax.random.key(0), _remove(_X, 0.2), 2), ValueError, "X contains NaN"),
@@ -254,14 +258,28 @@ _X = np.random.default_rng(0).normal(size=(20, 4))
     (lambda: ppca.fit_em(jax.random.key(0), _X, 2, tol=-1.0), ValueError, "tol must be >= 0"),
     (lambda: ppca.fit_em(jax.random.key(0), _X, 2, missing="yes"), TypeError, "missing must"),
     (lambda: ppca.fit_em(0, _X, 2), TypeError, "key must be a JAX PRNG key"),
-    (lambda: ppca.log_likelihood(ppca.fit(_X, 2), _X[:, :3]), ValueError, "X has 3 features"),
-    (lambda: ppca.log_likelihood(ppca.fit(_X, 2), _remove(_X, 0.2)), ValueError,
+    (lambda: ppca.log_likelihood(ppca.fit(_X, 2).params, _X[:, :3]), ValueError,
+     "X has 3 features"),
+    (lambda: ppca.log_likelihood(ppca.fit(_X, 2).params, _remove(_X, 0.2)), ValueError,
      "X contains NaN"),
     (lambda: ppca.log_likelihood({"W": 1}, _X), TypeError, "params must be a PPCAParams"),
-    (lambda: ppca.sample(jax.random.key(0), ppca.fit(_X, 2)._replace(sigma2=jnp.zeros(())), 3),
+    (lambda: ppca.sample(jax.random.key(0),
+                         ppca.fit(_X, 2).params._replace(sigma2=jnp.zeros(())), 3),
      ValueError, "params.sigma2 must be > 0"),
-    (lambda: ppca.sample(jax.random.key(0), ppca.fit(_X, 2), 0), ValueError, "n must be >= 1"),
+    (lambda: ppca.sample(jax.random.key(0), ppca.fit(_X, 2).params, 0), ValueError,
+     "n_samples must be >= 1"),
 ])
 def test_bad_input(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+def test_em_restarts_are_vmapped_split_keys(concrete):
+    """Restart i of fit_em starts from split(key, n_init)[i]; the best final bound wins."""
+    key = jax.random.key(3)
+    best = ppca.fit_em(key, concrete, 3, n_init=3, tol=0.0, max_iter=20)
+    singles = [ppca.fit_em(k, concrete, 3, tol=0.0, max_iter=20)
+               for k in jax.random.split(key, 3)]
+    finals = [float(s.history[-1]) for s in singles]
+    np.testing.assert_allclose(float(best.history[-1]), max(finals), rtol=1e-6)
+    assert best.history.shape == (20,) and int(best.n_iter) == 20

@@ -101,7 +101,7 @@ def _linear_vae_vs_ppca(n_epochs):
     n, d, q = 500, 5, 2
     W = rng.normal(size=(d, q)) * np.array([2.0, 1.0])
     X = rng.normal(size=(n, q)) @ W.T + rng.normal(size=d) + 0.5 * rng.normal(size=(n, d))
-    best = float(ppca.log_likelihood(ppca.fit(X, q), X))       # closed-form ML optimum
+    best = float(ppca.log_likelihood(ppca.fit(X, q).params, X))       # closed-form ML optimum
     model = vae.VAE(data_dim=d, latent_dim=q, hidden=(), likelihood="gaussian",
                     variance="shared")
     steps = n_epochs * (n // 100)

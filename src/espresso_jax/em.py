@@ -20,6 +20,13 @@ Because the statistics add, the same loop gives:
   row sharding);
 - stepwise (online) EM (:func:`fit_stepwise_em`): running statistics updated from minibatches.
 
+The loop itself, :func:`iterate` (``state -> (state, value, done)`` until ``done`` or
+``max_iter``, recording ``history``), is shared by every fixed-point fit of the library: EM,
+k-means, evidence maximisation (linear and logistic), Newton's method for the Laplace mode and
+full-batch optimiser steps on GP hyper-parameters. So all of them return the same
+``params, history, n_iter, converged`` (:class:`EMResult`); closed-form fits splat
+:func:`closed_form` into their results.
+
 References:
     Dempster, Laird & Rubin (1977); Neal & Hinton (1998), "A view of the EM algorithm that
     justifies incremental, sparse, and other variants"; Cappé & Moulines (2009), "Online EM";
@@ -38,8 +45,9 @@ from jax import lax
 
 from espresso_jax.validation import check_int, check_key, check_positive, is_traced
 
-__all__ = ["EMModel", "EMResult", "StepwiseResult", "fit_em", "fit_stepwise_em", "pad_rows",
-           "resolve_chunk_size", "select_best", "sum_blocks", "sum_stats"]
+__all__ = ["EMModel", "EMResult", "StepwiseResult", "closed_form", "fit_em", "fit_stepwise_em",
+           "iterate",
+           "pad_rows", "resolve_chunk_size", "select_best", "sum_blocks", "sum_stats"]
 
 AUTO_CHUNK_BYTES = 4 << 20
 """Target size of one block's largest temporary under ``chunk_size="auto"`` on CPU: small
@@ -153,29 +161,61 @@ def pad_rows(X: jax.Array, w: jax.Array, chunk_size: int | None) -> tuple[jax.Ar
     return X, jnp.concatenate([w, jnp.zeros((extra,), w.dtype)])
 
 
-@partial(jax.jit, static_argnames=("model", "max_iter", "chunk_size"))
-def _fit_em_impl(model: EMModel, params0, X, w, tol, max_iter: int, chunk_size):
-    history0 = jnp.full((max_iter,), jnp.nan, dtype=X.dtype)
+def iterate(step: Callable[[Any], tuple[Any, jax.Array, jax.Array]], state0: Any, *,
+            max_iter: int, dtype) -> EMResult:
+    """The shared fixed-point loop (traceable; call it inside a jitted fit).
 
-    def step(params):
-        stats = sum_stats(model.e_step, params, X, w, chunk_size)
-        new = model.m_step(params, stats)
-        return new, model.objective(params, new, stats).astype(X.dtype)
+    Runs ``state, value, done = step(state)`` in one ``lax.while_loop`` until ``done`` or
+    ``max_iter`` iterations, recording ``history[i] = value`` of iteration ``i``. EM
+    (:func:`fit_em`), k-means, evidence maximisation and optimiser loops over
+    hyper-parameters all run on it, so they share one result shape.
 
-    def cond(state):
-        _, _, i, done = state
+    Args:
+        step: one iteration, ``state -> (new_state, value (), done ())``; ``value`` is the
+            objective recorded for the iteration and ``done`` its convergence test.
+        state0: initial state (a pytree).
+        max_iter: maximum number of iterations (static; the length of ``history``).
+        dtype: dtype of ``history``.
+
+    Returns:
+        :class:`EMResult` with ``params`` the final state, ``history`` ``(max_iter,)`` padded
+        with NaN after ``n_iter``, and ``converged`` the last ``done``.
+    """
+    history0 = jnp.full((max_iter,), jnp.nan, dtype=dtype)
+
+    def cond(carry):
+        _, _, i, done = carry
         return (i < max_iter) & ~done
 
-    def body(state):
-        params, history, i, _ = state
-        new, value = step(params)
-        previous = jnp.where(i > 0, history[jnp.maximum(i - 1, 0)], -jnp.inf)
-        done = jnp.abs(value - previous) < tol
-        return new, history.at[i].set(value), i + 1, done
+    def body(carry):
+        state, history, i, _ = carry
+        state, value, done = step(state)
+        return state, history.at[i].set(jnp.asarray(value, dtype)), i + 1, done
 
-    init = (params0, history0, jnp.zeros((), jnp.int32), jnp.zeros((), bool))
-    params, history, n_iter, converged = lax.while_loop(cond, body, init)
-    return EMResult(params=params, history=history, n_iter=n_iter, converged=converged)
+    init = (state0, history0, jnp.zeros((), jnp.int32), jnp.zeros((), bool))
+    state, history, n_iter, converged = lax.while_loop(cond, body, init)
+    return EMResult(params=state, history=history, n_iter=n_iter, converged=converged)
+
+
+def closed_form(dtype) -> dict[str, jax.Array]:
+    """The loop fields of a closed-form fit, to splat into its result: ``history`` ``(0,)``,
+    ``n_iter = 0`` and ``converged = True`` (traceable)."""
+    return {"history": jnp.zeros((0,), dtype), "n_iter": jnp.zeros((), jnp.int32),
+            "converged": jnp.ones((), bool)}
+
+
+@partial(jax.jit, static_argnames=("model", "max_iter", "chunk_size"))
+def _fit_em_impl(model: EMModel, params0, X, w, tol, max_iter: int, chunk_size):
+    def step(state):
+        params, previous = state
+        stats = sum_stats(model.e_step, params, X, w, chunk_size)
+        new = model.m_step(params, stats)
+        value = model.objective(params, new, stats).astype(X.dtype)
+        return (new, value), value, jnp.abs(value - previous) < tol
+
+    first = jnp.asarray(-jnp.inf, X.dtype)
+    res = iterate(step, (params0, first), max_iter=max_iter, dtype=X.dtype)
+    return res._replace(params=res.params[0])
 
 
 def fit_em(model: EMModel, params0: Params, X: jax.Array, w: jax.Array | None = None, *,
@@ -230,11 +270,16 @@ class StepwiseResult(NamedTuple):
         params: final parameters.
         stats: final running statistics (scaled to the full data size).
         history: ``(n_steps,)`` objective of each minibatch step (noisy; per-step estimate).
+        n_iter: ``()`` int32 number of minibatch steps run (``n_epochs · n_batches``).
+        converged: ``()`` bool, always False: a stepwise run has a fixed budget and no
+            convergence test.
     """
 
     params: Params
     stats: Stats
     history: jax.Array
+    n_iter: jax.Array
+    converged: jax.Array
 
 
 @partial(jax.jit, static_argnames=("model", "batch_size", "n_epochs"))
@@ -263,7 +308,10 @@ def _stepwise_impl(model: EMModel, key, params0, X, w, batch_size: int, n_epochs
 
     carry0 = (model.m_step(params0, stats0), stats0, jnp.ones((), X.dtype))
     (params, stats, _), history = lax.scan(epoch, carry0, jax.random.split(key, n_epochs))
-    return StepwiseResult(params=params, stats=stats, history=history.reshape(-1))
+    history = history.reshape(-1)
+    return StepwiseResult(params=params, stats=stats, history=history,
+                          n_iter=jnp.asarray(history.shape[0], jnp.int32),
+                          converged=jnp.zeros((), bool))
 
 
 def fit_stepwise_em(key: jax.Array, model: EMModel, params0: Params, X: jax.Array,

@@ -244,8 +244,8 @@ def check_probability(value: Any, name: str, *, open_interval: bool = False) -> 
 
 
 def check_choice(value: Any, name: str, options: Sequence[str]) -> str:
-    """Check ``value`` is one of ``options``."""
-    if value not in options:
+    """Check ``value`` is one of the strings ``options``."""
+    if not isinstance(value, str) or value not in options:
         raise ValueError(f"{name} must be one of {list(options)}, got {value!r}")
     return value
 

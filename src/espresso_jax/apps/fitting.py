@@ -41,6 +41,7 @@ from espresso_jax.io import load_params, save_params
 from espresso_jax.linear import basis as basis_fns
 from espresso_jax.linear import bayes
 from espresso_jax.mixture import gmm, kmeans, ppca, vbgmm
+from espresso_jax.mixture.kmeans import KMeansParams
 from espresso_jax.mixture.vb_terms import VBGMMParams
 from espresso_jax.apps.report import to_jsonable
 from espresso_jax.validation import check_choice, check_int, check_key
@@ -53,21 +54,17 @@ __all__ = ["MODELS", "BLR_BASES", "Table", "KMeansParams", "BLRParams", "FitOutp
 
 MODELS = ("gmm", "vbgmm", "kmeans", "ppca", "blr")
 BLR_BASES = ("polynomial", "gaussian", "sigmoid", "none")
-FORMAT_VERSION = 1
-
-
-class KMeansParams(NamedTuple):
-    """Fitted k-means: ``centres (n_clusters, n_features)`` (use ``kmeans.predict``)."""
-
-    centres: jax.Array
+FORMAT_VERSION = 2
+"""2: ``blr`` params hold ``bayes.BayesParams`` (was the whole evidence fit) and ``kmeans``
+params are ``kmeans.KMeansParams``."""
 
 
 class BLRParams(NamedTuple):
     """Fitted Bayesian linear regression on a basis of standardised inputs.
 
     Attributes:
-        fit: the :class:`espresso_jax.linear.bayes.EvidenceFit` (weights ``N(mean, cov)``,
-            ``alpha``, ``beta``).
+        posterior: the :class:`espresso_jax.linear.bayes.BayesParams` at the evidence
+            optimum (weights ``N(mean, cov)``, ``alpha`` and ``beta``).
         x_mean: ``(n_inputs,)`` input means subtracted before the basis.
         x_scale: ``(n_inputs,)`` input standard deviations (1 for constant columns).
         centres: ``(n_centres, n_inputs)`` basis centres in standardised units (``(0, d)`` for
@@ -75,7 +72,7 @@ class BLRParams(NamedTuple):
         width: ``()`` basis width in standardised units (unused by polynomial and ``none``).
     """
 
-    fit: bayes.EvidenceFit
+    posterior: bayes.BayesParams
     x_mean: jax.Array
     x_scale: jax.Array
     centres: jax.Array
@@ -104,7 +101,7 @@ _SKELETONS = {
     "vbgmm": lambda: VBGMMParams(*[0] * 6),
     "kmeans": lambda: KMeansParams(0),
     "ppca": lambda: ppca.PPCAParams(*[0] * 3),
-    "blr": lambda: BLRParams(bayes.EvidenceFit(*[0] * 8), 0, 0, 0, 0),
+    "blr": lambda: BLRParams(bayes.BayesParams(*[0] * 4), 0, 0, 0, 0),
 }
 
 
@@ -160,12 +157,12 @@ def _fit_vbgmm(key, X, *, n_components=5, weight_prior="dirichlet_process",
 
 def _fit_kmeans(key, X, *, n_clusters=2, n_init=1, max_iter=300, tol=1e-4):
     res = kmeans.fit(key, X, n_clusters, n_init=n_init, max_iter=max_iter, tol=tol)
-    labels = np.asarray(kmeans.predict(res.centres, X))
+    labels = np.asarray(kmeans.predict(res.params, X))
     metrics = {"inertia": res.inertia, "n_iter": res.n_iter, "converged": bool(res.converged),
                "cluster_sizes": np.bincount(labels, minlength=n_clusters),
-               "centres": res.centres}
+               "centres": res.params.centres}
     opts = dict(n_clusters=n_clusters, n_init=n_init, max_iter=max_iter, tol=tol)
-    return KMeansParams(res.centres), opts, metrics
+    return res.params, opts, metrics
 
 
 def _fit_ppca(key, X, *, n_components=1, em=False, max_iter=1000, tol=1e-6):
@@ -174,10 +171,10 @@ def _fit_ppca(key, X, *, n_components=1, em=False, max_iter=1000, tol=1e-6):
     metrics: dict[str, Any] = {}
     if em:
         res = ppca.fit_em(key, X, n_components, max_iter=max_iter, tol=tol)
-        p = res.params
         metrics.update(n_iter=res.n_iter, converged=bool(res.converged))
     else:
-        p = ppca.fit(X, n_components)
+        res = ppca.fit(X, n_components)
+    p = res.params
     var = np.sum(np.asarray(p.W, np.float64) ** 2, axis=0) + float(p.sigma2)
     metrics.update(mean_log_likelihood=ppca.log_likelihood(p, X), sigma2=p.sigma2,
                    latent_variances=var)
@@ -250,13 +247,14 @@ def _fit_blr(key, X, columns, *, target=-1, basis="polynomial", degree=None, n_b
     Phi = _blr_design(params, basis, degree, x)
     fit = bayes.fit_evidence(Phi, t, max_iter=max_iter, tol=tol, alpha_shape=0.0,
                              alpha_rate=0.0, beta_shape=0.0, beta_rate=0.0)
-    params = params._replace(fit=fit)
-    pred = bayes.predict(fit, Phi)
-    metrics = {"alpha": fit.alpha, "beta": fit.beta, "noise_sd": 1.0 / jnp.sqrt(fit.beta),
+    params = params._replace(posterior=fit.params)
+    pred = bayes.predict(fit.params, Phi)
+    beta = fit.params.beta
+    metrics = {"alpha": fit.params.alpha, "beta": beta, "noise_sd": 1.0 / jnp.sqrt(beta),
                "gamma": fit.gamma, "log_evidence": fit.log_evidence, "n_iter": fit.n_iter,
                "converged": bool(fit.converged), "n_basis": Phi.shape[1],
                "rmse": float(np.sqrt(np.mean((np.asarray(pred.mean) - t) ** 2))),
-               "weights_mean": fit.mean}
+               "weights_mean": fit.params.mean}
     opts = dict(target=columns[j], target_index=j, basis=basis, degree=degree, n_basis=n_basis,
                 width=None if basis in ("polynomial", "none") else width, max_iter=max_iter,
                 tol=tol)
@@ -390,14 +388,14 @@ def _plot_blr(X, params, info) -> plt.Figure:
     if x.shape[1] == 1:
         lo, hi = x.min(), x.max()
         grid = np.linspace(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo), 200)
-        pred = bayes.predict(params.fit, design(grid[:, None]))
+        pred = bayes.predict(params.posterior, design(grid[:, None]))
         fig = plot_predictive_band(
             [{"x_grid": grid, "mean": np.asarray(pred.mean), "std": np.sqrt(np.asarray(pred.var)),
               "x": x[:, 0], "t": t, "title": f"{opts['basis']} basis, evidence-maximised"}],
             title=f"{opts['target']} against {names[0]}")
         fig.axes[0].set(xlabel=names[0], ylabel=opts["target"])
         return fig
-    pred = bayes.predict(params.fit, design(x))
+    pred = bayes.predict(params.posterior, design(x))
     mean, sd = np.asarray(pred.mean), np.sqrt(np.asarray(pred.var))
     fig, ax = plt.subplots(figsize=(5.5, 4))
     order = np.argsort(mean)
@@ -425,7 +423,7 @@ def _plot(fitted: FitOutput, X: np.ndarray) -> plt.Figure:
                               title + " (2-sd ellipses)")
     if model == "kmeans":
         c = np.asarray(p.centres, np.float64)
-        return _plot_clusters(X, kmeans.predict(p.centres, X), c, None, None, cols,
+        return _plot_clusters(X, kmeans.predict(p, X), c, None, None, cols,
                               f"k-means: {len(c)} clusters")
     if model == "ppca":
         return _plot_ppca(X, p, cols)
@@ -576,7 +574,7 @@ def predict(path: str | os.PathLike, X: Any) -> dict[str, jax.Array]:
         mod = gmm if model == "gmm" else vbgmm
         return {"labels": mod.predict(params, X), "proba": mod.predict_proba(params, X)}
     if model == "kmeans":
-        return {"labels": kmeans.predict(params.centres, X)}
+        return {"labels": kmeans.predict(params, X)}
     if model == "ppca":
         return {"latent_mean": ppca.posterior(params, X)[0],
                 "log_likelihood": ppca.score_samples(params, X)}
@@ -585,5 +583,5 @@ def predict(path: str | os.PathLike, X: Any) -> dict[str, jax.Array]:
     if X.ndim != 2 or X.shape[1] != n_in:
         raise ValueError(f"X must have shape (n, {n_in}) (the input columns), got {X.shape}")
     opts = info["options"]
-    pred = bayes.predict(params.fit, _blr_design(params, opts["basis"], opts["degree"], X))
+    pred = bayes.predict(params.posterior, _blr_design(params, opts["basis"], opts["degree"], X))
     return {"mean": pred.mean, "var": pred.var}

@@ -75,14 +75,14 @@ def _section_blr(key: jax.Array, report: Report, quick: bool) -> None:
                                            "posterior function samples"),
                   "blr_predictive", "Predictive mean ± 2 sd with 5 posterior function samples")
     fit = linear.bayes.fit_evidence(_gaussian_design(x), t)
-    pred = linear.bayes.predict(fit, Phi_grid)
+    pred = linear.bayes.predict(fit.params, Phi_grid)
     report.figure(viz.plot_predictive_band(
         [dict(x_grid=grid, mean=pred.mean, std=jnp.sqrt(pred.var), x=x, t=t,
               truth=jnp.sin(2 * jnp.pi * grid), title="evidence-optimal α, β")],
         title="Evidence maximisation"), "blr_evidence_fit",
         "Predictive band at the evidence-maximising α and β")
     report.metrics({
-        "evidence_alpha": float(fit.alpha), "evidence_beta": float(fit.beta),
+        "evidence_alpha": float(fit.params.alpha), "evidence_beta": float(fit.params.beta),
         "true_beta": 25.0, "gamma_effective_params": float(fit.gamma),
         "log_evidence": float(fit.log_evidence), "n_iter": int(fit.n_iter),
         "mean_model_sd_on_grid": float(jnp.mean(jnp.sqrt(pred.model_var))),
@@ -101,7 +101,8 @@ def _section_evidence_order(key: jax.Array, report: Report, quick: bool) -> None
     rms_test = []
     for m in orders:
         ls = linear.regression.fit_least_squares(linear.basis.polynomial(x, int(m)), t)
-        resid = t_test - linear.regression.predict(ls, linear.basis.polynomial(x_test, int(m)))
+        resid = t_test - linear.regression.predict(ls.params,
+                                                   linear.basis.polynomial(x_test, int(m)))
         rms_test.append(float(jnp.sqrt(jnp.mean(resid ** 2))))
     n_repeats = 20 if quick else 100
     runs = np.stack([np.asarray(linear.bayes.evidence_by_order(
@@ -164,8 +165,8 @@ def _section_gp(key: jax.Array, report: Report, quick: bool) -> None:
     params0 = linear.gp.make_params(1.0, 1.0, 0.5)
     steps = 150 if quick else 500
     hyper = linear.gp.fit_hyperparameters(erupt[:, None], wait, params0,
-                                          optimizer=optax.adam(0.05), num_steps=steps)
-    post = linear.gp.fit(erupt[:, None], wait, hyper.params)
+                                          optimizer=optax.adam(0.05), max_iter=steps)
+    post = linear.gp.fit(erupt[:, None], wait, hyper.params).params
     grid = np.linspace(erupt.min() - 0.5, erupt.max() + 0.5, 200)
     mean, var = linear.gp.predict(post, grid[:, None])
     samples = linear.gp.sample_posterior(key, post, grid[:, None], 3, include_noise=False)
@@ -196,8 +197,8 @@ def _section_logistic(key: jax.Array, report: Report, quick: bool) -> None:
     grid = np.linspace(wait.min() - 0.5, wait.max() + 0.5, 200)
     Phi_grid = np.stack([np.ones_like(grid), grid], -1)
     curves = {
-        "Laplace + probit": linear.logistic.predict_proba(laplace, Phi_grid),
-        "Laplace + MC": linear.logistic.predict_proba_mc(k_mc, laplace, Phi_grid,
+        "Laplace + probit": linear.logistic.predict_proba(laplace.params, Phi_grid),
+        "Laplace + MC": linear.logistic.predict_proba_mc(k_mc, laplace.params, Phi_grid,
                                                          n_samples=2000),
     }
     n_warm, n_samp = (200, 300) if quick else (1000, 2000)
@@ -214,7 +215,7 @@ def _section_logistic(key: jax.Array, report: Report, quick: bool) -> None:
                   "logistic_faithful", "Laplace (probit, MC) and NUTS predictive probabilities")
     gap = np.max(np.abs(np.asarray(curves["Laplace + probit"]) -
                         np.asarray(curves["NUTS (NumPyro)"])))
-    report.metrics({"map_weights": laplace.mean, "newton_iterations": int(laplace.n_iter),
+    report.metrics({"map_weights": laplace.params.mean, "newton_iterations": int(laplace.n_iter),
                     "nuts_posterior_mean": jnp.mean(nuts.w, 0),
                     "max_abs_gap_probit_vs_nuts": float(gap),
                     "nuts_samples": n_samp})
@@ -230,12 +231,12 @@ def _section_fully_bayes_linear(key: jax.Array, report: Report, quick: bool) -> 
                    "Cubic polynomial of eruption length predicting waiting time (standardised). "
                    "Empirical Bayes (evidence maximisation) against NUTS with Gamma hyperpriors "
                    "on α and β.")
-    report.metrics({"evidence_alpha": float(fit.alpha), "evidence_beta": float(fit.beta),
+    report.metrics({"evidence_alpha": float(fit.params.alpha), "evidence_beta": float(fit.params.beta),
                     "nuts_alpha_mean": float(jnp.mean(nuts.alpha)),
                     "nuts_beta_mean": float(jnp.mean(nuts.beta)),
-                    "evidence_weights": fit.mean, "nuts_weights_mean": jnp.mean(nuts.w, 0),
+                    "evidence_weights": fit.params.mean, "nuts_weights_mean": jnp.mean(nuts.w, 0),
                     "nuts_weights_sd": jnp.std(nuts.w, 0),
-                    "closed_form_weights_sd": jnp.sqrt(jnp.diag(fit.cov))})
+                    "closed_form_weights_sd": jnp.sqrt(jnp.diag(fit.params.cov))})
 
 
 def _faithful_raw_and_standardised() -> tuple[np.ndarray, np.ndarray]:
@@ -294,11 +295,11 @@ def _section_vbgmm(key: jax.Array, report: Report, quick: bool) -> None:
 def _section_kmeans(key: jax.Array, report: Report, quick: bool) -> None:
     _, Xs = _faithful_raw_and_standardised()
     res = mixture.kmeans.fit(key, Xs, 2, n_init=4, tol=0.0, max_iter=10)
-    labels = mixture.kmeans.predict(res.centres, Xs)
+    labels = mixture.kmeans.predict(res.params, Xs)
     history = np.asarray(res.history)
     report.section("k-means", "Old Faithful (standardised), K = 2, k-means++ initialisation, "
                    "best of 4 vmapped restarts; Lloyd iterations never increase the distortion.")
-    report.figure(viz.plot_kmeans(Xs, np.asarray(labels), np.asarray(res.centres),
+    report.figure(viz.plot_kmeans(Xs, np.asarray(labels), np.asarray(res.params.centres),
                                   history[np.isfinite(history)], xlabel="eruptions (std.)",
                                   ylabel="waiting (std.)"),
                   "kmeans_faithful", "k-means clusters and inertia per iteration")
@@ -311,12 +312,13 @@ def _section_pca(key: jax.Array, report: Report, quick: bool) -> None:
     X = images[labels == 3][: 300 if quick else 1000].astype(np.float64)
     n_comp = 10
     pca = mixture.pca.fit(X, 20)
-    closed = mixture.ppca.fit(X, n_comp)
+    closed = mixture.ppca.fit(X, n_comp).params
     em_fit = mixture.ppca.fit_em(key, X, n_comp, max_iter=100 if quick else 400, tol=0.0)
     history = np.asarray(em_fit.history)
     k_sample = jax.random.fold_in(key, 1)
     pictures = {
-        "mean, PCs": np.concatenate([np.asarray(pca.mean)[None], np.asarray(pca.components[:7])]),
+        "mean, PCs": np.concatenate([np.asarray(pca.params.mean)[None],
+                                     np.asarray(pca.params.components[:7])]),
         "PPCA samples": np.clip(np.asarray(mixture.ppca.sample(k_sample, closed, 8)), 0, 1),
         "data": X[:8],
     }

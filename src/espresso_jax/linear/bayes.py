@@ -38,8 +38,9 @@ from jax import lax
 from jax.scipy.linalg import cho_solve, solve_triangular
 from jax.typing import ArrayLike
 
+from espresso_jax import em
 from espresso_jax.linear.basis import polynomial
-from espresso_jax.linear.regression import LeastSquaresFit
+from espresso_jax.linear.regression import LeastSquaresParams
 from espresso_jax.prob.gaussian import gaussian_log_density
 from espresso_jax.validation import (
     as_float_array, as_positive_array, check_int, check_key, check_positive, check_same_length,
@@ -47,7 +48,7 @@ from espresso_jax.validation import (
 )
 
 __all__ = [
-    "Posterior", "Predictive", "EvidenceFit", "OrderEvidence",
+    "Posterior", "Predictive", "BayesParams", "EvidenceResult", "OrderEvidence",
     "posterior", "posterior_general", "predict", "sample_functions", "log_evidence",
     "fit_evidence", "evidence_by_order",
 ]
@@ -84,28 +85,45 @@ class Predictive(NamedTuple):
     model_var: jax.Array
 
 
-class EvidenceFit(NamedTuple):
-    """Result of :func:`fit_evidence` (evidence / type-II maximum likelihood).
+class BayesParams(NamedTuple):
+    """A fitted Bayesian linear regression (what :func:`predict` and :func:`sample_functions`
+    take): the weight posterior ``N(mean, cov)`` and the precisions it was computed at.
 
     Attributes:
-        mean: ``(n_basis,)`` posterior mean ``m_N`` at the final ``alpha, beta``.
+        mean: ``(n_basis,)`` posterior mean ``m_N``.
         cov: ``(n_basis, n_basis)`` posterior covariance ``S_N``.
         alpha: ``()`` prior precision of the weights.
         beta: ``()`` noise precision.
-        gamma: ``()`` effective number of parameters ``sum_i beta l_i / (alpha + beta l_i)``.
-        log_evidence: ``()`` ``ln p(t | alpha, beta)`` (PRML eq. 3.86, without hyperpriors).
-        n_iter: ``()`` int32 number of hyper-parameter updates performed.
-        converged: ``()`` bool, relative changes of ``alpha`` and ``beta`` fell below ``tol``.
     """
 
     mean: jax.Array
     cov: jax.Array
     alpha: jax.Array
     beta: jax.Array
-    gamma: jax.Array
-    log_evidence: jax.Array
+
+
+class EvidenceResult(NamedTuple):
+    """Result of :func:`fit_evidence` (evidence / type-II maximum likelihood); the fields of
+    :class:`espresso_jax.linear.logistic.EvidenceResult` (whose ``alpha`` is here
+    ``params.alpha``)
+
+    Attributes:
+        params: :class:`BayesParams` at the final ``alpha, beta``.
+        history: ``(max_iter,)`` log evidence ``ln p(t | alpha, beta)`` of the
+            hyper-parameters entering each update, NaN after ``n_iter``.
+        n_iter: ``()`` int32 number of hyper-parameter updates performed.
+        converged: ``()`` bool, relative changes of ``alpha`` and ``beta`` fell below ``tol``.
+        gamma: ``()`` effective number of parameters ``sum_i beta l_i / (alpha + beta l_i)``.
+        log_evidence: ``()`` ``ln p(t | alpha, beta)`` at the final values (PRML eq. 3.86,
+            without hyperpriors).
+    """
+
+    params: BayesParams
+    history: jax.Array
     n_iter: jax.Array
     converged: jax.Array
+    gamma: jax.Array
+    log_evidence: jax.Array
 
 
 class OrderEvidence(NamedTuple):
@@ -137,11 +155,11 @@ def _data(Phi: Any, t: Any) -> tuple[jax.Array, jax.Array]:
 
 
 def _mean_cov(post: Any, name: str = "post") -> tuple[jax.Array, jax.Array]:
-    if isinstance(post, (Posterior, EvidenceFit)):
+    if isinstance(post, (Posterior, BayesParams)):
         return post.mean, post.cov
-    if isinstance(post, LeastSquaresFit):
+    if isinstance(post, LeastSquaresParams):
         return post.w, jnp.zeros((post.w.shape[0],) * 2, dtype=post.w.dtype)
-    raise TypeError(f"{name} must be a Posterior, EvidenceFit or LeastSquaresFit, got "
+    raise TypeError(f"{name} must be a Posterior, BayesParams or LeastSquaresParams, got "
                     f"{type(post).__name__}")
 
 
@@ -262,14 +280,14 @@ def _predict_impl(mean, cov, Phi, beta):
     return Predictive(mean=mu, var=noise + model, noise_var=noise, model_var=model)
 
 
-def predict(post_or_fit: Posterior | EvidenceFit | LeastSquaresFit, Phi_new: ArrayLike,
+def predict(params: BayesParams | Posterior | LeastSquaresParams, Phi_new: ArrayLike,
             beta: float | None = None) -> Predictive:
     """Predictive distribution ``N(t | m_N^T phi, 1/beta + phi^T S_N phi)`` (PRML 3.58-3.59).
 
     Args:
-        post_or_fit: a :class:`Posterior` (needs ``beta``), an :class:`EvidenceFit` (uses its
-            ``beta`` unless one is given) or a least-squares fit (no model variance; uses its
-            ML ``beta`` unless one is given).
+        params: :class:`BayesParams` (``fit_evidence(...).params``; uses its ``beta`` unless
+            one is given), a :class:`Posterior` (needs ``beta``) or least-squares params
+            (no model variance; uses their ML ``beta`` unless one is given).
         Phi_new: ``(n_new, n_basis)`` design matrix of the new inputs.
         beta: noise precision ``> 0``.
 
@@ -279,12 +297,12 @@ def predict(post_or_fit: Posterior | EvidenceFit | LeastSquaresFit, Phi_new: Arr
     References:
         Bishop, PRML (2006), §3.3.2.
     """
-    mean, cov = _mean_cov(post_or_fit, "post_or_fit")
+    mean, cov = _mean_cov(params, "params")
     if beta is None:
-        if isinstance(post_or_fit, Posterior):
+        if isinstance(params, Posterior):
             raise ValueError("beta is required to predict from a Posterior (it has no noise "
                              "precision); pass beta=...")
-        beta = post_or_fit.beta
+        beta = params.beta
     beta = as_positive_array(beta, "beta", ndim=0)
     Phi_new = _new_design(Phi_new, mean.shape[0])
     dtype = Phi_new.dtype
@@ -300,13 +318,13 @@ def _sample_impl(key, mean, cov, Phi, n_samples):
     return _mm(w, Phi.T)
 
 
-def sample_functions(key: jax.Array, post: Posterior | EvidenceFit, Phi_new: ArrayLike,
+def sample_functions(key: jax.Array, post: Posterior | BayesParams, Phi_new: ArrayLike,
                      n_samples: int) -> jax.Array:
     """Draw functions ``y(x) = w^T phi(x)``, ``w ~ N(m_N, S_N)`` (PRML Fig. 3.9).
 
     Args:
         key: PRNG key.
-        post: :class:`Posterior` or :class:`EvidenceFit`.
+        post: :class:`Posterior` or :class:`BayesParams`.
         Phi_new: ``(n_new, n_basis)`` design matrix where the functions are evaluated.
         n_samples: number of functions.
 
@@ -422,50 +440,42 @@ def log_evidence(Phi: ArrayLike, t: ArrayLike, alpha: ArrayLike, beta: ArrayLike
     return _log_evidence_impl(Phi, t, alpha, beta)
 
 
-@jax.jit
-def _fit_evidence_impl(Phi, t, alpha0, beta0, tol, max_iter, a_alpha, b_alpha, a_beta,
-                       b_beta):
+@partial(jax.jit, static_argnames=("max_iter",))
+def _fit_evidence_impl(Phi, t, alpha0, beta0, tol, a_alpha, b_alpha, a_beta, b_beta, *,
+                       max_iter: int):
     e = _eigen(Phi, t)
     tiny = float(jnp.finfo(Phi.dtype).tiny)
 
-    def update(alpha, beta):
+    def step(state):
         # MacKay's fixed point (PRML 3.92, 3.95) with Gamma(a, b) hyperpriors entering as in
         # scikit-learn's BayesianRidge: alpha = (gamma + 2 a) / (m^T m + 2 b), etc.
+        alpha, beta = state
         tm = _terms(e, alpha, beta)
         alpha_new = (tm.gamma + 2.0 * a_alpha) / jnp.maximum(tm.mm + 2.0 * b_alpha, tiny)
         beta_new = (e.n - tm.gamma + 2.0 * a_beta) / jnp.maximum(tm.sse + 2.0 * b_beta, tiny)
-        return alpha_new, beta_new
-
-    def cond(state):
-        _, _, i, done = state
-        return (i < max_iter) & ~done
-
-    def body(state):
-        alpha, beta, i, _ = state
-        alpha_new, beta_new = update(alpha, beta)
         done = ((jnp.abs(alpha_new - alpha) <= tol * alpha_new)
                 & (jnp.abs(beta_new - beta) <= tol * beta_new))
-        return alpha_new, beta_new, i + 1, done
+        return (alpha_new, beta_new), tm.log_ev, done
 
-    init = (alpha0, beta0, jnp.zeros((), jnp.int32), jnp.zeros((), bool))
-    alpha, beta, n_iter, converged = lax.while_loop(cond, body, init)
+    run = em.iterate(step, (alpha0, beta0), max_iter=max_iter, dtype=Phi.dtype)
+    alpha, beta = run.params
     tm = _terms(e, alpha, beta)
     mean = _mm(e.vecs, tm.z)
     cov = _mm(e.vecs / (alpha + beta * e.lam)[None, :], e.vecs.T)
-    return EvidenceFit(mean=mean, cov=0.5 * (cov + cov.T), alpha=alpha, beta=beta,
-                       gamma=tm.gamma, log_evidence=tm.log_ev, n_iter=n_iter,
-                       converged=converged)
+    params = BayesParams(mean=mean, cov=0.5 * (cov + cov.T), alpha=alpha, beta=beta)
+    return EvidenceResult(params=params, history=run.history, n_iter=run.n_iter,
+                          converged=run.converged, gamma=tm.gamma, log_evidence=tm.log_ev)
 
 
 def fit_evidence(Phi: ArrayLike, t: ArrayLike, *, alpha0: float = 1.0,
                  beta0: float | None = None, max_iter: int = 300, tol: float = 1e-6,
                  alpha_shape: float = 1e-6, alpha_rate: float = 1e-6,
-                 beta_shape: float = 1e-6, beta_rate: float = 1e-6) -> EvidenceFit:
+                 beta_shape: float = 1e-6, beta_rate: float = 1e-6) -> EvidenceResult:
     """Maximise the evidence over ``alpha`` and ``beta`` by MacKay's re-estimation.
 
     Iterates ``gamma = sum_i lambda_i / (alpha + lambda_i)`` (``lambda_i`` the eigenvalues of
     ``beta Phi^T Phi``), ``alpha = gamma / m_N^T m_N``, ``1/beta = ||t - Phi m_N||^2 /
-    (N - gamma)`` (PRML eqs. 3.87-3.95) in one jitted ``lax.while_loop``. ``Phi^T Phi`` and
+    (N - gamma)`` (PRML eqs. 3.87-3.95) in one jitted loop (:func:`espresso_jax.em.iterate`). ``Phi^T Phi`` and
     ``Phi^T t`` are formed once and ``Phi^T Phi`` is eigendecomposed once; an iteration costs
     O(n_basis). Optional ``Gamma(shape, rate)`` hyperpriors on ``alpha`` and ``beta`` enter the
     updates as in scikit-learn's ``BayesianRidge`` (``alpha_shape, alpha_rate`` are its
@@ -477,13 +487,13 @@ def fit_evidence(Phi: ArrayLike, t: ArrayLike, *, alpha0: float = 1.0,
         t: ``(n_samples,)`` targets.
         alpha0: initial prior precision ``> 0`` (1, as scikit-learn).
         beta0: initial noise precision ``> 0``; default ``1 / var(t)`` (as scikit-learn).
-        max_iter: maximum number of updates.
+        max_iter: maximum number of updates (static: the length of ``history``).
         tol: stop when the relative changes of both ``alpha`` and ``beta`` are ``<= tol``.
         alpha_shape, alpha_rate, beta_shape, beta_rate: hyperprior parameters ``>= 0``.
 
     Returns:
-        :class:`EvidenceFit`; ``mean``, ``cov``, ``gamma`` and ``log_evidence`` are evaluated
-        at the returned ``alpha, beta``.
+        :class:`EvidenceResult`; ``params``, ``gamma`` and ``log_evidence`` are evaluated at
+        the returned ``alpha, beta``.
 
     References:
         Bishop, PRML (2006), §3.5.2; MacKay (1992); Tipping (2001).
@@ -503,8 +513,8 @@ def fit_evidence(Phi: ArrayLike, t: ArrayLike, *, alpha0: float = 1.0,
         (beta_shape, "beta_shape"), (beta_rate, "beta_rate"))]
     dtype = Phi.dtype
     scalars = [jnp.asarray(v, dtype) for v in (tol, *hyper)]
-    return _fit_evidence_impl(Phi, t, alpha0.astype(dtype), beta0.astype(dtype), scalars[0],
-                              jnp.asarray(max_iter, jnp.int32), *scalars[1:])
+    return _fit_evidence_impl(Phi, t, alpha0.astype(dtype), beta0.astype(dtype), *scalars,
+                              max_iter=max_iter)
 
 
 # --------------------------------------------------------------------------- model order

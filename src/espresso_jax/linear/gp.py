@@ -48,6 +48,7 @@ from jax import lax
 from jax.scipy.linalg import solve_triangular
 from jax.typing import ArrayLike
 
+from espresso_jax import em
 from espresso_jax.interop import standard_promotion
 from espresso_jax.prob.gaussian import gaussian_log_density
 from espresso_jax.prob.linalg import cholesky_with_jitter
@@ -63,7 +64,8 @@ from espresso_jax.validation import (
 __all__ = [
     "GPParams",
     "GPPosterior",
-    "GPHyperFit",
+    "GPResult",
+    "GPHyperResult",
     "make_params",
     "rbf_kernel",
     "fit",
@@ -125,18 +127,39 @@ class GPPosterior(NamedTuple):
     jitter: jax.Array
 
 
-class GPHyperFit(NamedTuple):
+class GPResult(NamedTuple):
+    """Result of :func:`fit` (conditioning is closed form: ``history``, ``n_iter`` and
+    ``converged`` hold :func:`espresso_jax.em.closed_form`'s values).
+
+    Attributes:
+        params: the :class:`GPPosterior` that :func:`predict` and :func:`sample_posterior`
+            take.
+        history: ``(0,)``; n_iter: ``()`` 0; converged: ``()`` True.
+    """
+
+    params: GPPosterior
+    history: jax.Array
+    n_iter: jax.Array
+    converged: jax.Array
+
+
+class GPHyperResult(NamedTuple):
     """Result of :func:`fit_hyperparameters`.
 
     Attributes:
         params: fitted :class:`GPParams` (the iterate after the last step).
-        loss_history: ``(num_steps + 1,)`` negative log marginal likelihood after 0, 1, …,
-            ``num_steps`` updates.
+        history: ``(max_iter + 1,)`` negative log marginal likelihood after 0, 1, …,
+            ``n_iter`` updates, NaN after.
+        n_iter: ``()`` int32 optimiser steps run.
+        converged: ``()`` bool, the loss changed by less than ``tol`` in the last step (never
+            with ``tol=0``).
         n_skipped: ``()`` int, steps skipped because the loss or its gradient was not finite.
     """
 
     params: GPParams
-    loss_history: jax.Array
+    history: jax.Array
+    n_iter: jax.Array
+    converged: jax.Array
     n_skipped: jax.Array
 
 
@@ -196,7 +219,8 @@ def _check_xy(X: ArrayLike, y: ArrayLike) -> tuple[jax.Array, jax.Array]:
 
 def _check_posterior(post: GPPosterior, X_new: ArrayLike) -> jax.Array:
     if not isinstance(post, GPPosterior):
-        raise TypeError(f"post must be a GPPosterior from gp.fit, got {type(post).__name__}")
+        raise TypeError(f"post must be a GPPosterior (gp.fit(...).params), got "
+                        f"{type(post).__name__}")
     X_new = as_float_array(X_new, "X_new", ndim=2, shape_hint="(n_new, n_features)",
                            n_columns=post.X.shape[1])
     return X_new.astype(post.X.dtype)
@@ -289,7 +313,8 @@ def _lml_impl(params, X, y, center):
 @functools.partial(jax.jit, static_argnames=("center",))
 def _fit_impl(params, X, y, center):
     L, alpha, y_mean, jitter = _condition(params, X, y, center)
-    return GPPosterior(X=X, chol=L, alpha=alpha, params=params, y_mean=y_mean, jitter=jitter)
+    post = GPPosterior(X=X, chol=L, alpha=alpha, params=params, y_mean=y_mean, jitter=jitter)
+    return GPResult(params=post, **em.closed_form(X.dtype))
 
 
 def _predict(post: GPPosterior, X_new: jax.Array, full_cov: bool, include_noise: bool):
@@ -322,15 +347,15 @@ def _sample_impl(key, post, X_new, n_samples, include_noise):
     return mean[None, :] + jnp.matmul(z, root.T, precision=lax.Precision.HIGHEST)
 
 
-@functools.partial(jax.jit, static_argnames=("optimizer", "num_steps", "center"))
-def _fit_hyper_impl(params0, X, y, optimizer, num_steps, center):
+@functools.partial(jax.jit, static_argnames=("optimizer", "max_iter", "center"))
+def _fit_hyper_impl(params0, X, y, tol, optimizer, max_iter, center):
     def loss_fn(params):
         return -_lml(params, X, y, center)
 
     value_and_grad = jax.value_and_grad(loss_fn)
 
-    def step(carry, _):
-        params, opt_state, n_skipped = carry
+    def step(carry):
+        params, opt_state, n_skipped, previous = carry
         loss, grads = value_and_grad(params)
         ok = jnp.isfinite(loss) & jnp.all(
             jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
@@ -342,14 +367,18 @@ def _fit_hyper_impl(params0, X, y, optimizer, num_steps, center):
         keep = functools.partial(jnp.where, ok)
         params = jax.tree.map(keep, new_params, params)
         opt_state = jax.tree.map(keep, new_state, opt_state)
-        return (params, opt_state, n_skipped + (~ok).astype(jnp.int32)), loss
+        carry = (params, opt_state, n_skipped + (~ok).astype(jnp.int32), loss)
+        return carry, loss, jnp.abs(loss - previous) < tol
 
     with standard_promotion():
         opt_state0 = optimizer.init(params0)
-    init = (params0, opt_state0, jnp.zeros((), jnp.int32))
-    (params, _, n_skipped), losses = lax.scan(step, init, None, length=num_steps)
-    history = jnp.concatenate([losses, loss_fn(params)[None]])
-    return GPHyperFit(params=params, loss_history=history, n_skipped=n_skipped)
+    init = (params0, opt_state0, jnp.zeros((), jnp.int32), jnp.asarray(jnp.inf, X.dtype))
+    run = em.iterate(step, init, max_iter=max_iter, dtype=X.dtype)
+    params, _, n_skipped, _ = run.params
+    history = jnp.concatenate([run.history, jnp.full((1,), jnp.nan, X.dtype)])
+    history = history.at[run.n_iter].set(loss_fn(params))
+    return GPHyperResult(params=params, history=history, n_iter=run.n_iter,
+                         converged=run.converged, n_skipped=n_skipped)
 
 
 # ----------------------------------------------------------------------------- public API
@@ -403,7 +432,7 @@ def log_marginal_likelihood(params: GPParams, X: ArrayLike, y: ArrayLike, *,
     return out
 
 
-def fit(X: ArrayLike, y: ArrayLike, params: GPParams, *, center: bool = False) -> GPPosterior:
+def fit(X: ArrayLike, y: ArrayLike, params: GPParams, *, center: bool = False) -> GPResult:
     """Condition the GP on data: Cholesky of ``K + σ_n² I`` and α (R&W Algorithm 2.1).
 
     Args:
@@ -413,7 +442,8 @@ def fit(X: ArrayLike, y: ArrayLike, params: GPParams, *, center: bool = False) -
         center: model a constant mean by centring ``y`` on its empirical mean (module doc).
 
     Returns:
-        :class:`GPPosterior`. Its ``jitter`` field reports any diagonal jitter that was needed.
+        :class:`GPResult` whose ``params`` is the :class:`GPPosterior` (its ``jitter`` field
+        reports any diagonal jitter that was needed).
 
     Raises:
         ValueError: bad shapes, non-finite input, ARD length-scales not matching the feature
@@ -422,11 +452,12 @@ def fit(X: ArrayLike, y: ArrayLike, params: GPParams, *, center: bool = False) -
     """
     X, y = _check_xy(X, y)
     params = _check_params(params, X.shape[1], X.dtype)
-    post = _fit_impl(params, X, y, center=bool(center))
-    if not is_traced(post.jitter) and bool(jnp.isnan(post.jitter)):
+    res = _fit_impl(params, X, y, center=bool(center))
+    jitter = res.params.jitter
+    if not is_traced(jitter) and bool(jnp.isnan(jitter)):
         raise ValueError("K + noise_var*I is not positive definite even with a jitter of "
                          f"{_MAX_REL_JITTER} x its mean diagonal; increase the noise variance")
-    return post
+    return res
 
 
 def predict(post: GPPosterior, X_new: ArrayLike, *, full_cov: bool = False,
@@ -434,7 +465,7 @@ def predict(post: GPPosterior, X_new: ArrayLike, *, full_cov: bool = False,
     """Predictive mean and variance (or covariance) at new inputs (R&W eqs. 2.25–2.26).
 
     Args:
-        post: :class:`GPPosterior` from :func:`fit`.
+        post: :class:`GPPosterior` (``fit(...).params``).
         X_new: ``(n_new, n_features)``.
         full_cov: return the ``(n_new, n_new)`` covariance instead of the ``(n_new,)`` variances.
         include_noise: add σ_n² (predictive distribution of a new target y*); False gives the
@@ -453,7 +484,7 @@ def sample_posterior(key: jax.Array, post: GPPosterior, X_new: ArrayLike, n_samp
 
     Args:
         key: PRNG key.
-        post: :class:`GPPosterior` from :func:`fit`.
+        post: :class:`GPPosterior` (``fit(...).params``).
         X_new: ``(n_new, n_features)``.
         n_samples: number of joint draws.
         include_noise: draw noisy targets y* instead of latent function values f*.
@@ -469,40 +500,45 @@ def sample_posterior(key: jax.Array, post: GPPosterior, X_new: ArrayLike, n_samp
 
 
 def fit_hyperparameters(X: ArrayLike, y: ArrayLike, params0: GPParams, *,
-                        optimizer: optax.GradientTransformation, num_steps: int,
-                        center: bool = False) -> GPHyperFit:
+                        optimizer: optax.GradientTransformation, max_iter: int,
+                        tol: float = 0.0, center: bool = False) -> GPHyperResult:
     """Maximise the log marginal likelihood over log hyper-parameters (type-II ML, R&W §5.4.1).
 
-    Runs ``num_steps`` gradient steps of ``optimizer`` on the loss ``−log p(y | X, θ)`` in one
-    jitted ``lax.scan``. A step whose loss or gradient is not finite is skipped (parameters and
-    optimiser state kept) and counted in ``n_skipped``. The compiled loop is cached per
-    ``optimizer`` object, ``num_steps`` and ``center``: reuse the same optimizer object to avoid
-    recompiling.
+    Runs up to ``max_iter`` gradient steps of ``optimizer`` on the loss ``−log p(y | X, θ)`` in
+    one jitted loop (:func:`espresso_jax.em.iterate`, the engine of the other fixed-point fits:
+    a full-batch optimiser step is one more fixed-point iteration, so it needs no minibatch
+    machinery from :mod:`espresso_jax.train`). A step whose loss or gradient is not finite is
+    skipped (parameters and optimiser state kept) and counted in ``n_skipped``. The compiled
+    loop is cached per ``optimizer`` object, ``max_iter`` and ``center``: reuse the same
+    optimizer object to avoid recompiling.
 
     Args:
         X: ``(n_samples, n_features)`` inputs.
         y: ``(n_samples,)`` targets.
         params0: initial :class:`GPParams` (an ARD ``log_length_scale`` fits one per feature).
         optimizer: an optax gradient transformation, e.g. ``optax.adam(0.05)``.
-        num_steps: number of optimiser steps (>= 1).
+        max_iter: maximum number of optimiser steps (>= 1).
+        tol: stop when the loss changes by less than ``tol`` between steps (``0``: run
+            ``max_iter`` steps).
         center: constant mean by centring (module doc).
 
     Returns:
-        :class:`GPHyperFit` ``(params, loss_history, n_skipped)``.
+        :class:`GPHyperResult` ``(params, history, n_iter, converged, n_skipped)``.
 
     Example:
         Restarts from several starting points are a ``vmap`` over stacked parameters::
 
             starts = jax.tree.map(lambda *a: jnp.stack(a), p0, p1, p2)
             fits = jax.vmap(lambda p: fit_hyperparameters(X, y, p, optimizer=opt,
-                                                          num_steps=200))(starts)
-            best = jnp.argmin(fits.loss_history[:, -1])
+                                                          max_iter=200))(starts)
+            best = jnp.argmin(fits.history[:, -1])
     """
     X, y = _check_xy(X, y)
     params0 = _check_params(params0, X.shape[1], X.dtype)
     if not isinstance(optimizer, optax.GradientTransformation):
         raise TypeError(f"optimizer must be an optax.GradientTransformation, got "
                         f"{type(optimizer).__name__}")
-    num_steps = check_int(num_steps, "num_steps", min_value=1)
-    return _fit_hyper_impl(params0, X, y, optimizer=optimizer, num_steps=num_steps,
-                           center=bool(center))
+    max_iter = check_int(max_iter, "max_iter", min_value=1)
+    tol = check_positive(tol, "tol", allow_zero=True)
+    return _fit_hyper_impl(params0, X, y, jnp.asarray(tol, X.dtype), optimizer=optimizer,
+                           max_iter=max_iter, center=bool(center))

@@ -6,7 +6,8 @@ reweighted least squares, PRML §4.3.3) in one jitted ``lax.while_loop``; the La
 approximation is ``q(w) = N(w_MAP, S_N)`` with ``S_N⁻¹ = ΦᵀRΦ + S₀⁻¹`` (PRML 4.143).
 Predictions use the probit approximation of the predictive distribution (PRML 4.153–4.155) or
 Monte Carlo over ``q(w)``. :func:`fit_evidence` re-estimates ``α`` from the Laplace evidence
-(PRML §4.4.1, 4.137; MacKay 1992).
+(PRML §4.4.1, 4.137; MacKay 1992). Both loops run on :func:`espresso_jax.em.iterate` and record
+a ``history``; the prediction functions take ``result.params`` (a :class:`LaplaceParams`).
 
 References:
     C. M. Bishop, *Pattern Recognition and Machine Learning* (PRML), §4.3.2–4.3.3, §4.4, §4.5.
@@ -17,6 +18,7 @@ References:
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -25,13 +27,15 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
+from espresso_jax import em
 from espresso_jax import validation as V
 from espresso_jax.prob.linalg import cholesky_with_jitter
 
 __all__ = [
     "GaussianPrior",
-    "LaplaceFit",
-    "LaplaceEvidenceFit",
+    "LaplaceParams",
+    "LaplaceResult",
+    "EvidenceResult",
     "check_design",
     "check_labels",
     "gaussian_prior",
@@ -58,46 +62,64 @@ class GaussianPrior(NamedTuple):
     precision: jax.Array
 
 
-class LaplaceFit(NamedTuple):
-    """Laplace approximation ``q(w) = N(mean, cov)`` of the logistic-regression posterior.
+class LaplaceParams(NamedTuple):
+    """Laplace approximation ``q(w) = N(mean, cov)`` of the logistic-regression posterior
+    (what the prediction functions take).
 
     Attributes:
         mean: ``(n_features,)`` posterior mode ``w_MAP``.
         cov: ``(n_features, n_features)`` ``S_N = (ΦᵀRΦ + S₀⁻¹)⁻¹`` at ``w_MAP``.
-        prior: the :class:`GaussianPrior` used.
-        log_evidence: ``()`` Laplace approximation of ``ln p(t | Φ)`` (PRML 4.137).
-        n_iter: ``()`` Newton iterations run.
-        converged: ``()`` whether the relative Newton step fell below ``tol``.
     """
 
     mean: jax.Array
     cov: jax.Array
-    prior: GaussianPrior
-    log_evidence: jax.Array
-    n_iter: jax.Array
-    converged: jax.Array
 
 
-class LaplaceEvidenceFit(NamedTuple):
-    """Laplace fit with the prior precision ``α`` re-estimated by evidence maximisation.
+class LaplaceResult(NamedTuple):
+    """Result of :func:`fit_laplace`.
 
     Attributes:
-        mean, cov: the Laplace posterior at the final ``α`` (as in :class:`LaplaceFit`).
-        alpha: ``()`` re-estimated prior precision.
-        gamma: ``()`` effective number of well-determined parameters ``Σ λᵢ/(α + λᵢ)``.
-        log_evidence: ``()`` Laplace log evidence at the final ``α``.
+        params: :class:`LaplaceParams`.
+        history: ``(max_iter,)`` log joint ``ln p(t | w) + ln N(w | m₀, S₀)`` (up to the
+            prior's normalising constant) at the iterate entering each Newton step, NaN after
+            ``n_iter``.
+        n_iter: ``()`` Newton iterations run.
+        converged: ``()`` whether the relative Newton step fell below ``tol``.
+        prior: the :class:`GaussianPrior` used.
+        log_evidence: ``()`` Laplace approximation of ``ln p(t | Φ)`` (PRML 4.137).
+    """
+
+    params: LaplaceParams
+    history: jax.Array
+    n_iter: jax.Array
+    converged: jax.Array
+    prior: GaussianPrior
+    log_evidence: jax.Array
+
+
+class EvidenceResult(NamedTuple):
+    """Laplace fit with the prior precision ``α`` re-estimated by evidence maximisation (the
+    fields of :class:`espresso_jax.linear.bayes.EvidenceResult`, plus ``alpha``).
+
+    Attributes:
+        params: :class:`LaplaceParams`, the Laplace posterior at the final ``α``.
+        history: ``(max_iter,)`` Laplace log evidence at the ``α`` entering each
+            re-estimation, NaN after ``n_iter``.
         n_iter: ``()`` re-estimation iterations run.
         converged: ``()`` whether ``|Δ ln α|`` fell below ``tol`` (and the last Newton fit
             converged).
+        gamma: ``()`` effective number of well-determined parameters ``Σ λᵢ/(α + λᵢ)``.
+        log_evidence: ``()`` Laplace log evidence at the final ``α``.
+        alpha: ``()`` re-estimated prior precision.
     """
 
-    mean: jax.Array
-    cov: jax.Array
-    alpha: jax.Array
-    gamma: jax.Array
-    log_evidence: jax.Array
+    params: LaplaceParams
+    history: jax.Array
     n_iter: jax.Array
     converged: jax.Array
+    gamma: jax.Array
+    log_evidence: jax.Array
+    alpha: jax.Array
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,16 +209,16 @@ def gaussian_prior(
     return GaussianPrior(mean, 0.5 * (prec + prec.T))
 
 
-def _check_fit(fit: Any) -> tuple[jax.Array, jax.Array]:
-    mean = getattr(fit, "mean", None)
-    cov = getattr(fit, "cov", None)
-    if mean is None or cov is None:
-        raise TypeError(f"fit must be a LaplaceFit (with .mean and .cov), got "
-                        f"{type(fit).__name__}")
-    mean = V.as_float_array(mean, "fit.mean", ndim=1, shape_hint="(n_features,)")
-    cov = V.as_float_array(cov, "fit.cov", ndim=2, shape_hint="(n_features, n_features)")
+def _check_params(params: Any) -> tuple[jax.Array, jax.Array]:
+    if not isinstance(params, LaplaceParams):
+        raise TypeError(f"params must be a LaplaceParams (fit_laplace(...).params), got "
+                        f"{type(params).__name__}")
+    mean = V.as_float_array(params.mean, "params.mean", ndim=1, shape_hint="(n_features,)")
+    cov = V.as_float_array(params.cov, "params.cov", ndim=2,
+                           shape_hint="(n_features, n_features)")
     if cov.shape != (mean.shape[0], mean.shape[0]):
-        raise ValueError(f"fit.cov must be ({mean.shape[0]}, {mean.shape[0]}), got {cov.shape}")
+        raise ValueError(f"params.cov must be ({mean.shape[0]}, {mean.shape[0]}), got "
+                         f"{cov.shape}")
     return mean, cov
 
 
@@ -241,8 +263,11 @@ def _grad_hessian(w, Phi, t, prior):
     return g, 0.5 * (H + H.T)
 
 
-def _newton(Phi, t, prior, w0, tol, max_iter):
-    """Damped Newton (IRLS) for ``w_MAP``: one ``lax.while_loop``, backtracking on the step."""
+def _newton(Phi, t, prior, w0, tol, max_iter: int) -> em.EMResult:
+    """Damped Newton (IRLS) for ``w_MAP`` on :func:`espresso_jax.em.iterate`, backtracking on
+    the step. Returns the engine's result with ``params = (w, f, ok)``, ``f`` the negative log
+    joint at ``w`` and ``ok`` False when no finite point was found along a step (then
+    ``converged`` is False)."""
     dtype = Phi.dtype
     eps = jnp.finfo(dtype).eps
     tol = jnp.asarray(tol, dtype)
@@ -250,12 +275,8 @@ def _newton(Phi, t, prior, w0, tol, max_iter):
     def objective(w):
         return _neg_log_joint(w, Phi, t, prior)
 
-    def cond(state):
-        _, _, it, done, ok = state
-        return (it < max_iter) & ~done & ok
-
-    def body(state):
-        w, f, it, _, _ = state
+    def step(state):
+        w, f, ok_in = state
         g, H = _grad_hessian(w, Phi, t, prior)
         L = _cholesky(H)
         d = -jax.scipy.linalg.cho_solve((L, True), g)
@@ -274,18 +295,17 @@ def _newton(Phi, t, prior, w0, tol, max_iter):
 
         one = jnp.asarray(1.0, dtype)
         s, f_new, _ = lax.while_loop(ls_cond, ls_body, (one, objective(w + d), 0))
-        step = s * d
-        w_new = w + step
-        ok = jnp.isfinite(f_new)                # no finite point along d: stop, not converged
+        delta = s * d
+        w_new = w + delta
+        ok = ok_in & jnp.isfinite(f_new)        # no finite point along d: stop, not converged
         w_new = jnp.where(ok, w_new, w)
         f_new = jnp.where(ok, f_new, f)
-        done = jnp.max(jnp.abs(step)) <= tol * (1 + jnp.max(jnp.abs(w_new)))
-        return w_new, f_new, it + 1, done & ok, ok
+        done = jnp.max(jnp.abs(delta)) <= tol * (1 + jnp.max(jnp.abs(w_new)))
+        return (w_new, f_new, ok), -f, (done & ok) | ~ok
 
     f0 = objective(w0)
-    init = (w0, f0, jnp.asarray(0, jnp.int32), jnp.asarray(False), jnp.isfinite(f0))
-    w, f, n_iter, done, _ = lax.while_loop(cond, body, init)
-    return w, f, n_iter, done
+    run = em.iterate(step, (w0, f0, jnp.isfinite(f0)), max_iter=max_iter, dtype=dtype)
+    return run._replace(converged=run.converged & run.params[2])
 
 
 def _laplace_at(w, f, Phi, t, prior):
@@ -302,11 +322,13 @@ def _laplace_at(w, f, Phi, t, prior):
     return cov, log_ev
 
 
-@jax.jit
-def _fit_impl(Phi, t, prior, tol, max_iter):
-    w, f, n_iter, done = _newton(Phi, t, prior, prior.mean, tol, max_iter)
+@partial(jax.jit, static_argnames=("max_iter",))
+def _fit_impl(Phi, t, prior, tol, *, max_iter: int):
+    run = _newton(Phi, t, prior, prior.mean, tol, max_iter)
+    w, f, _ = run.params
     cov, log_ev = _laplace_at(w, f, Phi, t, prior)
-    return LaplaceFit(w, cov, prior, log_ev, n_iter, done)
+    return LaplaceResult(params=LaplaceParams(w, cov), history=run.history, n_iter=run.n_iter,
+                         converged=run.converged, prior=prior, log_evidence=log_ev)
 
 
 def _alpha_update(w, cov, alpha, Phi):
@@ -337,8 +359,8 @@ def _alpha_update(w, cov, alpha, Phi):
     return jnp.clip(alpha_new, tiny, 1 / tiny), gamma
 
 
-@jax.jit
-def _evidence_impl(Phi, t, alpha0, tol, max_iter, newton_tol, newton_max_iter):
+@partial(jax.jit, static_argnames=("max_iter", "newton_max_iter"))
+def _evidence_impl(Phi, t, alpha0, tol, newton_tol, *, max_iter: int, newton_max_iter: int):
     dtype = Phi.dtype
     D = Phi.shape[1]
     eye = jnp.eye(D, dtype=dtype)
@@ -348,28 +370,26 @@ def _evidence_impl(Phi, t, alpha0, tol, max_iter, newton_tol, newton_max_iter):
     def laplace(alpha, w0):
         """Warm-started Newton fit at α and its Laplace covariance / evidence."""
         prior = GaussianPrior(zero, alpha * eye)
-        w, f, _, ok = _newton(Phi, t, prior, w0, newton_tol, newton_max_iter)
+        run = _newton(Phi, t, prior, w0, newton_tol, newton_max_iter)
+        w, f, _ = run.params
         cov, log_ev = _laplace_at(w, f, Phi, t, prior)
-        return w, cov, log_ev, ok
+        return w, cov, log_ev, run.converged
 
-    def cond(state):
-        _, _, it, done, _ = state
-        return (it < max_iter) & ~done
-
-    def body(state):
-        alpha, w, it, _, _ = state
-        w, cov, _, ok = laplace(alpha, w)
+    def step(state):
+        alpha, w = state
+        w, cov, log_ev, _ = laplace(alpha, w)
         alpha_new, _ = _alpha_update(w, cov, alpha, Phi)
         done = jnp.abs(jnp.log(alpha_new) - jnp.log(alpha)) <= tol
-        return alpha_new, w, it + 1, done, ok
+        return (alpha_new, w), log_ev, done
 
-    alpha0 = jnp.asarray(alpha0, dtype)
-    init = (alpha0, zero, jnp.asarray(0, jnp.int32), jnp.asarray(False), jnp.asarray(True))
-    alpha, w, n_iter, done, _ = lax.while_loop(cond, body, init)
+    run = em.iterate(step, (jnp.asarray(alpha0, dtype), zero), max_iter=max_iter, dtype=dtype)
+    alpha, w = run.params
     # Final Laplace fit at the returned α, so mean, cov, γ and evidence are consistent.
     w, cov, log_ev, ok = laplace(alpha, w)
     _, gamma = _alpha_update(w, cov, alpha, Phi)
-    return LaplaceEvidenceFit(w, cov, alpha, gamma, log_ev, n_iter, done & ok)
+    return EvidenceResult(params=LaplaceParams(w, cov), history=run.history, n_iter=run.n_iter,
+                          converged=run.converged & ok, gamma=gamma, log_evidence=log_ev,
+                          alpha=alpha)
 
 
 @jax.jit
@@ -417,7 +437,7 @@ def fit_laplace(
     prior_precision: ArrayLike | None = None,
     tol: float = 1e-6,
     max_iter: int = 100,
-) -> LaplaceFit:
+) -> LaplaceResult:
     """Laplace approximation of the Bayesian logistic-regression posterior.
 
     Newton/IRLS from the prior mean with a backtracking line search (the objective is strictly
@@ -433,10 +453,11 @@ def fit_laplace(
         prior_precision: scalar, ``(n_features,)`` or ``(n_features, n_features)`` prior
             precision, instead of ``alpha``.
         tol: relative step tolerance of the Newton iteration.
-        max_iter: maximum Newton iterations.
+        max_iter: maximum Newton iterations (static: the length of ``history``).
 
     Returns:
-        :class:`LaplaceFit` (``mean`` = ``w_MAP``, ``cov`` = ``S_N``, ``log_evidence``).
+        :class:`LaplaceResult` (``params.mean`` = ``w_MAP``, ``params.cov`` = ``S_N``,
+        ``log_evidence``).
 
     References:
         PRML §4.3.3 (IRLS), §4.4 (Laplace approximation, 4.137), §4.5.1 (4.142–4.143).
@@ -447,7 +468,7 @@ def fit_laplace(
     prior = gaussian_prior(Phi.shape[1], alpha=alpha, prior_mean=prior_mean,
                            prior_precision=prior_precision)
     tol, max_iter = _check_tol(tol, max_iter)
-    return _fit_impl(Phi, t, prior, tol, max_iter)
+    return _fit_impl(Phi, t, prior, tol, max_iter=max_iter)
 
 
 def fit_evidence(
@@ -459,7 +480,7 @@ def fit_evidence(
     max_iter: int = 200,
     newton_tol: float = 1e-6,
     newton_max_iter: int = 100,
-) -> LaplaceEvidenceFit:
+) -> EvidenceResult:
     """Laplace fit with the isotropic prior precision ``α`` chosen by evidence maximisation.
 
     Alternates a (warm-started) Newton fit at ``α`` with the fixed-point update
@@ -475,11 +496,11 @@ def fit_evidence(
         t: ``(n_samples,)`` labels in {0, 1}.
         alpha0: initial ``α``.
         tol: stop when ``|Δ ln α| ≤ tol``.
-        max_iter: maximum re-estimation steps.
+        max_iter: maximum re-estimation steps (static: the length of ``history``).
         newton_tol, newton_max_iter: inner Newton settings (see :func:`fit_laplace`).
 
     Returns:
-        :class:`LaplaceEvidenceFit`.
+        :class:`EvidenceResult`.
 
     References:
         PRML §4.4.1 (4.137), §4.5 and §3.5.2 (3.91–3.92); MacKay (1992).
@@ -490,29 +511,34 @@ def fit_evidence(
     alpha0 = V.check_positive(alpha0, "alpha0")
     tol, max_iter = _check_tol(tol, max_iter)
     newton_tol, newton_max_iter = _check_tol(newton_tol, newton_max_iter, "newton_")
-    return _evidence_impl(Phi, t, alpha0, tol, max_iter, newton_tol, newton_max_iter)
+    return _evidence_impl(Phi, t, alpha0, tol, newton_tol, max_iter=max_iter,
+                          newton_max_iter=newton_max_iter)
 
 
-def predictive_activation(fit: LaplaceFit, Phi_new: ArrayLike) -> tuple[jax.Array, jax.Array]:
+def predictive_activation(params: LaplaceParams, Phi_new: ArrayLike
+                          ) -> tuple[jax.Array, jax.Array]:
     """Mean and variance of the activation ``a = wᵀφ`` under ``q(w)`` (PRML 4.149–4.150).
 
     Args:
-        fit: a :class:`LaplaceFit` or :class:`LaplaceEvidenceFit`.
+        params: :class:`LaplaceParams` (``fit_laplace(...).params`` or
+            ``fit_evidence(...).params``).
         Phi_new: ``(n_new, n_features)``.
 
     Returns:
         ``mu_a (n_new,)``, ``var_a (n_new,)``.
     """
-    mean, cov = _check_fit(fit)
+    mean, cov = _check_params(params)
     Phi_new = _check_new(Phi_new, mean.shape[0])
     return _activation_impl(mean, cov, Phi_new)
 
 
-def predict_proba(fit: LaplaceFit, Phi_new: ArrayLike, *, method: str = "probit") -> jax.Array:
+def predict_proba(params: LaplaceParams, Phi_new: ArrayLike, *,
+                  method: str = "probit") -> jax.Array:
     """Predictive ``p(t = 1 | φ, data)`` under the Laplace posterior.
 
     Args:
-        fit: a :class:`LaplaceFit` or :class:`LaplaceEvidenceFit`.
+        params: :class:`LaplaceParams` (``fit_laplace(...).params`` or
+            ``fit_evidence(...).params``).
         Phi_new: ``(n_new, n_features)``.
         method: ``"probit"`` — ``σ(κ(σ²_a) μ_a)`` with ``κ = (1 + πσ²_a/8)^{-1/2}``
             (PRML 4.153–4.155); ``"map"`` — the plug-in ``σ(w_MAPᵀφ)`` (ignores uncertainty).
@@ -524,7 +550,7 @@ def predict_proba(fit: LaplaceFit, Phi_new: ArrayLike, *, method: str = "probit"
         PRML §4.5.2; D. J. Spiegelhalter and S. L. Lauritzen (1990); MacKay (1992).
     """
     V.check_choice(method, "method", ("probit", "map"))
-    mean, cov = _check_fit(fit)
+    mean, cov = _check_params(params)
     Phi_new = _check_new(Phi_new, mean.shape[0])
     if method == "map":
         return _map_impl(mean, Phi_new)
@@ -532,13 +558,14 @@ def predict_proba(fit: LaplaceFit, Phi_new: ArrayLike, *, method: str = "probit"
 
 
 def predict_proba_mc(
-    key: jax.Array, fit: LaplaceFit, Phi_new: ArrayLike, *, n_samples: int = 1000
+    key: jax.Array, params: LaplaceParams, Phi_new: ArrayLike, *, n_samples: int = 1000
 ) -> jax.Array:
     """Monte Carlo predictive ``(1/S) Σ_s σ(w_sᵀφ)``, ``w_s ~ N(mean, cov)`` (vmapped draws).
 
     Args:
         key: PRNG key.
-        fit: a :class:`LaplaceFit` or :class:`LaplaceEvidenceFit`.
+        params: :class:`LaplaceParams` (``fit_laplace(...).params`` or
+            ``fit_evidence(...).params``).
         Phi_new: ``(n_new, n_features)``.
         n_samples: number of weight draws ``S``; the standard error per point is at most
             ``0.5 / sqrt(S)``.
@@ -551,6 +578,6 @@ def predict_proba_mc(
     """
     key = V.check_key(key)
     n_samples = V.check_int(n_samples, "n_samples", min_value=1)
-    mean, cov = _check_fit(fit)
+    mean, cov = _check_params(params)
     Phi_new = _check_new(Phi_new, mean.shape[0])
     return _mc_impl(key, mean, cov, Phi_new, n_samples)

@@ -23,27 +23,42 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from espresso_jax import em
 from espresso_jax.validation import as_float_array, check_positive, check_same_length
 
-__all__ = ["LeastSquaresFit", "fit_least_squares", "predict"]
+__all__ = ["LeastSquaresParams", "LeastSquaresResult", "fit_least_squares", "predict"]
 
 # Full-precision products also on accelerators (no TF32 / bf16 passes).
 _mm = partial(jnp.matmul, precision=jax.lax.Precision.HIGHEST)
 
 
-class LeastSquaresFit(NamedTuple):
-    """Result of :func:`fit_least_squares`.
+class LeastSquaresParams(NamedTuple):
+    """A fitted linear model (what :func:`predict` takes).
 
     Attributes:
         w: ``(n_basis,)`` weights (ML, or MAP under the ridge penalty).
         beta: ``()`` noise precision, ``1 / mean squared residual`` (PRML eq. 3.21).
+    """
+
+    w: jax.Array
+    beta: jax.Array
+
+
+class LeastSquaresResult(NamedTuple):
+    """Result of :func:`fit_least_squares`.
+
+    Attributes:
+        params: :class:`LeastSquaresParams`.
+        history, n_iter, converged: a closed form's (:func:`espresso_jax.em.closed_form`).
         rss: ``()`` residual sum of squares ``||t - Phi w||^2``.
         rank: ``()`` int32 numerical rank of ``Phi``.
         singular_values: ``(min(n_samples, n_basis),)`` singular values of ``Phi``.
     """
 
-    w: jax.Array
-    beta: jax.Array
+    params: LeastSquaresParams
+    history: jax.Array
+    n_iter: jax.Array
+    converged: jax.Array
     rss: jax.Array
     rank: jax.Array
     singular_values: jax.Array
@@ -51,7 +66,7 @@ class LeastSquaresFit(NamedTuple):
 
 @jax.jit
 def _fit_impl(Phi: jax.Array, t: jax.Array, ridge: jax.Array, rcond: jax.Array
-              ) -> LeastSquaresFit:
+              ) -> LeastSquaresResult:
     n = Phi.shape[0]
     u, s, vt = jnp.linalg.svd(Phi, full_matrices=False)
     keep = s > rcond * s[0]
@@ -65,12 +80,13 @@ def _fit_impl(Phi: jax.Array, t: jax.Array, ridge: jax.Array, rcond: jax.Array
     rss = jnp.sum(resid * resid)
     # An exact fit (rss == 0) would give beta = inf: floor the mean squared residual.
     mse = jnp.maximum(rss / n, jnp.finfo(Phi.dtype).tiny)
-    return LeastSquaresFit(w=w, beta=1.0 / mse, rss=rss,
-                           rank=jnp.sum(keep).astype(jnp.int32), singular_values=s)
+    return LeastSquaresResult(params=LeastSquaresParams(w=w, beta=1.0 / mse),
+                              **em.closed_form(Phi.dtype), rss=rss,
+                              rank=jnp.sum(keep).astype(jnp.int32), singular_values=s)
 
 
 def fit_least_squares(Phi: ArrayLike, t: ArrayLike, *, ridge: float = 0.0,
-                      rcond: float | None = None) -> LeastSquaresFit:
+                      rcond: float | None = None) -> LeastSquaresResult:
     """Least-squares (ML) or ridge fit of ``t ≈ Phi w`` with the ML noise precision.
 
     Args:
@@ -81,7 +97,8 @@ def fit_least_squares(Phi: ArrayLike, t: ArrayLike, *, ridge: float = 0.0,
             ``eps * max(n_samples, n_basis)`` as in ``numpy.linalg.lstsq``.
 
     Returns:
-        :class:`LeastSquaresFit` with ``w`` and ``beta = N / ||t - Phi w||^2``.
+        :class:`LeastSquaresResult` whose ``params`` hold ``w`` and
+        ``beta = N / ||t - Phi w||^2``.
 
     Raises:
         ValueError / TypeError: non-finite, wrongly shaped or mismatched inputs, negative
@@ -105,18 +122,18 @@ def _predict_impl(w: jax.Array, Phi: jax.Array) -> jax.Array:
     return _mm(Phi, w)
 
 
-def predict(fit: LeastSquaresFit, Phi: ArrayLike) -> jax.Array:
+def predict(params: LeastSquaresParams, Phi: ArrayLike) -> jax.Array:
     """Point predictions ``Phi w`` of a least-squares fit (PRML eq. 3.3).
 
     Args:
-        fit: a :class:`LeastSquaresFit`.
+        params: :class:`LeastSquaresParams` (``fit_least_squares(...).params``).
         Phi: ``(n_new, n_basis)`` design matrix of the new inputs.
 
     Returns:
         ``(n_new,)`` predicted means.
     """
-    if not isinstance(fit, LeastSquaresFit):
-        raise TypeError(f"fit must be a LeastSquaresFit, got {type(fit).__name__}")
+    if not isinstance(params, LeastSquaresParams):
+        raise TypeError(f"params must be a LeastSquaresParams, got {type(params).__name__}")
     Phi = as_float_array(Phi, "Phi", ndim=2, shape_hint="(n_new, n_basis)",
-                         n_columns=fit.w.shape[0])
-    return _predict_impl(fit.w.astype(Phi.dtype), Phi)
+                         n_columns=params.w.shape[0])
+    return _predict_impl(params.w.astype(Phi.dtype), Phi)

@@ -64,6 +64,7 @@ from espresso_jax.validation import (
 __all__ = [
     "GMMParams",
     "GMMResult",
+    "INITS",
     "aic",
     "bic",
     "covariance_type",
@@ -78,8 +79,8 @@ __all__ = [
     "score_samples",
 ]
 
-_INITS = {"kmeans": "kmeans", "k-means": "kmeans", "kmeans++": "kmeans++",
-          "k-means++": "kmeans++", "random": "random"}
+INITS = ("kmeans++", "kmeans", "random")
+"""The ``init`` strings of :func:`fit` (one spelling each, shared with the other mixtures)."""
 
 
 class GMMParams(NamedTuple):
@@ -222,7 +223,7 @@ def _kmeans_centres(key, X, w, n_components: int, init: str, chunk_size):
     if init == "kmeans++":
         return kmeans.kmeans_plusplus(key, X, n_components, sample_weight=w)
     return kmeans.fit(key, X, n_components, n_init=1, sample_weight=w,
-                      chunk_size=chunk_size).centres
+                      chunk_size=chunk_size).params.centres
 
 
 def _init_state(key, X, w, Xp, wp, reg_covar, over: _Overrides, *, n_components: int,
@@ -444,9 +445,7 @@ def fit(key: jax.Array, X: ArrayLike, n_components: int, *, covariance_type: str
     if k > n:
         raise ValueError(f"n_components={k} must be <= n_samples={n}")
     ctype = check_choice(covariance_type, "covariance_type", gauss.COVARIANCE_TYPES)
-    if not isinstance(init, str) or init not in _INITS:
-        raise ValueError(f"init must be one of {sorted(set(_INITS))}, got {init!r}")
-    init = _INITS[init]
+    init = check_choice(init, "init", INITS)
     n_init = check_int(n_init, "n_init", min_value=1)
     max_iter = check_int(max_iter, "max_iter", min_value=1)
     tol = check_positive(tol, "tol", allow_zero=True)
@@ -596,19 +595,18 @@ def _sample_impl(key, params: GMMParams, n: int) -> tuple[jax.Array, jax.Array]:
     return params.means[labels] + x, labels.astype(jnp.int32)
 
 
-def sample(key: jax.Array, params: GMMParams, n: int) -> tuple[jax.Array, jax.Array]:
-    """Draw ``n`` points from the mixture.
+def sample(key: jax.Array, params: GMMParams, n_samples: int) -> tuple[jax.Array, jax.Array]:
+    """Draw ``n_samples`` points from the mixture.
 
     Args:
         key: PRNG key.
         params: :class:`GMMParams`.
-        n: number of draws.
+        n_samples: number of draws.
 
     Returns:
-        ``X (n, n_features)`` and the component labels ``(n,)`` int32 (in draw order, not
+        ``X (n_samples, n_features)`` and the component labels ``(n_samples,)`` int32 (in draw order, not
         sorted by component as scikit-learn's ``sample``).
     """
     check_key(key)
     params = _check_params(params)
-    n = check_int(n, "n", min_value=1)
-    return _sample_impl(key, params, n)
+    return _sample_impl(key, params, check_int(n_samples, "n_samples", min_value=1))

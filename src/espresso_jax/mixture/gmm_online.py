@@ -14,8 +14,6 @@ References:
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
@@ -27,26 +25,13 @@ from espresso_jax.validation import (
     as_sample_weight, check_choice, check_int, check_key, check_positive,
 )
 
-__all__ = ["OnlineGMMResult", "fit_stepwise"]
-
-
-class OnlineGMMResult(NamedTuple):
-    """Result of :func:`fit_stepwise`.
-
-    Attributes:
-        params: final :class:`~espresso_jax.mixture.gmm.GMMParams`.
-        history: ``(n_epochs · n_batches,)`` mean log-likelihood of each minibatch under the
-            parameters entering its step (a noisy estimate of the full-data value).
-    """
-
-    params: gmm.GMMParams
-    history: jax.Array
+__all__ = ["fit_stepwise"]
 
 
 def fit_stepwise(key: jax.Array, X: ArrayLike, n_components: int, *, batch_size: int,
                  n_epochs: int, covariance_type: str = "full", reg_covar: float = 1e-6,
                  init: str = "kmeans++", kappa: float = 0.6, t0: float = 2.0,
-                 sample_weight: ArrayLike | None = None) -> OnlineGMMResult:
+                 sample_weight: ArrayLike | None = None) -> gmm.GMMResult:
     """Fit a Gaussian mixture by stepwise EM over shuffled minibatches.
 
     Args:
@@ -64,7 +49,10 @@ def fit_stepwise(key: jax.Array, X: ArrayLike, n_components: int, *, batch_size:
         sample_weight: ``(n_samples,)`` non-negative row weights.
 
     Returns:
-        :class:`OnlineGMMResult`.
+        :class:`~espresso_jax.mixture.gmm.GMMResult`, the result type of the batch fit:
+        ``history`` is ``(n_epochs · n_batches,)``, the mean log-likelihood of each minibatch
+        under the parameters entering its step (a noisy estimate of the full-data value);
+        ``n_iter`` the number of steps; ``converged`` False (a fixed budget, no test).
     """
     check_key(key)
     X = gmm._check_X(X)
@@ -73,16 +61,16 @@ def fit_stepwise(key: jax.Array, X: ArrayLike, n_components: int, *, batch_size:
     if k > n:
         raise ValueError(f"n_components={k} must be <= n_samples={n}")
     ctype = check_choice(covariance_type, "covariance_type", gauss.COVARIANCE_TYPES)
-    if not isinstance(init, str) or init not in gmm._INITS:
-        raise ValueError(f"init must be one of {sorted(set(gmm._INITS))}, got {init!r}")
+    init = check_choice(init, "init", gmm.INITS)
     reg_covar = check_positive(reg_covar, "reg_covar")
     w = as_sample_weight(sample_weight, n).astype(X.dtype)
     k_init, k_steps = jax.random.split(key)
     state0 = gmm.initial_em_state(k_init, X, w, jnp.asarray(reg_covar, X.dtype), n_components=k,
-                            ctype=ctype, init=gmm._INITS[init])
+                            ctype=ctype, init=init)
     res = em.fit_stepwise_em(k_steps, gmm.em_model(ctype), state0, X, w, batch_size=batch_size,
                              n_epochs=n_epochs, kappa=kappa, t0=t0)
     s = res.params
     params = gmm.GMMParams(weights=s.weights, means=s.shift + s.delta,
                            covariances=s.covariances, precisions_cholesky=s.prec_chol)
-    return OnlineGMMResult(params=params, history=res.history)
+    return gmm.GMMResult(params=params, history=res.history, n_iter=res.n_iter,
+                         converged=res.converged)

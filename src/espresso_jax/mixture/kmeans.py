@@ -58,28 +58,39 @@ from espresso_jax.validation import (
     is_traced,
 )
 
-__all__ = ["KMeansResult", "fit", "kmeans_plusplus", "predict", "transform"]
+__all__ = ["KMeansParams", "KMeansResult", "fit", "kmeans_plusplus", "predict", "transform"]
 
-_INITS = ("k-means++", "random")
+INITS = ("kmeans++", "random")
+"""The ``init`` strings of :func:`fit`."""
+
+
+class KMeansParams(NamedTuple):
+    """Fitted k-means (what :func:`predict` and :func:`transform` take).
+
+    Attributes:
+        centres: ``(n_clusters, n_features)`` cluster centres.
+    """
+
+    centres: jax.Array
 
 
 class KMeansResult(NamedTuple):
     """Result of :func:`fit`.
 
     Attributes:
-        centres: ``(n_clusters, n_features)`` cluster centres.
-        inertia: ``()`` weighted sum of squared distances of the rows to their closest centre.
-        n_iter: ``()`` int32 number of Lloyd iterations run.
-        converged: ``()`` bool, the inertia changed by less than the tolerance.
+        params: :class:`KMeansParams`.
         history: ``(max_iter,)`` inertia of the centres entering each iteration, NaN after
             ``n_iter``.
+        n_iter: ``()`` int32 number of Lloyd iterations run.
+        converged: ``()`` bool, the inertia changed by less than the tolerance.
+        inertia: ``()`` weighted sum of squared distances of the rows to their closest centre.
     """
 
-    centres: jax.Array
-    inertia: jax.Array
+    params: KMeansParams
+    history: jax.Array
     n_iter: jax.Array
     converged: jax.Array
-    history: jax.Array
+    inertia: jax.Array
 
 
 class _LloydParams(NamedTuple):
@@ -221,7 +232,7 @@ def _prepare(keys, X, w, n_clusters: int, init: str | None):
     mean, var = _weighted_centre(X, w)
     Xc = X - mean[None, :]
     scale = 1.0 / (jnp.sum(w) * jnp.where(var > 0, var, 1.0))
-    if init == "k-means++":
+    if init == "kmeans++":
         idx = jax.vmap(lambda k: _kmeanspp_indices(k, Xc, w, n_clusters))(keys)
         centres0 = Xc[idx]
     elif init == "random":
@@ -241,16 +252,16 @@ def _finish(runs: em.EMResult, Xc, w, mean, chunk_size):
     best = jnp.argmin(jnp.where(jnp.isnan(final), jnp.inf, final))
     scale = runs.params.scale[best]
     return KMeansResult(
-        centres=runs.params.centres[best] + mean[None, :],
-        inertia=final[best],
+        params=KMeansParams(centres=runs.params.centres[best] + mean[None, :]),
+        history=-runs.history[best] / scale,
         n_iter=runs.n_iter[best],
         converged=runs.converged[best],
-        history=-runs.history[best] / scale,
+        inertia=final[best],
     )
 
 
 def fit(key: jax.Array, X: ArrayLike, n_clusters: int, *, n_init: int = 1,
-        max_iter: int = 300, tol: float = 1e-4, init: str | ArrayLike = "k-means++",
+        max_iter: int = 300, tol: float = 1e-4, init: str | ArrayLike = "kmeans++",
         sample_weight: ArrayLike | None = None, chunk_size: int | None = None) -> KMeansResult:
     """k-means by Lloyd iterations (one compiled EM loop, restarts vmapped).
 
@@ -262,7 +273,7 @@ def fit(key: jax.Array, X: ArrayLike, n_clusters: int, *, n_init: int = 1,
         max_iter: maximum Lloyd iterations per run (also the length of ``history``).
         tol: stop when the inertia changes by less than ``tol · Σw · v̄`` (``v̄``: mean
             per-feature weighted variance of ``X``); ``0`` runs ``max_iter`` iterations.
-        init: ``"k-means++"`` (greedy k-means++), ``"random"`` (``K`` distinct rows drawn
+        init: ``"kmeans++"`` (greedy k-means++), ``"random"`` (``K`` distinct rows drawn
             ∝ ``sample_weight``) or an array ``(n_clusters, n_features)`` of initial centres
             (then a single run is made, as scikit-learn does).
         sample_weight: ``(n_samples,)`` non-negative row weights; an integer weight is the
@@ -291,7 +302,7 @@ def fit(key: jax.Array, X: ArrayLike, n_clusters: int, *, n_init: int = 1,
     w = as_sample_weight(sample_weight, n).astype(X.dtype)
 
     if isinstance(init, str):
-        init_kind: str | None = check_choice(init, "init", _INITS)
+        init_kind: str | None = check_choice(init, "init", INITS)
         centres_init = None
     else:
         init_kind = None
@@ -323,8 +334,12 @@ def fit(key: jax.Array, X: ArrayLike, n_clusters: int, *, n_init: int = 1,
 # Using fitted centres
 # --------------------------------------------------------------------------------------------
 
-def _check_centres_and_X(centres: ArrayLike, X: ArrayLike) -> tuple[jax.Array, jax.Array]:
-    centres = as_float_array(centres, "centres", ndim=2, shape_hint="(n_clusters, n_features)")
+def _check_params_and_X(params: KMeansParams, X: ArrayLike) -> tuple[jax.Array, jax.Array]:
+    if not isinstance(params, KMeansParams):
+        raise TypeError(f"params must be a KMeansParams (fit(...).params), got "
+                        f"{type(params).__name__}")
+    centres = as_float_array(params.centres, "params.centres", ndim=2,
+                             shape_hint="(n_clusters, n_features)")
     X = as_float_array(X, "X", ndim=2, shape_hint="(n_samples, n_features)")
     if X.shape[1] != centres.shape[1]:
         raise ValueError(f"X has {X.shape[1]} features but centres have {centres.shape[1]}")
@@ -343,27 +358,27 @@ def _transform_impl(centres, X):
     return jnp.sqrt(_sq_dists(X - ref, centres - ref))
 
 
-def predict(centres: ArrayLike, X: ArrayLike) -> jax.Array:
+def predict(params: KMeansParams, X: ArrayLike) -> jax.Array:
     """Index of the closest centre for each row.
 
     Args:
-        centres: ``(n_clusters, n_features)``.
+        params: :class:`KMeansParams` (``fit(...).params``).
         X: ``(n_samples, n_features)``.
 
     Returns:
         ``(n_samples,)`` int32 labels.
     """
-    return _predict_impl(*_check_centres_and_X(centres, X))
+    return _predict_impl(*_check_params_and_X(params, X))
 
 
-def transform(centres: ArrayLike, X: ArrayLike) -> jax.Array:
+def transform(params: KMeansParams, X: ArrayLike) -> jax.Array:
     """Euclidean distances of each row to each centre (scikit-learn's ``KMeans.transform``).
 
     Args:
-        centres: ``(n_clusters, n_features)``.
+        params: :class:`KMeansParams`.
         X: ``(n_samples, n_features)``.
 
     Returns:
         ``(n_samples, n_clusters)`` distances.
     """
-    return _transform_impl(*_check_centres_and_X(centres, X))
+    return _transform_impl(*_check_params_and_X(params, X))

@@ -28,18 +28,32 @@ import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
 
+from espresso_jax import em
 from espresso_jax.validation import as_float_array, check_choice, check_int
 
-__all__ = ["PCAResult", "fit", "inverse_transform", "transform"]
+__all__ = ["PCAParams", "PCAResult", "fit", "inverse_transform", "transform"]
 
 
-class PCAResult(NamedTuple):
-    """A fitted PCA.
+class PCAParams(NamedTuple):
+    """The projection of a fitted PCA (what :func:`transform` and :func:`inverse_transform`
+    take).
 
     Attributes:
         mean: ``(n_features,)`` per-feature mean of the training data.
         components: ``(n_components, n_features)`` principal axes (orthonormal rows), by
             decreasing variance.
+    """
+
+    mean: jax.Array
+    components: jax.Array
+
+
+class PCAResult(NamedTuple):
+    """A fitted PCA; ``history``, ``n_iter`` and ``converged`` hold the values of every
+    closed-form fit (:func:`espresso_jax.em.closed_form`: empty, 0, True).
+
+    Attributes:
+        params: :class:`PCAParams`.
         explained_variance: ``(n_components,)`` variance along each axis (``n − 1``
             denominator).
         explained_variance_ratio: ``(n_components,)`` fraction of the total variance.
@@ -47,8 +61,10 @@ class PCAResult(NamedTuple):
         noise_variance: ``()`` mean of the discarded variances (0 if none is discarded).
     """
 
-    mean: jax.Array
-    components: jax.Array
+    params: PCAParams
+    history: jax.Array
+    n_iter: jax.Array
+    converged: jax.Array
     explained_variance: jax.Array
     explained_variance_ratio: jax.Array
     singular_values: jax.Array
@@ -91,8 +107,8 @@ def _fit_impl(X, n_components: int, method: str) -> PCAResult:
     else:
         noise = jnp.zeros((), X.dtype)
     return PCAResult(
-        mean=mean,
-        components=Vt[:n_components],
+        params=PCAParams(mean=mean, components=Vt[:n_components]),
+        **em.closed_form(X.dtype),
         explained_variance=ev,
         explained_variance_ratio=ev / jnp.where(total > 0, total, 1.0),
         singular_values=jnp.sqrt(scatter[:n_components]),
@@ -137,54 +153,55 @@ def fit(X: ArrayLike, n_components: int, *, method: str = "svd") -> PCAResult:
     return _fit_impl(X, n_components, method)
 
 
-def _check_result(result: PCAResult) -> None:
-    if not isinstance(result, PCAResult):
-        raise TypeError(f"result must be a PCAResult, got {type(result).__name__}")
+def _check_params(params: PCAParams) -> None:
+    if not isinstance(params, PCAParams):
+        raise TypeError(f"params must be a PCAParams (fit(...).params), got "
+                        f"{type(params).__name__}")
 
 
 @jax.jit
-def _transform_impl(result: PCAResult, X):
-    return jnp.matmul(X - result.mean[None, :], result.components.T,
+def _transform_impl(params: PCAParams, X):
+    return jnp.matmul(X - params.mean[None, :], params.components.T,
                       precision=lax.Precision.HIGHEST)
 
 
 @jax.jit
-def _inverse_impl(result: PCAResult, Z):
-    return jnp.matmul(Z, result.components, precision=lax.Precision.HIGHEST) + \
-        result.mean[None, :]
+def _inverse_impl(params: PCAParams, Z):
+    return jnp.matmul(Z, params.components, precision=lax.Precision.HIGHEST) + \
+        params.mean[None, :]
 
 
-def transform(result: PCAResult, X: ArrayLike) -> jax.Array:
+def transform(params: PCAParams, X: ArrayLike) -> jax.Array:
     """Project rows on the principal axes: ``(X − mean) componentsᵀ``.
 
     Args:
-        result: a fitted :class:`PCAResult`.
+        params: :class:`PCAParams` (``fit(...).params``).
         X: ``(n_samples, n_features)``.
 
     Returns:
         ``(n_samples, n_components)`` scores.
     """
-    _check_result(result)
+    _check_params(params)
     X = as_float_array(X, "X", ndim=2, shape_hint="(n_samples, n_features)")
-    if X.shape[1] != result.mean.shape[0]:
+    if X.shape[1] != params.mean.shape[0]:
         raise ValueError(f"X has {X.shape[1]} features, the PCA was fitted on "
-                         f"{result.mean.shape[0]}")
-    return _transform_impl(result, X)
+                         f"{params.mean.shape[0]}")
+    return _transform_impl(params, X)
 
 
-def inverse_transform(result: PCAResult, Z: ArrayLike) -> jax.Array:
+def inverse_transform(params: PCAParams, Z: ArrayLike) -> jax.Array:
     """Map scores back to data space: ``Z components + mean``.
 
     Args:
-        result: a fitted :class:`PCAResult`.
+        params: :class:`PCAParams` (``fit(...).params``).
         Z: ``(n_samples, n_components)``.
 
     Returns:
         ``(n_samples, n_features)`` reconstructions.
     """
-    _check_result(result)
+    _check_params(params)
     Z = as_float_array(Z, "Z", ndim=2, shape_hint="(n_samples, n_components)")
-    if Z.shape[1] != result.components.shape[0]:
+    if Z.shape[1] != params.components.shape[0]:
         raise ValueError(f"Z has {Z.shape[1]} columns, the PCA has "
-                         f"{result.components.shape[0]} components")
-    return _inverse_impl(result, Z)
+                         f"{params.components.shape[0]} components")
+    return _inverse_impl(params, Z)

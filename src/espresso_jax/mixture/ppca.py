@@ -4,7 +4,7 @@ Model (PRML §12.2): ``z ~ N(0, I_M)``, ``x | z ~ N(W z + μ, σ² I_D)``, so
 ``x ~ N(μ, C)`` with ``C = W Wᵀ + σ² I``. With ``M = Wᵀ W + σ² I`` (an ``M × M`` matrix) the
 posterior is ``p(z | x) = N(M⁻¹ Wᵀ (x − μ), σ² M⁻¹)`` (PRML eq. 12.42).
 
-- :func:`fit` — closed form (PRML eqs. 12.45–12.46): ``μ`` the sample mean,
+- :func:`fit` — closed form (a :class:`PPCAResult` with ``n_iter = 0``) (PRML eqs. 12.45–12.46): ``μ`` the sample mean,
   ``W = U_M (L_M − σ² I)^{1/2}`` (rotation ``R = I``), ``σ²`` the mean of the ``D − M``
   discarded eigenvalues of the sample covariance. ``ddof=0`` (default) is the maximum-likelihood
   covariance (``1/N``); ``ddof=1`` uses ``1/(N − 1)``, which is what scikit-learn's
@@ -56,8 +56,8 @@ from espresso_jax.validation import (
 )
 
 __all__ = [
-    "PPCAEMResult",
     "PPCAParams",
+    "PPCAResult",
     "covariance",
     "fit",
     "fit_em",
@@ -84,15 +84,16 @@ class PPCAParams(NamedTuple):
     sigma2: jax.Array
 
 
-class PPCAEMResult(NamedTuple):
-    """Result of :func:`fit_em`.
+class PPCAResult(NamedTuple):
+    """Result of :func:`fit` (closed form) and :func:`fit_em`.
 
     Attributes:
         params: fitted :class:`PPCAParams`.
-        history: ``(max_iter,)`` mean per-row (observed-data) log-likelihood of the parameters
-            entering each iteration, NaN after ``n_iter``.
-        n_iter: ``()`` int32 iterations run.
-        converged: ``()`` bool, the objective changed by less than ``tol``.
+        history: :func:`fit_em`: ``(max_iter,)`` mean per-row (observed-data) log-likelihood of
+            the parameters entering each iteration, NaN after ``n_iter``; :func:`fit`: ``(0,)``.
+        n_iter: ``()`` int32 iterations run (0 for the closed form).
+        converged: ``()`` bool, the objective changed by less than ``tol`` (True for the
+            closed form).
     """
 
     params: PPCAParams
@@ -106,7 +107,7 @@ class PPCAEMResult(NamedTuple):
 # --------------------------------------------------------------------------------------------
 
 @partial(jax.jit, static_argnames=("n_components", "ddof"))
-def _fit_impl(X, n_components: int, ddof: int) -> PPCAParams:
+def _fit_impl(X, n_components: int, ddof: int) -> PPCAResult:
     n, d = X.shape
     mean, scatter, Vt = spectrum(X, "svd")
     lam = scatter / (n - ddof)                                   # (R,) R = min(n, d)
@@ -118,10 +119,11 @@ def _fit_impl(X, n_components: int, ddof: int) -> PPCAParams:
         sigma2 = jnp.zeros((), X.dtype)
     sigma2 = jnp.maximum(sigma2, floor)
     scale = jnp.sqrt(jnp.maximum(lam[:n_components] - sigma2, 0.0))
-    return PPCAParams(mean=mean, W=Vt[:n_components].T * scale[None, :], sigma2=sigma2)
+    params = PPCAParams(mean=mean, W=Vt[:n_components].T * scale[None, :], sigma2=sigma2)
+    return PPCAResult(params=params, **em.closed_form(X.dtype))
 
 
-def fit(X: ArrayLike, n_components: int, *, ddof: int = 0) -> PPCAParams:
+def fit(X: ArrayLike, n_components: int, *, ddof: int = 0) -> PPCAResult:
     """Closed-form maximum-likelihood probabilistic PCA (Tipping & Bishop 1999).
 
     Args:
@@ -131,8 +133,9 @@ def fit(X: ArrayLike, n_components: int, *, ddof: int = 0) -> PPCAParams:
             ``1/(N − 1)`` covariance used by scikit-learn's ``PCA``.
 
     Returns:
-        :class:`PPCAParams` with ``W = U_M (L_M − σ² I)^{1/2}`` and ``σ²`` the mean of the
-        ``D − M`` discarded eigenvalues.
+        :class:`PPCAResult` (``n_iter = 0``) whose ``params`` have
+        ``W = U_M (L_M − σ² I)^{1/2}`` and ``σ²`` the mean of the ``D − M`` discarded
+        eigenvalues.
 
     References:
         Tipping & Bishop (1999), eqs. 7–8; Bishop, PRML (2006), eqs. 12.45–12.46.
@@ -292,21 +295,20 @@ def _sample_impl(key, params, n: int):
         jnp.sqrt(params.sigma2) * eps
 
 
-def sample(key: jax.Array, params: PPCAParams, n: int) -> jax.Array:
+def sample(key: jax.Array, params: PPCAParams, n_samples: int) -> jax.Array:
     """Draw ``x = W z + μ + ε``, ``z ~ N(0, I)``, ``ε ~ N(0, σ² I)`` (PRML eq. 12.33).
 
     Args:
         key: PRNG key.
         params: :class:`PPCAParams`.
-        n: number of samples.
+        n_samples: number of samples.
 
     Returns:
-        ``(n, n_features)`` samples.
+        ``(n_samples, n_features)`` samples.
     """
     key = check_key(key)
     params = _check_params(params)
-    n = check_int(n, "n", min_value=1)
-    return _sample_impl(key, params, n)
+    return _sample_impl(key, params, check_int(n_samples, "n_samples", min_value=1))
 
 
 # --------------------------------------------------------------------------------------------
@@ -414,8 +416,9 @@ def _model(missing: bool) -> em.EMModel:
 
 
 @partial(jax.jit, static_argnames=("n_components",))
-def _init_em(key, X, n_components: int):
-    """Column (nan)means, centred data and a random start ``W ~ N(0, v̄/M)``, ``σ² = v̄``."""
+def _init_em(keys, X, n_components: int):
+    """Column (nan)means, centred data and one random start ``W ~ N(0, v̄/M)``, ``σ² = v̄``
+    per key (stacked parameters, one row per restart)."""
     d = X.shape[1]
     obs = ~jnp.isnan(X)
     count = jnp.sum(obs, axis=0).astype(X.dtype)
@@ -424,14 +427,16 @@ def _init_em(key, X, n_components: int):
     var = jnp.sum(jnp.where(obs, Xc * Xc, 0.0), axis=0) / count
     vbar = jnp.mean(var)
     vbar = jnp.where(vbar > 0, vbar, 1.0)
-    W0 = jax.random.normal(key, (d, n_components), X.dtype) * jnp.sqrt(vbar / n_components)
-    params0 = PPCAParams(mean=jnp.zeros((d,), X.dtype), W=W0, sigma2=vbar)
+    W0 = jax.vmap(lambda k: jax.random.normal(k, (d, n_components), X.dtype))(keys)
+    r = keys.shape[0]
+    params0 = PPCAParams(mean=jnp.zeros((r, d), X.dtype), W=W0 * jnp.sqrt(vbar / n_components),
+                         sigma2=jnp.full((r,), vbar))
     return Xc, centre, params0
 
 
-def fit_em(key: jax.Array, X: ArrayLike, n_components: int, *, max_iter: int = 1000,
-           tol: float = 1e-6, missing: bool = False,
-           chunk_size: int | None = None) -> PPCAEMResult:
+def fit_em(key: jax.Array, X: ArrayLike, n_components: int, *, n_init: int = 1,
+           max_iter: int = 1000, tol: float = 1e-6, missing: bool = False,
+           chunk_size: int | None = None) -> PPCAResult:
     """Probabilistic PCA by EM (PRML §12.2.2), optionally with missing values.
 
     The data are centred on their column means first (added back to ``params.mean``); with
@@ -439,17 +444,19 @@ def fit_em(key: jax.Array, X: ArrayLike, n_components: int, *, max_iter: int = 1
     re-estimated with ``W`` from the observed entries.
 
     Args:
-        key: PRNG key for the random initial ``W``.
+        key: PRNG key for the random initial ``W``: restart ``i`` uses
+            ``jax.random.split(key, n_init)[i]`` (``key`` itself when ``n_init=1``).
         X: ``(n_samples, n_features)`` data; with ``missing=True`` NaN entries are missing
             values (every column needs at least one observed entry).
         n_components: latent dimension ``M``, ``1 ≤ M ≤ min(n_samples, n_features)``.
+        n_init: restarts (vmapped); the highest final log-likelihood is kept.
         max_iter: maximum EM iterations (also the length of ``history``).
         tol: stop when the mean per-row log-likelihood changes by less than ``tol``.
         missing: marginalise NaN entries (cost O(N·D·M²) per iteration instead of O(N·D·M)).
         chunk_size: rows per E-step block.
 
     Returns:
-        :class:`PPCAEMResult`; ``history`` never decreases (up to rounding).
+        :class:`PPCAResult`; ``history`` never decreases (up to rounding).
 
     References:
         Tipping & Bishop (1999); Bishop, PRML (2006), eqs. 12.54–12.57; Ilin & Raiko (2010).
@@ -463,6 +470,7 @@ def fit_em(key: jax.Array, X: ArrayLike, n_components: int, *, max_iter: int = 1
     if n < 2:
         raise ValueError(f"X must have at least 2 samples, got {n}")
     n_components = check_n_components(n_components, n, d)
+    n_init = check_int(n_init, "n_init", min_value=1)
     max_iter = check_int(max_iter, "max_iter", min_value=1)
     tol = check_positive(tol, "tol", allow_zero=True)
     if chunk_size is not None:
@@ -472,9 +480,14 @@ def fit_em(key: jax.Array, X: ArrayLike, n_components: int, *, max_iter: int = 1
         if (observed == 0).any():
             raise ValueError(f"X has columns with no observed value: "
                              f"{np.flatnonzero(observed == 0).tolist()}")
-    Xc, centre, params0 = _init_em(key, X, n_components)
-    res = em.fit_em(_model(missing), params0, Xc, tol=tol, max_iter=max_iter,
-                    chunk_size=chunk_size)
+    keys = key[None] if n_init == 1 else jax.random.split(key, n_init)
+    Xc, centre, starts = _init_em(keys, X, n_components)
+    run = partial(em.fit_em, _model(missing), X=Xc, tol=tol, max_iter=max_iter,
+                  chunk_size=chunk_size)
+    if n_init == 1:   # no restarts: skip the batched program
+        res = run(jax.tree.map(lambda a: a[0], starts))
+    else:
+        res = em.select_best(jax.vmap(run)(starts))
     params = res.params._replace(mean=res.params.mean + centre)
-    return PPCAEMResult(params=params, history=res.history, n_iter=res.n_iter,
+    return PPCAResult(params=params, history=res.history, n_iter=res.n_iter,
                         converged=res.converged)

@@ -40,7 +40,6 @@ __all__ = [
     "expected_log_weights",
     "expected_weights",
     "lower_bound",
-    "precision_cholesky",
     "predictive_log_density",
     "update",
     "weighted_log_prob",
@@ -153,7 +152,7 @@ def weighted_log_prob(params: VBGMMParams, X: jax.Array, shift: jax.Array) -> ja
             + expected_log_weights(params.weight_concentration)[None, :])
 
 
-def precision_cholesky(cov: jax.Array, jitter: jax.Array) -> jax.Array:
+def _jittered_precision_cholesky(cov: jax.Array, jitter: jax.Array) -> jax.Array:
     """``(K, D, D)`` upper-triangular ``U`` with ``U Uᵀ = cov⁻¹``; a factor that fails (only
     for a singular covariance prior with an empty component) is jittered by the library's
     policy (:func:`espresso_jax.prob.linalg.cholesky_with_jitter`). ``jitter`` is unused and
@@ -217,7 +216,7 @@ def update(prior: VBGMMPrior, cm: CentredMoments, reg_covar: jax.Array, *,
             c = (prior.covariance[0, 0] + nk * jnp.mean(s, axis=1)
                  + shrink * jnp.mean(d * d, axis=1))
             cov = (c / nu)[:, None, None] * eye[None]
-    U = precision_cholesky(cov, reg_covar)
+    U = _jittered_precision_cholesky(cov, reg_covar)
     return VBGMMParams(weight_concentration=wc, mean_precision=beta, means=means,
                        degrees_of_freedom=nu, covariances=cov, precisions_cholesky=U)
 

@@ -80,18 +80,18 @@ class VBGMMResult(NamedTuple):
 
     Attributes:
         params: :class:`VBGMMParams`, the variational posterior hyper-parameters.
-        prior: :class:`VBGMMPrior` actually used (defaults filled in).
         history: ``(max_iter,)`` lower bound after every iteration (scikit-learn's
             ``lower_bounds_``), NaN after ``n_iter``.
         n_iter: ``()`` iterations run.
         converged: ``()`` the bound changed by less than ``tol``.
+        prior: :class:`VBGMMPrior` actually used (defaults filled in).
     """
 
     params: VBGMMParams
-    prior: VBGMMPrior
     history: jax.Array
     n_iter: jax.Array
     converged: jax.Array
+    prior: VBGMMPrior
 
 
 class _State(NamedTuple):
@@ -164,23 +164,24 @@ def _initial_states(model: em.EMModel, X, w, resp, prior: VBGMMPrior, reg_covar)
     return jax.vmap(one)(resp)
 
 
-@partial(jax.jit, static_argnames=("n_samples", "n_init", "n_components", "dtype"))
-def _random_resp(key, n_samples: int, n_init: int, n_components: int, dtype):
-    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n_init))
+@partial(jax.jit, static_argnames=("n_samples", "n_components", "dtype"))
+def _random_resp(keys, n_samples: int, n_components: int, dtype):
+    """``(R, N, K)`` uniform responsibilities normalised per row, one draw per key."""
     r = jax.vmap(lambda k: jax.random.uniform(k, (n_samples, n_components), dtype))(keys)
     return r / jnp.sum(r, axis=2, keepdims=True)
 
 
-def _kmeans_resp(key, X, w, n_init: int, n_components: int) -> jax.Array:
-    """One-hot k-means labels per restart (scikit-learn's ``init_params="kmeans"``)."""
+@partial(jax.jit, static_argnames=("n_components",))
+def _kmeans_resp(keys, X, w, n_components: int) -> jax.Array:
+    """``(R, N, K)`` one-hot k-means labels, one vmapped k-means fit per key (scikit-learn's
+    ``init_params="kmeans"``)."""
     from espresso_jax.mixture import kmeans  # imported lazily: a sibling module
 
-    out = []
-    for i in range(n_init):   # restarts of the initialisation only (each a compiled fit)
-        km = kmeans.fit(jax.random.fold_in(key, i), X, n_components, sample_weight=w)
-        labels = kmeans.predict(km.centres, X)
-        out.append(jax.nn.one_hot(labels, n_components, dtype=X.dtype))
-    return jnp.stack(out)
+    def one(k):
+        res = kmeans.fit(k, X, n_components, sample_weight=w)
+        return jax.nn.one_hot(kmeans.predict(res.params, X), n_components, dtype=X.dtype)
+
+    return jax.vmap(one)(keys)
 
 
 def _check_resp(resp: Any, n: int, K: int) -> jax.Array:
@@ -254,8 +255,9 @@ def fit(key: jax.Array, X: ArrayLike, n_components: int, *,
     """Fit a variational Bayesian Gaussian mixture by variational EM.
 
     Args:
-        key: PRNG key (random / k-means initialisations; restart ``i`` uses
-            ``fold_in(key, i)``, so more restarts never give a lower bound below fewer).
+        key: PRNG key (random / k-means initialisations): restart ``i`` uses
+            ``jax.random.split(key, n_init)[i]`` (``key`` itself when ``n_init=1``), as
+            :func:`espresso_jax.mixture.gmm.fit`.
         X: ``(n_samples, n_features)`` data.
         n_components: ``K``, the number of components (truncation level for the DP).
         weight_prior: ``"dirichlet_process"`` (stick-breaking) or ``"dirichlet_distribution"``.
@@ -313,8 +315,9 @@ def fit(key: jax.Array, X: ArrayLike, n_components: int, *,
     prior = _make_prior(X, w, K, covariance_type, weight_concentration, mean_precision,
                         mean_prior, degrees_of_freedom, covariance_prior)
     if isinstance(init, str):
-        resp0 = (_random_resp(key, n, n_init, K, np.dtype(X.dtype)) if init == "random"
-                 else _kmeans_resp(key, X, w, n_init, K))
+        keys = key[None] if n_init == 1 else jax.random.split(key, n_init)
+        resp0 = (_random_resp(keys, n, K, np.dtype(X.dtype)) if init == "random"
+                 else _kmeans_resp(keys, X, w, K))
     model = _model(weight_prior, covariance_type)
     reg_covar_arr = jnp.asarray(reg, X.dtype)
     states = _initial_states(model, X, w, resp0, prior, reg_covar_arr)
