@@ -123,7 +123,7 @@ def test_run_epochs_vmaps_over_keys_and_hyperparameters():
         def loss(p, batch, k):
             return scale * _mse(p, batch, k)
         state = train.init_state(key, params, opt)
-        state, metrics = train.run_epochs(train.make_step(loss, opt), state, (X, y), key,
+        state, metrics = train.run_epochs(key, train.make_step(loss, opt), state, (X, y),
                                           batch_size=16, n_epochs=3)
         return state.params["w"], metrics["loss"]
 
@@ -147,7 +147,7 @@ def test_run_epochs_on_epoch_hook_is_called_once_per_epoch_and_changes_nothing()
 
     def run(key, hook):
         state = train.init_state(key, params, opt)
-        state, metrics = train.run_epochs(step, state, (X, y), key, batch_size=16, n_epochs=4,
+        state, metrics = train.run_epochs(key, step, state, (X, y), batch_size=16, n_epochs=4,
                                           on_epoch=hook)
         return state.params, metrics["loss"]
 

@@ -156,16 +156,16 @@ def epoch_batches(key: jax.Array, n_rows: int, batch_size: int) -> jax.Array:
     return perm[: n_batches * batch_size].reshape(n_batches, batch_size)
 
 
-def run_epochs(step_fn: StepFn, state: Any, data: PyTree, key: jax.Array, *, batch_size: int,
+def run_epochs(key: jax.Array, step_fn: StepFn, state: Any, data: PyTree, *, batch_size: int,
                n_epochs: int, on_epoch: Callable[[jax.Array], None] | None = None
                ) -> tuple[Any, dict[str, jax.Array]]:
     """Run ``n_epochs`` shuffled epochs of ``step_fn`` (pure; jit and vmap it freely).
 
     Args:
+        key: shuffling key, split into one permutation key per epoch.
         step_fn: ``(state, batch) -> (state, metrics)``; ``metrics`` a dict of scalars.
         state: the training state (any pytree).
         data: pytree of arrays sharing the leading axis ``(n_rows, ...)``.
-        key: shuffling key, split into one permutation key per epoch.
         batch_size: rows per minibatch (static).
         n_epochs: epochs to run (static).
         on_epoch: optional host function called as ``on_epoch(epoch_index)`` after each epoch
@@ -203,7 +203,7 @@ def run_epochs(step_fn: StepFn, state: Any, data: PyTree, key: jax.Array, *, bat
 
 @functools.partial(jax.jit, static_argnames=("step_fn", "batch_size", "n_epochs"))
 def _run_chunk(step_fn, state, data, key, batch_size, n_epochs):
-    return run_epochs(step_fn, state, data, key, batch_size=batch_size, n_epochs=n_epochs)
+    return run_epochs(key, step_fn, state, data, batch_size=batch_size, n_epochs=n_epochs)
 
 
 def fit_loop(key: jax.Array, step_fn: StepFn, state: Any, data: PyTree, *, batch_size: int,

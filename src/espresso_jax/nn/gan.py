@@ -186,7 +186,7 @@ def make_step(model: GANModel, loss: str, k_disc: int, optimizer_g: optax.Gradie
     scores for WGAN-GP, plus ``gp``) averaged over the ``k_disc`` discriminator updates, and
     ``g_loss``. The same arguments give the same step object (no recompilation).
     """
-    model = _check_model(module)
+    model = _check_model(model)
     check_choice(loss, "loss", LOSSES)
     k_disc = check_int(k_disc, "k_disc", min_value=1)
     gp_weight = check_positive(gp_weight, "gp_weight", allow_zero=True)

@@ -287,7 +287,7 @@ def train_config(key: jax.Array, method: UCIMethod, X: jax.Array, y: jax.Array,
 
     step = train.make_step(loss_fn, optimizer)
     state = train.init_state(step_key, params, optimizer)
-    state, metrics = train.run_epochs(step, state, (X, y), shuffle_key, batch_size=batch_size,
+    state, metrics = train.run_epochs(shuffle_key, step, state, (X, y), batch_size=batch_size,
                                       n_epochs=n_epochs, on_epoch=on_epoch)
     return state.params, metrics["loss"]
 
