@@ -305,9 +305,9 @@ def _toy_fit():
     y = jnp.sin(3.0 * x[:, 0]) + 0.1 * jax.random.normal(kn, (200,))
     module = MLPNet(hidden=32)
     params = bbb_elbo.init_params(jax.random.key(1), module, x, noise_std=0.5)
-    res = bbb_elbo.fit(jax.random.key(2), x, y, module=module, params=params, optimizer=optax.adam(1e-2),
-                       batch_size=40, n_epochs=200, likelihood="gaussian", progress=False,
-                       epochs_per_chunk=200)
+    res = bbb_elbo.fit(jax.random.key(2), x, y, module=module, params=params,
+                       optimizer=optax.adam(1e-2), batch_size=40, n_epochs=200,
+                       likelihood="gaussian", progress=False, epochs_per_chunk=200)
     return module, res, x, y
 
 
@@ -407,9 +407,10 @@ def test_gru_learns_sequence_sum():
     y = x.sum(axis=(1, 2))
     module = GRUNet()
     params = bbb_elbo.init_params(jax.random.key(1), module, x)
-    res = bbb_elbo.fit(jax.random.key(2), x, y, module=module, params=params, optimizer=optax.adam(2e-2),
-                       batch_size=32, n_epochs=40, likelihood="gaussian", noise_std=0.3,
-                       schedule="blundell", progress=False, epochs_per_chunk=40)
+    res = bbb_elbo.fit(jax.random.key(2), x, y, module=module, params=params,
+                       optimizer=optax.adam(2e-2), batch_size=32, n_epochs=40,
+                       likelihood="gaussian", noise_std=0.3, schedule="blundell",
+                       progress=False, epochs_per_chunk=40)
     xt = jax.random.uniform(kt, (200, 5, 1), minval=-1.0, maxval=1.0)
     mean, _ = bbb_elbo.regression_predictive(jax.random.key(3), module, res.params, xt,
                                              n_samples=20, noise_std=0.0)
@@ -454,11 +455,12 @@ def test_bad_input_raises():
     x, y = jnp.ones((10, 1)), jnp.ones(10)
     params = bbb_elbo.init_params(jax.random.key(0), module, x)
     with pytest.raises(ValueError, match="noise_std"):
-        bbb_elbo.fit(jax.random.key(0), x, y, module=module, params=params, optimizer=optax.sgd(0.1),
-                     batch_size=5, n_epochs=1, likelihood="gaussian")
+        bbb_elbo.fit(jax.random.key(0), x, y, module=module, params=params,
+                     optimizer=optax.sgd(0.1), batch_size=5, n_epochs=1, likelihood="gaussian")
     with pytest.raises(ValueError, match="y must have one entry per row of X"):
-        bbb_elbo.fit(jax.random.key(0), x, y[:5], module=module, params=params, optimizer=optax.sgd(0.1),
-                     batch_size=5, n_epochs=1, likelihood="gaussian", noise_std=0.1)
+        bbb_elbo.fit(jax.random.key(0), x, y[:5], module=module, params=params,
+                     optimizer=optax.sgd(0.1), batch_size=5, n_epochs=1, likelihood="gaussian",
+                     noise_std=0.1)
     with pytest.raises(ValueError, match="n_samples"):
         bbb_elbo.sample_outputs(jax.random.key(0), module, params, x, n_samples=0)
     with pytest.raises(TypeError, match="key"):
