@@ -23,6 +23,10 @@ with the decay on the **kernels (weight matrices) only, not on the biases**, as 
 code (a Keras ``W_regularizer=l2(lambda)`` on every Dense layer). For classification the data
 term is the mean softmax cross-entropy and ``tau = 1``.
 
+Training. :func:`fit` minimises that objective with :func:`espresso_jax.train.fit` (the
+neural fit signature ``fit(key, X, y, *, module, optimizer, batch_size, n_epochs, ...)``);
+:func:`make_loss` gives the engine's loss for custom loops.
+
 Predictive (regression). ``T`` stochastic passes give samples ``yhat_t``, ``(T, n)``:
 
 * mean ``E[y] ~= mean_t yhat_t``; variance ``Var[y] ~= var_t(yhat_t) + 1 / tau`` (the
