@@ -70,12 +70,12 @@ def deterministic_loss(module, params, batch, key):
 def make_runner(step, state0, data, n_epochs: int, batch_size: int):
     """A function that runs ``n_epochs`` epochs of ``step`` from ``state0`` (jitted once) and
     returns the mean loss of the last epoch after blocking on the result."""
-    run = jax.jit(functools.partial(train.run_epochs, step, batch_size=batch_size,
+    run = jax.jit(functools.partial(train.run_epochs, step_fn=step, batch_size=batch_size,
                                     n_epochs=n_epochs))
     key = jax.random.key(2)
 
     def go():
-        state, metrics = run(state0, data, key)
+        state, metrics = run(key, state=state0, data=data)
         jax.block_until_ready(state.params)
         return float(metrics["loss"][-1])
 

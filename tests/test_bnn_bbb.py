@@ -27,7 +27,7 @@ from espresso_jax import train
 from espresso_jax.bnn import bbb, bbb_elbo, bbb_prune, bbb_recurrent
 
 # One forward pass with its KL, jitted (eager flax dispatch is slow on a loaded 2-core box).
-_apply = jax.jit(bbb.apply, static_argnums=0)
+_apply = jax.jit(bbb.apply, static_argnums=1)
 MIXTURE = bbb.scale_mixture_prior(0.25, float(np.exp(-1.0)), float(np.exp(-7.0)))
 
 
@@ -174,13 +174,13 @@ def test_collected_kl_is_closed_form_sum_over_all_layers():
     module = AllNet()
     x, _ = _all_inputs()
     net = _all_net_params().net
-    _, kl = _apply(module, net, x, key=jax.random.key(1))
+    _, kl = _apply(jax.random.key(1), module, net, x)
     flat = bbb_prune._pairs(net)[0]
     ref = sum(_np_gaussian_kl(flat[p], flat[p[:-1] + (p[-1][:-3] + "_rho",)], 1.0)
               for p in flat if p[-1].endswith("_mu"))
     np.testing.assert_allclose(float(kl), ref, rtol=1e-5)  # float32 sum of ~500 terms
     # Applying twice does not accumulate the collection.
-    _, kl2 = _apply(module, net, x, key=jax.random.key(1))
+    _, kl2 = _apply(jax.random.key(1), module, net, x)
     assert float(kl2) == float(kl)
 
 
@@ -192,7 +192,7 @@ def test_zero_variance_layers_match_flax_reference():
     p = net["params"]
     net = {"params": {**p, "kernel_rho": jnp.full_like(p["kernel_rho"], bbb.PRUNED_RHO),
                       "bias_rho": jnp.full_like(p["bias_rho"], bbb.PRUNED_RHO)}}
-    got, _ = _apply(conv, net, x, key=jax.random.key(2))
+    got, _ = _apply(jax.random.key(2), conv, net, x)
     ref = nn.Conv(5, (3, 2), strides=(1, 2), padding="SAME").apply(
         {"params": {"kernel": p["kernel_mu"], "bias": p["bias_mu"]}}, x)
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
@@ -211,7 +211,7 @@ def test_local_reparam_matches_weight_sampling_moments():
     keys = jax.random.split(jax.random.key(1), s)
     draws = {}
     for name, m in (("plain", plain), ("local", local)):
-        sampler = jax.jit(jax.vmap(lambda k, m=m: bbb.apply(m, net, x, key=k)[0]))
+        sampler = jax.jit(jax.vmap(lambda k, m=m: bbb.apply(k, m, net, x)[0]))
         draws[name] = np.asarray(sampler(keys), np.float64)
     sig_k = np.log1p(np.exp(np.asarray(p["kernel_rho"], np.float64)))
     sig_b = np.log1p(np.exp(np.asarray(p["bias_rho"], np.float64)))
@@ -259,7 +259,7 @@ def test_minibatch_losses_average_to_full_negative_elbo(x64):
     assert params.log_noise_std.dtype == jnp.float64
     loss = bbb_elbo.ELBOLoss(module, n, "gaussian")
     key = jax.random.key(2)
-    out, kl = _apply(module, params.net, x, key=key)
+    out, kl = _apply(key, module, params.net, x)
     assert out.dtype == jnp.float64
     ll = norm.logpdf(np.asarray(y), np.asarray(out[:, 0]), 0.3).sum()
     jloss = jax.jit(loss)
@@ -305,9 +305,9 @@ def _toy_fit():
     y = jnp.sin(3.0 * x[:, 0]) + 0.1 * jax.random.normal(kn, (200,))
     module = MLPNet(hidden=32)
     params = bbb_elbo.init_params(jax.random.key(1), module, x, noise_std=0.5)
-    res = bbb_elbo.fit(jax.random.key(2), module, params, x, y, optimizer=optax.adam(1e-2),
-                       batch_size=40, n_epochs=200, likelihood="gaussian", progress=False,
-                       epochs_per_chunk=200)
+    res = bbb_elbo.fit(jax.random.key(2), x, y, module=module, params=params,
+                       optimizer=optax.adam(1e-2), batch_size=40, n_epochs=200,
+                       likelihood="gaussian", progress=False, epochs_per_chunk=200)
     return module, res, x, y
 
 
@@ -315,7 +315,7 @@ def test_regression_fit_uncertainty_grows_away_from_data():
     module, res, x, y = _toy_fit()
     hist = res.history["loss"]
     assert hist[-20:].mean() < hist[:5].mean()
-    params = res.state.params
+    params = res.params
     # Learned noise std near the true 0.1 (loose: a short run and a 200-point sample).
     assert 0.05 < float(jnp.exp(params.log_noise_std)) < 0.25
     far = jnp.array([[-3.0], [-2.5], [2.5], [3.0]])
@@ -334,7 +334,7 @@ def test_regression_fit_uncertainty_grows_away_from_data():
 
 def test_pruning_keeps_fraction_and_zero_pruning_is_identity():
     module, res, x, y = _toy_fit()
-    params = res.state.params
+    params = res.params
     snr = bbb_prune.signal_to_noise(params)
     n_total = sum(v.size for v in snr.values())
     assert n_total == 1 * 32 + 32 + 32 * 1 + 1
@@ -373,14 +373,14 @@ def test_gru_weights_sampled_once_and_cell_matches_manual_unroll():
     net = bbb.init(jax.random.key(1), gru, x)
     p = net["params"]
     # KL counted once per call (weights sampled once, not once per time step).
-    _, kl = _apply(gru, net, x, key=jax.random.key(2))
+    _, kl = _apply(jax.random.key(2), gru, net, x)
     ref_kl = sum(_np_gaussian_kl(p[f"{n}_mu"], p[f"{n}_rho"], 1.0)
                  for n in ("input_kernel", "recurrent_kernel", "bias"))
     np.testing.assert_allclose(float(kl), ref_kl, rtol=1e-5)
     # With sigma = 0 the layer is a plain GRU with the posterior means: unroll it by hand.
     det = {"params": {k: (jnp.full_like(v, bbb.PRUNED_RHO) if k.endswith("_rho") else v)
                       for k, v in p.items()}}
-    hs, _ = _apply(gru, det, x, key=jax.random.key(2))
+    hs, _ = _apply(jax.random.key(2), gru, det, x)
     w_in, w_rec, b = (np.asarray(p[f"{n}_mu"], np.float64)
                       for n in ("input_kernel", "recurrent_kernel", "bias"))
     sig = lambda v: 1.0 / (1.0 + np.exp(-v))  # noqa: E731
@@ -393,7 +393,7 @@ def test_gru_weights_sampled_once_and_cell_matches_manual_unroll():
     # With sigma > 0, one weight draw is shared over the sequence: identical sequences in the
     # batch give identical outputs at every step.
     x_same = jnp.concatenate([x[:1], x[:1], x[:1]], axis=0)  # same shape: no recompile
-    hs2, _ = _apply(gru, net, x_same, key=jax.random.key(3))
+    hs2, _ = _apply(jax.random.key(3), gru, net, x_same)
     np.testing.assert_array_equal(hs2[0], hs2[1])
     np.testing.assert_array_equal(hs2[0], hs2[2])
 
@@ -407,11 +407,12 @@ def test_gru_learns_sequence_sum():
     y = x.sum(axis=(1, 2))
     module = GRUNet()
     params = bbb_elbo.init_params(jax.random.key(1), module, x)
-    res = bbb_elbo.fit(jax.random.key(2), module, params, x, y, optimizer=optax.adam(2e-2),
-                       batch_size=32, n_epochs=40, likelihood="gaussian", noise_std=0.3,
-                       schedule="blundell", progress=False, epochs_per_chunk=40)
+    res = bbb_elbo.fit(jax.random.key(2), x, y, module=module, params=params,
+                       optimizer=optax.adam(2e-2), batch_size=32, n_epochs=40,
+                       likelihood="gaussian", noise_std=0.3, schedule="blundell",
+                       progress=False, epochs_per_chunk=40)
     xt = jax.random.uniform(kt, (200, 5, 1), minval=-1.0, maxval=1.0)
-    mean, _ = bbb_elbo.regression_predictive(jax.random.key(3), module, res.state.params, xt,
+    mean, _ = bbb_elbo.regression_predictive(jax.random.key(3), module, res.params, xt,
                                              n_samples=20, noise_std=0.0)
     mse = float(jnp.mean(jnp.square(mean - xt.sum(axis=(1, 2)))))
     assert mse < 0.1 * (5.0 / 3.0), mse
@@ -454,11 +455,12 @@ def test_bad_input_raises():
     x, y = jnp.ones((10, 1)), jnp.ones(10)
     params = bbb_elbo.init_params(jax.random.key(0), module, x)
     with pytest.raises(ValueError, match="noise_std"):
-        bbb_elbo.fit(jax.random.key(0), module, params, x, y, optimizer=optax.sgd(0.1),
-                     batch_size=5, n_epochs=1, likelihood="gaussian")
-    with pytest.raises(ValueError, match="x and y"):
-        bbb_elbo.fit(jax.random.key(0), module, params, x, y[:5], optimizer=optax.sgd(0.1),
-                     batch_size=5, n_epochs=1, likelihood="gaussian", noise_std=0.1)
+        bbb_elbo.fit(jax.random.key(0), x, y, module=module, params=params,
+                     optimizer=optax.sgd(0.1), batch_size=5, n_epochs=1, likelihood="gaussian")
+    with pytest.raises(ValueError, match="y must have one entry per row of X"):
+        bbb_elbo.fit(jax.random.key(0), x, y[:5], module=module, params=params,
+                     optimizer=optax.sgd(0.1), batch_size=5, n_epochs=1, likelihood="gaussian",
+                     noise_std=0.1)
     with pytest.raises(ValueError, match="n_samples"):
         bbb_elbo.sample_outputs(jax.random.key(0), module, params, x, n_samples=0)
     with pytest.raises(TypeError, match="key"):

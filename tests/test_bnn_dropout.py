@@ -121,6 +121,19 @@ def test_losses_take_any_module():
     assert float(default) == float(explicit)
 
 
+def test_input_dropout_option():
+    """Without hidden layers the only dropout is on the input: with ``input_dropout=False`` a
+    stochastic pass equals the deterministic one; with it (Gal's nets) some inputs drop."""
+    X = jax.random.normal(jax.random.key(3), (20, 3))
+    for input_dropout in (False, True):
+        module = dropout.DropoutMLP(hidden=(), n_outputs=2, input_dropout=input_dropout)
+        params = _init(module, jax.random.key(0), X)
+        stochastic = jax.jit(lambda p, x, m=module: m.apply(
+            p, x, 0.5, deterministic=False, rngs={"dropout": jax.random.key(4)}))(params, X)
+        same = np.allclose(stochastic, _apply(module, params, X))
+        assert bool(same) == (not input_dropout)
+
+
 def test_apply_dropout_statistics():
     p, n = 0.3, 200_000
     u = jax.random.uniform(jax.random.key(7), (n,))

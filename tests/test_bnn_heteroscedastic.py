@@ -16,9 +16,9 @@ import optax
 import pytest
 from scipy import stats
 
+from espresso_jax import metrics as U
 from espresso_jax import train
 from espresso_jax.bnn import heteroscedastic as H
-from espresso_jax.bnn import uncertainty as U
 from espresso_jax.nn.modules import MLP
 
 

@@ -23,7 +23,7 @@ def test_linear_autoencoder_reaches_pca_reconstruction_error():
     reference = np.mean(np.sum((X - pca.inverse_transform(pca.transform(X))) ** 2, axis=1))
     model = ae.AutoEncoder(data_dim=8, latent_dim=2, hidden=())
     opt = optax.adam(optax.warmup_cosine_decay_schedule(0.1, 0.1, 10, 1000, 1e-3))
-    fit = ae.fit(jax.random.key(0), X, model=model, optimizer=opt, batch_size=200,
+    fit = ae.fit(jax.random.key(0), X, module=model, optimizer=opt, batch_size=200,
                  n_epochs=1000, progress=False)
     err = float(np.mean(ae.reconstruction_error(model, fit.best_params, X)))
     # PCA is the optimum of the linear AE (Baldi & Hornik 1989): never beaten beyond float32
@@ -79,7 +79,7 @@ def test_bad_inputs():
     with pytest.raises(TypeError, match="model must be a AutoEncoder"):
         ae.encode("ae", params, X)
     with pytest.raises(ValueError, match="batch_size"):
-        ae.fit(jax.random.key(0), X, model=model, optimizer=optax.sgd(0.1), batch_size=0,
+        ae.fit(jax.random.key(0), X, module=model, optimizer=optax.sgd(0.1), batch_size=0,
                n_epochs=1, progress=False)
 
 

@@ -93,7 +93,7 @@ def test_discriminator_converges_to_optimum_for_fixed_generator():
     g_params = {"mlp": {"dense_0": {"kernel": jnp.ones((1, 1)), "bias": jnp.full((1,), 0.5)}}}
     state = state._replace(gen=state.gen._replace(params=g_params))
     data = -0.5 + 0.8 * jax.random.normal(jax.random.key(1), (8192, 1))
-    res = gan.fit(jax.random.key(2), data, model=model, loss="minimax", k_disc=1,
+    res = gan.fit(jax.random.key(2), data, module=model, loss="minimax", k_disc=1,
                   optimizer_g=frozen, optimizer_d=opt_d, batch_size=256, n_epochs=60,
                   state=state, progress=False)
     grid = np.linspace(-2.0, 2.0, 81)  # both densities > 0.05 here
@@ -121,7 +121,7 @@ def _ring_run(n_epochs, key=0):
     x, centres = gan.ring_of_gaussians(jax.random.key(1), 8192)
     model = gan.mlp_gan(2, latent_dim=2, g_hidden=(128, 128), d_hidden=(128, 128))
     opt = optax.adam(1e-3, b1=0.5)
-    res = gan.fit(jax.random.key(key), x, model=model, loss="non_saturating", k_disc=1,
+    res = gan.fit(jax.random.key(key), x, module=model, loss="non_saturating", k_disc=1,
                   optimizer_g=opt, optimizer_d=opt, batch_size=128, n_epochs=n_epochs,
                   progress=False)
     samples = gan.sample(jax.random.key(2), res.state, 2500, model=model)
@@ -167,7 +167,7 @@ def test_wgan_gp_moves_samples_towards_data():
     before = gan.mode_coverage(gan.sample(jax.random.key(2), state, 2000, model=model),
                                centres, 0.02).mean_distance
     # gp_weight 0.1: the small penalty used for the toy problems by Gulrajani et al.
-    res = gan.fit(jax.random.key(0), x, model=model, loss="wgan_gp", k_disc=5,
+    res = gan.fit(jax.random.key(0), x, module=model, loss="wgan_gp", k_disc=5,
                   optimizer_g=opt, optimizer_d=opt, batch_size=64, n_epochs=15,
                   gp_weight=0.1, state=state, progress=False)
     after = gan.mode_coverage(gan.sample(jax.random.key(2), res.state, 2000, model=model),
@@ -200,7 +200,7 @@ def test_dcgan_one_step_on_mnist_updates_batch_stats():
     opt = optax.adam(2e-4, b1=0.5)
     state = gan.init_state(jax.random.key(0), model, optimizer_g=opt, optimizer_d=opt)
     x = load_mnist("test")[0][:16].reshape(16, 28, 28, 1) * 2.0 - 1.0
-    res = gan.fit(jax.random.key(2), x, model=model, loss="non_saturating", k_disc=2,
+    res = gan.fit(jax.random.key(2), x, module=model, loss="non_saturating", k_disc=2,
                   optimizer_g=opt, optimizer_d=opt, batch_size=8, n_epochs=1, state=state,
                   progress=False)
     assert int(res.state.step) == 1
@@ -216,7 +216,7 @@ def test_dcgan_one_step_on_mnist_updates_batch_stats():
 
 def test_second_fit_does_not_recompile():
     x, _ = gan.ring_of_gaussians(jax.random.key(1), 256)
-    kwargs = dict(model=_TINY, loss="minimax", k_disc=2, optimizer_g=_SGD, optimizer_d=_SGD,
+    kwargs = dict(module=_TINY, loss="minimax", k_disc=2, optimizer_g=_SGD, optimizer_d=_SGD,
                   batch_size=32, n_epochs=2, progress=False)
     gan.fit(jax.random.key(0), x, **kwargs)
     size = train._run_chunk._cache_size()
@@ -230,7 +230,7 @@ def test_mlp_gan_step_float64(x64):
     x, _ = gan.ring_of_gaussians(jax.random.key(1), 64)
     assert x.dtype == jnp.float64
     model, opt = _TINY, _SGD
-    res = gan.fit(jax.random.key(0), x, model=model, loss="wgan_gp", k_disc=1,
+    res = gan.fit(jax.random.key(0), x, module=model, loss="wgan_gp", k_disc=1,
                   optimizer_g=opt, optimizer_d=opt, batch_size=32, n_epochs=1, progress=False)
     assert jax.tree.leaves(res.state.gen.params)[0].dtype == jnp.float64
     assert gan.sample(jax.random.key(0), res.state, 3, model=model).dtype == jnp.float64
@@ -242,16 +242,16 @@ def test_mlp_gan_step_float64(x64):
 def test_bad_input_raises():
     x, _ = gan.ring_of_gaussians(jax.random.key(1), 64)
     model, opt = _TINY, _SGD
-    kw = dict(model=model, loss="minimax", k_disc=1, optimizer_g=opt, optimizer_d=opt,
+    kw = dict(module=model, loss="minimax", k_disc=1, optimizer_g=opt, optimizer_d=opt,
               batch_size=8, n_epochs=1, progress=False)
     key = jax.random.key(0)
     with pytest.raises(ValueError, match="k_disc"):
         gan.fit(key, x, **{**kw, "k_disc": 0})
-    with pytest.raises(ValueError, match="data"):
+    with pytest.raises(ValueError, match="X"):
         gan.fit(key, x[:, 0], **kw)
-    with pytest.raises(ValueError, match="data"):
+    with pytest.raises(ValueError, match="X"):
         gan.fit(key, jnp.ones((64, 3)), **kw)
-    with pytest.raises(ValueError, match="data"):
+    with pytest.raises(ValueError, match="X"):
         gan.fit(key, x.at[3, 1].set(jnp.nan), **kw)
     with pytest.raises(ValueError, match="loss"):
         gan.fit(key, x, **{**kw, "loss": "hinge"})
@@ -260,11 +260,11 @@ def test_bad_input_raises():
     with pytest.raises(TypeError, match="optimizer_d"):
         gan.fit(key, x, **{**kw, "optimizer_d": "adam"})
     with pytest.raises(TypeError, match="model"):
-        gan.fit(key, x, **{**kw, "model": "mlp"})
+        gan.fit(key, x, **{**kw, "module": "mlp"})
     with pytest.raises(TypeError, match="key"):
         gan.fit(0, x, **kw)
     with pytest.raises(ValueError, match="wgan_gp"):
-        gan.fit(key, jnp.zeros((8, 28, 28, 1)), **{**kw, "model": gan.dcgan(features=2),
+        gan.fit(key, jnp.zeros((8, 28, 28, 1)), **{**kw, "module": gan.dcgan(features=2),
                                                     "loss": "wgan_gp"})
     with pytest.raises(ValueError, match="d_norm"):
         gan.dcgan(d_norm="group")

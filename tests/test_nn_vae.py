@@ -106,7 +106,7 @@ def _linear_vae_vs_ppca(n_epochs):
                     variance="shared")
     steps = n_epochs * (n // 100)
     opt = optax.adam(optax.cosine_decay_schedule(3e-2, steps, alpha=0.01))
-    fit = vae.fit(jax.random.key(0), X, model=model, optimizer=opt, batch_size=100,
+    fit = vae.fit(jax.random.key(0), X, module=model, optimizer=opt, batch_size=100,
                   n_epochs=n_epochs, estimator="B", progress=False)
     p = fit.best_params["params"]
     # the linear decoder is a PPCA model: its exact marginal likelihood in closed form
@@ -149,7 +149,7 @@ def test_gaussian_decoder_variances_and_training():
         assert (got is None) if shape is None else got.shape == shape
     model = vae.VAE(data_dim=6, latent_dim=2, hidden=(8,), likelihood="gaussian",
                     variance="per_feature")
-    fit = vae.fit(jax.random.key(2), X, model=model, optimizer=optax.adam(1e-2),
+    fit = vae.fit(jax.random.key(2), X, module=model, optimizer=optax.adam(1e-2),
                   batch_size=32, n_epochs=30, estimator="A", n_samples=2, progress=False)
     elbo = fit.history["elbo"]
     assert np.all(np.isfinite(elbo)) and elbo[-5:].mean() > elbo[:5].mean() + 0.5
@@ -200,7 +200,7 @@ def test_bad_inputs(small):
     with pytest.raises(ValueError, match="n_samples"):
         vae.elbo(key, SMALL, params, X, n_samples=0)
     with pytest.raises(ValueError, match=r"X must lie in \[0, 1\]"):
-        vae.fit(key, X * 3.0, model=SMALL, optimizer=optax.sgd(1e-3), batch_size=2,
+        vae.fit(key, X * 3.0, module=SMALL, optimizer=optax.sgd(1e-3), batch_size=2,
                 n_epochs=1, progress=False)
     with pytest.raises(ValueError, match="model.likelihood"):
         vae.init(key, vae.VAE(likelihood="poisson"))
@@ -229,7 +229,7 @@ def test_mnist_short_run_improves_the_elbo():
     model = vae.VAE(latent_dim=10, hidden=(64,))
     params0 = vae.init(jax.random.key(0), model)
     key, opt = jax.random.key(1), optax.adam(1e-3)
-    fit = vae.fit(key, X, model=model, optimizer=opt, batch_size=32, n_epochs=2,
+    fit = vae.fit(key, X, module=model, optimizer=opt, batch_size=32, n_epochs=2,
                   binarize=True, params=params0, progress=False)
     assert fit.history["elbo"][-1] > fit.history["elbo"][0]
     binary = np.asarray(jax.random.bernoulli(jax.random.key(2), X_test), dtype=np.float32)
@@ -238,6 +238,6 @@ def test_mnist_short_run_improves_the_elbo():
     assert after > before + 50           # measured -599 -> -482 nats; margin 50 nats
     # a second fit with the same configuration reuses the compiled chunk
     size = train._run_chunk._cache_size()
-    vae.fit(key, X, model=model, optimizer=opt, batch_size=32, n_epochs=2, binarize=True,
+    vae.fit(key, X, module=model, optimizer=opt, batch_size=32, n_epochs=2, binarize=True,
             params=params0, progress=False)
     assert train._run_chunk._cache_size() == size

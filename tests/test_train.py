@@ -37,7 +37,7 @@ def test_fit_reaches_least_squares_solution():
     assert res.history["loss"].shape == (60,)
     assert res.history["loss"][-1] < 0.1 * res.history["loss"][0]
     assert int(res.state.step) == 60 * (256 // 32)
-    assert res.n_epochs == 60 and not res.stopped_early
+    assert res.n_iter == 60 and not res.converged
 
 
 def test_epoch_visits_every_row_once():
@@ -89,7 +89,7 @@ def test_second_fit_does_not_recompile():
     before = train._run_chunk._cache_size()
     res = train.fit(jax.random.key(5), _mse, params, (X, y), **kwargs)
     assert train._run_chunk._cache_size() == before
-    assert res.n_epochs == 4
+    assert res.n_iter == 4
 
 
 def test_early_stopping_keeps_best_params():
@@ -107,7 +107,7 @@ def test_early_stopping_keeps_best_params():
     res = train.fit(jax.random.key(0), _mse, params, (X, y), optimizer=optax.adam(0.05),
                     batch_size=16, n_epochs=50, eval_fn=distance, patience=3, progress=False,
                     callbacks=[lambda epoch, state, m: seen.append((epoch, m["eval"]))])
-    assert res.stopped_early and res.n_epochs == 4
+    assert res.converged and res.n_iter == 4
     assert len(res.eval_history) == 4 and np.all(np.diff(res.eval_history) > 0)
     np.testing.assert_allclose(distance(res.best_params), res.eval_history[0], rtol=1e-6)
     assert [e for e, _ in seen] == [1, 2, 3, 4]
@@ -123,7 +123,7 @@ def test_run_epochs_vmaps_over_keys_and_hyperparameters():
         def loss(p, batch, k):
             return scale * _mse(p, batch, k)
         state = train.init_state(key, params, opt)
-        state, metrics = train.run_epochs(train.make_step(loss, opt), state, (X, y), key,
+        state, metrics = train.run_epochs(key, train.make_step(loss, opt), state, (X, y),
                                           batch_size=16, n_epochs=3)
         return state.params["w"], metrics["loss"]
 
@@ -147,7 +147,7 @@ def test_run_epochs_on_epoch_hook_is_called_once_per_epoch_and_changes_nothing()
 
     def run(key, hook):
         state = train.init_state(key, params, opt)
-        state, metrics = train.run_epochs(step, state, (X, y), key, batch_size=16, n_epochs=4,
+        state, metrics = train.run_epochs(key, step, state, (X, y), batch_size=16, n_epochs=4,
                                           on_epoch=hook)
         return state.params, metrics["loss"]
 

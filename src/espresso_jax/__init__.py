@@ -4,8 +4,8 @@ functions.
 Layers (dependencies point downward): applications (:mod:`espresso_jax.apps`: cli, tour,
 report, viz, experiments, the UCI protocol; imported on demand) → models (``linear``,
 ``mixture``, ``nn``, ``bnn``, ``fully_bayes``) → engines (``em``, ``train``) → probability
-(``prob``) → numpyro.distributions, flax, optax, jax. Every public function validates its input on the host
-(:mod:`espresso_jax.validation`) before any jit.
+and metrics (``prob``, ``metrics``) → numpyro.distributions, flax, optax, jax. Every public
+function validates its input on the host (:mod:`espresso_jax.validation`) before any jit.
 """
 
 from espresso_jax import (
@@ -15,6 +15,7 @@ from espresso_jax import (
     fully_bayes,
     io,
     linear,
+    metrics,
     mixture,
     nn,
     prob,
@@ -23,6 +24,5 @@ from espresso_jax import (
 )
 
 __version__ = "0.1.0"
-__all__ = ["bnn", "datasets", "em", "fully_bayes", "io", "linear", "mixture", "nn", "prob", "train",
-           "validation",
-           "__version__"]
+__all__ = ["bnn", "datasets", "em", "fully_bayes", "io", "linear", "metrics", "mixture", "nn",
+           "prob", "train", "validation", "__version__"]

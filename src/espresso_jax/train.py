@@ -34,7 +34,7 @@ import optax
 
 from espresso_jax import io
 from espresso_jax.interop import standard_promotion
-from espresso_jax.validation import check_int, check_key
+from espresso_jax.validation import check_forward, check_int, check_key
 
 __all__ = [
     "TrainState",
@@ -45,6 +45,7 @@ __all__ = [
     "run_epochs",
     "fit_loop",
     "fit",
+    "check_init",
     "save_state",
     "load_state",
 ]
@@ -70,24 +71,31 @@ class TrainState(NamedTuple):
 
 
 class FitResult(NamedTuple):
-    """Outcome of :func:`fit_loop` / :func:`fit`.
+    """Outcome of :func:`fit_loop` / :func:`fit` and of every neural fit built on them.
+
+    The first four fields are the library's shared result shape (``params``, ``history``,
+    ``n_iter``, ``converged``, as :class:`espresso_jax.em.EMResult`).
 
     Attributes:
+        params: the final parameters (``params_of(state)``).
+        history: per-epoch means of every metric the step returns, ``name -> (n_iter,)``.
+        n_iter: epochs actually run.
+        converged: True when the early-stopping criterion (``patience`` evaluations without
+            improvement) ended the run; False after all ``n_epochs`` (an SGD run without
+            ``eval_fn``/``patience`` has no convergence test).
         state: the final state (after the last epoch run).
         best_params: the parameters with the best evaluation metric when ``eval_fn`` is given,
             else the final parameters.
-        history: per-epoch means of every metric the step returns, ``name -> (n_epochs_run,)``.
         eval_history: ``(n_evaluations,)`` values of ``eval_fn`` (empty without one).
-        n_epochs: epochs actually run.
-        stopped_early: True when early stopping ended the run.
     """
 
+    params: PyTree
+    history: dict[str, np.ndarray]
+    n_iter: int
+    converged: bool
     state: Any
     best_params: PyTree
-    history: dict[str, np.ndarray]
     eval_history: np.ndarray
-    n_epochs: int
-    stopped_early: bool
 
 
 def init_state(key: jax.Array, params: PyTree, optimizer: optax.GradientTransformation
@@ -148,16 +156,16 @@ def epoch_batches(key: jax.Array, n_rows: int, batch_size: int) -> jax.Array:
     return perm[: n_batches * batch_size].reshape(n_batches, batch_size)
 
 
-def run_epochs(step_fn: StepFn, state: Any, data: PyTree, key: jax.Array, *, batch_size: int,
+def run_epochs(key: jax.Array, step_fn: StepFn, state: Any, data: PyTree, *, batch_size: int,
                n_epochs: int, on_epoch: Callable[[jax.Array], None] | None = None
                ) -> tuple[Any, dict[str, jax.Array]]:
     """Run ``n_epochs`` shuffled epochs of ``step_fn`` (pure; jit and vmap it freely).
 
     Args:
+        key: shuffling key, split into one permutation key per epoch.
         step_fn: ``(state, batch) -> (state, metrics)``; ``metrics`` a dict of scalars.
         state: the training state (any pytree).
         data: pytree of arrays sharing the leading axis ``(n_rows, ...)``.
-        key: shuffling key, split into one permutation key per epoch.
         batch_size: rows per minibatch (static).
         n_epochs: epochs to run (static).
         on_epoch: optional host function called as ``on_epoch(epoch_index)`` after each epoch
@@ -195,7 +203,7 @@ def run_epochs(step_fn: StepFn, state: Any, data: PyTree, key: jax.Array, *, bat
 
 @functools.partial(jax.jit, static_argnames=("step_fn", "batch_size", "n_epochs"))
 def _run_chunk(step_fn, state, data, key, batch_size, n_epochs):
-    return run_epochs(step_fn, state, data, key, batch_size=batch_size, n_epochs=n_epochs)
+    return run_epochs(key, step_fn, state, data, batch_size=batch_size, n_epochs=n_epochs)
 
 
 def fit_loop(key: jax.Array, step_fn: StepFn, state: Any, data: PyTree, *, batch_size: int,
@@ -295,10 +303,10 @@ def fit_loop(key: jax.Array, step_fn: StepFn, state: Any, data: PyTree, *, batch
         bar.close()
     if best_params is None:
         best_params = params_of(state)
-    return FitResult(state=state, best_params=best_params,
+    return FitResult(params=params_of(state),
                      history={k: np.concatenate(v) for k, v in history.items()},
-                     eval_history=np.asarray(eval_history), n_epochs=done,
-                     stopped_early=stopped_early)
+                     n_iter=done, converged=stopped_early, state=state,
+                     best_params=best_params, eval_history=np.asarray(eval_history))
 
 
 def fit(key: jax.Array, loss_fn: Callable[..., Any], params: PyTree, data: PyTree, *,
@@ -326,6 +334,36 @@ def fit(key: jax.Array, loss_fn: Callable[..., Any], params: PyTree, data: PyTre
     step_fn = make_step(loss_fn, optimizer, has_aux=has_aux)
     return fit_loop(shuffle_key, step_fn, state, data, batch_size=batch_size,
                     n_epochs=n_epochs, **loop_options)
+
+
+def check_init(key: jax.Array, init: Callable[[jax.Array, Any], PyTree],
+               forward: Callable[[PyTree, Any], Any], params: PyTree | None, x: Any, *,
+               name: str = "X") -> tuple[jax.Array, jax.Array | None, Any]:
+    """Check on the host, before anything compiles, that a network takes the input ``x``.
+
+    The neural fits share this step: without ``params``, ``key`` splits into an
+    initialisation key and a training key and ``init(init_key, x)`` is traced abstractly;
+    ``forward(params, x)`` is then traced abstractly too (:func:`~espresso_jax.validation.
+    check_forward`), so a wrong input width raises a ``ValueError`` naming ``name``.
+
+    Args:
+        key: the fit's PRNG key.
+        init: ``(init_key, x) -> params``. forward: ``(params, x) -> outputs``.
+        params: given initial parameters, or None to initialise.
+        x: an example input, e.g. ``X[:1]``.
+        name: the argument named in errors.
+
+    Returns:
+        ``(train_key, init_key, outputs)``: ``init_key`` is None when ``params`` was given
+        (then ``train_key`` is ``key``); ``outputs`` is the ``ShapeDtypeStruct`` of the
+        forward pass (e.g. its last axis is the number of classes).
+    """
+    init_key = None
+    shapes = params
+    if params is None:
+        init_key, key = jax.random.split(key)
+        shapes = check_forward(init, init_key, x, name=name)
+    return key, init_key, check_forward(forward, shapes, x, name=name)
 
 
 def _key_to_data(tree: PyTree) -> PyTree:

@@ -10,7 +10,7 @@ host. That keeps every public function composable with JAX transformations.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -31,6 +31,8 @@ __all__ = [
     "check_key",
     "check_distribution",
     "as_sample_weight",
+    "check_targets",
+    "check_forward",
 ]
 
 
@@ -311,3 +313,47 @@ def as_sample_weight(sample_weight: Any, n_samples: int) -> jax.Array:
         if wn.sum() <= 0:
             raise ValueError("sample_weight must have a positive sum")
     return w
+
+
+def check_targets(y: Any, n_rows: int, *, n_classes: int | None = None,
+                  ndim: int | Sequence[int] = 1) -> jax.Array:
+    """Validate supervised targets ``y`` for ``n_rows`` inputs.
+
+    Args:
+        y: ``(n_rows,)`` integer labels in ``[0, n_classes)`` when ``n_classes`` is given,
+            else finite real targets of rank ``ndim`` (``(n_rows,)`` or ``(n_rows, k)``).
+        n_rows: number of input rows ``y`` must match.
+        n_classes: number of classes (the network's output width), or None for regression.
+        ndim: allowed ranks of real targets.
+
+    Returns:
+        int32 labels or float targets.
+
+    Raises:
+        ValueError: naming ``y`` (wrong rank, NaN, a label out of range, a length other than
+            ``n_rows``). TypeError: non-integral labels.
+    """
+    if n_classes is None:
+        y = as_float_array(y, "y", ndim=ndim, shape_hint="(n_samples,)")
+    else:
+        y = as_int_array(y, "y", ndim=1, shape_hint="(n_samples,)", min_value=0,
+                         max_value=int(n_classes) - 1)
+    if y.shape[0] != n_rows:
+        raise ValueError(f"y must have one entry per row of X ({n_rows}), got {y.shape[0]}")
+    return y
+
+
+def check_forward(forward: Callable[..., Any], *args: Any, name: str = "X") -> Any:
+    """Trace ``forward(*args)`` abstractly (``jax.eval_shape``: no compilation, no arithmetic)
+    and return its output's ``ShapeDtypeStruct`` pytree.
+
+    A network that cannot take the input (a wrong input width for the parameters, a wrong
+    rank) fails here, before any jit, with a ``ValueError`` naming ``name``. ``args`` may be
+    arrays or ``ShapeDtypeStruct`` pytrees (e.g. ``jax.eval_shape(module.init, key, x)``).
+    """
+    try:
+        return jax.eval_shape(forward, *args)
+    except Exception as err:  # flax and lax raise several types for a shape mismatch
+        shapes = ", ".join(str(getattr(a, "shape", "")) for a in args if hasattr(a, "shape"))
+        raise ValueError(f"{name} does not fit the network (input shapes {shapes}): "
+                         f"{type(err).__name__}: {err}") from err

@@ -8,8 +8,9 @@
   :mod:`~espresso_jax.bnn.bbb_prune` signal-to-noise pruning.
 - :mod:`~espresso_jax.bnn.dropout`: MC dropout (Gal & Ghahramani 2016) with the weight decay of
   the length-scale prior, vmapped stochastic passes.
-- :mod:`~espresso_jax.bnn.heteroscedastic`, :mod:`~espresso_jax.bnn.uncertainty`: aleatoric
-  heads and losses; predictive decompositions, entropy, BALD, NLL, Brier, ECE.
+- :mod:`~espresso_jax.bnn.heteroscedastic`: aleatoric heads and losses. The uncertainty
+  metrics they are scored with (decompositions, entropy, BALD, NLL, Brier, ECE) live below the
+  model packages, in :mod:`espresso_jax.metrics`.
 """
 
 from espresso_jax.bnn import (
@@ -19,8 +20,6 @@ from espresso_jax.bnn import (
     bbb_recurrent,
     dropout,
     heteroscedastic,
-    uncertainty,
 )
 
-__all__ = ["bbb", "bbb_elbo", "bbb_prune", "bbb_recurrent", "dropout", "heteroscedastic",
-           "uncertainty"]
+__all__ = ["bbb", "bbb_elbo", "bbb_prune", "bbb_recurrent", "dropout", "heteroscedastic"]

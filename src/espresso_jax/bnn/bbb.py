@@ -458,9 +458,12 @@ def _init(module, key, args, kwargs):
     return {name: value for name, value in variables.items() if name != "kl"}
 
 
-def apply(module: nn.Module, variables: Any, *args: Any, key: jax.Array,
+def apply(key: jax.Array, module: nn.Module, variables: Any, *args: Any,
           rngs: dict[str, jax.Array] | None = None, **kwargs: Any) -> tuple[Any, jax.Array]:
     """Run ``module`` with one weight sample drawn from ``key``; returns ``(output, kl)``.
+
+    ``key`` comes first, as in every function of the library that draws randomness;
+    ``args``/``kwargs`` are the module's call arguments.
 
     ``kl`` is the sum over every Bayesian layer of its KL (closed form or one-sample MC).
     A layer called twice in one forward pass (weight sharing) contributes its KL twice.

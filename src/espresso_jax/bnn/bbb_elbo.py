@@ -40,12 +40,12 @@ from espresso_jax.bnn import bbb
 from espresso_jax.prob.gaussian import gaussian_log_density
 from espresso_jax.validation import (
     as_float_array,
-    as_int_array,
     check_choice,
     check_int,
     check_key,
     check_positive,
     check_same_length,
+    check_targets,
     float_dtype,
 )
 
@@ -182,7 +182,7 @@ class ELBOLoss:
         weight = batch.get("kl_weight")
         if weight is None:
             weight = jnp.full((), 1.0 / n_batches, float_dtype())
-        outputs, kl = bbb.apply(self.module, params.net, x, key=key)
+        outputs, kl = bbb.apply(key, self.module, params.net, x)
         log_noise = params.log_noise_std
         if self.noise_std is not None:
             log_noise = jnp.asarray(math.log(self.noise_std), outputs.dtype)
@@ -225,31 +225,25 @@ def _make_step(loss_fn, optimizer, n_batches, schedule):
     return step
 
 
-def _check_xy(x: Any, y: Any, likelihood: str) -> tuple[Any, jax.Array]:
-    x = jax.tree.map(lambda a: as_float_array(a, "x", ndim=(2, 3, 4, 5),
-                                              shape_hint="(n, ...)"), x)
-    if likelihood == "categorical":
-        y = as_int_array(y, "y", ndim=1, shape_hint="(n,)", min_value=0)
-    else:
-        y = as_float_array(y, "y", ndim=(1, 2), shape_hint="(n,) or (n, k)")
-    for leaf in jax.tree.leaves(x):
-        check_same_length(x=leaf, y=y)
-    return x, y
-
-
-def fit(key: jax.Array, module: nn.Module, params: BBBParams, x: Any, y: Any, *,
+def fit(key: jax.Array, X: Any, y: Any, *, module: nn.Module,
         optimizer: optax.GradientTransformation, batch_size: int, n_epochs: int,
-        likelihood: str, noise_std: float | None = None, schedule: str = "uniform",
-        normalize: bool = False, **loop_options: Any) -> train.FitResult:
+        likelihood: str, params: BBBParams | None = None, noise_std: float | None = None,
+        schedule: str = "uniform", normalize: bool = False,
+        **loop_options: Any) -> train.FitResult:
     """Fit a Bayes-by-Backprop model with the engine's :func:`~espresso_jax.train.fit_loop`.
 
     Args:
-        key: PRNG key (split into the shuffling key and the state's step key).
-        module: flax module of Bayesian layers; ``params`` from :func:`init_params`.
-        x: ``(n, ...)`` inputs (or a pytree of them). y: ``(n,)`` targets (labels for
-            ``"categorical"``).
+        key: PRNG key. Without ``params`` it splits into the initialisation key and the
+            training key; the training key splits into the shuffling key and the state's step
+            key.
+        X: ``(n, ...)`` inputs (or a pytree of them for a multi-input module).
+        y: ``(n,)`` or ``(n, k)`` targets (``"gaussian"``) or ``(n,)`` integer labels in
+            ``[0, n_classes)`` (``"categorical"``).
+        module: flax module of Bayesian layers.
         optimizer: optax optimiser. batch_size, n_epochs: as in the engine.
         likelihood: ``"gaussian"`` or ``"categorical"``.
+        params: initial :class:`BBBParams` (default :func:`init_params` without a learned
+            noise; pass ``init_params(..., noise_std=...)`` to learn the noise std).
         noise_std: fixed noise std (Gaussian); None learns ``params.log_noise_std``.
         schedule: KL re-weighting, ``"uniform"`` or ``"blundell"``.
         normalize: per-example loss scale (divide by ``n``).
@@ -257,21 +251,42 @@ def fit(key: jax.Array, module: nn.Module, params: BBBParams, x: Any, y: Any, *,
 
     Returns:
         :class:`espresso_jax.train.FitResult`; its history holds ``loss``, ``nll``, ``kl``.
+
+    Raises:
+        ValueError: naming ``X`` (NaN, rank, a shape the module does not take), ``y`` (NaN, a
+            label out of range, a length other than ``X``'s) or ``noise_std``.
     """
     key = check_key(key)
     check_choice(likelihood, "likelihood", LIKELIHOODS)
     check_choice(schedule, "schedule", SCHEDULES)
-    x, y = _check_xy(x, y, likelihood)
-    if likelihood == "gaussian" and noise_std is None and params.log_noise_std is None:
-        raise ValueError("noise_std is None but params.log_noise_std is None: pass a fixed "
-                         "noise_std or init_params(..., noise_std=...) to learn it")
-    n = int(y.shape[0])
+    X = jax.tree.map(lambda a: as_float_array(a, "X", ndim=(2, 3, 4, 5),
+                                              shape_hint="(n, ...)"), X)
+    if params is not None and not isinstance(params, BBBParams):
+        raise TypeError(f"params must be BBBParams (init_params), got {type(params).__name__}")
+    if likelihood == "gaussian" and noise_std is None and (params is None
+                                                            or params.log_noise_std is None):
+        raise ValueError("noise_std is None but there is no learned noise: pass a fixed "
+                         "noise_std or params=init_params(..., noise_std=...) to learn it")
+    x1 = jax.tree.map(lambda a: a[:1], X)
+
+    def forward(p, x):
+        return bbb.apply(jax.random.key(0), module, p, x)[0]
+
+    key, init_key, out = train.check_init(key, lambda k, x: bbb.init(k, module, x), forward,
+                                          None if params is None else params.net, x1)
+    n = check_same_length(**{f"X[{i}]": a for i, a in enumerate(jax.tree.leaves(X))})
+    if likelihood == "categorical":
+        y = check_targets(y, n, n_classes=out.shape[-1])
+    else:
+        y = check_targets(y, n, ndim=(1, 2))
+    if init_key is not None:
+        params = init_params(init_key, module, x1)
     batch_size = check_int(batch_size, "batch_size", min_value=1, max_value=n)
     loss = ELBOLoss(module, n, likelihood, noise_std, normalize)
     shuffle_key, step_key = jax.random.split(key)
     state = train.init_state(step_key, params, optimizer)
     step = make_step(loss, optimizer, n_batches=n // batch_size, schedule=schedule)
-    return train.fit_loop(shuffle_key, step, state, {"x": x, "y": y}, batch_size=batch_size,
+    return train.fit_loop(shuffle_key, step, state, {"x": X, "y": y}, batch_size=batch_size,
                           n_epochs=n_epochs, **loop_options)
 
 
@@ -281,7 +296,7 @@ def fit(key: jax.Array, module: nn.Module, params: BBBParams, x: Any, y: Any, *,
 @functools.partial(jax.jit, static_argnames=("module", "n_samples"))
 def _sample_outputs(key, module, net, x, n_samples):
     def one(k):
-        return bbb.apply(module, net, x, key=k)[0]
+        return bbb.apply(k, module, net, x)[0]
     return jax.vmap(one)(jax.random.split(key, n_samples))
 
 

@@ -23,6 +23,10 @@ with the decay on the **kernels (weight matrices) only, not on the biases**, as 
 code (a Keras ``W_regularizer=l2(lambda)`` on every Dense layer). For classification the data
 term is the mean softmax cross-entropy and ``tau = 1``.
 
+Training. :func:`fit` minimises that objective with :func:`espresso_jax.train.fit` (the
+neural fit signature ``fit(key, X, y, *, module, optimizer, batch_size, n_epochs, ...)``);
+:func:`make_loss` gives the engine's loss for custom loops.
+
 Predictive (regression). ``T`` stochastic passes give samples ``yhat_t``, ``(T, n)``:
 
 * mean ``E[y] ~= mean_t yhat_t``; variance ``Var[y] ~= var_t(yhat_t) + 1 / tau`` (the
@@ -42,6 +46,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -53,13 +58,16 @@ import numpy as np
 import optax
 from jax.typing import ArrayLike
 
+from espresso_jax import train
 from espresso_jax.prob.gaussian import gaussian_log_density
 from espresso_jax.validation import (
     as_float_array,
+    check_choice,
     check_int,
     check_key,
     check_positive,
     check_probability,
+    check_targets,
 )
 
 __all__ = [
@@ -69,7 +77,11 @@ __all__ = [
     "kernel_l2",
     "regression_loss",
     "classification_loss",
+    "TASKS",
+    "make_loss",
+    "fit",
     "mc_forward",
+    "mc_passes",
     "predictive_moments",
     "mc_log_likelihood",
     "gaussian_mixture_log_likelihood",
@@ -104,32 +116,43 @@ class DropoutMLP(nn.Module):
         activation: hidden non-linearity.
         kernel_init: Dense kernel initialiser (Glorot uniform, the Keras default of Gal's
             code; biases start at zero).
+        input_dropout: drop input features too (Gal's nets). With ``False`` only hidden units
+            are dropped: with one or two inputs, dropping an input turns a share of the passes
+            into a function of the other inputs alone (the constant ``f(0)`` for one input),
+            which inflates the spread far from the origin.
 
     Call: ``apply(params, x, rate, deterministic=False, rngs={"dropout": key})``,
     ``x: (..., n_features) -> (..., n_outputs)``. Layers are named ``dense_0 ... dense_L``;
     parameters are created in the dtype of ``x`` (float64 under x64).
     The dropout rate is a call argument (an array is fine, so a grid of rates can be vmapped
-    over; flax's ``nn.Dropout`` takes it as a static attribute). The masks of all layers come
-    from one ``"dropout"`` key and one uniform draw of width ``d + sum(hidden)`` (independent
-    entries; one draw keeps the compiled program small).
+    over; flax's ``nn.Dropout`` takes it as a static attribute). With input dropout the masks
+    of all layers come from one ``"dropout"`` key and one uniform draw of width
+    ``d + sum(hidden)`` (independent entries; one draw keeps the compiled program small).
+    Without it each hidden layer draws its own mask from the ``"dropout"`` stream, as the
+    hidden-only network of the 1-D gap experiment always did, so that its recorded results
+    (benchmarks/RESULTS.md) reproduce exactly.
     """
 
     hidden: Sequence[int]
     n_outputs: int = 1
     activation: Callable[[jax.Array], jax.Array] = nn.relu
     kernel_init: Callable[..., jax.Array] = nn.initializers.glorot_uniform()
+    input_dropout: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array, rate: ArrayLike, *, deterministic: bool) -> jax.Array:
         widths = (x.shape[-1], *self.hidden)
-        if not deterministic:
+        if not deterministic and self.input_dropout:
             u = jax.random.uniform(self.make_rng("dropout"), x.shape[:-1] + (sum(widths),),
                                    x.dtype)
             offsets = np.cumsum((0, *widths))
 
         def drop(h, i):
-            if deterministic:
+            if deterministic or (i == 0 and not self.input_dropout):
                 return h
+            if not self.input_dropout:
+                return apply_dropout(h, jax.random.uniform(self.make_rng("dropout"), h.shape,
+                                                           h.dtype), rate)
             return apply_dropout(h, u[..., offsets[i]:offsets[i + 1]], rate)
 
         x = drop(x, 0)
@@ -141,13 +164,13 @@ class DropoutMLP(nn.Module):
                         name=f"dense_{len(self.hidden)}")(x)
 
     @staticmethod
-    def from_params(params: PyTree, activation: Callable[[jax.Array], jax.Array] = nn.relu
-                    ) -> DropoutMLP:
+    def from_params(params: PyTree, activation: Callable[[jax.Array], jax.Array] = nn.relu,
+                    input_dropout: bool = True) -> DropoutMLP:
         """The module whose layer widths match ``params`` (static shapes; works under vmap)."""
         layers = params["params"]
         widths = [int(layers[f"dense_{i}"]["kernel"].shape[-1]) for i in range(len(layers))]
         return DropoutMLP(hidden=tuple(widths[:-1]), n_outputs=widths[-1],
-                          activation=activation)
+                          activation=activation, input_dropout=input_dropout)
 
 
 def weight_decay(length_scale: ArrayLike, rate: ArrayLike, n_train: int,
@@ -225,7 +248,89 @@ def classification_loss(params: PyTree, batch: tuple[jax.Array, jax.Array], key:
     return jnp.mean(nll) + decay * kernel_l2(params)
 
 
-def _mc_forward(key, params, X, rate, n_samples, chunk_size):
+TASKS = ("classification", "regression")
+
+
+@functools.lru_cache(maxsize=32)
+def make_loss(module: nn.Module, task: str, rate: float, n_train: int, tau: float = 1.0,
+              length_scale: float = 1e-2) -> Callable[..., jax.Array]:
+    """Gal's objective for ``task`` (:func:`regression_loss` or :func:`classification_loss`)
+    bound to ``module`` and the hyper-parameters: the engine's ``loss(params, (X, y), key)``.
+    Cached, so the same arguments give the same function and a second fit reuses its step.
+    ``tau`` is the regression precision (unused for classification)."""
+    check_choice(task, "task", TASKS)
+    if task == "classification":
+        return functools.partial(classification_loss, module=module, rate=rate,
+                                 n_train=n_train, length_scale=length_scale)
+    return functools.partial(regression_loss, module=module, rate=rate, tau=tau,
+                             n_train=n_train, length_scale=length_scale)
+
+
+def fit(key: jax.Array, X: ArrayLike, y: ArrayLike, *, module: nn.Module,
+        optimizer: optax.GradientTransformation, batch_size: int, n_epochs: int, task: str,
+        rate: float, tau: float = 1.0, length_scale: float = 1e-2, params: PyTree = None,
+        **loop_options: Any) -> train.FitResult:
+    """Fit a dropout network by Gal's objective (data term + the length-scale weight decay).
+
+    Args:
+        key: PRNG key. Without ``params`` it splits into the initialisation key and the
+            training key (dropout masks and shuffling); with ``params`` all of it trains.
+        X: ``(n_samples, n_features)`` inputs.
+        y: ``(n_samples,)`` standardised targets (regression) or integer labels in
+            ``[0, n_outputs)`` (classification).
+        module: :class:`DropoutMLP` or any module with its call signature
+            ``apply(params, X, rate, deterministic=..., rngs={"dropout": key})``.
+        optimizer: optax optimiser (no default: it is part of the experiment).
+        batch_size: rows per minibatch. n_epochs: epochs to run.
+        task: ``"regression"`` or ``"classification"``.
+        rate: dropout rate ``p`` in ``[0, 1)``.
+        tau: model precision in the units of ``y`` (regression; 1 for classification).
+        length_scale: prior length-scale ``l`` of the weight decay.
+        params: initial parameters (default ``module.init(init_key, X[:1], rate,
+            deterministic=True)``).
+        **loop_options: passed to :func:`espresso_jax.train.fit_loop`.
+
+    Returns:
+        :class:`espresso_jax.train.FitResult`; ``history["loss"]`` is the per-epoch mean
+        objective.
+
+    Raises:
+        ValueError: naming ``X`` (NaN, rank, a width the network does not take), ``y`` (NaN,
+            a label out of range, a length other than ``X``'s), ``rate``, ``tau`` or
+            ``length_scale``.
+    """
+    key = check_key(key)
+    check_choice(task, "task", TASKS)
+    rate = check_probability(rate, "rate")
+    if rate >= 1.0:
+        raise ValueError(f"rate must be < 1, got {rate}")
+    tau = check_positive(tau, "tau")
+    length_scale = check_positive(length_scale, "length_scale")
+    X = as_float_array(X, "X", ndim=2, shape_hint="(n_samples, n_features)")
+
+    def init(k, x):
+        return module.init(k, x, rate, deterministic=True)
+
+    def forward(p, x):
+        return module.apply(p, x, rate, deterministic=True)
+
+    key, init_key, out = train.check_init(key, init, forward, params, X[:1])
+    y = check_targets(y, X.shape[0],
+                      n_classes=out.shape[-1] if task == "classification" else None)
+    if init_key is not None:
+        params = init(init_key, X[:1])
+    loss = make_loss(module, task, float(rate), int(X.shape[0]), float(tau),
+                     float(length_scale))
+    loop_options.setdefault("desc", "mc_dropout")
+    return train.fit(key, loss, params, (X, y), optimizer=optimizer, batch_size=batch_size,
+                     n_epochs=n_epochs, **loop_options)
+
+
+def mc_passes(key: jax.Array, params: PyTree, X: jax.Array, rate: ArrayLike, n_samples: int,
+              chunk_size: int) -> jax.Array:
+    """Unvalidated, jittable core of :func:`mc_forward` (for callers that are already inside
+    ``jit``/``vmap``, e.g. a vmapped hyper-parameter grid): the same ``(T, n, n_outputs)``
+    passes for ``X: (n, d)``, with ``n_samples`` and ``chunk_size`` static Python ints."""
     module = DropoutMLP.from_params(params)
 
     def one(k):
@@ -265,7 +370,7 @@ def mc_forward(key: jax.Array, params: PyTree, X: ArrayLike, rate: ArrayLike, *,
     return _mc_forward_jit(key, params, X, rate, n_samples, chunk_size)
 
 
-_mc_forward_jit = jax.jit(_mc_forward, static_argnums=(4, 5))
+_mc_forward_jit = jax.jit(mc_passes, static_argnums=(4, 5))
 
 
 def predictive_moments(samples: ArrayLike, tau: ArrayLike) -> tuple[jax.Array, jax.Array]:

@@ -38,12 +38,12 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import optax
 from jax.scipy.special import logsumexp
 from jax.typing import ArrayLike
 
+from espresso_jax import metrics, train
 from espresso_jax import validation as V
-from espresso_jax.bnn import uncertainty
-from espresso_jax.bnn.uncertainty import _reduce
 
 __all__ = [
     "LOG_VAR_BOUND",
@@ -52,6 +52,7 @@ __all__ = [
     "logit_noise_loss",
     "make_regression_loss",
     "make_classification_loss",
+    "fit",
     "mc_predict",
     "logit_noise_probs",
     "predict_regression",
@@ -61,8 +62,6 @@ __all__ = [
 LOG_VAR_BOUND = 30.0
 """The losses clip ``log sigma^2`` to ``[-30, 30]`` so ``exp(-s) * r^2`` cannot overflow float32
 (an untrained head starts near ``s = 0``; a useful one never gets near the bound)."""
-
-_REDUCTIONS = ("mean", "sum", "none")
 
 
 class HeteroscedasticHead(nn.Module):
@@ -137,7 +136,7 @@ def _logit_noise_loss_one(key: jax.Array, label: jax.Array, mean: jax.Array,
 
 @functools.partial(jax.jit, static_argnames="reduction")
 def _heteroscedastic_loss(y, mean, log_var, reduction):
-    return _reduce(jax.vmap(_regression_loss_one)(y, mean, log_var), reduction)
+    return metrics.apply_reduction(jax.vmap(_regression_loss_one)(y, mean, log_var), reduction)
 
 
 def _outputs(mean: Any, log_var: Any) -> tuple[jax.Array, jax.Array]:
@@ -163,7 +162,7 @@ def heteroscedastic_loss(y: ArrayLike, mean: ArrayLike, log_var: ArrayLike, *,
             ``±LOG_VAR_BOUND``).
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
     """
-    reduction = V.check_choice(reduction, "reduction", _REDUCTIONS)
+    reduction = metrics.check_reduction(reduction)
     mean, log_var = _outputs(mean, log_var)
     y = V.as_float_array(y, "y", ndim=(1, 2), shape_hint="(n, D) or (n,)")
     if y.ndim == 1 and mean.shape[1] == 1:
@@ -178,7 +177,7 @@ def _logit_noise_loss(key, labels, mean, log_var, n_samples, reduction):
     keys = jax.random.split(key, labels.shape[0])
     values = jax.vmap(_logit_noise_loss_one, in_axes=(0, 0, 0, 0, None))(
         keys, labels, mean, log_var, n_samples)
-    return _reduce(values, reduction)
+    return metrics.apply_reduction(values, reduction)
 
 
 def logit_noise_loss(key: jax.Array, labels: ArrayLike, mean: ArrayLike, log_var: ArrayLike,
@@ -199,7 +198,7 @@ def logit_noise_loss(key: jax.Array, labels: ArrayLike, mean: ArrayLike, log_var
     """
     key = V.check_key(key)
     n_samples = V.check_int(n_samples, "n_samples", min_value=1)
-    reduction = V.check_choice(reduction, "reduction", _REDUCTIONS)
+    reduction = metrics.check_reduction(reduction)
     mean, log_var = _outputs(mean, log_var)
     if mean.shape[1] < 2:
         raise ValueError(f"mean needs at least 2 classes (columns), got {mean.shape[1]}")
@@ -252,6 +251,66 @@ def _make_classification_loss(module, n_samples):
         return jnp.mean(values)
 
     return loss_fn
+
+
+def fit(key: jax.Array, X: ArrayLike, y: ArrayLike, *, module: HeteroscedasticHead,
+        optimizer: optax.GradientTransformation, batch_size: int, n_epochs: int,
+        task: str = "regression", n_samples: int = 10, params: Any = None,
+        **loop_options: Any) -> train.FitResult:
+    """Fit a heteroscedastic head with :func:`espresso_jax.train.fit`.
+
+    Args:
+        key: PRNG key. Without ``params`` it splits into the initialisation key and the
+            training key (dropout masks, logit noise, shuffling); with ``params`` all of it
+            trains.
+        X: ``(n_samples, d)`` inputs.
+        y: ``(n_samples,)`` or ``(n_samples, D)`` targets (``"regression"``, the loss of
+            :func:`make_regression_loss`) or ``(n_samples,)`` integer labels in ``[0, D)``
+            (``"classification"``, :func:`make_classification_loss`).
+        module: the :class:`HeteroscedasticHead`.
+        optimizer: optax optimiser (no default: it is part of the experiment).
+        batch_size: rows per minibatch. n_epochs: epochs to run.
+        task: ``"regression"`` or ``"classification"``.
+        n_samples: logit-noise draws per example and step (classification only).
+        params: initial parameters (default ``module.init(init_key, X[:1],
+            deterministic=True)``).
+        **loop_options: passed to :func:`espresso_jax.train.fit_loop`.
+
+    Returns:
+        :class:`espresso_jax.train.FitResult`; ``history["loss"]`` is the per-epoch mean loss.
+
+    Raises:
+        ValueError: naming ``X`` (NaN, rank, a width the head does not take) or ``y`` (NaN, a
+            label out of range, a length other than ``X``'s).
+    """
+    key = V.check_key(key)
+    V.check_choice(task, "task", ("regression", "classification"))
+    module = _check_head(module)
+    if task == "classification":
+        loss = make_classification_loss(module, n_samples=n_samples)
+    else:
+        loss = make_regression_loss(module)
+    X = V.as_float_array(X, "X", ndim=2, shape_hint="(n_samples, d)")
+
+    def init(k, x):
+        return module.init(k, x, deterministic=True)
+
+    def forward(p, x):
+        return module.apply(p, x, deterministic=True)[0]
+
+    key, init_key, out = train.check_init(key, init, forward, params, X[:1])
+    if task == "classification":
+        y = V.check_targets(y, X.shape[0], n_classes=out.shape[-1])
+    else:
+        y = V.check_targets(y, X.shape[0], ndim=(1, 2))
+        if y.size != X.shape[0] * out.shape[-1]:
+            raise ValueError(f"y must have {out.shape[-1]} value(s) per row of X (the head's "
+                             f"out_features), got shape {y.shape}")
+    if init_key is not None:
+        params = init(init_key, X[:1])
+    loop_options.setdefault("desc", "heteroscedastic")
+    return train.fit(key, loss, params, (X, y), optimizer=optimizer, batch_size=batch_size,
+                     n_epochs=n_epochs, **loop_options)
 
 
 # ------------------------------------------------------------------------------ prediction
@@ -317,21 +376,21 @@ def logit_noise_probs(key: jax.Array, mean: ArrayLike, log_var: ArrayLike, *,
 
 
 def predict_regression(key: jax.Array, module: HeteroscedasticHead, params: Any, x: ArrayLike,
-                       *, n_samples: int) -> uncertainty.RegressionUncertainty:
+                       *, n_samples: int) -> metrics.RegressionUncertainty:
     """MC-dropout predictive of a one-output regression head, split into epistemic (variance
     of the dropout means) and aleatoric (mean of ``sigma^2(x)``) variances, ``(n,)`` each."""
     if isinstance(module, HeteroscedasticHead) and module.out_features != 1:
         raise ValueError("predict_regression needs module.out_features == 1, got "
                          f"{module.out_features}; decompose each output of mc_predict instead")
     mean_t, log_var_t = mc_predict(key, module, params, x, n_samples=n_samples)
-    return uncertainty.decompose_regression(mean_t[..., 0], jnp.exp(log_var_t[..., 0]))
+    return metrics.decompose_regression(mean_t[..., 0], jnp.exp(log_var_t[..., 0]))
 
 
 def predict_classification(key: jax.Array, module: HeteroscedasticHead, params: Any,
                            x: ArrayLike, *, n_samples: int, n_logit_samples: int) -> jax.Array:
     """Per-dropout-sample class probabilities ``(T, n, C)``, each averaged over
     ``n_logit_samples`` logit-noise draws; pass them to
-    :func:`espresso_jax.bnn.uncertainty.decompose_classification` (its mutual information is
+    :func:`espresso_jax.metrics.decompose_classification` (its mutual information is
     then the epistemic part, its expected entropy the aleatoric part)."""
     key = V.check_key(key)
     drop_key, noise_key = jax.random.split(key)

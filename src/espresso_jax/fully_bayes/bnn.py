@@ -17,7 +17,7 @@ slows NUTS down; the weights are recorded as deterministic sites.
 The posterior predictive of a test input is the mixture ``1/S sum_s N(f_s(x), 1/tau_s)`` over
 the ``S`` draws: :func:`predict` returns the per-draw means and variances, :func:`evaluate` the
 RMSE of the predictive mean and the mixture log-likelihood
-(:func:`espresso_jax.bnn.uncertainty.mc_log_likelihood`), in the target's original units.
+(:func:`espresso_jax.metrics.mc_log_likelihood`), in the target's original units.
 :func:`uci_reference` runs it on a standard UCI split as the reference predictive LL for the
 approximate methods (MC dropout, Bayes by Backprop).
 
@@ -42,8 +42,8 @@ import numpyro
 import numpyro.distributions as dist
 from jax.typing import ArrayLike
 
+from espresso_jax import metrics
 from espresso_jax import validation as V
-from espresso_jax.bnn import uncertainty
 from espresso_jax.fully_bayes.mcmc import run_nuts_samples, summarize
 
 __all__ = ["BNNPosterior", "UCIReference", "ACTIVATIONS", "WEIGHT_PRIORS", "model", "fit_nuts",
@@ -258,7 +258,7 @@ def predict(posterior: BNNPosterior, X_new: ArrayLike) -> tuple[jax.Array, jax.A
 
     Returns:
         ``mean_t (S, n)`` and ``var_t (S, n)`` (``1 / tau_s`` broadcast over inputs); feed them
-        to :mod:`espresso_jax.bnn.uncertainty` (decompose_regression, mc_log_likelihood).
+        to :mod:`espresso_jax.metrics` (decompose_regression, mc_log_likelihood).
     """
     p = _check_posterior(posterior)
     X_new = V.as_float_array(X_new, "X_new", ndim=2, shape_hint="(n, n_features)",
@@ -282,8 +282,8 @@ def evaluate(posterior: BNNPosterior, X: ArrayLike, y: ArrayLike, *,
     y_scale = V.check_positive(y_scale, "y_scale")
     mean_t, var_t = predict(posterior, X)
     y = V.as_float_array(y, "y", ndim=1, shape_hint="(n,)")
-    rmse = float(uncertainty.rmse(y, jnp.mean(mean_t, axis=0))) * y_scale
-    ll = float(uncertainty.mc_log_likelihood(y, mean_t, var_t)) - math.log(y_scale)
+    rmse = float(metrics.rmse(y, jnp.mean(mean_t, axis=0))) * y_scale
+    ll = float(metrics.mc_log_likelihood(y, mean_t, var_t)) - math.log(y_scale)
     return rmse, ll
 
 

@@ -1,6 +1,6 @@
 """Neural models (flax.linen modules used functionally): shared modules, auto-encoders,
 variational auto-encoders and GANs, all trained with :mod:`espresso_jax.train`."""
 
-from espresso_jax.nn import autoencoder, conv, gan, gan_losses, modules, vae
+from espresso_jax.nn import autoencoder, conv, gan, gan_losses, modules, supervised, vae
 
-__all__ = ["autoencoder", "conv", "gan", "gan_losses", "modules", "vae"]
+__all__ = ["autoencoder", "conv", "gan", "gan_losses", "modules", "supervised", "vae"]

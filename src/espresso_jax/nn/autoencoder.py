@@ -211,7 +211,7 @@ def make_loss(model: AutoEncoder) -> Callable[[Any, jax.Array, jax.Array], jax.A
     return loss
 
 
-def fit(key: jax.Array, X: ArrayLike, *, model: AutoEncoder,
+def fit(key: jax.Array, X: ArrayLike, *, module: AutoEncoder,
         optimizer: optax.GradientTransformation, batch_size: int, n_epochs: int,
         params: Any = None, **loop_options: Any) -> train.FitResult:
     """Train an auto-encoder on ``X: (n_samples, data_dim)`` with :func:`espresso_jax.train.fit`.
@@ -219,7 +219,7 @@ def fit(key: jax.Array, X: ArrayLike, *, model: AutoEncoder,
     Args:
         key: PRNG key (initialisation when ``params`` is None, shuffling).
         X: ``(n_samples, data_dim)`` training data.
-        model: the :class:`AutoEncoder` configuration.
+        module: the :class:`AutoEncoder` (a flax module and the model's configuration).
         optimizer: optax optimiser.
         batch_size: minibatch size.
         n_epochs: epochs.
@@ -233,7 +233,7 @@ def fit(key: jax.Array, X: ArrayLike, *, model: AutoEncoder,
         squared reconstruction error per example.
     """
     key = check_key(key)
-    model = check_model(model, AutoEncoder)
+    model = check_model(module, AutoEncoder)
     X = check_data(model, X)
     init_key, fit_key = jax.random.split(key)
     if params is None:

@@ -263,29 +263,31 @@ def _make_step(model, loss, k_disc, optimizer_g, optimizer_d, gp_weight):
 
 
 # ----------------------------------------------------------------------------- fit
-def _check_data(data: Any, model: GANModel) -> jax.Array:
+def _check_data(data: Any, model: GANModel, name: str) -> jax.Array:
     shape = tuple(model.sample_shape)
     hint = "(n_samples, " + ", ".join(str(s) for s in shape) + ")"
-    data = as_float_array(data, "data", ndim=1 + len(shape), shape_hint=hint)
+    data = as_float_array(data, name, ndim=1 + len(shape), shape_hint=hint)
     if tuple(data.shape[1:]) != shape:
-        raise ValueError(f"data must have shape {hint} for this model, got {tuple(data.shape)}")
+        raise ValueError(f"{name} must have shape {hint} for this model, got "
+                         f"{tuple(data.shape)}")
     return data
 
 
-def fit(key: jax.Array, data: Any, *, model: GANModel, loss: str, k_disc: int,
+def fit(key: jax.Array, X: Any, *, module: GANModel, loss: str, k_disc: int,
         optimizer_g: optax.GradientTransformation, optimizer_d: optax.GradientTransformation,
         batch_size: int, n_epochs: int, gp_weight: float = 10.0, state: GANState | None = None,
         **loop_options: Any) -> train.FitResult:
     """Train a GAN with :func:`espresso_jax.train.fit_loop` (progress bar, history, chunks).
 
-    One epoch shuffles ``data`` and runs ``n // (k_disc * batch_size)`` two-player steps,
+    One epoch shuffles ``X`` and runs ``n // (k_disc * batch_size)`` two-player steps,
     so the discriminator sees each row about once per epoch.
 
     Args:
         key: PRNG key (initialisation, shuffling and the step key).
-        data: ``(n, *model.sample_shape)`` training examples (e.g. scaled to [-1, 1] for a
+        X: ``(n, *module.sample_shape)`` training examples (e.g. scaled to [-1, 1] for a
             tanh generator).
-        model: a :class:`GANModel` (:func:`mlp_gan`, :func:`dcgan`).
+        module: a :class:`GANModel`, the generator and discriminator modules
+            (:func:`mlp_gan`, :func:`dcgan`).
         loss: one of :data:`LOSSES`.
         k_disc: discriminator updates per generator update (>= 1).
         optimizer_g, optimizer_d: optax optimisers (e.g. ``optax.adam(2e-4, b1=0.5)``).
@@ -303,7 +305,7 @@ def fit(key: jax.Array, data: Any, *, model: GANModel, loss: str, k_disc: int,
         ``g_loss``, ``d_real``, ``d_fake`` (and ``gp``) per epoch.
     """
     key = check_key(key)
-    model = _check_model(model)
+    model = _check_model(module)
     check_choice(loss, "loss", LOSSES)
     k_disc = check_int(k_disc, "k_disc", min_value=1)
     batch_size = check_int(batch_size, "batch_size", min_value=1)
@@ -312,10 +314,10 @@ def fit(key: jax.Array, data: Any, *, model: GANModel, loss: str, k_disc: int,
         if not isinstance(opt, optax.GradientTransformation):
             raise TypeError(f"{name} must be an optax GradientTransformation, got "
                             f"{type(opt).__name__}")
-    data = _check_data(data, model)
+    data = _check_data(X, model, "X")
     if k_disc * batch_size > data.shape[0]:
         raise ValueError(f"k_disc * batch_size ({k_disc * batch_size}) exceeds the number of "
-                         f"rows of data ({data.shape[0]})")
+                         f"rows of X ({data.shape[0]})")
     if state is not None and not isinstance(state, GANState):
         raise TypeError(f"state must be a GANState, got {type(state).__name__}")
     if loss == "wgan_gp" and _has_batch_norm(model):
@@ -395,7 +397,7 @@ def discriminator_logits(state: GANState | PlayerState, x: Any, *, model: GANMod
     """
     model = _check_model(model)
     disc = _player(state, "disc")
-    x = _check_data(x, model).astype(jax.tree.leaves(disc.params)[0].dtype)
+    x = _check_data(x, model, "x").astype(jax.tree.leaves(disc.params)[0].dtype)
     return _forward(model.discriminator, disc.params, disc.batch_stats, x, False)
 
 

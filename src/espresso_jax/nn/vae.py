@@ -317,7 +317,7 @@ def _check_inputs(model: Any, X: ArrayLike, binary_range: bool) -> tuple[VAE, ja
     return model, X
 
 
-def fit(key: jax.Array, X: ArrayLike, *, model: VAE, optimizer: optax.GradientTransformation,
+def fit(key: jax.Array, X: ArrayLike, *, module: VAE, optimizer: optax.GradientTransformation,
         batch_size: int, n_epochs: int, estimator: str = "B", n_samples: int = 1,
         binarize: bool = False, params: Any = None, **loop_options: Any) -> train.FitResult:
     """Train a VAE by SGVB with :func:`espresso_jax.train.fit` (jitted chunks, progress bar).
@@ -325,7 +325,7 @@ def fit(key: jax.Array, X: ArrayLike, *, model: VAE, optimizer: optax.GradientTr
     Args:
         key: PRNG key (initialisation when ``params`` is None, shuffling, ε, binarisation).
         X: ``(n_samples, data_dim)`` training data (in ``[0, 1]`` for a Bernoulli decoder).
-        model: the :class:`VAE` configuration.
+        module: the :class:`VAE` (a flax module and the model's configuration).
         optimizer: optax optimiser (e.g. ``optax.adam(1e-3)``).
         batch_size: minibatch size ``M``.
         n_epochs: epochs.
@@ -344,7 +344,7 @@ def fit(key: jax.Array, X: ArrayLike, *, model: VAE, optimizer: optax.GradientTr
     key = check_key(key)
     check_choice(estimator, "estimator", ESTIMATORS)
     n_samples = check_int(n_samples, "n_samples", min_value=1)
-    model = _check_vae(model)
+    model = _check_vae(module)
     model, X = _check_inputs(model, X, model.likelihood == "bernoulli" or bool(binarize))
     init_key, fit_key = jax.random.split(key)
     if params is None:

@@ -2,9 +2,11 @@
 
 Each experiment is a function ``fn(key, ..., quick=...)`` returning a NamedTuple of numbers
 and of the arrays its figures need (:mod:`espresso_jax.apps.viz.bnn` draws them;
-``examples/bnn_mnist.py`` is a thin wrapper). The training helpers (:func:`fit_deterministic`,
-:func:`fit_mc_dropout`, :func:`fit_bbb`) and :func:`sample_outputs` are shared with the 1-D
-regression experiments of :mod:`espresso_jax.apps.experiments.bnn_toys`.
+``examples/bnn_mnist.py`` is a thin wrapper). The networks are fit by the model packages
+(:func:`espresso_jax.nn.supervised.fit`, :func:`espresso_jax.bnn.dropout.fit`,
+:func:`espresso_jax.bnn.bbb_elbo.fit`) through :func:`train_model`, which, with
+:func:`sample_outputs`, is shared with the 1-D regression experiments of
+:mod:`espresso_jax.apps.experiments.bnn_toys`.
 
 * :func:`train_mnist_models` / :func:`mnist_comparison`: a deterministic MLP, MC dropout,
   Bayes by Backprop (BBB) with a Gaussian prior and BBB with a scale-mixture prior, all
@@ -29,7 +31,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -38,9 +40,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from espresso_jax import train
-from espresso_jax.bnn import bbb, bbb_elbo, bbb_prune, dropout, uncertainty
+from espresso_jax import metrics, train
+from espresso_jax.bnn import bbb, bbb_elbo, bbb_prune, dropout
 from espresso_jax.datasets.bundled import load_mnist
+from espresso_jax.nn import supervised
 from espresso_jax.nn.modules import MLP
 from espresso_jax.validation import (
     as_float_array,
@@ -62,9 +65,8 @@ __all__ = [
     "MNIST_MIXTURE_PRIOR",
     "MNIST_GAUSSIAN_PRIOR",
     "sample_outputs",
-    "fit_deterministic",
-    "fit_mc_dropout",
-    "fit_bbb",
+    "loop_options",
+    "train_model",
     "classification_metrics",
     "train_mnist_models",
     "mnist_comparison",
@@ -110,89 +112,41 @@ def _adam(learning_rate: float) -> optax.GradientTransformation:
     return optax.adam(learning_rate)
 
 
-@functools.lru_cache(maxsize=16)
-def _ce_loss(module: nn.Module):
-    def loss_fn(params, batch, key):
-        del key
-        logits = module.apply(params, batch[0])
-        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, batch[1]))
-    return loss_fn
-
-
-@functools.lru_cache(maxsize=16)
-def _mse_loss(module: nn.Module):
-    def loss_fn(params, batch, key):
-        del key
-        return jnp.mean(jnp.square(module.apply(params, batch[0])[:, 0] - batch[1]))
-    return loss_fn
-
-
-@functools.lru_cache(maxsize=16)
-def _dropout_loss(module: nn.Module, task: str, rate: float, n_train: int, tau: float):
-    """Gal's objective (:func:`espresso_jax.bnn.dropout.regression_loss` or
-    ``classification_loss``) bound to ``module``; cached, so a second fit reuses its step."""
-    if task == "classification":
-        return functools.partial(dropout.classification_loss, module=module, rate=rate,
-                                 n_train=n_train)
-    return functools.partial(dropout.regression_loss, module=module, rate=rate, tau=tau,
-                             n_train=n_train)
-
-
-def _loop_options(n_epochs, progress, desc):
-    """One jitted chunk without a progress bar (one compilation); about 10 equal chunks with
-    one (a ragged last chunk would compile a second time)."""
+def loop_options(n_epochs: int, progress: bool, desc: str) -> dict[str, Any]:
+    """Options of :func:`espresso_jax.train.fit_loop` for the experiments: one jitted chunk
+    without a progress bar (one compilation); about 10 equal chunks with one (a ragged last
+    chunk would compile a second time)."""
     if not progress:
         return dict(epochs_per_chunk=n_epochs, progress=False, desc=desc)
     chunk = max(d for d in range(1, -(-n_epochs // 10) + 1) if n_epochs % d == 0)
     return dict(epochs_per_chunk=chunk, progress=True, desc=desc)
 
 
-def fit_deterministic(key: jax.Array, module: nn.Module, x: jax.Array, y: jax.Array, *,
-                      task: str, learning_rate: float, batch_size: int, n_epochs: int,
-                      progress: bool = False) -> TrainedModel:
-    """Fit a plain network (e.g. :class:`MLP`) by cross-entropy (``task="classification"``,
-    integer ``y``) or squared error (``"regression"``, ``y: (n,)``) with Adam."""
-    k_init, k_fit = jax.random.split(check_key(key))
-    params = module.init(k_init, x[:1])
-    loss = _ce_loss(module) if task == "classification" else _mse_loss(module)
+def train_model(kind: str, fit: Callable[..., train.FitResult], key: jax.Array, x: Any,
+                y: Any, *, module: nn.Module, learning_rate: float, batch_size: int,
+                n_epochs: int, progress: bool = False, rate: float = 0.0,
+                **fit_options: Any) -> TrainedModel:
+    """Train ``module`` with a model package's fit and record it as a :class:`TrainedModel`.
+
+    Calls ``fit(key, x, y, module=module, optimizer=Adam(learning_rate), batch_size=...,
+    n_epochs=..., **fit_options)`` (e.g. :func:`espresso_jax.nn.supervised.fit`,
+    :func:`espresso_jax.bnn.dropout.fit` with ``rate=rate``,
+    :func:`espresso_jax.bnn.bbb_elbo.fit`) and times it (compilation included).
+
+    Args:
+        kind: the :class:`TrainedModel` kind (``"deterministic"``, ``"dropout"``, ``"bbb"``).
+        fit: the model fit. key: PRNG key. x, y: training data.
+        module: the flax module. learning_rate, batch_size, n_epochs: Adam and loop settings.
+        progress: show a tqdm bar.
+        rate: dropout rate (kind ``"dropout"``: passed to ``fit`` and recorded).
+        **fit_options: the fit's own keywords (``task``, ``likelihood``, ``tau``, ...).
+    """
+    if kind == "dropout":
+        fit_options["rate"] = rate
     start = time.perf_counter()
-    res = train.fit(k_fit, loss, params, (x, y), optimizer=_adam(learning_rate),
-                    batch_size=batch_size, n_epochs=n_epochs,
-                    **_loop_options(n_epochs, progress, "deterministic"))
-    return TrainedModel("deterministic", module, res.state.params, 0.0,
-                        time.perf_counter() - start, float(res.history["loss"][-1]))
-
-
-def fit_mc_dropout(key: jax.Array, module: nn.Module, x: jax.Array, y: jax.Array, *,
-                   task: str, rate: float, learning_rate: float, batch_size: int,
-                   n_epochs: int, tau: float = 1.0, progress: bool = False) -> TrainedModel:
-    """Fit a dropout network (:class:`~espresso_jax.bnn.dropout.DropoutMLP` or any module
-    with its call signature) by Gal's objective with Adam; ``tau`` is the regression
-    precision (1 for classification)."""
-    k_init, k_fit = jax.random.split(check_key(key))
-    params = module.init(k_init, x[:1], rate, deterministic=True)
-    loss = _dropout_loss(module, task, float(rate), int(x.shape[0]), float(tau))
-    start = time.perf_counter()
-    res = train.fit(k_fit, loss, params, (x, y), optimizer=_adam(learning_rate),
-                    batch_size=batch_size, n_epochs=n_epochs,
-                    **_loop_options(n_epochs, progress, "mc_dropout"))
-    return TrainedModel("dropout", module, res.state.params, float(rate),
-                        time.perf_counter() - start, float(res.history["loss"][-1]))
-
-
-def fit_bbb(key: jax.Array, module: nn.Module, x: jax.Array, y: jax.Array, *,
-            likelihood: str, learning_rate: float, batch_size: int, n_epochs: int,
-            noise_std: float | None = None, progress: bool = False) -> TrainedModel:
-    """Fit a Bayes-by-Backprop network with :func:`espresso_jax.bnn.bbb_elbo.fit` (Adam,
-    uniform KL weights, per-example loss scale)."""
-    k_init, k_fit = jax.random.split(check_key(key))
-    params = bbb_elbo.init_params(k_init, module, x[:1])
-    start = time.perf_counter()
-    res = bbb_elbo.fit(k_fit, module, params, x, y, optimizer=_adam(learning_rate),
-                       batch_size=batch_size, n_epochs=n_epochs, likelihood=likelihood,
-                       noise_std=noise_std, schedule="uniform", normalize=True,
-                       **_loop_options(n_epochs, progress, "bbb"))
-    return TrainedModel("bbb", module, res.state.params, 0.0, time.perf_counter() - start,
+    res = fit(key, x, y, module=module, optimizer=_adam(learning_rate), batch_size=batch_size,
+              n_epochs=n_epochs, **fit_options, **loop_options(n_epochs, progress, kind))
+    return TrainedModel(kind, module, res.params, float(rate), time.perf_counter() - start,
                         float(res.history["loss"][-1]))
 
 
@@ -260,17 +214,17 @@ class ClassificationMetrics(NamedTuple):
 
 
 def classification_metrics(labels: Any, logits: Any, *, n_bins: int = 15
-                           ) -> tuple[ClassificationMetrics, uncertainty.ReliabilityDiagram]:
+                           ) -> tuple[ClassificationMetrics, metrics.ReliabilityDiagram]:
     """Error %, NLL, ECE and Brier of ``(T, n, C)`` per-sample logits, and the reliability
     diagram data (the average over ``T`` is taken in probability space)."""
     kw = dict(from_logits=True)
-    acc = float(uncertainty.accuracy(labels, logits, **kw))
-    metrics = ClassificationMetrics(
+    acc = float(metrics.accuracy(labels, logits, **kw))
+    scores = ClassificationMetrics(
         error=100.0 * (1.0 - acc),
-        nll=float(uncertainty.negative_log_likelihood(labels, logits, **kw)),
-        ece=float(uncertainty.expected_calibration_error(labels, logits, n_bins=n_bins, **kw)),
-        brier=float(uncertainty.brier_score(labels, logits, **kw)))
-    return metrics, uncertainty.reliability_diagram(labels, logits, n_bins=n_bins, **kw)
+        nll=float(metrics.negative_log_likelihood(labels, logits, **kw)),
+        ece=float(metrics.expected_calibration_error(labels, logits, n_bins=n_bins, **kw)),
+        brier=float(metrics.brier_score(labels, logits, **kw)))
+    return scores, metrics.reliability_diagram(labels, logits, n_bins=n_bins, **kw)
 
 
 class MNISTModels(NamedTuple):
@@ -301,7 +255,7 @@ class MNISTComparison(NamedTuple):
     """
 
     metrics: dict[str, ClassificationMetrics]
-    reliability: dict[str, uncertainty.ReliabilityDiagram]
+    reliability: dict[str, metrics.ReliabilityDiagram]
     seconds_per_epoch: dict[str, float]
     trained: MNISTModels
     n_test: int
@@ -358,15 +312,18 @@ def train_mnist_models(key: jax.Array, *, quick: bool = False, n_train: int | No
     out = {}
     for name in models:
         if name == "deterministic":
-            out[name] = fit_deterministic(keys[name], MLP(features=(*hidden, 10)), x, y,
-                                          task="classification", **opts)
+            out[name] = train_model("deterministic", supervised.fit, keys[name], x, y,
+                                    module=MLP(features=(*hidden, 10)), task="classification",
+                                    **opts)
         elif name == "mc_dropout":
-            out[name] = fit_mc_dropout(keys[name], dropout.DropoutMLP(hidden, n_outputs=10), x,
-                                       y, task="classification", rate=dropout_rate, **opts)
+            out[name] = train_model("dropout", dropout.fit, keys[name], x, y,
+                                    module=dropout.DropoutMLP(hidden, n_outputs=10),
+                                    task="classification", rate=dropout_rate, **opts)
         else:
             prior = MNIST_GAUSSIAN_PRIOR if name == "bbb_gaussian" else MNIST_MIXTURE_PRIOR
-            out[name] = fit_bbb(keys[name], bbb.BayesMLP((*hidden, 10), prior=prior), x, y,
-                                likelihood="categorical", **opts)
+            out[name] = train_model("bbb", bbb_elbo.fit, keys[name], x, y,
+                                    module=bbb.BayesMLP((*hidden, 10), prior=prior),
+                                    likelihood="categorical", normalize=True, **opts)
     return MNISTModels(out, int(x.shape[0]), n_epochs, hidden)
 
 
@@ -398,12 +355,12 @@ def mnist_comparison(key: jax.Array, *, quick: bool = False, trained: MNISTModel
     if trained is None:
         trained = train_mnist_models(k_train, quick=quick, **train_options)
     x, y = _mnist_test(s["n_test"])
-    metrics, reliability, speed = {}, {}, {}
+    scores, reliability, speed = {}, {}, {}
     for name, model in trained.models.items():
         logits = sample_outputs(k_eval, model, x, n_samples=s["n_samples"])
-        metrics[name], reliability[name] = classification_metrics(y, logits)
+        scores[name], reliability[name] = classification_metrics(y, logits)
         speed[name] = model.seconds / trained.n_epochs
-    return MNISTComparison(metrics, reliability, speed, trained, int(x.shape[0]),
+    return MNISTComparison(scores, reliability, speed, trained, int(x.shape[0]),
                            s["n_samples"])
 
 
@@ -499,7 +456,7 @@ def rotated_digit(key: jax.Array, models: dict[str, TrainedModel], *, image: Any
                                               ("logits", "probs", "entropy", "bald", "pred")}
     for name, model in models.items():
         logits = sample_outputs(key, model, xs, n_samples=n_samples)          # (T, A, C)
-        dec = uncertainty.decompose_classification(logits, from_logits=True)
+        dec = metrics.decompose_classification(logits, from_logits=True)
         out["logits"][name] = np.asarray(jnp.swapaxes(logits, 0, 1))
         out["probs"][name] = np.asarray(jax.nn.softmax(jnp.swapaxes(logits, 0, 1), axis=-1))
         out["entropy"][name] = np.asarray(dec.entropy)

@@ -8,10 +8,10 @@
 * :func:`heteroscedastic_regression`: MC dropout with a mean/log-variance head (Kendall & Gal
   2017) on data with input-dependent noise, split into epistemic and aleatoric variance.
 
-The MC-dropout net of the gap toy drops hidden units only (:class:`HiddenDropoutMLP`): with a
-single input, dropping the input (as :class:`espresso_jax.bnn.dropout.DropoutMLP` does for
-Gal's UCI nets) turns a share of the passes into the constant ``f(0)``, which inflates the
-spread on the data far from ``x = 0`` and hides the gap.
+The MC-dropout net of the gap toy drops hidden units only
+(:class:`espresso_jax.bnn.dropout.DropoutMLP` with ``input_dropout=False``): with a single
+input, dropping the input (as Gal's UCI nets do) turns a share of the passes into the constant
+``f(0)``, which inflates the spread on the data far from ``x = 0`` and hides the gap.
 
 References:
     Blundell, Cornebise, Kavukcuoglu, Wierstra (2015). Weight Uncertainty in Neural Networks.
@@ -34,16 +34,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.typing import ArrayLike
 
-from espresso_jax import train
-from espresso_jax.bnn import bbb, dropout, heteroscedastic
-from espresso_jax.apps.experiments.bnn_mnist import (
-    fit_bbb,
-    fit_deterministic,
-    fit_mc_dropout,
-    sample_outputs,
-)
+from espresso_jax.apps.experiments.bnn_mnist import sample_outputs, train_model
+from espresso_jax.bnn import bbb, bbb_elbo, dropout, heteroscedastic
+from espresso_jax.nn import supervised
 from espresso_jax.nn.modules import MLP
 from espresso_jax.validation import (
     check_int,
@@ -56,7 +50,6 @@ from espresso_jax.validation import (
 __all__ = [
     "GAP",
     "GAP_MODELS",
-    "HiddenDropoutMLP",
     "GapRegression",
     "HeteroscedasticRegression",
     "gap_data",
@@ -68,29 +61,6 @@ __all__ = [
 GAP = (-0.3, 0.3)
 """Input interval without training data."""
 GAP_MODELS = ("deterministic", "bbb", "mc_dropout")
-
-
-class HiddenDropoutMLP(nn.Module):
-    """ReLU MLP with (inverted) dropout after every hidden layer, none on the input.
-
-    Same call signature as :class:`espresso_jax.bnn.dropout.DropoutMLP`:
-    ``apply(params, x, rate, deterministic=False, rngs={"dropout": key})``,
-    ``x: (n, d) -> (n, n_outputs)``; kernels are named ``dense_i/kernel`` so that
-    :func:`espresso_jax.bnn.dropout.kernel_l2` finds them.
-    """
-
-    hidden: tuple[int, ...]
-    n_outputs: int = 1
-
-    @nn.compact
-    def __call__(self, x: jax.Array, rate: ArrayLike, *, deterministic: bool) -> jax.Array:
-        for i, width in enumerate(self.hidden):
-            x = nn.relu(nn.Dense(width, param_dtype=x.dtype, name=f"dense_{i}")(x))
-            if not deterministic:
-                u = jax.random.uniform(self.make_rng("dropout"), x.shape, x.dtype)
-                x = dropout.apply_dropout(x, u, rate)
-        return nn.Dense(self.n_outputs, param_dtype=x.dtype,
-                        name=f"dense_{len(self.hidden)}")(x)
 
 
 def _two_intervals(key, n, gap):
@@ -166,7 +136,8 @@ def gap_regression(key: jax.Array, *, quick: bool = False, n: int = 80,
     likelihood at the true ``noise_std`` and an ``N(0, bbb_prior_scale^2)`` prior (with 600 epochs, scale 3 gave a
     gap/data epistemic-std ratio of 1.25-1.5 over five keys; scale 2 0.9-1.5, scale 0.5-1
     0.9-1.2: the mean-field posterior's in-between uncertainty is fragile); MC dropout
-    (:class:`HiddenDropoutMLP`, rate ``dropout_rate``) by Gal's objective with
+    (:class:`~espresso_jax.bnn.dropout.DropoutMLP` without input dropout, rate
+    ``dropout_rate``, LeCun-normal kernels) by Gal's objective with
     ``tau = 1 / noise_std^2`` and length-scale 1e-2.
 
     Args:
@@ -200,16 +171,20 @@ def gap_regression(key: jax.Array, *, quick: bool = False, n: int = 80,
     fitted = {}
     for name in models:
         if name == "deterministic":
-            fitted[name] = fit_deterministic(keys[name], MLP(features=(*hidden, 1)), X, y,
-                                             task="regression", **opts)
+            fitted[name] = train_model("deterministic", supervised.fit, keys[name], X, y,
+                                       module=MLP(features=(*hidden, 1)), task="regression",
+                                       **opts)
         elif name == "bbb":
             module = bbb.BayesMLP((*hidden, 1), prior=bbb.gaussian_prior(bbb_prior_scale))
-            fitted[name] = fit_bbb(keys[name], module, X, y, likelihood="gaussian",
-                                   noise_std=noise_std, **opts)
+            fitted[name] = train_model("bbb", bbb_elbo.fit, keys[name], X, y, module=module,
+                                       likelihood="gaussian", noise_std=noise_std,
+                                       normalize=True, **opts)
         else:
-            fitted[name] = fit_mc_dropout(keys[name], HiddenDropoutMLP(hidden), X, y,
-                                          task="regression", rate=rate,
-                                          tau=1.0 / noise_std ** 2, **opts)
+            module = dropout.DropoutMLP(hidden, kernel_init=nn.initializers.lecun_normal(),
+                                        input_dropout=False)
+            fitted[name] = train_model("dropout", dropout.fit, keys[name], X, y, module=module,
+                                       task="regression", rate=rate,
+                                       tau=1.0 / noise_std ** 2, **opts)
     x_grid = jnp.linspace(-1.5, 1.5, 301, dtype=float_dtype())
     in_gap, on_data = _regions(x_grid)
     truth = np.asarray(_truth(x_grid))
@@ -283,7 +258,7 @@ def heteroscedastic_regression(key: jax.Array, *, quick: bool = False, n: int = 
     HeteroscedasticHead`) has dropout ``dropout_rate`` before every Dense layer but the first,
     is trained on the Gaussian NLL (eq. 8) by Adam with decoupled decay ``weight_decay``
     (``optax.add_decayed_weights``), and its predictive over ``n_samples`` masks is split by
-    :func:`espresso_jax.bnn.uncertainty.decompose_regression`.
+    :func:`espresso_jax.metrics.decompose_regression`.
 
     Args:
         key: PRNG key. quick: 100 epochs instead of 300 (unless ``n_epochs`` is given).
@@ -302,13 +277,12 @@ def heteroscedastic_regression(key: jax.Array, *, quick: bool = False, n: int = 
     params = module.init(k_init, x[:1, None], deterministic=True)
     optimizer = _decayed_adam(check_positive(learning_rate, "learning_rate"),
                               check_positive(weight_decay, "weight_decay", allow_zero=True))
-    res = train.fit(k_fit, heteroscedastic.make_regression_loss(module), params,
-                    (x[:, None], y), optimizer=optimizer,
-                    batch_size=check_int(batch_size, "batch_size", min_value=1, max_value=n),
-                    n_epochs=n_epochs, epochs_per_chunk=None if progress else n_epochs,
-                    progress=progress, desc="heteroscedastic")
+    res = heteroscedastic.fit(
+        k_fit, x[:, None], y, module=module, optimizer=optimizer, params=params,
+        batch_size=check_int(batch_size, "batch_size", min_value=1, max_value=n),
+        n_epochs=n_epochs, epochs_per_chunk=None if progress else n_epochs, progress=progress)
     x_grid = jnp.linspace(-1.5, 1.5, 301, dtype=float_dtype())
-    dec = heteroscedastic.predict_regression(k_pred, module, res.state.params, x_grid[:, None],
+    dec = heteroscedastic.predict_regression(k_pred, module, res.params, x_grid[:, None],
                                              n_samples=check_int(n_samples, "n_samples",
                                                                  min_value=2))
     true_std = np.asarray(_noise_std_of(x_grid))

@@ -50,7 +50,7 @@ def vae_mnist(key: jax.Array, *, n_epochs: int = 100, n_epochs_2d: int = 50,
 
     model = vae.VAE(latent_dim=latent_dim)                    # 784-500-500-k, Bernoulli
     start = time.perf_counter()
-    fit = vae.fit(k_fit, X, model=model, optimizer=optax.adam(learning_rate),
+    fit = vae.fit(k_fit, X, module=model, optimizer=optax.adam(learning_rate),
                   batch_size=batch_size, n_epochs=n_epochs, estimator="B", n_samples=1,
                   binarize=True, progress=progress, desc=f"vae-{latent_dim}d")
     train_time = time.perf_counter() - start
@@ -77,7 +77,7 @@ def vae_mnist(key: jax.Array, *, n_epochs: int = 100, n_epochs_2d: int = 50,
                                                     vae.reconstruct(model, params, test[:12])),
     }
     model2 = vae.VAE(latent_dim=2)
-    fit2 = vae.fit(k_fit2, X, model=model2, optimizer=optax.adam(learning_rate),
+    fit2 = vae.fit(k_fit2, X, module=model2, optimizer=optax.adam(learning_rate),
                    batch_size=batch_size, n_epochs=n_epochs_2d, binarize=True,
                    progress=progress, desc="vae-2d")
     metrics["test_elbo_2d"] = float(vae.elbo(k_elbo, model2, fit2.best_params, test,
@@ -104,7 +104,7 @@ def gan_ring(key: jax.Array, *, n_epochs: int = 200, progress: bool = True
     model = gan.mlp_gan(2, latent_dim=2, g_hidden=(128, 128), d_hidden=(128, 128))
     opt = optax.adam(1e-3, b1=0.5)
     start = time.perf_counter()
-    res = gan.fit(key, x, model=model, loss="non_saturating", k_disc=1, optimizer_g=opt,
+    res = gan.fit(key, x, module=model, loss="non_saturating", k_disc=1, optimizer_g=opt,
                   optimizer_d=opt, batch_size=128, n_epochs=n_epochs, progress=progress,
                   desc="gan-ring")
     samples = gan.sample(jax.random.fold_in(key, 2), res.state, 2500, model=model)
@@ -145,7 +145,7 @@ def gan_mnist(key: jax.Array, *, n_epochs: int = 10, architecture: str = "mlp",
         raise ValueError(f"architecture must be 'mlp' or 'dcgan', got {architecture!r}")
     opt = optax.adam(2e-4, b1=0.5)
     start = time.perf_counter()
-    res = gan.fit(key, data, model=model, loss="non_saturating", k_disc=1, optimizer_g=opt,
+    res = gan.fit(key, data, module=model, loss="non_saturating", k_disc=1, optimizer_g=opt,
                   optimizer_d=opt, batch_size=64, n_epochs=n_epochs, progress=progress,
                   desc=f"gan-mnist-{architecture}")
     h = res.history

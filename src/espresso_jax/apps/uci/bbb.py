@@ -77,7 +77,7 @@ def _loss(params, batch, key, hparams, n_train, *, sigma_init, learned, n_train_
     log_noise = _log_noise(params, hparams, learned)
 
     def data_term(k):
-        out = bbb.apply(module, params.net, x, key=k)[0][:, 0]
+        out = bbb.apply(k, module, params.net, x)[0][:, 0]
         z = (y - out) * jnp.exp(-log_noise)
         return jnp.mean(gaussian_log_density(jnp.square(z), 2.0 * log_noise))
 
@@ -90,7 +90,7 @@ def _predict(key, params, X, hparams, n_samples, *, sigma_init, learned, chunk_s
     module = _module(_n_hidden(params), sigma_init)
 
     def one(k):
-        return bbb.apply(module, params.net, X, key=k)[0][:, 0]
+        return bbb.apply(k, module, params.net, X)[0][:, 0]
 
     keys = jax.random.split(key, n_samples)
     means = jax.lax.map(one, keys, batch_size=min(chunk_size, n_samples))

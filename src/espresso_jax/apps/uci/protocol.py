@@ -203,7 +203,7 @@ def _dropout_loss(params, batch, key, hparams, n_train, *, length_scale):
 
 
 def _dropout_predict(key, params, X, hparams, n_samples, *, chunk_size):
-    means = dropout._mc_forward(key, params, X, hparams.rate, n_samples, chunk_size)[..., 0]
+    means = dropout.mc_passes(key, params, X, hparams.rate, n_samples, chunk_size)[..., 0]
     return means, jnp.asarray(hparams.tau, means.dtype)
 
 
@@ -259,7 +259,8 @@ def balanced_batch_size(n_rows: int, batch_size: int) -> int:
 
 def train_config(key: jax.Array, method: UCIMethod, X: jax.Array, y: jax.Array,
                  hparams: PyTree, *, optimizer: optax.GradientTransformation, n_hidden: int,
-                 batch_size: int, n_epochs: int, progress: bool = False
+                 batch_size: int, n_epochs: int,
+                 on_epoch: Callable[[jax.Array], None] | None = None
                  ) -> tuple[PyTree, jax.Array]:
     """Initialise and train one network (pure; vmapped by :func:`train_grid`).
 
@@ -270,10 +271,12 @@ def train_config(key: jax.Array, method: UCIMethod, X: jax.Array, y: jax.Array,
         hparams: one grid point in standardised units.
         optimizer: optax optimiser.
         n_hidden, batch_size, n_epochs: static settings (``batch_size`` is used as given).
-        progress: advance the progress bar opened by :func:`run_protocol` after each epoch.
+        on_epoch: host function called after each epoch (see
+            :func:`espresso_jax.train.run_epochs`), e.g. advancing the progress bar that
+            :func:`run_protocol` opens; None for no callback.
 
     Returns:
-        ``(params, losses)`` with ``losses: (n_epochs,)`` per-epoch mean training loss.
+        ``(params, history)`` with ``history: (n_epochs,)`` per-epoch mean training loss.
     """
     init_key, step_key, shuffle_key = jax.random.split(key, 3)
     n_train = X.shape[0]
@@ -284,44 +287,23 @@ def train_config(key: jax.Array, method: UCIMethod, X: jax.Array, y: jax.Array,
 
     step = train.make_step(loss_fn, optimizer)
     state = train.init_state(step_key, params, optimizer)
-    state, metrics = train.run_epochs(step, state, (X, y), shuffle_key, batch_size=batch_size,
-                                      n_epochs=n_epochs,
-                                      on_epoch=_advance_progress if progress else None)
+    state, metrics = train.run_epochs(shuffle_key, step, state, (X, y), batch_size=batch_size,
+                                      n_epochs=n_epochs, on_epoch=on_epoch)
     return state.params, metrics["loss"]
 
 
-# Progress bars of running protocols (host side); the innermost one is advanced.
-_PROGRESS: list = []
-
-
-def _open_progress(show: bool, total: int, desc: str):
-    """A tqdm bar that the compiled training advances, or None when ``show`` is false."""
-    if not show:
-        return None
-    from tqdm.auto import tqdm
-
-    _PROGRESS.append(tqdm(total=total, desc=desc, unit="epoch", leave=False))
-    return _PROGRESS[-1]
-
-
-def _close_progress(bar) -> None:
-    if bar is not None:
-        _PROGRESS.remove(bar)
-        bar.close()
-
-
-def _advance_progress(epoch: jax.Array) -> None:
+def _advance(bar: Any, epoch: jax.Array) -> None:
     """Host callback of the compiled training: one epoch of every network is done."""
     del epoch
-    if _PROGRESS:
-        _PROGRESS[-1].update(1)
+    bar.update(1)
 
 
 @functools.partial(jax.jit, static_argnames=("method", "optimizer", "n_hidden", "batch_size",
-                                             "n_epochs", "progress"))
+                                             "n_epochs", "on_epoch"))
 def train_grid(keys: jax.Array, method: UCIMethod, X: jax.Array, y: jax.Array,
                hparams: PyTree, *, optimizer: optax.GradientTransformation, n_hidden: int,
-               batch_size: int, n_epochs: int, progress: bool = False
+               batch_size: int, n_epochs: int,
+               on_epoch: Callable[[jax.Array], None] | None = None
                ) -> tuple[PyTree, jax.Array]:
     """Train every (split, grid point) network in one compiled call.
 
@@ -329,16 +311,17 @@ def train_grid(keys: jax.Array, method: UCIMethod, X: jax.Array, y: jax.Array,
         keys: ``(S, G)`` keys, one per network.
         X: ``(S, N, d)`` and y: ``(S, N)``: one training set per split.
         hparams: pytree with ``(S, G)`` leaves (standardised units).
-        (static settings as :func:`train_config`.)
+        (static settings as :func:`train_config`; ``on_epoch`` is static too, so a new
+        callback object compiles anew: pass None, or reuse one callback, to hit the cache.)
 
     Returns:
-        ``(params, losses)`` with ``(S, G, ...)`` parameter leaves and ``(S, G, n_epochs)``
-        losses. Network ``(s, g)`` equals ``train_config(keys[s, g], method, X[s], y[s],
+        ``(params, history)`` with ``(S, G, ...)`` parameter leaves and ``(S, G, n_epochs)``
+        per-epoch losses. Network ``(s, g)`` equals ``train_config(keys[s, g], method, X[s], y[s],
         hparams[s, g], ...)``.
     """
     def one(k, x, t, hp):
         return train_config(k, method, x, t, hp, optimizer=optimizer, n_hidden=n_hidden,
-                            batch_size=batch_size, n_epochs=n_epochs, progress=progress)
+                            batch_size=batch_size, n_epochs=n_epochs, on_epoch=on_epoch)
 
     over_grid = jax.vmap(one, in_axes=(0, None, None, 0))
     return jax.vmap(over_grid, in_axes=(0, 0, 0, 0))(keys, X, y, hparams)
@@ -439,7 +422,10 @@ def run_protocol(key: jax.Array, ds: UCIDataset, method: UCIMethod, *,
         val_fraction: share of the training split held out (its last rows) for validation.
         progress: show a tqdm bar over the epochs of the grid search and the refit (advanced
             from inside the compiled calls by one host callback per epoch, about 0.4 ms each:
-            4% of the compiled yacht protocol; the results do not depend on it).
+            4% of the compiled yacht protocol; the results do not depend on it). The bar
+            belongs to this call (its callback is a static argument of :func:`train_grid`), so
+            a call with ``progress=True`` compiles its training again; ``progress=False``
+            reuses the compiled training of an earlier call with the same shapes.
 
     Returns:
         :class:`ProtocolResult`.
@@ -478,12 +464,18 @@ def run_protocol(key: jax.Array, ds: UCIDataset, method: UCIMethod, *,
     grid_key, val_key, refit_key, test_key = jax.random.split(key, 4)
     fit_batch = balanced_batch_size(n_fit, batch_size)
     full_batch = balanced_batch_size(N, batch_size)
-    bar = _open_progress(progress, 2 * n_epochs, f"{ds.name}: {S}x{G} grid nets, {S} refits")
+    bar, on_epoch = None, None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=2 * n_epochs, desc=f"{ds.name}: {S}x{G} grid nets, {S} refits",
+                   unit="epoch", leave=False)
+        on_epoch = functools.partial(_advance, bar)
     try:
         params, _ = train_grid(jax.random.split(grid_key, (S, G)), method,
                                data.X_train[:, :n_fit], data.y_train[:, :n_fit], hp_std,
                                optimizer=optimizer, n_hidden=n_hidden, batch_size=fit_batch,
-                               n_epochs=n_epochs, progress=bar is not None)
+                               n_epochs=n_epochs, on_epoch=on_epoch)
 
         def per_config(a):  # (S, ...) -> (S * G, ...) repeated over the grid
             return jnp.repeat(a, G, axis=0)
@@ -499,10 +491,11 @@ def run_protocol(key: jax.Array, ds: UCIDataset, method: UCIMethod, *,
         refit, _ = train_grid(jax.random.split(refit_key, (S, 1)), method, data.X_train,
                               data.y_train, jax.tree.map(lambda a: a[:, None], chosen_std),
                               optimizer=optimizer, n_hidden=n_hidden, batch_size=full_batch,
-                              n_epochs=n_epochs, progress=bar is not None)
+                              n_epochs=n_epochs, on_epoch=on_epoch)
         jax.block_until_ready(refit)
     finally:
-        _close_progress(bar)
+        if bar is not None:
+            bar.close()
     rmse, ll = evaluate(jax.random.split(test_key, S), method, _flatten2(refit), data.X_test,
                         data.y_test, chosen_std, data.y_std, n_samples=n_samples)
     rmse, ll = np.asarray(rmse, np.float64), np.asarray(ll, np.float64)

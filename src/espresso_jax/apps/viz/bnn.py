@@ -2,7 +2,7 @@
 epistemic/aleatoric parts, the rotated-digit experiment, variance decompositions and UCI
 benchmark results against published ones.
 
-Each function takes arrays (as returned by :mod:`espresso_jax.bnn.uncertainty`) and returns a
+Each function takes arrays (as returned by :mod:`espresso_jax.metrics`) and returns a
 ``Figure``.
 
 References:

@@ -1,4 +1,4 @@
-"""Uncertainty metrics of espresso_jax.bnn.uncertainty against independent references:
+"""Uncertainty metrics of espresso_jax.metrics against independent references:
 numpy moments and sampled mixtures, scipy (norm.logpdf, entropy, logsumexp), sklearn
 (log_loss, brier_score_loss, accuracy_score) and hand-constructed calibration cases."""
 
@@ -11,7 +11,7 @@ import pytest
 from scipy import special, stats
 from sklearn.metrics import accuracy_score, brier_score_loss, log_loss
 
-from espresso_jax.bnn import uncertainty as U
+from espresso_jax import metrics as U
 
 
 def _samples(seed, T=20, n=6):

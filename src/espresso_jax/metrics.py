@@ -1,4 +1,7 @@
-"""Predictive uncertainty of stochastic networks: decompositions and scoring rules.
+"""Metrics of predictive uncertainty: decompositions and scoring rules for every model family.
+
+This module sits below the model packages (it imports only :mod:`espresso_jax.validation`), so
+linear, mixture, neural and Bayesian-network models score their predictives with the same code.
 
 A stochastic network (MC dropout, Bayes by Backprop, an ensemble, posterior draws from NUTS)
 gives ``T`` predictions per input. This module turns them into the quantities of Kendall & Gal
@@ -73,12 +76,16 @@ __all__ = [
     "accuracy",
     "expected_calibration_error",
     "reliability_diagram",
+    "REDUCTIONS",
+    "check_reduction",
+    "apply_reduction",
 ]
 
 DEFAULT_N_BINS = 15
 """Equal-width confidence bins of the ECE and the reliability diagram (Guo et al. use 15)."""
 
-_REDUCTIONS = ("mean", "sum", "none")
+REDUCTIONS = ("mean", "sum", "none")
+"""Reductions of per-example scores accepted by the ``reduction`` arguments."""
 
 
 class RegressionUncertainty(NamedTuple):
@@ -132,7 +139,10 @@ class ReliabilityDiagram(NamedTuple):
 
 
 # ------------------------------------------------------------------------------ validation
-def _reduce(values: jax.Array, reduction: str) -> jax.Array:
+def apply_reduction(values: jax.Array, reduction: str) -> jax.Array:
+    """Reduce per-example scores ``values: (n,)`` by ``"mean"``, ``"sum"`` or ``"none"``
+    (returned as is). Jittable with ``reduction`` static; validate it with
+    :func:`check_reduction` on the host."""
     if reduction == "mean":
         return jnp.mean(values)
     if reduction == "sum":
@@ -140,8 +150,9 @@ def _reduce(values: jax.Array, reduction: str) -> jax.Array:
     return values
 
 
-def _check_reduction(reduction: Any) -> str:
-    return V.check_choice(reduction, "reduction", _REDUCTIONS)
+def check_reduction(reduction: Any) -> str:
+    """``reduction`` if it is one of :data:`REDUCTIONS`, else ``ValueError`` naming it."""
+    return V.check_choice(reduction, "reduction", REDUCTIONS)
 
 
 def _samples_2d(x: Any, name: str) -> jax.Array:
@@ -237,7 +248,7 @@ def _gaussian_nll_one(y, mean, var):
 
 @functools.partial(jax.jit, static_argnames="reduction")
 def _gaussian_nll(y, mean, var, reduction):
-    return _reduce(jax.vmap(_gaussian_nll_one)(y, mean, var), reduction)
+    return apply_reduction(jax.vmap(_gaussian_nll_one)(y, mean, var), reduction)
 
 
 def gaussian_nll(y: ArrayLike, mean: ArrayLike, var: ArrayLike, *,
@@ -253,7 +264,7 @@ def gaussian_nll(y: ArrayLike, mean: ArrayLike, var: ArrayLike, *,
         var: ``(n,)`` predictive variances (> 0), or a scalar.
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"`` (per example, ``(n,)``).
     """
-    reduction = _check_reduction(reduction)
+    reduction = check_reduction(reduction)
     mean = V.as_float_array(mean, "mean", ndim=1, shape_hint="(n,)")
     y = _targets(y, mean.shape[0])
     var = _variances(var, "var", tuple(mean.shape), allow_zero=False)
@@ -267,7 +278,8 @@ def _mixture_ll_one(y, mean_t, var_t):
 
 @functools.partial(jax.jit, static_argnames="reduction")
 def _mc_log_likelihood(y, mean_t, var_t, reduction):
-    return _reduce(jax.vmap(_mixture_ll_one, in_axes=(0, 1, 1))(y, mean_t, var_t), reduction)
+    values = jax.vmap(_mixture_ll_one, in_axes=(0, 1, 1))(y, mean_t, var_t)
+    return apply_reduction(values, reduction)
 
 
 def mc_log_likelihood(y: ArrayLike, mean_t: ArrayLike, var_t: ArrayLike, *,
@@ -284,7 +296,7 @@ def mc_log_likelihood(y: ArrayLike, mean_t: ArrayLike, var_t: ArrayLike, *,
         var_t: ``(T, n)`` per-sample variances (> 0), or a scalar.
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
     """
-    reduction = _check_reduction(reduction)
+    reduction = check_reduction(reduction)
     mean_t = _samples_2d(mean_t, "mean_t")
     y = _targets(y, mean_t.shape[1])
     var_t = _variances(var_t, "var_t", tuple(mean_t.shape), allow_zero=False)
@@ -380,7 +392,7 @@ def entropy(probs: ArrayLike, *, from_logits: bool = False) -> jax.Array:
 def _nll(labels, x, from_logits, reduction):
     log_p = _log_predictive(x, from_logits)
     values = -jax.vmap(lambda lp, y: lp[y])(log_p, labels)
-    return _reduce(values, reduction)
+    return apply_reduction(values, reduction)
 
 
 def negative_log_likelihood(labels: ArrayLike, probs: ArrayLike, *, from_logits: bool = False,
@@ -396,7 +408,7 @@ def negative_log_likelihood(labels: ArrayLike, probs: ArrayLike, *, from_logits:
         from_logits: treat ``probs`` as logits.
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
     """
-    reduction = _check_reduction(reduction)
+    reduction = check_reduction(reduction)
     x = _class_scores(probs, from_logits)
     labels = _labels(labels, x.shape[1], x.shape[2])
     return _nll(labels, x, bool(from_logits), reduction)
@@ -410,7 +422,7 @@ def _brier(labels, x, from_logits, reduction):
         onehot = jax.nn.one_hot(y, p.shape[0], dtype=p.dtype)
         return jnp.sum(jnp.square(p - onehot))
 
-    return _reduce(jax.vmap(one)(p, labels), reduction)
+    return apply_reduction(jax.vmap(one)(p, labels), reduction)
 
 
 def brier_score(labels: ArrayLike, probs: ArrayLike, *, from_logits: bool = False,
@@ -424,7 +436,7 @@ def brier_score(labels: ArrayLike, probs: ArrayLike, *, from_logits: bool = Fals
         labels: ``(n,)`` integer classes. probs: ``(n, C)`` or ``(T, n, C)``.
         from_logits: treat ``probs`` as logits. reduction: ``"mean"``, ``"sum"``, ``"none"``.
     """
-    reduction = _check_reduction(reduction)
+    reduction = check_reduction(reduction)
     x = _class_scores(probs, from_logits)
     labels = _labels(labels, x.shape[1], x.shape[2])
     return _brier(labels, x, bool(from_logits), reduction)

@@ -1,0 +1,194 @@
+"""The shared contract of the neural fits (DESIGN.md conventions 2, 4, 6 and 11), one table.
+
+Every family is fit as ``fit(key, data..., *, module, optimizer(s), batch_size, n_epochs,
+...)`` on tiny data for 2 epochs and must
+
+* return a result with ``params``, ``history`` (per-epoch ``"loss"`` or the GAN's
+  ``"d_loss"``/``"g_loss"``), ``n_iter`` and ``converged``;
+* take ``key`` first, and so must every public function of the neural packages that takes a
+  key (the engine's ``loss_fn(params, batch, key)`` convention excepted);
+* not recompile on a second call with the same shapes: checked on the cache of the engine's
+  jitted chunk ``train._run_chunk`` (every neural fit trains through it), which grows by one
+  entry per compilation;
+* reject bad input (NaN in ``X``, a label outside the network's classes, an input width the
+  network does not take) with a ``ValueError`` naming the argument before anything of the
+  model compiles: checked by clearing JAX's caches and recording, with ``jax.log_compiles``,
+  the names of the functions compiled during the failing call (host validation compiles at
+  most small reductions, slices and key splits; never the training chunk, a jitted init or
+  step, or a matmul of the network).
+"""
+
+import importlib
+import inspect
+import logging
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from espresso_jax import train
+from espresso_jax.bnn import bbb, bbb_elbo, dropout, heteroscedastic
+from espresso_jax.nn import autoencoder, gan, supervised, vae
+from espresso_jax.nn.modules import MLP
+
+N, D, C = 32, 4, 3
+OPT = optax.adam(1e-2)  # one object: the compiled chunk is keyed on the optimiser
+
+
+class Family(NamedTuple):
+    """One neural family: ``fit(key, *data, **kwargs)``, its data and ``init(key, X)`` (the
+    parameters for a given input, or None when the width is fixed by the module)."""
+
+    fit: Callable[..., Any]
+    labels: bool  # y holds class labels (else real targets, or no y)
+    has_y: bool
+    kwargs: dict
+    init: Callable[[jax.Array, jax.Array], Any] | None
+
+
+_DROP = dropout.DropoutMLP((8,), n_outputs=C)
+_HEAD = heteroscedastic.HeteroscedasticHead(hidden=(8,), dropout_rate=0.1)
+_BBB = bbb.BayesMLP((8, C))
+_MLP = MLP(features=(8, C))
+
+FAMILIES = {
+    "vae": Family(vae.fit, False, False,
+                  dict(module=vae.VAE(data_dim=D, latent_dim=2, hidden=(8,)), optimizer=OPT),
+                  None),
+    "autoencoder": Family(autoencoder.fit, False, False,
+                          dict(module=autoencoder.AutoEncoder(data_dim=D, latent_dim=2,
+                                                              hidden=(8,)), optimizer=OPT),
+                          None),
+    "gan": Family(gan.fit, False, False,
+                  dict(module=gan.mlp_gan(D, latent_dim=2, g_hidden=(8,), d_hidden=(8,)),
+                       loss="non_saturating", k_disc=1, optimizer_g=OPT, optimizer_d=OPT),
+                  None),
+    "deterministic": Family(supervised.fit, True, True,
+                            dict(module=_MLP, optimizer=OPT, task="classification"),
+                            lambda k, x: _MLP.init(k, x)),
+    "bbb": Family(bbb_elbo.fit, True, True,
+                  dict(module=_BBB, optimizer=OPT, likelihood="categorical"),
+                  lambda k, x: bbb_elbo.init_params(k, _BBB, x)),
+    "mc_dropout": Family(dropout.fit, True, True,
+                         dict(module=_DROP, optimizer=OPT, task="classification", rate=0.1),
+                         lambda k, x: _DROP.init(k, x, 0.1, deterministic=True)),
+    "heteroscedastic": Family(heteroscedastic.fit, False, True,
+                              dict(module=_HEAD, optimizer=OPT),
+                              lambda k, x: _HEAD.init(k, x, deterministic=True)),
+}
+
+
+def _data(family: Family, seed: int = 0) -> tuple[jax.Array, ...]:
+    kx, ky = jax.random.split(jax.random.key(seed))
+    X = jax.random.uniform(kx, (N, D))  # in [0, 1]: fits the Bernoulli VAE too
+    if not family.has_y:
+        return (X,)
+    if family.labels:
+        return X, jax.random.randint(ky, (N,), 0, C)
+    return X, jnp.sin(3.0 * X[:, 0])
+
+
+def _fit(name: str, *data: Any, seed: int = 0, **extra: Any) -> Any:
+    family = FAMILIES[name]
+    return family.fit(jax.random.key(seed), *data, batch_size=8, n_epochs=2, progress=False,
+                      **family.kwargs, **extra)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_result_fields_and_no_recompile(name):
+    data = _data(FAMILIES[name])
+    first = _fit(name, *data)
+    assert isinstance(first, train.FitResult)
+    assert first.n_iter == 2 and first.converged is False  # no early-stopping criterion
+    losses = [k for k in first.history if k in ("loss", "d_loss", "g_loss")]
+    assert losses, sorted(first.history)
+    for k in losses:
+        assert first.history[k].shape == (2,) and np.all(np.isfinite(first.history[k]))
+    assert jax.tree.leaves(first.params)
+    size = train._run_chunk._cache_size()
+    second = _fit(name, *_data(FAMILIES[name], seed=1), seed=1)
+    assert train._run_chunk._cache_size() == size, "a second fit with the same shapes compiled"
+    assert second.n_iter == 2
+
+
+_NEURAL_MODULES = ("nn.autoencoder", "nn.vae", "nn.gan", "nn.gan_losses", "nn.supervised",
+                   "bnn.bbb", "bnn.bbb_elbo", "bnn.bbb_prune", "bnn.bbb_recurrent",
+                   "bnn.dropout", "bnn.heteroscedastic", "train")
+# The engine's loss convention is loss_fn(params, batch, key): these are such losses.
+_LOSS_CONVENTION = {("bnn.dropout", "regression_loss"), ("bnn.dropout", "classification_loss")}
+
+
+def test_key_is_the_first_parameter():
+    for name in FAMILIES:
+        assert next(iter(inspect.signature(FAMILIES[name].fit).parameters)) == "key", name
+    checked = 0
+    for mod_name in _NEURAL_MODULES:
+        mod = importlib.import_module(f"espresso_jax.{mod_name}")
+        for fn_name in mod.__all__:
+            fn = getattr(mod, fn_name)
+            if not inspect.isfunction(fn) or (mod_name, fn_name) in _LOSS_CONVENTION:
+                continue
+            params = list(inspect.signature(fn).parameters)
+            if "key" in params:
+                assert params[0] == "key", f"{mod_name}.{fn_name}{tuple(params)}"
+                checked += 1
+    assert checked >= 20  # fits, inits, applies, samplers, predictives
+
+
+class _CompileLog(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.names: list[str] = []
+
+    def emit(self, record):
+        text = record.getMessage()
+        if text.startswith("Compiling "):
+            self.names.append(text.split()[1])
+
+
+# What compiling the model looks like: the engine's chunk, a jitted init or step, or any
+# network arithmetic (flax's eager init runs its matmuls one primitive at a time). Host
+# validation compiles only small reductions, slices and key splits.
+_MODEL_COMPILES = ("_run_chunk", "_init", "step", "dot_general", "conv_general_dilated")
+
+
+def _raises_before_compiling(fit_call, match):
+    jax.clear_caches()  # otherwise work done by earlier tests would compile nothing here
+    handler = _CompileLog()
+    loggers = [logging.getLogger(n) for n in ("jax._src.interpreters.pxla",
+                                              "jax._src.dispatch")]
+    for lg in loggers:
+        lg.addHandler(handler)
+    try:
+        with jax.log_compiles(True), pytest.raises(ValueError, match=match):
+            fit_call()
+    finally:
+        for lg in loggers:
+            lg.removeHandler(handler)
+    model_like = [n for n in handler.names if any(op in n for op in _MODEL_COMPILES)]
+    assert not model_like, f"compiled {model_like} before rejecting the input"
+
+
+def _bad_cases(name):
+    family = FAMILIES[name]
+    data = _data(family)
+    X = data[0]
+    cases = [("nan", (X.at[3, 1].set(jnp.nan), *data[1:]), {}, "X")]
+    if family.labels:
+        cases.append(("label", (X, data[1].at[0].set(C)), {}, "y"))
+        cases.append(("negative label", (X, data[1].at[0].set(-1)), {}, "y"))
+    wide = jnp.concatenate([X, X[:, :1]], axis=1)
+    extra = {}
+    if family.init is not None:  # the width is fixed by given parameters
+        extra = {"params": family.init(jax.random.key(9), X[:1])}
+    cases.append(("width", (wide, *data[1:]), extra, "X"))
+    return [pytest.param(name, *case[1:], id=f"{name}-{case[0]}") for case in cases]
+
+
+@pytest.mark.parametrize("name,data,extra,match",
+                         [c for name in FAMILIES for c in _bad_cases(name)])
+def test_bad_input_raises_before_compiling(name, data, extra, match):
+    _raises_before_compiling(lambda: _fit(name, *data, **extra), match)
