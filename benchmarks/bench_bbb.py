@@ -51,7 +51,6 @@ import numpy as np
 import optax
 
 from _common import median_time, print_machine, print_result
-
 from espresso_jax import train
 from espresso_jax.bnn import bbb, bbb_elbo
 from espresso_jax.datasets import load_mnist

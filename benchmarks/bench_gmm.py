@@ -31,6 +31,7 @@ import resource
 import sys
 
 import numpy as np
+
 from _common import median_time, print_machine, print_result
 
 GOALS = {"sklearn": 5.0, "gmmx": 2.0, "restarts": 6.0}

@@ -58,7 +58,6 @@ import numpy as np
 import optax
 
 from _common import print_machine, print_result
-
 from espresso_jax.apps.uci import protocol as uci
 from espresso_jax.datasets.uci import UCI_NAMES, load_uci, standardized_split
 

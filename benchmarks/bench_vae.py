@@ -29,7 +29,6 @@ import numpy as np
 import optax
 
 from _common import print_machine, print_result
-
 from espresso_jax import train
 from espresso_jax.datasets import load_mnist
 from espresso_jax.nn import vae

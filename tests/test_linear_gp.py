@@ -27,7 +27,6 @@ from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
 from espresso_jax.datasets import load_faithful, load_uci, standardized_split
 from espresso_jax.linear import gp
 
-
 # ----------------------------------------------------------------------------- data
 
 

@@ -9,9 +9,9 @@ import pytest
 import scipy.stats as st
 from scipy.special import multigammaln
 
+from espresso_jax.interop import standard_promotion
 from espresso_jax.prob import conjugate as C
 from espresso_jax.prob import estimate as E
-from espresso_jax.interop import standard_promotion
 
 RNG = np.random.default_rng(42)
 X_BERN = RNG.integers(0, 2, size=12)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import scipy.stats as st
 
-from espresso_jax.prob import estimate as E
 from espresso_jax.interop import standard_promotion
+from espresso_jax.prob import estimate as E
 
 RNG = np.random.default_rng(0)
 N = 40

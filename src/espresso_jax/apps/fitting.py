@@ -36,16 +36,16 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
+from espresso_jax.apps.report import to_jsonable
+from espresso_jax.apps.viz.linear import plot_predictive_band
+from espresso_jax.apps.viz.mixture import draw_covariance_ellipse
 from espresso_jax.datasets.table import Table, load_table  # noqa: E402,F401
 from espresso_jax.io import load_params, save_params
 from espresso_jax.linear import basis as basis_fns
 from espresso_jax.linear import bayes
 from espresso_jax.mixture import gmm, kmeans, ppca, vbgmm
 from espresso_jax.mixture.vb_terms import VBGMMParams
-from espresso_jax.apps.report import to_jsonable
 from espresso_jax.validation import check_choice, check_int, check_key
-from espresso_jax.apps.viz.linear import plot_predictive_band
-from espresso_jax.apps.viz.mixture import draw_covariance_ellipse
 
 __all__ = ["MODELS", "BLR_BASES", "Table", "KMeansParams", "BLRParams", "FitOutput",
            "load_table", "fit_model", "write_fit", "run_fit", "check_out_dir", "load_fitted",

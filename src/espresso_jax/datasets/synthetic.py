@@ -7,7 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from espresso_jax.validation import (
-    as_float_array, check_int, check_key, check_positive, float_dtype,
+    as_float_array,
+    check_int,
+    check_key,
+    check_positive,
+    float_dtype,
 )
 
 

@@ -42,7 +42,12 @@ from jax.typing import ArrayLike
 from espresso_jax.linear.basis import polynomial
 from espresso_jax.linear.regression import LeastSquaresFit
 from espresso_jax.validation import (
-    as_float_array, as_positive_array, check_int, check_key, check_positive, check_same_length,
+    as_float_array,
+    as_positive_array,
+    check_int,
+    check_key,
+    check_positive,
+    check_same_length,
     is_traced,
 )
 

@@ -37,13 +37,13 @@ import optax
 from jax.typing import ArrayLike
 
 from espresso_jax import train
-from espresso_jax.bnn import bbb, dropout, heteroscedastic
 from espresso_jax.apps.experiments.bnn_mnist import (
     fit_bbb,
     fit_deterministic,
     fit_mc_dropout,
     sample_outputs,
 )
+from espresso_jax.bnn import bbb, dropout, heteroscedastic
 from espresso_jax.nn.modules import MLP
 from espresso_jax.validation import (
     check_int,

@@ -32,9 +32,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from espresso_jax.apps.uci.protocol import UCIMethod
 from espresso_jax.bnn import bbb
 from espresso_jax.bnn.bbb_elbo import BBBParams
-from espresso_jax.apps.uci.protocol import UCIMethod
 from espresso_jax.datasets.uci import UCIDataset
 from espresso_jax.validation import check_choice, check_int, check_positive, float_dtype
 
