@@ -62,7 +62,7 @@ def torch_runner(X: np.ndarray, epochs: int):
 
     def mlp(sizes):
         layers = []
-        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
             layers.append(nn.Linear(a, b))
             if i < len(sizes) - 2:
                 layers.append(nn.ReLU())
@@ -113,7 +113,8 @@ def main() -> None:
     X = np.ascontiguousarray(X[:n], dtype=np.float32)
     ours = jax_runner(X, epochs)
     peer, threads, torch_version = torch_runner(X, epochs)
-    print(f"torch {torch_version} ({threads} threads) | XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+    print(f"torch {torch_version} ({threads} threads) "
+          f"| XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
     print(f"data: MNIST {n} images, batch {BATCH}, {epochs} epoch(s) per run, median of "
           f"{repeats} runs after warm-up\n")
 

@@ -2,7 +2,8 @@
 
 import os
 
-os.environ.setdefault("MPLBACKEND", "Agg")  # the library never selects a backend; tests run headless
+# The library never selects a matplotlib backend; tests run headless.
+os.environ.setdefault("MPLBACKEND", "Agg")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

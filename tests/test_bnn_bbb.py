@@ -162,7 +162,7 @@ def test_gradient_reaches_every_posterior_parameter():
     names = [jax.tree_util.keystr(path) for path, _ in flat]
     # 5 layers: 4 with kernel + bias, the GRU with input, recurrent kernels and bias.
     assert len(names) == 2 * (4 * 2 + 3)
-    for name, g in zip(names, (leaf for _, leaf in flat)):
+    for name, g in zip(names, (leaf for _, leaf in flat), strict=True):
         assert name.endswith(("_mu']", "_rho']")), name
         assert bool(jnp.all(jnp.isfinite(g))), name
         assert float(jnp.max(jnp.abs(g))) > 0.0, f"zero gradient for {name}"

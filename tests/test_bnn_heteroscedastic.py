@@ -106,7 +106,7 @@ def test_mc_dropout_gives_epistemic_variance():
     mean_t, log_var_t = H.mc_predict(jax.random.key(1), drop, params, x, n_samples=50)
     assert mean_t.shape == log_var_t.shape == (50, 8, 1)
     ref = U.decompose_regression(mean_t[..., 0], jnp.exp(log_var_t[..., 0]))
-    for a, b in zip(out, ref):
+    for a, b in zip(out, ref, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6)
     # without dropout every pass is the same network: no epistemic variance at all
     plain = drop.clone(dropout_rate=0.0)

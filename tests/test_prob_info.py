@@ -77,8 +77,8 @@ def test_closed_forms_match_exact_references(x64):
     kl = lambda p, q: float(I.kl_divergence(p, q))  # noqa: E731
     p, q = 0.3, 0.8
     ref = rel_entr(p, q) + rel_entr(1 - p, 1 - q)
-    np.testing.assert_allclose(kl(dist.Bernoulli(probs=p), dist.Bernoulli(logits=np.log(q / (1 - q)))),
-                               ref, rtol=1e-8)
+    kl_pq = kl(dist.Bernoulli(probs=p), dist.Bernoulli(logits=np.log(q / (1 - q))))
+    np.testing.assert_allclose(kl_pq, ref, rtol=1e-8)
     pc, qc = np.array([0.2, 0.3, 0.5]), np.array([0.6, 0.1, 0.3])
     np.testing.assert_allclose(kl(dist.Categorical(logits=np.log(pc) + 1.0),
                                   dist.Categorical(logits=np.log(qc) - 2.0)),
@@ -137,7 +137,8 @@ def _entropy_cases():
         (dist.Gamma(a(3.0), a(2.0)), st.gamma(3.0, scale=0.5).entropy()),
         (dist.Exponential(a(2.0)), st.expon(scale=0.5).entropy()),
         (dist.Dirichlet(a([2.0, 3.0, 1.5])), st.dirichlet([2.0, 3.0, 1.5]).entropy()),
-        (dist.MultivariateNormal(a([0.0, 1.0]), a(S1)), st.multivariate_normal([0, 1], S1).entropy()),
+        (dist.MultivariateNormal(a([0.0, 1.0]), a(S1)),
+         st.multivariate_normal([0, 1], S1).entropy()),
         (dist.StudentT(a(4.0), a(0.5), a(2.0)), st.t(4.0, 0.5, 2.0).entropy()),
         (dist.MultivariateStudentT(a(5.0), a([0.0, 1.0]), a(L)),
          st.multivariate_t([0.0, 1.0], S1, df=5.0).entropy()),

@@ -32,7 +32,8 @@ def _section_beta_binomial(key: jax.Array, report: Report, quick: bool) -> None:
     densities, labels = [], []
     for n in stages:
         post = prior if n == 0 else prob.conjugate.beta_bernoulli(prior, flips[:n])
-        densities.append(np.exp(np.asarray(jax.vmap(post.log_prob)(jnp.asarray(grid, jnp.float32)))))
+        log_density = jax.vmap(post.log_prob)(jnp.asarray(grid, jnp.float32))
+        densities.append(np.exp(np.asarray(log_density)))
         labels.append(f"n = {n}")
     report.section("Beta–Bernoulli sequential update",
                    "Coin flips with p = 0.7 update a Beta(2, 2) prior (PRML §2.1.1).")

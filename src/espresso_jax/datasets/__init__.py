@@ -1,5 +1,5 @@
-"""Data sets: a user's CSV/NPY table, bundled (Old Faithful, MNIST 10k), UCI regression from a data directory, and
-synthetic generators that take a PRNG key."""
+"""Data sets: a user's CSV/NPY table, bundled (Old Faithful, MNIST 10k), UCI regression from a
+data directory, and synthetic generators that take a PRNG key."""
 
 from espresso_jax.datasets.bundled import MNIST_N_TRAIN, load_faithful, load_mnist
 from espresso_jax.datasets.synthetic import (

@@ -354,7 +354,7 @@ def train_mnist_models(key: jax.Array, *, quick: bool = False, n_train: int | No
     batch_size = check_int(batch_size, "batch_size", min_value=1, max_value=int(x.shape[0]))
     opts = dict(learning_rate=learning_rate, batch_size=batch_size, n_epochs=n_epochs,
                 progress=progress)
-    keys = dict(zip(MNIST_MODELS, jax.random.split(key, len(MNIST_MODELS))))
+    keys = dict(zip(MNIST_MODELS, jax.random.split(key, len(MNIST_MODELS)), strict=True))
     out = {}
     for name in models:
         if name == "deterministic":

@@ -163,9 +163,10 @@ def gap_regression(key: jax.Array, *, quick: bool = False, n: int = 80,
 
     All are ``1 - hidden - 1`` ReLU nets fit with Adam (``learning_rate``, minibatches of
     ``batch_size``): the deterministic one by squared error; BBB by its ELBO with the Gaussian
-    likelihood at the true ``noise_std`` and an ``N(0, bbb_prior_scale^2)`` prior (with 600 epochs, scale 3 gave a
-    gap/data epistemic-std ratio of 1.25-1.5 over five keys; scale 2 0.9-1.5, scale 0.5-1
-    0.9-1.2: the mean-field posterior's in-between uncertainty is fragile); MC dropout
+    likelihood at the true ``noise_std`` and an ``N(0, bbb_prior_scale^2)`` prior (with 600
+    epochs, scale 3 gave a gap/data epistemic-std ratio of 1.25-1.5 over five keys; scale 2
+    0.9-1.5, scale 0.5-1 0.9-1.2: the mean-field posterior's in-between uncertainty is fragile);
+    MC dropout
     (:class:`HiddenDropoutMLP`, rate ``dropout_rate``) by Gal's objective with
     ``tau = 1 / noise_std^2`` and length-scale 1e-2.
 
@@ -196,7 +197,7 @@ def gap_regression(key: jax.Array, *, quick: bool = False, n: int = 80,
     opts = dict(learning_rate=check_positive(learning_rate, "learning_rate"),
                 batch_size=check_int(batch_size, "batch_size", min_value=1, max_value=n),
                 n_epochs=n_epochs, progress=progress)
-    keys = dict(zip(GAP_MODELS, jax.random.split(k_fit, len(GAP_MODELS))))
+    keys = dict(zip(GAP_MODELS, jax.random.split(k_fit, len(GAP_MODELS)), strict=True))
     fitted = {}
     for name in models:
         if name == "deterministic":

@@ -1,4 +1,5 @@
-"""Plots (matplotlib; the backend is the caller's choice). Each function takes arrays and returns a ``Figure``."""
+"""Plots (matplotlib; the backend is the caller's choice). Each function takes arrays and returns
+a ``Figure``."""
 
 from espresso_jax.apps.viz.bnn import (
     plot_regression_band,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import cycle
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -28,7 +29,7 @@ def plot_predictive_band(panels: Sequence[dict], *, title: str) -> plt.Figure:
         title: figure title.
     """
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.2), squeeze=False)
-    for ax, p in zip(axes[0], panels):
+    for ax, p in zip(axes[0], panels, strict=True):
         _band(ax, p["x_grid"], p["mean"], p["std"], p.get("samples"), p["x"], p["t"],
               p.get("truth"))
         ax.set(title=p["title"], xlabel="x")
@@ -106,7 +107,7 @@ def plot_logistic_predictive(x_grid, curves: dict[str, np.ndarray], x, t, *,
                              xlabel: str, title: str) -> plt.Figure:
     """Predictive probability curves of several approximations with the binary data."""
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    for (label, p), style in zip(curves.items(), ["-", "--", ":", "-."]):
+    for (label, p), style in zip(curves.items(), cycle(["-", "--", ":", "-."])):
         ax.plot(x_grid, p, style, lw=1.6, label=label)
     jitter = 0.02 * (np.asarray(t) - 0.5)
     ax.scatter(x, np.asarray(t) + jitter, s=10, alpha=0.5, color="k", label="data")
