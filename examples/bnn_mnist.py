@@ -20,11 +20,11 @@ import jax
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from espresso_jax.apps.experiments import bnn_mnist as experiments  # noqa: E402
-from espresso_jax.apps.viz import bnn as viz  # noqa: E402
+from espresso_jax.apps.experiments import bnn_mnist as experiments
+from espresso_jax.apps.viz import bnn as viz
 
 
 def _snr_histogram(snr_db: np.ndarray) -> plt.Figure:

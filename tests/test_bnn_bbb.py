@@ -383,7 +383,10 @@ def test_gru_weights_sampled_once_and_cell_matches_manual_unroll():
     hs, _ = _apply(gru, det, x, key=jax.random.key(2))
     w_in, w_rec, b = (np.asarray(p[f"{n}_mu"], np.float64)
                       for n in ("input_kernel", "recurrent_kernel", "bias"))
-    sig = lambda v: 1.0 / (1.0 + np.exp(-v))  # noqa: E731
+
+    def sig(v):
+        return 1.0 / (1.0 + np.exp(-v))
+
     h = np.zeros((3, 5))
     for t in range(6):
         xp, hu = np.asarray(x[:, t], np.float64) @ w_in + b, h @ w_rec

@@ -79,7 +79,10 @@ def test_short_fit_recovers_input_dependent_noise():
     rng = np.random.default_rng(2)
     n = 800
     x = rng.uniform(-1, 1, (n, 1)).astype(np.float32)
-    sd = lambda v: 0.1 + 0.2 * (v + 1)          # noqa: E731
+
+    def sd(v):
+        return 0.1 + 0.2 * (v + 1)
+
     y = (np.sin(3 * x[:, 0]) + sd(x[:, 0]) * rng.standard_normal(n)).astype(np.float32)
     module = H.HeteroscedasticHead(out_features=1, hidden=(32,), activation=nn.tanh)
     params = module.init(jax.random.key(0), x)

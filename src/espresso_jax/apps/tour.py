@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -246,7 +247,7 @@ def _faithful_raw_and_standardised() -> tuple[np.ndarray, np.ndarray]:
 
 def _section_gmm(key: jax.Array, report: Report, quick: bool) -> None:
     _, Xs = _faithful_raw_and_standardised()
-    init = dict(weights_init=np.array([0.5, 0.5]), means_init=np.array([[-1.5, 1.0],
+    init: dict[str, Any] = dict(weights_init=np.array([0.5, 0.5]), means_init=np.array([[-1.5, 1.0],
                                                                          [1.5, -1.0]]),
                 precisions_init=np.stack([np.eye(2)] * 2))
     snapshots = []

@@ -207,6 +207,8 @@ def model(
     if X is not None:
         n_samples, n_features = X.shape
         dtype = X.dtype
+    elif n_samples is None or n_features is None:
+        raise ValueError("n_samples and n_features are required when X is None")
     else:
         dtype = V.float_dtype()
     K, D = n_components, n_features

@@ -30,7 +30,7 @@ import functools
 import math
 import time
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import flax.linen as nn
 import jax
@@ -123,7 +123,9 @@ def _ce_loss(module: nn.Module):
 def _mse_loss(module: nn.Module):
     def loss_fn(params, batch, key):
         del key
-        return jnp.mean(jnp.square(module.apply(params, batch[0])[:, 0] - batch[1]))
+        # flax types apply() as "output, or (output, mutated state) when mutable=": not mutable
+        pred = cast(jax.Array, module.apply(params, batch[0]))
+        return jnp.mean(jnp.square(pred[:, 0] - batch[1]))
     return loss_fn
 
 
@@ -263,14 +265,15 @@ def classification_metrics(labels: Any, logits: Any, *, n_bins: int = 15
                            ) -> tuple[ClassificationMetrics, uncertainty.ReliabilityDiagram]:
     """Error %, NLL, ECE and Brier of ``(T, n, C)`` per-sample logits, and the reliability
     diagram data (the average over ``T`` is taken in probability space)."""
-    kw = dict(from_logits=True)
-    acc = float(uncertainty.accuracy(labels, logits, **kw))
+    acc = float(uncertainty.accuracy(labels, logits, from_logits=True))
     metrics = ClassificationMetrics(
         error=100.0 * (1.0 - acc),
-        nll=float(uncertainty.negative_log_likelihood(labels, logits, **kw)),
-        ece=float(uncertainty.expected_calibration_error(labels, logits, n_bins=n_bins, **kw)),
-        brier=float(uncertainty.brier_score(labels, logits, **kw)))
-    return metrics, uncertainty.reliability_diagram(labels, logits, n_bins=n_bins, **kw)
+        nll=float(uncertainty.negative_log_likelihood(labels, logits, from_logits=True)),
+        ece=float(uncertainty.expected_calibration_error(labels, logits, n_bins=n_bins,
+                                                         from_logits=True)),
+        brier=float(uncertainty.brier_score(labels, logits, from_logits=True)))
+    return metrics, uncertainty.reliability_diagram(labels, logits, n_bins=n_bins,
+                                                    from_logits=True)
 
 
 class MNISTModels(NamedTuple):
@@ -347,13 +350,14 @@ def train_mnist_models(key: jax.Array, *, quick: bool = False, n_train: int | No
     for name in models:
         if name not in MNIST_MODELS:
             raise ValueError(f"models must be a subset of {MNIST_MODELS}, got {name!r}")
-    x, y = load_mnist("train")
+    x_np, y_np = load_mnist("train")
     if s["n_train"] is not None:
-        x, y = x[:check_int(s["n_train"], "n_train", min_value=1)], y[:s["n_train"]]
-    x, y = jnp.asarray(x, float_dtype()), jnp.asarray(y)
+        n_keep = check_int(s["n_train"], "n_train", min_value=1)
+        x_np, y_np = x_np[:n_keep], y_np[:n_keep]
+    x, y = jnp.asarray(x_np, float_dtype()), jnp.asarray(y_np)
     batch_size = check_int(batch_size, "batch_size", min_value=1, max_value=int(x.shape[0]))
-    opts = dict(learning_rate=learning_rate, batch_size=batch_size, n_epochs=n_epochs,
-                progress=progress)
+    opts: dict[str, Any] = dict(learning_rate=learning_rate, batch_size=batch_size,
+                                n_epochs=n_epochs, progress=progress)
     keys = dict(zip(MNIST_MODELS, jax.random.split(key, len(MNIST_MODELS)), strict=True))
     out = {}
     for name in models:

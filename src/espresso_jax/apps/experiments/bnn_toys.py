@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -194,9 +194,10 @@ def gap_regression(key: jax.Array, *, quick: bool = False, n: int = 80,
     k_data, k_fit, k_pred, k_noise = jax.random.split(key, 4)
     x, y = gap_data(k_data, n, noise_std=noise_std)
     X = x[:, None]
-    opts = dict(learning_rate=check_positive(learning_rate, "learning_rate"),
-                batch_size=check_int(batch_size, "batch_size", min_value=1, max_value=n),
-                n_epochs=n_epochs, progress=progress)
+    opts: dict[str, Any] = dict(
+        learning_rate=check_positive(learning_rate, "learning_rate"),
+        batch_size=check_int(batch_size, "batch_size", min_value=1, max_value=n),
+        n_epochs=n_epochs, progress=progress)
     keys = dict(zip(GAP_MODELS, jax.random.split(k_fit, len(GAP_MODELS)), strict=True))
     fitted = {}
     for name in models:

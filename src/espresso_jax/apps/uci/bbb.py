@@ -67,7 +67,11 @@ def _n_hidden(params: BBBParams) -> int:
 
 
 def _log_noise(params: BBBParams, hparams: BBBHParams, learned: bool) -> jax.Array:
-    return params.log_noise_std if learned else -0.5 * jnp.log(hparams.tau)
+    if not learned:
+        return -0.5 * jnp.log(hparams.tau)
+    if params.log_noise_std is None:
+        raise ValueError("a learned noise level needs params.log_noise_std")
+    return params.log_noise_std
 
 
 def _loss(params, batch, key, hparams, n_train, *, sigma_init, learned, n_train_samples):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import cycle
 
 import matplotlib.pyplot as plt
 import numpy as np
+from numpy.typing import ArrayLike
 
 
 def _band(ax, x_grid, mean, std, samples, x, t, truth):
@@ -103,7 +104,7 @@ def plot_sequential_weights(w_grid: np.ndarray, densities: Sequence[np.ndarray],
     return fig
 
 
-def plot_logistic_predictive(x_grid, curves: dict[str, np.ndarray], x, t, *,
+def plot_logistic_predictive(x_grid, curves: Mapping[str, ArrayLike], x, t, *,
                              xlabel: str, title: str) -> plt.Figure:
     """Predictive probability curves of several approximations with the binary data."""
     fig, ax = plt.subplots(figsize=(6, 3.6))
