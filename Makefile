@@ -25,10 +25,13 @@ demo: $(STAMP)
 	$(VENV)/bin/espresso-jax tour --quick --out $(OUT)
 
 ## Lint (ruff: style, import order, bug patterns) and type-check the library (mypy on src/;
-## configuration in pyproject.toml). A few seconds; `make test` runs it first.
+## configuration in pyproject.toml). Seconds; `make test` runs it first. Both always run, so
+## one log lists every finding.
 lint: $(STAMP)
-	$(PY) -m ruff check src tests benchmarks examples
-	$(PY) -m mypy
+	status=0; \
+	$(PY) -m ruff check src tests benchmarks examples || status=1; \
+	$(PY) -m mypy || status=1; \
+	exit $$status
 
 ## Lint, then the default test suite (slow tests excluded); this is what .ci/run calls.
 test: lint
