@@ -8,7 +8,7 @@ BENCH_STAMP := $(VENV)/.bench-stamp
 OUT    ?= report
 JOBS   ?= 2
 
-.PHONY: demo test test-slow test-all bench clean
+.PHONY: demo lint test test-slow test-all bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,8 +24,17 @@ $(BENCH_STAMP): $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/espresso-jax tour --quick --out $(OUT)
 
-## The default test suite (slow tests excluded); this is what .ci/run calls.
-test: $(STAMP)
+## Lint (ruff: style, import order, bug patterns) and type-check the library (mypy on src/;
+## configuration in pyproject.toml). Seconds; `make test` runs it first. Both always run, so
+## one log lists every finding.
+lint: $(STAMP)
+	status=0; \
+	$(PY) -m ruff check src tests benchmarks examples || status=1; \
+	$(PY) -m mypy || status=1; \
+	exit $$status
+
+## Lint, then the default test suite (slow tests excluded); this is what .ci/run calls.
+test: lint
 	$(PY) -m pytest -n $(JOBS) -q
 
 ## Slow reference checks only (NUTS cross-checks, large fits).
@@ -40,4 +49,4 @@ bench: $(BENCH_STAMP)
 	for script in benchmarks/bench_*.py; do $(PY) $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(OUT) .pytest_cache build src/*.egg-info
+	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache .mypy_cache build src/*.egg-info

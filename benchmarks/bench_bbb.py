@@ -51,7 +51,6 @@ import numpy as np
 import optax
 
 from _common import median_time, print_machine, print_result
-
 from espresso_jax import train
 from espresso_jax.bnn import bbb, bbb_elbo
 from espresso_jax.datasets import load_mnist
@@ -127,7 +126,8 @@ def overhead_diagnostics(n_weights: int, repeats: int) -> tuple[float, float, fl
         params = jnp.ones((size,), jnp.float32)
         state = optimizer.init(params)
         update = jax.jit(lambda p, s: optimizer.update(p, s, p))
-        t, _ = median_time(lambda: jax.block_until_ready(update(params, state)), repeats)
+        t, _ = median_time(lambda u=update, p=params, s=state: jax.block_until_ready(u(p, s)),
+                           repeats)
         t_adam.append(t)
     return 1e3 * t_draw, 1e3 * t_adam[0], 1e3 * t_adam[1]
 
@@ -157,7 +157,7 @@ def main() -> None:
     cases = build_cases(X, y, epochs, batch)
     times = {name: [] for name in cases}
     losses = {}
-    for name, go in cases.items():   # warm-up: compilation
+    for go in cases.values():   # warm-up: compilation
         go()
     for _ in range(repeats):
         for name, go in cases.items():
@@ -180,7 +180,7 @@ def main() -> None:
         print_result(f"MNIST 784-400-400-10 batch {batch}, {name} step vs deterministic",
                      ms[name], base, peer_name="deterministic MLP (same engine)",
                      unit="ms/step", ratio=ratio, goal="<= 2", met=ratio <= 2)
-    n_weights = sum(a * b + b for a, b in zip((784, *FEATURES[:-1]), FEATURES))
+    n_weights = sum(a * b + b for a, b in zip((784, *FEATURES[:-1]), FEATURES, strict=True))
     t_draw, t_adam2, t_adam1 = overhead_diagnostics(n_weights, max(5, repeats))
     print(f"\ndiagnostic ({n_weights:,} weights): one threefry N(0,1) draw per weight "
           f"{t_draw:.2f} ms; Adam update of mu and rho {t_adam2:.2f} ms vs {t_adam1:.2f} ms for "

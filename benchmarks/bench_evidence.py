@@ -22,7 +22,6 @@ import numpy as np
 from sklearn.linear_model import BayesianRidge
 
 from _common import median_time, print_machine, print_result
-
 from espresso_jax.linear import bayes
 
 

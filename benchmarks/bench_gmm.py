@@ -31,6 +31,7 @@ import resource
 import sys
 
 import numpy as np
+
 from _common import median_time, print_machine, print_result
 
 GOALS = {"sklearn": 5.0, "gmmx": 2.0, "restarts": 6.0}
@@ -69,7 +70,7 @@ def _memory() -> dict:
 
     try:
         stats = jax.devices()[0].memory_stats() or {}
-    except Exception:  # noqa: BLE001 - memory statistics are best effort (not on every backend)
+    except Exception:  # memory statistics are best effort (not on every backend)
         stats = {}
     if "peak_bytes_in_use" in stats:
         out["device_mib"] = stats["peak_bytes_in_use"] / 2**20

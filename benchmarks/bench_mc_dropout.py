@@ -39,7 +39,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from _common import print_machine, print_result
-
 from espresso_jax.bnn import dropout
 from espresso_jax.datasets import load_mnist
 

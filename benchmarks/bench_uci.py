@@ -5,13 +5,14 @@
     python benchmarks/bench_uci.py --quick     # yacht, 2 splits, 20 epochs, T = 1,000 / 100
 
 What is compared (one process, same data): the wall time of the protocol of Gal & Ghahramani
-(2016) on the standard splits (:mod:`espresso_jax.apps.uci.protocol`): per split, train one network per
-point of the data folder's dropout-rate x tau grid (4 x 3 = 12) on the first 80% of the
+(2016) on the standard splits (:mod:`espresso_jax.apps.uci.protocol`): per split, train one
+network per point of the data folder's dropout-rate x tau grid (4 x 3 = 12) on the first 80% of the
 training rows, score each by its MC validation log-likelihood (``--n-samples-val`` passes) on
 the last 20%, refit the best point on the whole training split and report the test RMSE and the
 MC-mixture test log-likelihood (``--n-samples`` passes) in the target's original units.
 
-* ours: :func:`espresso_jax.apps.uci.protocol.run_protocol` with :func:`~espresso_jax.apps.uci.protocol.dropout_method`
+* ours: :func:`espresso_jax.apps.uci.protocol.run_protocol` with
+  :func:`~espresso_jax.apps.uci.protocol.dropout_method`
   -- every (split, grid point) network trained in one compiled, vmapped call. Its time is the
   first call's wall time, **JIT compilation included** (later calls with the same shapes reuse
   the compiled code: one extra, untimed-for-the-goal call reports the compiled run time);
@@ -58,7 +59,6 @@ import numpy as np
 import optax
 
 from _common import print_machine, print_result
-
 from espresso_jax.apps.uci import protocol as uci
 from espresso_jax.datasets.uci import UCI_NAMES, load_uci, standardized_split
 
@@ -76,7 +76,8 @@ def torch_protocol(ds, *, n_splits: int, n_epochs: int, n_hidden: int, n_samples
 
     torch.manual_seed(seed)
     rates, taus = np.meshgrid(ds.dropout_rates, ds.tau_values, indexing="ij")
-    grid = list(zip(rates.ravel().tolist(), taus.ravel().tolist()))   # rate-major, as ours
+    # rate-major, as ours
+    grid = list(zip(rates.ravel().tolist(), taus.ravel().tolist(), strict=True))
 
     def make_net(d: int, rate: float) -> nn.Module:
         net = nn.Sequential(nn.Dropout(rate), nn.Linear(d, n_hidden), nn.ReLU(),
@@ -136,11 +137,11 @@ def torch_protocol(ds, *, n_splits: int, n_epochs: int, n_hidden: int, n_samples
         rate, tau = grid[best]
         tau_std = tau * split.y_std ** 2
         net = train(X, y, rate, tau_std)
-        r, l = mc_scores(net, torch.from_numpy(np.asarray(split.X_test, np.float32)),
+        r, loglik = mc_scores(net, torch.from_numpy(np.asarray(split.X_test, np.float32)),
                          torch.from_numpy(np.asarray(split.y_test, np.float32)), tau_std,
                          split.y_std, n_samples)
         rmse.append(r)
-        ll.append(l)
+        ll.append(loglik)
         chosen.append(best)
     return np.asarray(rmse), np.asarray(ll), np.asarray(chosen)
 

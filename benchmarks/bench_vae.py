@@ -29,7 +29,6 @@ import numpy as np
 import optax
 
 from _common import print_machine, print_result
-
 from espresso_jax import train
 from espresso_jax.datasets import load_mnist
 from espresso_jax.nn import vae
@@ -63,7 +62,7 @@ def torch_runner(X: np.ndarray, epochs: int):
 
     def mlp(sizes):
         layers = []
-        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
             layers.append(nn.Linear(a, b))
             if i < len(sizes) - 2:
                 layers.append(nn.ReLU())
@@ -114,7 +113,8 @@ def main() -> None:
     X = np.ascontiguousarray(X[:n], dtype=np.float32)
     ours = jax_runner(X, epochs)
     peer, threads, torch_version = torch_runner(X, epochs)
-    print(f"torch {torch_version} ({threads} threads) | XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+    print(f"torch {torch_version} ({threads} threads) "
+          f"| XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
     print(f"data: MNIST {n} images, batch {BATCH}, {epochs} epoch(s) per run, median of "
           f"{repeats} runs after warm-up\n")
 

@@ -23,7 +23,6 @@ import numpy as np
 from sklearn.mixture import BayesianGaussianMixture
 
 from _common import median_time, print_machine, print_result
-
 from espresso_jax.mixture import vbgmm
 
 

@@ -10,9 +10,9 @@ import jax.numpy as jnp
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-import espresso_jax as ej  # noqa: E402
+import espresso_jax as ej
 
 
 def main() -> None:

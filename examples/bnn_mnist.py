@@ -20,11 +20,11 @@ import jax
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from espresso_jax.apps.experiments import bnn_mnist as experiments  # noqa: E402
-from espresso_jax.apps.viz import bnn as viz  # noqa: E402
+from espresso_jax.apps.experiments import bnn_mnist as experiments
+from espresso_jax.apps.viz import bnn as viz
 
 
 def _snr_histogram(snr_db: np.ndarray) -> plt.Figure:
@@ -68,7 +68,7 @@ def main() -> None:
                                         quick=args.quick)
     print("\nBBB (scale mixture) pruned by signal-to-noise ratio")
     print(f"{'pruned %':>8} {'weights kept':>13} {'test error %':>13}")
-    for f, kept, err in zip(*pruning.table):
+    for f, kept, err in zip(*pruning.table, strict=True):
         print(f"{100 * f:8.0f} {kept:13d} {100 * err:13.2f}")
     _snr_histogram(pruning.snr_db).savefig(out / "snr_histogram.png", dpi=110)
 
@@ -100,7 +100,7 @@ def main() -> None:
         "models": {name: {**m._asdict(), "seconds_per_epoch": cmp.seconds_per_epoch[name]}
                    for name, m in cmp.metrics.items()},
         "pruning": [{"fraction": float(f), "n_kept": int(k), "error_percent": 100 * float(e)}
-                    for f, k, e in zip(*pruning.table)],
+                    for f, k, e in zip(*pruning.table, strict=True)],
         "rotated_digit": {"angles": rot.angles.tolist(),
                           **{name: {"entropy": rot.entropy[name].tolist(),
                                     "bald": rot.bald[name].tolist(),

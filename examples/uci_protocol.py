@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
             "chosen": {name: np.asarray(value).tolist()
                        for name, value in res.chosen._asdict().items()},
             "val_log_likelihood": res.val_log_likelihood.tolist(),
-            "published": dict(zip(("rmse", "rmse_se", "ll", "ll_se"), pub)),
+            "published": dict(zip(("rmse", "rmse_se", "ll", "ll_se"), pub, strict=True)),
             "wall_time_s": res.wall_time, "settings": res.settings,
         })
         with open(args.out, "w") as fh:  # rewritten after every data set

@@ -2,11 +2,12 @@
 
 import os
 
-os.environ.setdefault("MPLBACKEND", "Agg")  # the library never selects a backend; tests run headless
+# The library never selects a matplotlib backend; tests run headless.
+os.environ.setdefault("MPLBACKEND", "Agg")
 
-import jax  # noqa: E402
-import pytest  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402
+import jax
+import pytest
+from threadpoolctl import threadpool_limits
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -162,7 +162,7 @@ def test_gradient_reaches_every_posterior_parameter():
     names = [jax.tree_util.keystr(path) for path, _ in flat]
     # 5 layers: 4 with kernel + bias, the GRU with input, recurrent kernels and bias.
     assert len(names) == 2 * (4 * 2 + 3)
-    for name, g in zip(names, (leaf for _, leaf in flat)):
+    for name, g in zip(names, (leaf for _, leaf in flat), strict=True):
         assert name.endswith(("_mu']", "_rho']")), name
         assert bool(jnp.all(jnp.isfinite(g))), name
         assert float(jnp.max(jnp.abs(g))) > 0.0, f"zero gradient for {name}"
@@ -383,7 +383,10 @@ def test_gru_weights_sampled_once_and_cell_matches_manual_unroll():
     hs, _ = _apply(jax.random.key(2), gru, det, x)
     w_in, w_rec, b = (np.asarray(p[f"{n}_mu"], np.float64)
                       for n in ("input_kernel", "recurrent_kernel", "bias"))
-    sig = lambda v: 1.0 / (1.0 + np.exp(-v))  # noqa: E731
+
+    def sig(v):
+        return 1.0 / (1.0 + np.exp(-v))
+
     h = np.zeros((3, 5))
     for t in range(6):
         xp, hu = np.asarray(x[:, t], np.float64) @ w_in + b, h @ w_rec

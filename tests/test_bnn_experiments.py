@@ -18,7 +18,6 @@ from espresso_jax.apps.experiments import bnn_mnist as ex
 from espresso_jax.apps.experiments import bnn_toys as er
 from espresso_jax.datasets.bundled import load_mnist
 
-
 # ------------------------------------------------------------------ exact references
 
 

@@ -79,7 +79,10 @@ def test_short_fit_recovers_input_dependent_noise():
     rng = np.random.default_rng(2)
     n = 800
     x = rng.uniform(-1, 1, (n, 1)).astype(np.float32)
-    sd = lambda v: 0.1 + 0.2 * (v + 1)          # noqa: E731
+
+    def sd(v):
+        return 0.1 + 0.2 * (v + 1)
+
     y = (np.sin(3 * x[:, 0]) + sd(x[:, 0]) * rng.standard_normal(n)).astype(np.float32)
     module = H.HeteroscedasticHead(out_features=1, hidden=(32,), activation=nn.tanh)
     params = module.init(jax.random.key(0), x)
@@ -106,7 +109,7 @@ def test_mc_dropout_gives_epistemic_variance():
     mean_t, log_var_t = H.mc_predict(jax.random.key(1), drop, params, x, n_samples=50)
     assert mean_t.shape == log_var_t.shape == (50, 8, 1)
     ref = U.decompose_regression(mean_t[..., 0], jnp.exp(log_var_t[..., 0]))
-    for a, b in zip(out, ref):
+    for a, b in zip(out, ref, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6)
     # without dropout every pass is the same network: no epistemic variance at all
     plain = drop.clone(dropout_rate=0.0)

@@ -1,5 +1,5 @@
-"""The UCI protocol (espresso_jax.apps.uci.protocol): one compiled vmapped grid, selection by validation
-log-likelihood, original-unit metrics, bad input."""
+"""The UCI protocol (espresso_jax.apps.uci.protocol): one compiled vmapped grid, selection by
+validation log-likelihood, original-unit metrics, bad input."""
 
 import jax
 import jax.numpy as jnp

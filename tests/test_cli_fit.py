@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -43,7 +44,7 @@ def _fit(capsys, out, model, data, *options):
 
 
 def _same_params(a, b):
-    for x, y in zip(__import__("jax").tree.leaves(a), __import__("jax").tree.leaves(b)):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 

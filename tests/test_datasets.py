@@ -24,7 +24,7 @@ def test_mnist_checksums_counts_and_fixed_split():
                    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c"}
     images, labels = datasets.load_mnist("all")
     assert images.shape == (10000, 784) and images.dtype == np.float32
-    assert 0.0 <= images.min() and images.max() == 1.0
+    assert images.min() >= 0.0 and images.max() == 1.0
     np.testing.assert_array_equal(
         np.bincount(labels), [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009])
     xtr, ytr = datasets.load_mnist("train")
@@ -49,7 +49,7 @@ def test_uci_protocol_files(name):
     assert ds.n_hidden == (100 if name.startswith("protein") else 50)
     np.testing.assert_allclose(ds.dropout_rates, [0.005, 0.01, 0.05, 0.1])
     assert ds.tau_values.shape == (3,)
-    for tr, te in zip(ds.train_index, ds.test_index):
+    for tr, te in zip(ds.train_index, ds.test_index, strict=True):
         assert len(np.intersect1d(tr, te)) == 0          # disjoint
         assert len(tr) + len(te) == n                     # a partition of the rows
         assert abs(len(te) / n - 0.1) < 0.01              # 90/10

@@ -23,8 +23,7 @@ from numpyro.infer.autoguide import AutoNormal
 from espresso_jax.datasets import load_faithful, load_uci, standardized_split
 from espresso_jax.fully_bayes import linear as fb_linear
 from espresso_jax.fully_bayes import logistic as fb_logistic
-from espresso_jax.fully_bayes import mcmc
-from espresso_jax.fully_bayes import run_nuts, run_svi, summarize
+from espresso_jax.fully_bayes import mcmc, run_nuts, run_svi, summarize
 from espresso_jax.linear import bayes
 from espresso_jax.linear import logistic as lg
 

@@ -274,8 +274,10 @@ def test_summary_and_density_invariant_to_relabelling():
     post = _random_posterior(jax.random.key(0), 40, 4, 2, jnp.float32)
     perm = jax.vmap(lambda k: jax.random.permutation(k, 4))(jax.random.split(
         jax.random.key(1), 40))
-    take = lambda a: jnp.take_along_axis(
-        a, perm.reshape(perm.shape + (1,) * (a.ndim - 2)), axis=1)
+
+    def take(a):
+        return jnp.take_along_axis(a, perm.reshape(perm.shape + (1,) * (a.ndim - 2)), axis=1)
+
     shuffled = post._replace(weights=take(post.weights), means=take(post.means),
                              covariances=take(post.covariances), scale_tril=take(post.scale_tril))
     a, b = dpgmm.posterior_summary(post, 0.2), dpgmm.posterior_summary(shuffled, 0.2)

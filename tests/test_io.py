@@ -16,7 +16,7 @@ def test_round_trip_of_a_fit(tmp_path):
     path = io.save_params(tmp_path / "fit.msgpack", fit)
     back = io.load_params(path, fit)
     assert type(back) is type(fit)
-    for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(fit)):
+    for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(fit), strict=True):
         np.testing.assert_array_equal(a, b)
         assert a.dtype == b.dtype
     # Predictions from the loaded parameters are identical.

@@ -254,7 +254,7 @@ def test_log_evidence_vmaps_over_data():
     Phis = np.stack([_data(seed=s)[0] for s in range(3)])
     ts = np.stack([_data(seed=s)[1] for s in range(3)])
     batched = jax.vmap(lambda P, t: bayes.log_evidence(P, t, ALPHA, BETA))(Phis, ts)
-    single = [float(bayes.log_evidence(P, t, ALPHA, BETA)) for P, t in zip(Phis, ts)]
+    single = [float(bayes.log_evidence(P, t, ALPHA, BETA)) for P, t in zip(Phis, ts, strict=True)]
     np.testing.assert_allclose(batched, single, rtol=1e-5)
 
 
@@ -332,7 +332,8 @@ def _post():
                                           prior_cov=np.triu(np.ones((4, 4))), beta=1.0),
      ValueError, "symmetric"),
     (lambda P, t: bayes.predict(_post(), P), ValueError, "beta is required"),
-    (lambda P, t: bayes.predict(_post(), P[:, :2], beta=1.0), ValueError, "Phi_new has 2 columns but the fitted model has 4"),
+    (lambda P, t: bayes.predict(_post(), P[:, :2], beta=1.0), ValueError,
+     "Phi_new has 2 columns but the fitted model has 4"),
     (lambda P, t: bayes.predict((P, t), P, beta=1.0), TypeError, "params must be"),
     (lambda P, t: bayes.sample_functions(0, _post(), P, 3), TypeError, "key must be"),
     (lambda P, t: bayes.sample_functions(jax.random.key(0), _post(), P, 0), ValueError,

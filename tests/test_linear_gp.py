@@ -15,6 +15,7 @@ std (observed ≤ 8e-6 and 2e-5).
 from __future__ import annotations
 
 import functools
+import operator
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +27,6 @@ from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
 
 from espresso_jax.datasets import load_faithful, load_uci, standardized_split
 from espresso_jax.linear import gp
-
 
 # ----------------------------------------------------------------------------- data
 
@@ -267,7 +267,7 @@ def test_nonfinite_steps_are_skipped(x64):
     bad = gp.GPParams(jnp.asarray(800.0), jnp.asarray(0.0), jnp.asarray(-1.0))
     res = gp.fit_hyperparameters(X, y, bad, optimizer=optax.adam(0.1), max_iter=5)
     assert int(res.n_skipped) == 5
-    for a, b in zip(res.params, bad):
+    for a, b in zip(res.params, bad, strict=True):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="not finite"):
         gp.log_marginal_likelihood(bad, X, y)
@@ -303,7 +303,7 @@ def test_jit_and_no_jit_agree(x64):
     jitted = run()
     with jax.disable_jit():
         eager = run()
-    for a, b in zip(jitted, eager):
+    for a, b in zip(jitted, eager, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
@@ -344,7 +344,7 @@ def test_composes_with_vmap_and_user_jit(x64):
     batched = jax.vmap(lambda p: gp.fit_hyperparameters(X, y, p, optimizer=opt,
                                                         max_iter=20))(starts)
     for i in range(2):
-        single = gp.fit_hyperparameters(X, y, jax.tree.map(lambda a: a[i], starts),
+        single = gp.fit_hyperparameters(X, y, jax.tree.map(operator.itemgetter(i), starts),
                                         optimizer=opt, max_iter=20)
         np.testing.assert_allclose(batched.history[i], single.history, rtol=1e-9)
 

@@ -157,7 +157,7 @@ def test_probit_and_mc_match_gaussian_sigmoid_quadrature(x64):
     mu = np.repeat(np.linspace(-6, 6, 13), 4)
     var = np.tile([0.0, 0.5, 4.0, 30.0], 13)
     exact, exact_var = gauss_sigmoid(mu, var)
-    for m_i, v_i, e_i, ev_i in zip(mu[::5], var[::5], exact[::5], exact_var[::5]):
+    for m_i, v_i, e_i, ev_i in zip(mu[::5], var[::5], exact[::5], exact_var[::5], strict=True):
         params = lg.LaplaceParams(jnp.array([m_i]), jnp.array([[v_i]]))
         probit = float(lg.predict_proba(params, np.ones((1, 1)))[0])
         assert abs(probit - e_i) <= 0.0165
@@ -240,7 +240,7 @@ def test_jit_and_no_jit_agree():
         fit_nj = lg.fit_laplace(Phi, t, alpha=1.0, max_iter=3)
         probs_nj = lg.predict_proba_mc(jax.random.key(0), fit.params, Phi[:5], n_samples=16)
     assert int(fit.n_iter) == int(fit_nj.n_iter)
-    for a, b in zip(jax.tree.leaves(fit), jax.tree.leaves(fit_nj)):
+    for a, b in zip(jax.tree.leaves(fit), jax.tree.leaves(fit_nj), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(np.asarray(probs), np.asarray(probs_nj), rtol=1e-5, atol=1e-6)
 

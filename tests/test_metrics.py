@@ -120,7 +120,7 @@ def test_logits_and_probabilities_agree():
     probs = np.asarray(jax.nn.softmax(jnp.asarray(logits, jnp.float32), axis=-1))
     a = U.decompose_classification(logits, from_logits=True)
     b = U.decompose_classification(probs / probs.sum(-1, keepdims=True))
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
     labels = np.arange(11) % 3
     np.testing.assert_allclose(U.negative_log_likelihood(labels, logits, from_logits=True),

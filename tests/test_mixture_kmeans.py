@@ -197,7 +197,9 @@ def test_composable_with_user_jit_and_jit_matches_no_jit():
     eager = kmeans.fit(key, X, 4, n_init=2, max_iter=50).params.centres
     # Both restarts reach the same optimum with the clusters in a different order, and the
     # argmin between their (equal up to rounding) inertias may differ: compare as sets.
-    order = lambda c: np.asarray(c)[np.lexsort(np.asarray(c).T)]
+    def order(c):
+        return np.asarray(c)[np.lexsort(np.asarray(c).T)]
+
     np.testing.assert_allclose(order(jitted), order(eager), rtol=1e-5, atol=1e-5)
     with jax.disable_jit():
         labels = kmeans.predict(kmeans.KMeansParams(eager), X[:50])

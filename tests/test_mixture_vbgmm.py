@@ -196,7 +196,7 @@ def test_chunked_e_step_and_integer_weights_equal_repeated_rows(x64, data):
                      init=np.repeat(resp, counts, 0), chunk_size=64)
     for other in (repeated, chunked):
         np.testing.assert_allclose(weighted.history, other.history, rtol=1e-9)
-        for a, b in zip(weighted.params, other.params):
+        for a, b in zip(weighted.params, other.params, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-12)
 
 
@@ -340,5 +340,5 @@ def test_prediction_jit_and_no_jit_agree(data):
     jitted = (vbgmm.predict_proba(res.params, Xn), vbgmm.score_samples(res.params, Xn))
     with jax.disable_jit():
         eager = (vbgmm.predict_proba(res.params, Xn), vbgmm.score_samples(res.params, Xn))
-    for a, b in zip(jitted, eager):
+    for a, b in zip(jitted, eager, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)   # float32, fusion order

@@ -11,10 +11,10 @@ import pytest
 from scipy import stats
 
 from espresso_jax import train
+from espresso_jax.apps.viz import gan as viz
 from espresso_jax.datasets.bundled import load_mnist
 from espresso_jax.nn import gan
 from espresso_jax.nn import gan_losses as L
-from espresso_jax.apps.viz import gan as viz
 
 # A tiny model and optimiser shared by the plumbing tests: one compilation serves them all.
 _TINY = gan.mlp_gan(2, latent_dim=2, g_hidden=(8,), d_hidden=(8,))

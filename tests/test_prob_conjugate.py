@@ -9,9 +9,9 @@ import pytest
 import scipy.stats as st
 from scipy.special import multigammaln
 
+from espresso_jax.interop import standard_promotion
 from espresso_jax.prob import conjugate as C
 from espresso_jax.prob import estimate as E
-from espresso_jax.interop import standard_promotion
 
 RNG = np.random.default_rng(42)
 X_BERN = RNG.integers(0, 2, size=12)
@@ -81,7 +81,8 @@ def test_beta_binomial_grid(x64):
     post = C.beta_binomial(prior, K_BINOM, N_BINOM, sample_weight=w)
     h = 1.0 / 200_000
     p = (np.arange(200_000) + 0.5) * h
-    loglik = sum(wi * st.binom.logpmf(k, n, p) for wi, k, n in zip(w, K_BINOM, N_BINOM))
+    loglik = sum(wi * st.binom.logpmf(k, n, p)
+                 for wi, k, n in zip(w, K_BINOM, N_BINOM, strict=True))
     _grid_check(st.beta.logpdf(p, 1.5, 1.5) + loglik, p, h, lambda v: _lp(post, v),
                 float(post.mean), float(post.variance), 1e-6)
 
@@ -188,7 +189,7 @@ def test_niw_density_ratio_identity_and_evidence(x64):
     post = C.normal_inverse_wishart(prior, X_MV)
     means, covs = (a[:25] for a in C.niw_sample(jax.random.key(3), prior, (N_MC,)))
     loglik = np.array([_mvn_loglik(X_MV, m, S) for m, S in zip(np.asarray(means),
-                                                               np.asarray(covs))])
+                                                               np.asarray(covs), strict=True)])
     diffs = (np.asarray(C.niw_log_prob(post, means, covs))
              - np.asarray(C.niw_log_prob(prior, means, covs)) - loglik)
     assert np.ptp(diffs) < 1e-9, np.ptp(diffs)
@@ -355,7 +356,7 @@ def test_sequential_equals_batch(both_precisions, name, weighted):
     post = make_prior()
     for i in range(len(data)):
         post = batch_fn(post, data[i:i + 1], w[i:i + 1])
-    for got, ref in zip(params(post), params(batch)):
+    for got, ref in zip(params(post), params(batch), strict=True):
         assert np.asarray(got).dtype == np.dtype(both_precisions)
         np.testing.assert_allclose(np.asarray(got), np.asarray(ref), rtol=1e-5)
 
@@ -371,7 +372,7 @@ def test_stats_form_fold_with_scan(x64):
     prior = C._check_niw(_niw())
     folded, _ = jax.lax.scan(step, prior, stats)
     batch = C.normal_inverse_wishart(_niw(), X)
-    for a, b in zip(folded, batch):
+    for a, b in zip(folded, batch, strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-10)
 
 
@@ -384,7 +385,7 @@ def test_jit_no_recompile_and_disable_jit():
     post = C.normal_gamma(_ng(jnp.float32), X_NORM)
     with jax.disable_jit():
         eager = C.normal_gamma(_ng(jnp.float32), X_NORM)
-    for a, b in zip(post, eager):
+    for a, b in zip(post, eager, strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5)
 
 

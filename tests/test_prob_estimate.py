@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import scipy.stats as st
 
-from espresso_jax.prob import estimate as E
 from espresso_jax.interop import standard_promotion
+from espresso_jax.prob import estimate as E
 
 RNG = np.random.default_rng(0)
 N = 40
@@ -63,7 +63,7 @@ def test_ml_matches_numpy(both_precisions, name, fit, data):
     # float64: rounding only (1e-10); float32: ~40 sums of O(1) terms, 1e-5 relative.
     tol = 1e-10 if both_precisions == "float64" else 1e-5
     got = _params(fit(data, None))
-    for g, r in zip(got, _numpy_reference(name, data)):
+    for g, r in zip(got, _numpy_reference(name, data), strict=True):
         np.testing.assert_allclose(g, r, rtol=tol, atol=tol)
     assert np.asarray(fit(data, None).mean).dtype == np.dtype(both_precisions)
 
@@ -73,7 +73,7 @@ def test_integer_weights_equal_repeated_rows(x64, name, fit, data):
     # Frequency-weight semantics: exact up to float64 rounding.
     weighted = _params(fit(data, WEIGHTS))
     repeated = _params(fit(np.repeat(data, WEIGHTS, axis=0), None))
-    for g, r in zip(weighted, repeated):
+    for g, r in zip(weighted, repeated, strict=True):
         np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-12)
 
 
@@ -151,7 +151,7 @@ def test_jit_matches_no_jit_and_no_recompile():
     assert E._mv_gaussian_impl._cache_size() == size  # same shapes: no new trace
     with jax.disable_jit():
         eager = E.multivariate_gaussian_stats(X_MV)
-    for a, b in zip(first, eager):
+    for a, b in zip(first, eager, strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(np.asarray(second.mean), np.asarray(first.mean) + 1.0, rtol=1e-5)
 

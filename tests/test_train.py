@@ -69,7 +69,8 @@ def test_loss_key_changes_every_step():
     """The loss receives a fresh subkey each step (stochastic losses are not frozen)."""
     def noisy(params, batch, key):
         del batch
-        return jnp.sum(params) * 0.0 + jax.random.normal(key, ()), {"draw": jax.random.normal(key, ())}
+        draw = jax.random.normal(key, ())
+        return jnp.sum(params) * 0.0 + draw, {"draw": draw}
 
     res = train.fit(jax.random.key(0), noisy, jnp.zeros(2), jnp.zeros((10, 1)),
                     optimizer=optax.sgd(0.0), batch_size=1, n_epochs=5, has_aux=True,
@@ -100,8 +101,9 @@ def test_early_stopping_keeps_best_params():
     target = {"w": jnp.zeros(3), "b": jnp.zeros(())}  # validation prefers the initial params
 
     def distance(p):
-        return float(sum(jnp.sum((a - b) ** 2) for a, b in zip(jax.tree.leaves(p),
-                                                                  jax.tree.leaves(target))))
+        return float(sum(jnp.sum((a - b) ** 2)
+                         for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(target),
+                                         strict=True)))
 
     seen = []
     res = train.fit(jax.random.key(0), _mse, params, (X, y), optimizer=optax.adam(0.05),
@@ -156,7 +158,7 @@ def test_run_epochs_on_epoch_hook_is_called_once_per_epoch_and_changes_nothing()
     jax.block_until_ready(with_hook)
     without = jax.jit(jax.vmap(lambda k: run(k, None)))(keys)
     assert seen == [0, 1, 2, 3]
-    for a, b in zip(jax.tree.leaves(with_hook), jax.tree.leaves(without)):
+    for a, b in zip(jax.tree.leaves(with_hook), jax.tree.leaves(without), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -172,7 +174,7 @@ def test_save_and_load_state_round_trip(tmp_path):
     loaded = train.load_state(path, like)
     assert isinstance(loaded, train.TrainState)
     np.testing.assert_array_equal(jax.random.key_data(loaded.key), jax.random.key_data(state.key))
-    for a, b in zip(jax.tree.leaves(loaded.params), jax.tree.leaves(state.params)):
+    for a, b in zip(jax.tree.leaves(loaded.params), jax.tree.leaves(state.params), strict=True):
         np.testing.assert_array_equal(a, b)
     assert int(loaded.step) == 1
     continued, _ = step(loaded, X)  # a loaded state trains on

@@ -16,7 +16,8 @@ from espresso_jax import validation as v
         (np.array(["a", "b"]), {}, TypeError, "X must have a real numeric dtype"),
         (np.array([1 + 2j]), {}, TypeError, "real numeric dtype"),
         ([[1.0, 2.0], [3.0]], {}, TypeError, "X must be an array of numbers"),
-        (np.ones(3), {"ndim": 2, "shape_hint": "(n, d)"}, ValueError, r"X must be 2-D \(n, d\), got shape \(3,\)"),
+        (np.ones(3), {"ndim": 2, "shape_hint": "(n, d)"}, ValueError,
+         r"X must be 2-D \(n, d\), got shape \(3,\)"),
         (np.ones((2, 2)), {"ndim": (1, 3)}, ValueError, "1-D or 3-D"),
         (np.array([1.0, np.nan]), {}, ValueError, "X contains NaN"),
         (np.array([1.0, np.inf]), {}, ValueError, "X contains inf"),
@@ -74,7 +75,8 @@ def test_as_int_array():
 
 def test_check_same_length():
     assert v.check_same_length(X=np.ones((3, 2)), t=np.ones(3)) == 3
-    with pytest.raises(ValueError, match="X and t must have the same number of rows: X has 3, t has 2"):
+    with pytest.raises(ValueError,
+                       match="X and t must have the same number of rows: X has 3, t has 2"):
         v.check_same_length(X=np.ones((3, 2)), t=np.ones(2))
 
 

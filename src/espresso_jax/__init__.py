@@ -5,7 +5,8 @@ Layers (dependencies point downward): applications (:mod:`espresso_jax.apps`: cl
 report, viz, experiments, the UCI protocol; imported on demand) → models (``linear``,
 ``mixture``, ``nn``, ``bnn``, ``fully_bayes``) → engines (``em``, ``train``) → probability
 and metrics (``prob``, ``metrics``) → numpyro.distributions, flax, optax, jax. Every public
-function validates its input on the host (:mod:`espresso_jax.validation`) before any jit.
+function validates its input on the host (:mod:`espresso_jax.validation`) before any jit;
+:mod:`espresso_jax.interop` runs third-party calls under standard promotion.
 """
 
 from espresso_jax import (
@@ -13,6 +14,7 @@ from espresso_jax import (
     datasets,
     em,
     fully_bayes,
+    interop,
     io,
     linear,
     metrics,
@@ -24,5 +26,6 @@ from espresso_jax import (
 )
 
 __version__ = "0.1.0"
-__all__ = ["bnn", "datasets", "em", "fully_bayes", "io", "linear", "metrics", "mixture", "nn",
+__all__ = ["bnn", "datasets", "em", "fully_bayes", "interop", "io", "linear", "metrics", "mixture",
+           "nn",
            "prob", "train", "validation", "__version__"]

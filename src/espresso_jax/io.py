@@ -58,7 +58,7 @@ def load_params(path: str | os.PathLike, like: T) -> T:
         loaded = serialization.from_bytes(like, path.read_bytes())
     except Exception as err:  # msgpack/structure errors come in many types
         raise ValueError(f"{path} does not hold parameters shaped like `like`: {err}") from None
-    for got, want in zip(jax.tree.leaves(loaded), jax.tree.leaves(like)):
+    for got, want in zip(jax.tree.leaves(loaded), jax.tree.leaves(like), strict=True):
         if np.shape(got) != np.shape(want):
             raise ValueError(f"{path}: array of shape {np.shape(got)} where `like` has "
                              f"{np.shape(want)}")

@@ -38,7 +38,7 @@ __all__ = [
 
 def float_dtype() -> np.dtype:
     """The library's working float dtype: float64 when JAX x64 is enabled, else float32."""
-    return np.dtype(np.float64) if jax.config.jax_enable_x64 else np.dtype(np.float32)
+    return np.dtype(jax.dtypes.canonicalize_dtype(np.float64))
 
 
 def is_traced(x: Any) -> bool:
@@ -270,7 +270,8 @@ def check_key(key: Any, name: str = "key") -> jax.Array:
     raise TypeError(f"{name} must be a JAX PRNG key (jax.random.key(seed)), got {key!r}")
 
 
-def check_distribution(d: Any, name: str, cls: type | tuple[type, ...] | None = None) -> None:
+def check_distribution(d: Any, name: str,
+                       cls: type[Any] | tuple[type[Any], ...] | None = None) -> None:
     """Check ``d`` is a numpyro distribution (of type ``cls``) with valid, finite parameters.
 
     Raises:

@@ -239,6 +239,6 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
 
     def fmt(cells):
         return "  ".join(c.rjust(w) if j in right else c.ljust(w)
-                         for j, (c, w) in enumerate(zip(cells, widths))).rstrip()
+                         for j, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
 
     return "\n".join([fmt(head), fmt(["-" * w for w in widths])] + [fmt(b) for b in body])

@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -36,17 +37,17 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-from espresso_jax.datasets.table import Table, load_table  # noqa: E402,F401
+from espresso_jax.apps.report import to_jsonable
+from espresso_jax.apps.viz.linear import plot_predictive_band
+from espresso_jax.apps.viz.mixture import draw_covariance_ellipse
+from espresso_jax.datasets.table import Table, load_table
 from espresso_jax.io import load_params, save_params
 from espresso_jax.linear import basis as basis_fns
 from espresso_jax.linear import bayes
 from espresso_jax.mixture import gmm, kmeans, ppca, vbgmm
 from espresso_jax.mixture.kmeans import KMeansParams
 from espresso_jax.mixture.vb_terms import VBGMMParams
-from espresso_jax.apps.report import to_jsonable
 from espresso_jax.validation import check_choice, check_int, check_key
-from espresso_jax.apps.viz.linear import plot_predictive_band
-from espresso_jax.apps.viz.mixture import draw_covariance_ellipse
 
 __all__ = ["MODELS", "BLR_BASES", "Table", "KMeansParams", "BLRParams", "FitOutput",
            "load_table", "fit_model", "write_fit", "run_fit", "check_out_dir", "load_fitted",
@@ -95,13 +96,17 @@ class FitOutput(NamedTuple):
     metrics: dict
 
 
+def _leaves(n: int) -> list[jax.Array]:
+    return [jnp.zeros(())] * n
+
+
 # The structure of each model's params (leaves are placeholders), to rebuild a template.
 _SKELETONS = {
-    "gmm": lambda: gmm.GMMParams(*[0] * 4),
-    "vbgmm": lambda: VBGMMParams(*[0] * 6),
-    "kmeans": lambda: KMeansParams(0),
-    "ppca": lambda: ppca.PPCAParams(*[0] * 3),
-    "blr": lambda: BLRParams(bayes.BayesParams(*[0] * 4), 0, 0, 0, 0),
+    "gmm": lambda: gmm.GMMParams(*_leaves(4)),
+    "vbgmm": lambda: VBGMMParams(*_leaves(6)),
+    "kmeans": lambda: KMeansParams(*_leaves(1)),
+    "ppca": lambda: ppca.PPCAParams(*_leaves(3)),
+    "blr": lambda: BLRParams(bayes.BayesParams(*_leaves(4)), *_leaves(4)),
 }
 
 
@@ -196,15 +201,18 @@ def _column_index(target: int | str, columns: tuple[str, ...]) -> int:
     return j % d
 
 
-def _blr_design(params: BLRParams, basis: str, degree: int | None, X: Any) -> jax.Array:
-    """Design matrix ``(n, n_basis)`` of raw inputs ``X (n, n_inputs)`` for a fitted BLR."""
-    xs = (jnp.asarray(X, params.x_mean.dtype) - params.x_mean[None, :]) / params.x_scale[None, :]
+def _blr_design(X: Any, basis: str, degree: int | None, x_mean: jax.Array, x_scale: jax.Array,
+                centres: jax.Array, width: jax.Array) -> jax.Array:
+    """Design matrix ``(n, n_basis)`` of raw inputs ``X (n, n_inputs)``; the last four
+    arguments are the basis fields of :class:`BLRParams` (``*params[1:]``)."""
+    xs = (jnp.asarray(X, x_mean.dtype) - x_mean[None, :]) / x_scale[None, :]
     if basis == "none":
         return basis_fns.polynomial(xs, 1)
     if basis == "polynomial":
+        if degree is None:
+            raise ValueError("the polynomial basis needs a degree")
         return basis_fns.polynomial(xs, degree)
-    return basis_fns.design_matrix(xs, basis, centres=params.centres, width=params.width,
-                                   bias=True)
+    return basis_fns.design_matrix(xs, basis, centres=centres, width=float(width), bias=True)
 
 
 def _fit_blr(key, X, columns, *, target=-1, basis="polynomial", degree=None, n_basis=None,
@@ -242,12 +250,11 @@ def _fit_blr(key, X, columns, *, target=-1, basis="polynomial", degree=None, n_b
             raise ValueError(f"width must be > 0, got {width}")
     else:
         centres, width = np.zeros((0, d)), 1.0
-    cast = lambda a: jnp.asarray(a, dtype)  # noqa: E731
-    params = BLRParams(None, cast(mu), cast(sd), cast(centres), cast(width))
-    Phi = _blr_design(params, basis, degree, x)
+    scaling = tuple(jnp.asarray(a, dtype) for a in (mu, sd, centres, width))
+    Phi = _blr_design(x, basis, degree, *scaling)
     fit = bayes.fit_evidence(Phi, t, max_iter=max_iter, tol=tol, alpha_shape=0.0,
                              alpha_rate=0.0, beta_shape=0.0, beta_rate=0.0)
-    params = params._replace(posterior=fit.params)
+    params = BLRParams(fit.params, *scaling)
     pred = bayes.predict(fit.params, Phi)
     beta = fit.params.beta
     metrics = {"alpha": fit.params.alpha, "beta": beta, "noise_sd": 1.0 / jnp.sqrt(beta),
@@ -303,8 +310,9 @@ def fit_model(key: jax.Array, model: str, X: Any, *, columns: tuple[str, ...] | 
     if model == "blr":
         params, opts, metrics = _fit_blr(key, X, columns, **options)
     else:
-        fitter = {"gmm": _fit_gmm, "vbgmm": _fit_vbgmm, "kmeans": _fit_kmeans,
-                  "ppca": _fit_ppca}[model]
+        fitters: dict[str, Callable[..., tuple[Any, dict, dict]]] = {
+            "gmm": _fit_gmm, "vbgmm": _fit_vbgmm, "kmeans": _fit_kmeans, "ppca": _fit_ppca}
+        fitter = fitters[model]
         params, opts, metrics = fitter(key, X, **options)
     leaves = jax.tree.leaves(params)
     info = {"format": FORMAT_VERSION, "model": model, "params_type": type(params).__name__,
@@ -334,7 +342,7 @@ def _plot_clusters(X, labels, means, covs, weights, columns, title) -> plt.Figur
     labels = np.asarray(labels)
     k, d = means.shape
     if d == 1:
-        bins = np.histogram_bin_edges(X[:, 0], bins=30)
+        bins = np.histogram_bin_edges(X[:, 0], bins=30).tolist()
         for c in np.unique(labels):
             ax.hist(X[labels == c, 0], bins=bins, color=colors[c % 10], alpha=0.6)
         for c in range(k):
@@ -384,7 +392,10 @@ def _plot_blr(X, params, info) -> plt.Figure:
     j = opts["target_index"]
     x, t = np.delete(X, j, axis=1), X[:, j]
     names = [c for i, c in enumerate(info["columns"]) if i != j]
-    design = lambda a: _blr_design(params, opts["basis"], opts["degree"], a)  # noqa: E731
+
+    def design(a):
+        return _blr_design(a, opts["basis"], opts["degree"], *params[1:])
+
     if x.shape[1] == 1:
         lo, hi = x.min(), x.max()
         grid = np.linspace(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo), 200)
@@ -583,5 +594,6 @@ def predict(path: str | os.PathLike, X: Any) -> dict[str, jax.Array]:
     if X.ndim != 2 or X.shape[1] != n_in:
         raise ValueError(f"X must have shape (n, {n_in}) (the input columns), got {X.shape}")
     opts = info["options"]
-    pred = bayes.predict(params.posterior, _blr_design(params, opts["basis"], opts["degree"], X))
+    pred = bayes.predict(params.posterior,
+                         _blr_design(X, opts["basis"], opts["degree"], *params[1:]))
     return {"mean": pred.mean, "var": pred.var}

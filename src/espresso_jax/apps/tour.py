@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +33,8 @@ def _section_beta_binomial(key: jax.Array, report: Report, quick: bool) -> None:
     densities, labels = [], []
     for n in stages:
         post = prior if n == 0 else prob.conjugate.beta_bernoulli(prior, flips[:n])
-        densities.append(np.exp(np.asarray(jax.vmap(post.log_prob)(jnp.asarray(grid, jnp.float32)))))
+        log_density = jax.vmap(post.log_prob)(jnp.asarray(grid, jnp.float32))
+        densities.append(np.exp(np.asarray(log_density)))
         labels.append(f"n = {n}")
     report.section("Beta–Bernoulli sequential update",
                    "Coin flips with p = 0.7 update a Beta(2, 2) prior (PRML §2.1.1).")
@@ -246,7 +248,7 @@ def _faithful_raw_and_standardised() -> tuple[np.ndarray, np.ndarray]:
 
 def _section_gmm(key: jax.Array, report: Report, quick: bool) -> None:
     _, Xs = _faithful_raw_and_standardised()
-    init = dict(weights_init=np.array([0.5, 0.5]), means_init=np.array([[-1.5, 1.0],
+    init: dict[str, Any] = dict(weights_init=np.array([0.5, 0.5]), means_init=np.array([[-1.5, 1.0],
                                                                          [1.5, -1.0]]),
                 precisions_init=np.stack([np.eye(2)] * 2))
     snapshots = []

@@ -1,8 +1,9 @@
 """The tour's deep-model sections: VAE, GANs, Bayesian neural networks and uncertainty.
 
-Each ``_section_*`` takes ``(key, report, quick)`` like the sections of :mod:`espresso_jax.apps.tour`
-and calls the experiment functions of :mod:`espresso_jax.apps.experiments.generative` and
-:mod:`espresso_jax.apps.experiments.bnn_mnist`; ``quick`` shortens training, never the code path.
+Each ``_section_*`` takes ``(key, report, quick)`` like the sections of
+:mod:`espresso_jax.apps.tour` and calls the experiment functions of
+:mod:`espresso_jax.apps.experiments.generative` and :mod:`espresso_jax.apps.experiments.bnn_mnist`;
+``quick`` shortens training, never the code path.
 """
 
 from __future__ import annotations

@@ -7,7 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from espresso_jax.validation import (
-    as_float_array, check_int, check_key, check_positive, float_dtype,
+    as_float_array,
+    check_int,
+    check_key,
+    check_positive,
+    float_dtype,
 )
 
 
@@ -109,10 +113,10 @@ def gaussian_mixture(key: jax.Array, n: int, means, covariances, weights
     if np.any(np.asarray(weights) < 0) or float(weights.sum()) <= 0:
         raise ValueError("weights must be non-negative with a positive sum")
     try:
-        chol = np.linalg.cholesky(np.asarray(covariances, dtype=np.float64))
+        chol_np = np.linalg.cholesky(np.asarray(covariances, dtype=np.float64))
     except np.linalg.LinAlgError:
         raise ValueError("covariances must be positive definite") from None
-    chol = jnp.asarray(chol, dtype=means.dtype)
+    chol = jnp.asarray(chol_np, dtype=means.dtype)
     kz, ke = jax.random.split(key)
     z = jax.random.categorical(kz, jnp.log(weights / weights.sum()), shape=(n,))
     eps = jax.random.normal(ke, (n, d), dtype=means.dtype)

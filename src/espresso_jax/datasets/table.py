@@ -60,7 +60,7 @@ def _read_text(path: Path) -> tuple[np.ndarray, tuple[str, ...] | None, list[int
         raise ValueError(f"DATA {path} has a header but no data rows")
     width = len(header) if header is not None else len(rows[0])
     data = np.empty((len(rows), width))
-    for r, ((lineno, _), row) in enumerate(zip(lines, rows)):
+    for r, ((lineno, _), row) in enumerate(zip(lines, rows, strict=True)):
         if len(row) != width:
             raise ValueError(f"DATA {path} line {lineno} has {len(row)} fields, expected "
                              f"{width}")

@@ -146,8 +146,8 @@ def model(
         return jnp.asarray(v, dtype)
 
     if weight_prior == "gamma":
-        prec = [numpyro.sample(f"prec_{l}", dist.Gamma(const(a_weight), const(b_weight)))
-                for l in (1, 2)]
+        prec = [numpyro.sample(f"prec_{layer}", dist.Gamma(const(a_weight), const(b_weight)))
+                for layer in (1, 2)]
         scales = [jax.lax.rsqrt(p) for p in prec]
     else:
         scales = [const(prior_scale), const(prior_scale)]
@@ -242,7 +242,8 @@ def _check_posterior(posterior: Any) -> BNNPosterior:
 
 def _predict_impl(W1, b1, W2, b2, tau, X, activation):
     act = ACTIVATIONS[activation]
-    means = jax.vmap(lambda *w: _forward(X, *w, act))(W1, b1, W2, b2)     # (S, n)
+    means = jax.vmap(lambda w1, c1, w2, c2: _forward(X, w1, c1, w2, c2, act))(
+        W1, b1, W2, b2)                                                   # (S, n)
     return means, jnp.broadcast_to((1.0 / tau)[:, None], means.shape)
 
 

@@ -208,6 +208,8 @@ def model(
     if X is not None:
         n_samples, n_features = X.shape
         dtype = X.dtype
+    elif n_samples is None or n_features is None:
+        raise ValueError("n_samples and n_features are required when X is None")
     else:
         dtype = V.float_dtype()
     K, D = n_components, n_features
@@ -321,8 +323,8 @@ def fit_nuts(
     Args:
         key: PRNG key.
         X: ``(n_samples, n_features)`` data.
-        n_components: truncation level ``K`` (2 <= K <= n_samples; the number of components actually used is
-            inferred, see :func:`posterior_summary`).
+        n_components: truncation level ``K`` (2 <= K <= n_samples; the number of components
+            actually used is inferred, see :func:`posterior_summary`).
         concentration: DP concentration ``α`` > 0 (default 0.1 = scikit-learn's ``1/K`` for
             K = 10). Each extra occupied component costs about ``log α`` of log posterior; on
             Old Faithful α = 0.1 leaves much posterior mass on splitting the short-eruption
@@ -427,8 +429,10 @@ def fit_svi(
 def _sort_impl(post_arrays):
     weights, means, cov, tril = post_arrays
     order = jnp.argsort(-weights, axis=-1)                          # (S, K), stable
-    take = lambda a: jnp.take_along_axis(
-        a, order.reshape(order.shape + (1,) * (a.ndim - 2)), axis=1)
+
+    def take(a):
+        return jnp.take_along_axis(a, order.reshape(order.shape + (1,) * (a.ndim - 2)), axis=1)
+
     return take(weights), take(means), take(cov), take(tril)
 
 
@@ -444,7 +448,7 @@ def sort_by_weight(posterior: DPGMMPosterior) -> DPGMMPosterior:
     """
     arrays = _check_posterior(posterior)
     return posterior._replace(**dict(zip(("weights", "means", "covariances", "scale_tril"),
-                                         _sort_impl(arrays))))
+                                         _sort_impl(arrays), strict=True)))
 
 
 def posterior_summary(posterior: DPGMMPosterior, threshold: float = 0.05) -> DPGMMSummary:

@@ -19,7 +19,10 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from espresso_jax.validation import (
-    as_float_array, as_positive_array, check_choice, check_int,
+    as_float_array,
+    as_positive_array,
+    check_choice,
+    check_int,
 )
 
 __all__ = ["BASES", "polynomial", "gaussian", "sigmoid", "design_matrix"]

@@ -43,7 +43,12 @@ from espresso_jax.linear.basis import polynomial
 from espresso_jax.linear.regression import LeastSquaresParams
 from espresso_jax.prob.gaussian import gaussian_log_density
 from espresso_jax.validation import (
-    as_float_array, as_positive_array, check_int, check_key, check_positive, check_same_length,
+    as_float_array,
+    as_positive_array,
+    check_int,
+    check_key,
+    check_positive,
+    check_same_length,
     is_traced,
 )
 

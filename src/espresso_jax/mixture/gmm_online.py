@@ -22,7 +22,11 @@ from espresso_jax import em
 from espresso_jax.mixture import gaussian as gauss
 from espresso_jax.mixture import gmm
 from espresso_jax.validation import (
-    as_sample_weight, check_choice, check_int, check_key, check_positive,
+    as_sample_weight,
+    check_choice,
+    check_int,
+    check_key,
+    check_positive,
 )
 
 __all__ = ["fit_stepwise"]

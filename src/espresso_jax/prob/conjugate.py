@@ -34,6 +34,7 @@ import numpyro.distributions as dist
 from jax.scipy.linalg import solve_triangular
 from jax.typing import ArrayLike
 
+from espresso_jax.interop import standard_promotion
 from espresso_jax.prob.estimate import (
     BinaryStats,
     CategoryStats,
@@ -45,9 +46,12 @@ from espresso_jax.prob.estimate import (
     multinomial_stats,
     multivariate_gaussian_stats,
 )
-from espresso_jax.interop import standard_promotion
 from espresso_jax.validation import (
-    as_float_array, as_positive_array, check_distribution, check_key, float_dtype,
+    as_float_array,
+    as_positive_array,
+    check_distribution,
+    check_key,
+    float_dtype,
     is_traced,
 )
 

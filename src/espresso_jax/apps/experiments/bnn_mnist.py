@@ -301,14 +301,15 @@ def train_mnist_models(key: jax.Array, *, quick: bool = False, n_train: int | No
     for name in models:
         if name not in MNIST_MODELS:
             raise ValueError(f"models must be a subset of {MNIST_MODELS}, got {name!r}")
-    x, y = load_mnist("train")
+    x_np, y_np = load_mnist("train")
     if s["n_train"] is not None:
-        x, y = x[:check_int(s["n_train"], "n_train", min_value=1)], y[:s["n_train"]]
-    x, y = jnp.asarray(x, float_dtype()), jnp.asarray(y)
+        n_keep = check_int(s["n_train"], "n_train", min_value=1)
+        x_np, y_np = x_np[:n_keep], y_np[:n_keep]
+    x, y = jnp.asarray(x_np, float_dtype()), jnp.asarray(y_np)
     batch_size = check_int(batch_size, "batch_size", min_value=1, max_value=int(x.shape[0]))
-    opts = dict(learning_rate=learning_rate, batch_size=batch_size, n_epochs=n_epochs,
-                progress=progress)
-    keys = dict(zip(MNIST_MODELS, jax.random.split(key, len(MNIST_MODELS))))
+    opts: dict[str, Any] = dict(learning_rate=learning_rate, batch_size=batch_size,
+                                n_epochs=n_epochs, progress=progress)
+    keys = dict(zip(MNIST_MODELS, jax.random.split(key, len(MNIST_MODELS)), strict=True))
     out = {}
     for name in models:
         if name == "deterministic":

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -133,10 +133,10 @@ def gap_regression(key: jax.Array, *, quick: bool = False, n: int = 80,
 
     All are ``1 - hidden - 1`` ReLU nets fit with Adam (``learning_rate``, minibatches of
     ``batch_size``): the deterministic one by squared error; BBB by its ELBO with the Gaussian
-    likelihood at the true ``noise_std`` and an ``N(0, bbb_prior_scale^2)`` prior (with 600 epochs, scale 3 gave a
-    gap/data epistemic-std ratio of 1.25-1.5 over five keys; scale 2 0.9-1.5, scale 0.5-1
-    0.9-1.2: the mean-field posterior's in-between uncertainty is fragile); MC dropout
-    (:class:`~espresso_jax.bnn.dropout.DropoutMLP` without input dropout, rate
+    likelihood at the true ``noise_std`` and an ``N(0, bbb_prior_scale^2)`` prior (with 600
+    epochs, scale 3 gave a gap/data epistemic-std ratio of 1.25-1.5 over five keys; scale 2
+    0.9-1.5, scale 0.5-1 0.9-1.2: the mean-field posterior's in-between uncertainty is fragile);
+    MC dropout (:class:`~espresso_jax.bnn.dropout.DropoutMLP` without input dropout, rate
     ``dropout_rate``, LeCun-normal kernels) by Gal's objective with
     ``tau = 1 / noise_std^2`` and length-scale 1e-2.
 
@@ -164,10 +164,11 @@ def gap_regression(key: jax.Array, *, quick: bool = False, n: int = 80,
     k_data, k_fit, k_pred, k_noise = jax.random.split(key, 4)
     x, y = gap_data(k_data, n, noise_std=noise_std)
     X = x[:, None]
-    opts = dict(learning_rate=check_positive(learning_rate, "learning_rate"),
-                batch_size=check_int(batch_size, "batch_size", min_value=1, max_value=n),
-                n_epochs=n_epochs, progress=progress)
-    keys = dict(zip(GAP_MODELS, jax.random.split(k_fit, len(GAP_MODELS))))
+    opts: dict[str, Any] = dict(
+        learning_rate=check_positive(learning_rate, "learning_rate"),
+        batch_size=check_int(batch_size, "batch_size", min_value=1, max_value=n),
+        n_epochs=n_epochs, progress=progress)
+    keys = dict(zip(GAP_MODELS, jax.random.split(k_fit, len(GAP_MODELS)), strict=True))
     fitted = {}
     for name in models:
         if name == "deterministic":

@@ -32,9 +32,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from espresso_jax.apps.uci.protocol import UCIMethod
 from espresso_jax.bnn import bbb
 from espresso_jax.bnn.bbb_elbo import BBBParams
-from espresso_jax.apps.uci.protocol import UCIMethod
 from espresso_jax.datasets.uci import UCIDataset
 from espresso_jax.prob.gaussian import gaussian_log_density
 from espresso_jax.validation import check_choice, check_int, check_positive, float_dtype
@@ -68,7 +68,11 @@ def _n_hidden(params: BBBParams) -> int:
 
 
 def _log_noise(params: BBBParams, hparams: BBBHParams, learned: bool) -> jax.Array:
-    return params.log_noise_std if learned else -0.5 * jnp.log(hparams.tau)
+    if not learned:
+        return -0.5 * jnp.log(hparams.tau)
+    if params.log_noise_std is None:
+        raise ValueError("a learned noise level needs params.log_noise_std")
+    return params.log_noise_std
 
 
 def _loss(params, batch, key, hparams, n_train, *, sigma_init, learned, n_train_samples):

@@ -1,5 +1,14 @@
-"""Plots (matplotlib; the backend is the caller's choice). Each function takes arrays and returns a ``Figure``."""
+"""Plots (matplotlib; the backend is the caller's choice). Each function takes arrays and returns
+a ``Figure``."""
 
+from espresso_jax.apps.viz.bnn import (
+    plot_regression_band,
+    plot_reliability_diagram,
+    plot_rotated_digits,
+    plot_uci_comparison,
+    plot_uncertainty_decomposition,
+)
+from espresso_jax.apps.viz.gan import plot_gan_losses, plot_samples_2d
 from espresso_jax.apps.viz.linear import (
     plot_evidence_by_order,
     plot_logistic_predictive,
@@ -12,14 +21,6 @@ from espresso_jax.apps.viz.mixture import (
     plot_pca_ppca,
     plot_weight_pruning,
 )
-from espresso_jax.apps.viz.bnn import (
-    plot_regression_band,
-    plot_reliability_diagram,
-    plot_rotated_digits,
-    plot_uci_comparison,
-    plot_uncertainty_decomposition,
-)
-from espresso_jax.apps.viz.gan import plot_gan_losses, plot_samples_2d
 from espresso_jax.apps.viz.nn import (
     image_grid,
     plot_image_grid,

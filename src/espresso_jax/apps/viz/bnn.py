@@ -233,7 +233,8 @@ def plot_uci_comparison(names: Sequence[str], rmse, rmse_se, ll, ll_se, ref_rmse
     names = [str(n) for n in names]
     arrays = [_np(a, k, 1) for a, k in zip(
         (rmse, rmse_se, ll, ll_se, ref_rmse, ref_rmse_se, ref_ll, ref_ll_se),
-        ("rmse", "rmse_se", "ll", "ll_se", "ref_rmse", "ref_rmse_se", "ref_ll", "ref_ll_se"))]
+        ("rmse", "rmse_se", "ll", "ll_se", "ref_rmse", "ref_rmse_se", "ref_ll", "ref_ll_se"),
+        strict=True)]
     if any(len(a) != len(names) for a in arrays):
         raise ValueError(f"every array must have one entry per name ({len(names)})")
     rm, rs, lm, ls, prm, prs, plm, pls = arrays

@@ -6,14 +6,15 @@ from collections.abc import Mapping
 
 import matplotlib.pyplot as plt
 import numpy as np
+from numpy.typing import ArrayLike
 
-from espresso_jax.apps.viz.nn import plot_image_grid  # noqa: E402  (one image grid for all models)
+from espresso_jax.apps.viz.nn import plot_image_grid
 
 __all__ = ["plot_image_grid", "plot_samples_2d", "plot_gan_losses"]
 
 
-def plot_samples_2d(samples: np.ndarray, data: np.ndarray | None = None,
-                    centres: np.ndarray | None = None, *, std: float | None = None,
+def plot_samples_2d(samples: ArrayLike, data: ArrayLike | None = None,
+                    centres: ArrayLike | None = None, *, std: float | None = None,
                     n_std: float = 3.0, title: str | None = None) -> plt.Figure:
     """Generated 2-D points over the data, with mode centres and their ``n_std`` circles.
 
@@ -44,7 +45,7 @@ def plot_samples_2d(samples: np.ndarray, data: np.ndarray | None = None,
     return fig
 
 
-def plot_gan_losses(history: Mapping[str, np.ndarray], *, title: str | None = None
+def plot_gan_losses(history: Mapping[str, ArrayLike], *, title: str | None = None
                     ) -> plt.Figure:
     """Per-epoch ``d_loss`` and ``g_loss`` (left) and ``d_real`` / ``d_fake`` (right).
 

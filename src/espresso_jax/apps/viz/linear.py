@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from itertools import cycle
 
 import matplotlib.pyplot as plt
 import numpy as np
+from numpy.typing import ArrayLike
 
 
 def _band(ax, x_grid, mean, std, samples, x, t, truth):
@@ -28,7 +30,7 @@ def plot_predictive_band(panels: Sequence[dict], *, title: str) -> plt.Figure:
         title: figure title.
     """
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.2), squeeze=False)
-    for ax, p in zip(axes[0], panels):
+    for ax, p in zip(axes[0], panels, strict=True):
         _band(ax, p["x_grid"], p["mean"], p["std"], p.get("samples"), p["x"], p["t"],
               p.get("truth"))
         ax.set(title=p["title"], xlabel="x")
@@ -102,11 +104,11 @@ def plot_sequential_weights(w_grid: np.ndarray, densities: Sequence[np.ndarray],
     return fig
 
 
-def plot_logistic_predictive(x_grid, curves: dict[str, np.ndarray], x, t, *,
+def plot_logistic_predictive(x_grid, curves: Mapping[str, ArrayLike], x, t, *,
                              xlabel: str, title: str) -> plt.Figure:
     """Predictive probability curves of several approximations with the binary data."""
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    for (label, p), style in zip(curves.items(), ["-", "--", ":", "-."]):
+    for (label, p), style in zip(curves.items(), cycle(["-", "--", ":", "-."])):
         ax.plot(x_grid, p, style, lw=1.6, label=label)
     jitter = 0.02 * (np.asarray(t) - 0.5)
     ax.scatter(x, np.asarray(t) + jitter, s=10, alpha=0.5, color="k", label="data")

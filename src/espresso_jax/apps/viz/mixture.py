@@ -42,13 +42,14 @@ def plot_mixture_snapshots(X: np.ndarray, snapshots: Sequence[tuple[str, np.ndar
     n = len(snapshots)
     fig, axes = plt.subplots(1, n + 1, figsize=(3.2 * (n + 1), 3.2))
     colors = plt.cm.tab10(np.arange(10))
-    for ax, (title, weights, means, covs, resp) in zip(axes, snapshots):
+    for ax, (title, weights, means, covs, resp) in zip(axes[:n], snapshots, strict=True):
         r = np.asarray(resp)
         mix = r[:, :1] * colors[0][:3] + (1 - r[:, :1]) * colors[1][:3] if r.shape[1] == 2 \
             else colors[np.argmax(r, 1) % 10][:, :3]
         ax.scatter(X[:, 0], X[:, 1], s=6, c=np.clip(mix, 0, 1))
         for k in range(len(weights)):
-            draw_covariance_ellipse(ax, means[k], covs[k], colors[k % 10], alpha=max(0.2, min(1, 3 * weights[k])))
+            draw_covariance_ellipse(ax, means[k], covs[k], colors[k % 10],
+                                    alpha=max(0.2, min(1, 3 * weights[k])))
         ax.set(title=title, xlabel=xlabel, ylabel=ylabel if ax is axes[0] else None)
     ax = axes[-1]
     ax.plot(np.arange(1, len(history) + 1), history, "o-", ms=3)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ["image_grid", "plot_image_grid", "plot_reconstructions", "plot_manifold",
            "plot_latent_scatter"]
@@ -24,7 +25,7 @@ def _image_shape(images: np.ndarray, image_shape: Sequence[int] | None) -> tuple
     return side, side
 
 
-def image_grid(images: np.ndarray, n_cols: int, image_shape: Sequence[int] | None = None,
+def image_grid(images: ArrayLike, n_cols: int, image_shape: Sequence[int] | None = None,
                pad: int = 1) -> np.ndarray:
     """Tile ``images`` — ``(n, H*W)``, ``(n, H, W)`` or ``(n, H, W, 1)`` — into one
     ``(rows*(H+pad), cols*(W+pad))`` array, row-major; empty cells and padding are filled with
@@ -44,7 +45,7 @@ def image_grid(images: np.ndarray, n_cols: int, image_shape: Sequence[int] | Non
     return canvas
 
 
-def plot_image_grid(images: np.ndarray, *, n_cols: int = 10,
+def plot_image_grid(images: ArrayLike, *, n_cols: int = 10,
                     image_shape: Sequence[int] | None = None, title: str | None = None,
                     cmap: str = "gray", value_range: tuple[float, float] | None = None
                     ) -> plt.Figure:
@@ -71,7 +72,7 @@ def plot_image_grid(images: np.ndarray, *, n_cols: int = 10,
     return fig
 
 
-def plot_reconstructions(originals: np.ndarray, reconstructions: np.ndarray, *,
+def plot_reconstructions(originals: ArrayLike, reconstructions: ArrayLike, *,
                          image_shape: Sequence[int] = (28, 28),
                          title: str | None = "data (top) and reconstructions (bottom)",
                          cmap: str = "gray") -> plt.Figure:
@@ -86,7 +87,7 @@ def plot_reconstructions(originals: np.ndarray, reconstructions: np.ndarray, *,
     return plot_image_grid(both, n_cols=n, image_shape=image_shape, title=title, cmap=cmap)
 
 
-def plot_manifold(grid: np.ndarray, *, image_shape: Sequence[int] = (28, 28),
+def plot_manifold(grid: ArrayLike, *, image_shape: Sequence[int] = (28, 28),
                   title: str | None = "learned manifold (Gaussian quantiles of z)",
                   cmap: str = "gray") -> plt.Figure:
     """A decoded latent grid ``(n_rows, n_cols, H*W)`` (from
@@ -105,7 +106,7 @@ def plot_manifold(grid: np.ndarray, *, image_shape: Sequence[int] = (28, 28),
     return fig
 
 
-def plot_latent_scatter(Z: np.ndarray, labels: np.ndarray | None = None, *,
+def plot_latent_scatter(Z: ArrayLike, labels: ArrayLike | None = None, *,
                         title: str | None = "posterior means", s: float = 4.0
                         ) -> plt.Figure:
     """Scatter of 2-D codes ``Z: (n, 2)`` (e.g. posterior means), coloured by ``labels``."""

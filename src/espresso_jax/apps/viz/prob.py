@@ -21,7 +21,7 @@ def plot_beta_sequence(grid: np.ndarray, densities: Sequence[np.ndarray],
     """
     fig, ax = plt.subplots(figsize=(6, 3.8))
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(densities)))
-    for dens, label, color in zip(densities, labels, colors):
+    for dens, label, color in zip(densities, labels, colors, strict=True):
         ax.plot(grid, dens, color=color, label=label)
     if true_p is not None:
         ax.axvline(true_p, color="k", ls="--", lw=1, label=f"true p = {true_p:g}")
