@@ -17,7 +17,7 @@ from espresso_jax.apps import fitting
 from espresso_jax.apps.cli import main
 from espresso_jax.datasets.bundled import _data_file, load_faithful
 from espresso_jax.linear.bayes import BayesParams
-from espresso_jax.mixture import gmm, kmeans, ppca, vbgmm
+from espresso_jax.mixture import gmm, ppca, vbgmm
 from espresso_jax.mixture.vb_terms import VBGMMParams
 
 CSV = str(_data_file("faithful.csv"))   # header "eruptions,waiting", 272 rows

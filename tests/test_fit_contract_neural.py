@@ -21,7 +21,8 @@ Every family is fit as ``fit(key, data..., *, module, optimizer(s), batch_size, 
 import importlib
 import inspect
 import logging
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -45,8 +45,8 @@ from jax.typing import ArrayLike
 from espresso_jax import em
 from espresso_jax.mixture import vb_terms
 from espresso_jax.mixture.stats import MomentStats, centred_moments, moment_stats
-from espresso_jax.prob.moments import data_moments
 from espresso_jax.mixture.vb_terms import VBGMMParams, VBGMMPrior
+from espresso_jax.prob.moments import data_moments
 from espresso_jax.validation import (
     as_float_array,
     as_sample_weight,
@@ -295,7 +295,7 @@ def fit(key: jax.Array, X: ArrayLike, n_components: int, *,
     X = as_float_array(X, "X", ndim=2, shape_hint="(n_samples, n_features)")
     n = X.shape[0]
     K = check_int(n_components, "n_components", min_value=1)
-    if K > n:
+    if n < K:
         raise ValueError(f"n_components={K} must be <= n_samples={n}")
     weight_prior = check_choice(weight_prior, "weight_prior", WEIGHT_PRIORS)
     covariance_type = check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)

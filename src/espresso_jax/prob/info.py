@@ -25,8 +25,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpyro.distributions as dist
-from jax.typing import ArrayLike
 from jax.scipy.special import digamma, gammaln, multigammaln, xlogy
+from jax.typing import ArrayLike
 from numpyro.distributions import kl as _numpyro_kl
 from numpyro.distributions.continuous import Exponential, MultivariateStudentT, Wishart
 from numpyro.distributions.discrete import (
