@@ -60,7 +60,7 @@ def main() -> None:
         print(f"{name:<14} {m.error:8.2f} {m.nll:7.4f} {m.ece:7.4f} {m.brier:7.4f} "
               f"{cmp.seconds_per_epoch[name]:8.2f}")
         rel = cmp.reliability[name]
-        viz.plot_reliability_diagram(rel.bin_edges, rel.confidence, rel.accuracy, rel.count,
+        viz.plot_reliability_diagram(rel.bin_edges, rel.confidence, rel.accuracy, rel.counts,
                                      ece=m.ece, title=name).savefig(
             out / f"reliability_{name}.png", dpi=110)
 

@@ -37,7 +37,7 @@ def test_classification_metrics_match_sklearn():
     bins = np.clip(np.ceil(conf * 15).astype(int) - 1, 0, 14)
     ece = sum(abs(correct[bins == b].sum() - conf[bins == b].sum()) for b in range(15)) / 50
     np.testing.assert_allclose(metrics.ece, ece, atol=1e-6)
-    assert int(np.sum(rel.count)) == 50 and len(rel.count) == 15
+    assert int(np.sum(rel.counts)) == 50 and len(rel.counts) == 15
 
 
 def test_rotate_images_against_rot90():

@@ -34,26 +34,10 @@ FORBIDDEN_BELOW_APPS = (APPS, "matplotlib")
 # Models and engines: the packages that must not depend on the data-set loaders either.
 MODELS_AND_ENGINES = ("linear", "mixture", "nn", "bnn", "fully_bayes", "em", "train", "prob")
 
-# Private names one module still takes from another. Never add to these sets: make the name
-# public instead, in the lower layer (DESIGN.md, "Layers"). An entry that is no longer used
-# fails `test_private_names_allow_list_is_current` and must be deleted; the goal is empty sets.
-# These two are being made public on another branch; delete them after that merge.
-PRIVATE_USES_BEING_REMOVED = {
-    ("espresso_jax.apps.uci.protocol", "espresso_jax.bnn.dropout._mc_forward"),
-    ("espresso_jax.bnn.heteroscedastic", "espresso_jax.bnn.uncertainty._reduce"),
-}
-# Found by this scan when it was written (sibling modules of one package sharing helpers);
-# nobody is removing them yet. Same rule: make them public (or move them to a shared public
-# module) and delete the entries.
-PRIVATE_USES_FOUND_BY_THE_SCAN = {
-    ("espresso_jax.bnn.bbb_recurrent", "espresso_jax.bnn.bbb._check_layer"),
-    ("espresso_jax.bnn.bbb_recurrent", "espresso_jax.bnn.bbb._dtype"),
-    ("espresso_jax.bnn.bbb_recurrent", "espresso_jax.bnn.bbb._last_axis"),
-    ("espresso_jax.bnn.bbb_recurrent", "espresso_jax.bnn.bbb._sow_kl"),
-    ("espresso_jax.mixture.gmm_online", "espresso_jax.mixture.gmm._INITS"),
-    ("espresso_jax.mixture.gmm_online", "espresso_jax.mixture.gmm._check_X"),
-}
-PRIVATE_USES_ALLOWED = PRIVATE_USES_BEING_REMOVED | PRIVATE_USES_FOUND_BY_THE_SCAN
+# (importer, private name) pairs one module may take from another: none. Never add to this
+# set: make the name public instead, in the lower layer (DESIGN.md, "Layers"). An entry that
+# is no longer used fails `test_private_names_allow_list_is_current`.
+PRIVATE_USES_ALLOWED: set[tuple[str, str]] = set()
 
 # Model modules that load a data set, each for a reason. `fully_bayes.bnn.uci_reference` runs
 # NUTS on one standard UCI split to produce the reference row for the approximate BNNs; it

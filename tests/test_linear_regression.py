@@ -27,7 +27,8 @@ def test_matches_lstsq(both_precisions):
     np.testing.assert_allclose(fit.params.w, w, rtol=RTOL[both_precisions])
     np.testing.assert_allclose(fit.rss, res[0], rtol=10 * RTOL[both_precisions])
     # PRML eq. 3.21: 1/beta_ML is the mean squared residual.
-    np.testing.assert_allclose(fit.params.beta, Phi.shape[0] / res[0], rtol=10 * RTOL[both_precisions])
+    np.testing.assert_allclose(fit.params.beta, Phi.shape[0] / res[0],
+                               rtol=10 * RTOL[both_precisions])
     assert int(fit.rank) == rank
     np.testing.assert_allclose(fit.singular_values, sv, rtol=RTOL[both_precisions])
     np.testing.assert_allclose(regression.predict(fit.params, Phi), Phi @ w,

@@ -163,13 +163,13 @@ def test_ece_and_reliability_on_a_constructed_case():
     probs, labels = _binary(conf, correct)
     np.testing.assert_allclose(U.expected_calibration_error(labels, probs), 0.1, atol=1e-6)
     rd = U.reliability_diagram(labels, probs)
-    assert rd.bin_edges.shape == (16,) and rd.count.dtype == np.int32
+    assert rd.bin_edges.shape == (16,) and rd.counts.dtype == np.int32
     expect_count = np.zeros(15, int)
     expect_count[[8, 14]] = 10
-    np.testing.assert_array_equal(rd.count, expect_count)
+    np.testing.assert_array_equal(rd.counts, expect_count)
     np.testing.assert_allclose(np.asarray(rd.confidence)[[8, 14]], [0.55, 0.95], rtol=1e-6)
     np.testing.assert_allclose(np.asarray(rd.accuracy)[[8, 14]], [0.5, 0.8], rtol=1e-6)
-    ece_from_bins = np.sum(np.asarray(rd.count) * np.abs(np.asarray(rd.accuracy)
+    ece_from_bins = np.sum(np.asarray(rd.counts) * np.abs(np.asarray(rd.accuracy)
                                                        - np.asarray(rd.confidence))) / 20
     np.testing.assert_allclose(ece_from_bins, 0.1, atol=1e-6)
     # one bin pools both groups: |13/20 - 15/20| = 0.1 as well (pooled accuracy vs confidence)
@@ -187,7 +187,7 @@ def test_ece_of_calibrated_predictions_is_within_mc_bound():
     # Per bin, acc_b - conf_b has mean 0 and sd se_b = sqrt(mean conf(1-conf) / n_b), so each
     # |.| is half-normal: ECE has mean sum w_b se_b sqrt(2/pi) and variance
     # sum w_b^2 se_b^2 (1 - 2/pi). Bound: mean + 6 sd.
-    cnt = np.asarray(rd.count, float)
+    cnt = np.asarray(rd.counts, float)
     full = cnt > 0
     c = np.asarray(rd.confidence)[full]
     se = np.sqrt(c * (1 - c) / cnt[full])

@@ -147,7 +147,8 @@ def test_restarts_are_vmapped_and_the_best_is_returned(x64):
     inertias = np.array([float(s.inertia) for s in singles])
     assert inertias.max() > inertias.min() * (1 + 1e-6)     # the restarts really differ
     np.testing.assert_allclose(float(best.inertia), inertias.min(), rtol=1e-10)
-    np.testing.assert_allclose(best.params.centres, singles[int(np.argmin(inertias))].params.centres,
+    best_single = singles[int(np.argmin(inertias))]
+    np.testing.assert_allclose(best.params.centres, best_single.params.centres,
                                rtol=1e-10)
 
 

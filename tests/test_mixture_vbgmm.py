@@ -18,7 +18,7 @@ from scipy.special import betaln, digamma, gammaln
 from espresso_jax import em
 from espresso_jax.datasets import load_faithful
 from espresso_jax.mixture import vb_terms, vbgmm
-from espresso_jax.mixture.stats import centred_moments, moment_stats
+from espresso_jax.prob.moments import centred_moments, moment_stats
 
 N, K, T, SEED = 300, 5, 30, 3
 

@@ -60,6 +60,12 @@ def test_cholesky_with_jitter_policy():
     assert np.all(np.isfinite(L)) and float(jitter[1]) > 1.0
     np.testing.assert_allclose(L[1] @ L[1].T, bad + jitter[1] * jnp.eye(2), rtol=1e-5)
     # derivative of the factor actually used (jitter constant) = derivative of the Cholesky
-    f = lambda a: jnp.sum(linalg.cholesky_with_jitter(a)[0] ** 2 * jnp.arange(4.0).reshape(2, 2))
-    g = lambda a: jnp.sum(jnp.linalg.cholesky(0.5 * (a + a.T)) ** 2 * jnp.arange(4.0).reshape(2, 2))
+    weights = jnp.arange(4.0).reshape(2, 2)
+
+    def f(a):
+        return jnp.sum(linalg.cholesky_with_jitter(a)[0] ** 2 * weights)
+
+    def g(a):
+        return jnp.sum(jnp.linalg.cholesky(0.5 * (a + a.T)) ** 2 * weights)
+
     np.testing.assert_allclose(jax.grad(f)(good), jax.grad(g)(good), rtol=1e-5)

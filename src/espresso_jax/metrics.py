@@ -129,13 +129,14 @@ class ReliabilityDiagram(NamedTuple):
         confidence: ``(n_bins,)`` mean confidence (max predictive probability) in each bin;
             0 for an empty bin.
         accuracy: ``(n_bins,)`` fraction of correct top-1 predictions in each bin; 0 if empty.
-        count: ``(n_bins,)`` int32 number of examples in each bin.
+        counts: ``(n_bins,)`` int32 number of examples in each bin (not ``count``, which
+            would shadow ``tuple.count``).
     """
 
     bin_edges: jax.Array
     confidence: jax.Array
     accuracy: jax.Array
-    count: jax.Array
+    counts: jax.Array
 
 
 # ------------------------------------------------------------------------------ validation

@@ -233,7 +233,8 @@ def _section_fully_bayes_linear(key: jax.Array, report: Report, quick: bool) -> 
                    "Cubic polynomial of eruption length predicting waiting time (standardised). "
                    "Empirical Bayes (evidence maximisation) against NUTS with Gamma hyperpriors "
                    "on α and β.")
-    report.metrics({"evidence_alpha": float(fit.params.alpha), "evidence_beta": float(fit.params.beta),
+    report.metrics({"evidence_alpha": float(fit.params.alpha),
+                    "evidence_beta": float(fit.params.beta),
                     "nuts_alpha_mean": float(jnp.mean(nuts.alpha)),
                     "nuts_beta_mean": float(jnp.mean(nuts.beta)),
                     "evidence_weights": fit.params.mean, "nuts_weights_mean": jnp.mean(nuts.w, 0),

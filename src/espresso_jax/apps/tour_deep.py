@@ -115,7 +115,7 @@ def _section_bnn_mnist(key: jax.Array, report: Report, quick: bool) -> None:
         "inputs and outputs per angle.")
     rel = cmp.reliability["mc_dropout"]
     report.figure(viz.plot_reliability_diagram(rel.bin_edges, rel.confidence, rel.accuracy,
-                                               rel.count, ece=cmp.metrics["mc_dropout"].ece,
+                                               rel.counts, ece=cmp.metrics["mc_dropout"].ece,
                                                title="MC dropout"),
                   "reliability_mc_dropout", "Reliability diagram of MC dropout")
     stochastic = {k: trained.models[k] for k in ("mc_dropout", "bbb_mixture")}

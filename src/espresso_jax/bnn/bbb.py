@@ -31,7 +31,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -55,6 +55,10 @@ __all__ = [
     "gaussian_prior",
     "scale_mixture_prior",
     "check_prior",
+    "check_layer_options",
+    "default_param_dtype",
+    "broadcast_last_axis",
+    "sow_kl",
     "log_prior",
     "softplus_inverse",
     "posterior_std",
@@ -97,7 +101,7 @@ class ScaleMixturePrior(NamedTuple):
     scale2: float
 
 
-Prior = Union[GaussianPrior, ScaleMixturePrior]
+Prior = GaussianPrior | ScaleMixturePrior
 
 
 def gaussian_prior(scale: float) -> GaussianPrior:
@@ -192,7 +196,7 @@ def weight_kl(prior: Prior, mu: jax.Array, rho: jax.Array, eps: jax.Array,
     method = check_choice(method, "kl_method", KL_METHODS)
     if method == "closed" and not isinstance(prior, GaussianPrior):
         raise ValueError("kl_method='closed' needs a GaussianPrior; use 'mc' for a mixture")
-    if method == "closed" or (method == "auto" and isinstance(prior, GaussianPrior)):
+    if method != "mc" and isinstance(prior, GaussianPrior):     # "closed", or "auto"
         return jnp.sum(gaussian_kl(mu, rho, prior.scale))
     sigma, log_sigma = posterior_std(rho)
     w = mu + sigma * eps
@@ -219,7 +223,10 @@ def gaussian_kl_tree(variables: Any, scale: float | jax.Array) -> jax.Array:
     return total
 
 
-def _check_layer(prior: Any, sigma_init: Any, kl_method: Any) -> None:
+def check_layer_options(prior: Any, sigma_init: Any, kl_method: Any) -> None:
+    """Validate a Bayesian layer's ``prior``, ``sigma_init`` and ``kl_method`` (shared by the
+    layers here and :mod:`espresso_jax.bnn.bbb_recurrent`); raises ``ValueError``/``TypeError``
+    naming the field."""
     check_prior(prior)
     check_positive(sigma_init, "sigma_init")
     check_choice(kl_method, "kl_method", KL_METHODS)
@@ -227,7 +234,8 @@ def _check_layer(prior: Any, sigma_init: Any, kl_method: Any) -> None:
         raise ValueError("kl_method='closed' needs a GaussianPrior; use 'mc' for a mixture")
 
 
-def _dtype(param_dtype: Any) -> Any:
+def default_param_dtype(param_dtype: Any) -> Any:
+    """``param_dtype`` or, when ``None``, the default float dtype (float64 under x64)."""
     return float_dtype() if param_dtype is None else param_dtype
 
 
@@ -251,19 +259,20 @@ def sample_weight(module: nn.Module, name: str, shape: Sequence[int], *,
         ``(w, kl)``: the sample ``w = mu + softplus(rho) * eps`` of shape ``shape`` and the
         scalar KL of this tensor (see :func:`weight_kl`).
     """
-    dtype = _dtype(dtype)
+    dtype = default_param_dtype(dtype)
     mu, rho = _posterior_params(module, name, shape, mu_init, sigma_init, dtype)
     eps = jax.random.normal(module.make_rng("weights"), mu.shape, dtype)
     sigma, _ = posterior_std(rho)
     return mu + sigma * eps, weight_kl(prior, mu, rho, eps, kl_method)
 
 
-def _last_axis(v: jax.Array, ndim: int) -> jax.Array:
+def broadcast_last_axis(v: jax.Array, ndim: int) -> jax.Array:
     """Reshape a ``(features,)`` vector to broadcast explicitly against an ``ndim`` array."""
     return v.reshape((1,) * (ndim - 1) + v.shape)
 
 
-def _sow_kl(module: nn.Module, kl: jax.Array) -> None:
+def sow_kl(module: nn.Module, kl: jax.Array) -> None:
+    """Add a layer's ``()`` KL term to the ``"kl"`` collection, summed over the layers."""
     module.sow("kl", "kl", kl, reduce_fn=lambda a, b: a + b, init_fn=lambda: 0.0)
 
 
@@ -284,14 +293,14 @@ class _BayesLayer(nn.Module):
     param_dtype: Any = None
 
     def __post_init__(self) -> None:
-        _check_layer(self.prior, self.sigma_init, self.kl_method)
+        check_layer_options(self.prior, self.sigma_init, self.kl_method)
         super().__post_init__()
 
     def _linear(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
         raise NotImplementedError
 
     def _forward(self, x: jax.Array, kernel_shape: Sequence[int]) -> jax.Array:
-        dtype = _dtype(self.param_dtype)
+        dtype = default_param_dtype(self.param_dtype)
         x = jnp.asarray(x).astype(dtype)
         args = dict(sigma_init=self.sigma_init, dtype=dtype)
         if not self.local_reparam:
@@ -301,8 +310,8 @@ class _BayesLayer(nn.Module):
             if self.use_bias:
                 bias, kl_b = sample_weight(self, "bias", (self.features,), mu_init=self.bias_init,
                                            prior=self.prior, kl_method=self.kl_method, **args)
-                y, kl = y + _last_axis(bias, y.ndim), kl + kl_b
-            _sow_kl(self, kl)
+                y, kl = y + broadcast_last_axis(bias, y.ndim), kl + kl_b
+            sow_kl(self, kl)
             return y
         # Local reparameterisation: pre-activations are Gaussian given x, with mean x * mu and
         # variance x^2 * sigma^2 (one independent draw per example and output unit).
@@ -316,8 +325,8 @@ class _BayesLayer(nn.Module):
         var = self._linear(jnp.square(x), jnp.square(posterior_std(rho_k)[0]))
         if self.use_bias:
             mu_b, rho_b = post["bias"]
-            mean = mean + _last_axis(mu_b, mean.ndim)
-            var = var + _last_axis(jnp.square(posterior_std(rho_b)[0]), var.ndim)
+            mean = mean + broadcast_last_axis(mu_b, mean.ndim)
+            var = var + broadcast_last_axis(jnp.square(posterior_std(rho_b)[0]), var.ndim)
         eps = jax.random.normal(self.make_rng("weights"), mean.shape, dtype)
         y = mean + jnp.sqrt(var + jnp.finfo(dtype).tiny) * eps
         # The KL still enters: closed form, or MC from one weight sample drawn for it alone.
@@ -326,7 +335,7 @@ class _BayesLayer(nn.Module):
             mu, rho = post[n]
             noise = jax.random.normal(self.make_rng("weights"), mu.shape, dtype)
             kl = kl + weight_kl(self.prior, mu, rho, noise, self.kl_method)
-        _sow_kl(self, kl)
+        sow_kl(self, kl)
         return y
 
 
@@ -437,7 +446,7 @@ def collected_kl(variables: Any) -> jax.Array:
     leaves = jax.tree.leaves(variables.get("kl", {}) if hasattr(variables, "get") else variables)
     if not leaves:
         return jnp.zeros((), float_dtype())
-    return sum(leaves[1:], leaves[0])
+    return functools.reduce(jnp.add, leaves)
 
 
 def init(key: jax.Array, module: nn.Module, *args: Any, **kwargs: Any) -> dict[str, Any]:

@@ -328,7 +328,7 @@ def regression_predictive(key: jax.Array, module: nn.Module, params: BBBParams, 
             raise ValueError("noise_std is None and params.log_noise_std is None")
         noise_var = jnp.exp(2.0 * params.log_noise_std)
     else:
-        noise_var = check_positive(noise_std, "noise_std", allow_zero=True) ** 2
+        noise_var = jnp.asarray(check_positive(noise_std, "noise_std", allow_zero=True) ** 2)
     return jnp.mean(out, axis=0), jnp.var(out, axis=0) + noise_var
 
 

@@ -100,7 +100,7 @@ def prune(params: Any, fraction: float) -> tuple[Any, int]:
     mask = np.zeros(n_total, bool)
     mask[np.argsort(np.concatenate(snr), kind="stable")[:n_prune]] = True
     offsets = np.cumsum([0] + sizes)
-    for (mu_path, rho_path), start, stop in zip(pairs, offsets[:-1], offsets[1:]):
+    for (mu_path, rho_path), start, stop in zip(pairs, offsets[:-1], offsets[1:], strict=True):
         mu, rho = flat[mu_path], flat[rho_path]
         m = jnp.asarray(mask[start:stop].reshape(mu.shape))
         flat[mu_path] = jnp.where(m, jnp.zeros_like(mu), mu)
@@ -160,5 +160,5 @@ def pruning_table(key: jax.Array, module: nn.Module, params: Any, x: Any, y: Any
                                             noise_std=0.0)
             err = float(np.sqrt(np.mean((np.asarray(mean) - y) ** 2)))
         rows.append((float(fraction), n_total - n_pruned, err))
-    fr, kept, err = (np.asarray(c) for c in zip(*rows))
-    return PruningTable(fr, kept.astype(np.int64), err)
+    fr, kept, errors = (np.asarray(c) for c in zip(*rows, strict=True))
+    return PruningTable(fr, kept.astype(np.int64), errors)

@@ -24,11 +24,11 @@ import jax.numpy as jnp
 from espresso_jax.bnn.bbb import (
     GaussianPrior,
     Prior,
-    _check_layer,
-    _dtype,
-    _last_axis,
-    _sow_kl,
+    broadcast_last_axis,
+    check_layer_options,
+    default_param_dtype,
     sample_weight,
+    sow_kl,
 )
 
 __all__ = ["BayesGRU", "gru_step"]
@@ -82,14 +82,14 @@ class BayesGRU(nn.Module):
     param_dtype: Any = None
 
     def __post_init__(self) -> None:
-        _check_layer(self.prior, self.sigma_init, self.kl_method)
+        check_layer_options(self.prior, self.sigma_init, self.kl_method)
         super().__post_init__()
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         if jnp.ndim(x) != 3:
             raise ValueError(f"x must be 3-D (batch, T, in_features), got shape {jnp.shape(x)}")
-        dtype = _dtype(self.param_dtype)
+        dtype = default_param_dtype(self.param_dtype)
         x = jnp.asarray(x).astype(dtype)
         h3 = 3 * self.hidden
         common = dict(sigma_init=self.sigma_init, prior=self.prior, kl_method=self.kl_method,
@@ -99,9 +99,9 @@ class BayesGRU(nn.Module):
         w_rec, kl_rec = sample_weight(self, "recurrent_kernel", (self.hidden, h3),
                                       mu_init=self.recurrent_init, **common)
         bias, kl_b = sample_weight(self, "bias", (h3,), mu_init=self.bias_init, **common)
-        _sow_kl(self, kl_in + kl_rec + kl_b)
+        sow_kl(self, kl_in + kl_rec + kl_b)
         weights = {"recurrent_kernel": w_rec}
-        x_proj = jnp.matmul(x, w_in) + _last_axis(bias, 3)  # (batch, T, 3 hidden)
+        x_proj = jnp.matmul(x, w_in) + broadcast_last_axis(bias, 3)  # (batch, T, 3 hidden)
 
         def body(h, xp):
             h = gru_step(weights, h, xp)

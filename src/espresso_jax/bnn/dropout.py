@@ -49,7 +49,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import flax.linen as nn
 import jax
@@ -225,7 +225,9 @@ def regression_loss(params: PyTree, batch: tuple[jax.Array, jax.Array], key: jax
     """
     X, y = batch
     module = DropoutMLP.from_params(params) if module is None else module
-    pred = module.apply(params, X, rate, deterministic=False, rngs={"dropout": key})[..., 0]
+    out = cast(jax.Array, module.apply(params, X, rate, deterministic=False,
+                                       rngs={"dropout": key}))
+    pred = out[..., 0]
     decay = weight_decay(length_scale, rate, n_train, tau).astype(pred.dtype)
     return jnp.mean((y - pred) ** 2) + decay * kernel_l2(params)
 
@@ -242,7 +244,8 @@ def classification_loss(params: PyTree, batch: tuple[jax.Array, jax.Array], key:
     """
     X, labels = batch
     module = DropoutMLP.from_params(params) if module is None else module
-    logits = module.apply(params, X, rate, deterministic=False, rngs={"dropout": key})
+    logits = cast(jax.Array, module.apply(params, X, rate, deterministic=False,
+                                          rngs={"dropout": key}))
     nll = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
     decay = weight_decay(length_scale, rate, n_train, 1.0).astype(logits.dtype)
     return jnp.mean(nll) + decay * kernel_l2(params)

@@ -131,7 +131,8 @@ def gaussian(x: ArrayLike, centres: ArrayLike, width: float, *, bias: bool = Fal
     """
     x = _inputs(x)
     c = _centres(centres, x.shape[1])
-    return _gaussian_impl(x, c, as_positive_array(width, "width", ndim=0).astype(x.dtype), _bias_flag(bias))
+    w = as_positive_array(width, "width", ndim=0).astype(x.dtype)
+    return _gaussian_impl(x, c, w, _bias_flag(bias))
 
 
 def sigmoid(x: ArrayLike, centres: ArrayLike, width: float, *, bias: bool = False
@@ -155,7 +156,8 @@ def sigmoid(x: ArrayLike, centres: ArrayLike, width: float, *, bias: bool = Fals
         raise ValueError(f"x must be 1-D (n_samples,) for the sigmoid basis, got shape "
                          f"{tuple(x.shape)}")
     c = _centres(centres, 1)
-    return _sigmoid_impl(x, c, as_positive_array(width, "width", ndim=0).astype(x.dtype), _bias_flag(bias))
+    w = as_positive_array(width, "width", ndim=0).astype(x.dtype)
+    return _sigmoid_impl(x, c, w, _bias_flag(bias))
 
 
 def design_matrix(x: ArrayLike, basis: str = "polynomial", *, degree: int | None = None,

@@ -230,7 +230,8 @@ def posterior(Phi: ArrayLike, t: ArrayLike, *, alpha: float, beta: float) -> Pos
         Bishop, PRML (2006), §3.3.1.
     """
     Phi, t = _data(Phi, t)
-    return _posterior_impl(Phi, t, as_positive_array(alpha, "alpha", ndim=0), as_positive_array(beta, "beta", ndim=0))
+    return _posterior_impl(Phi, t, as_positive_array(alpha, "alpha", ndim=0),
+                           as_positive_array(beta, "beta", ndim=0))
 
 
 def posterior_general(Phi: ArrayLike, t: ArrayLike, *, prior_mean: ArrayLike,
@@ -272,7 +273,8 @@ def posterior_general(Phi: ArrayLike, t: ArrayLike, *, prior_mean: ArrayLike,
             np.linalg.cholesky(c)
         except np.linalg.LinAlgError:
             raise ValueError("prior_cov must be positive definite") from None
-    return _posterior_general_impl(Phi, t, prior_mean, prior_cov, as_positive_array(beta, "beta", ndim=0))
+    return _posterior_general_impl(Phi, t, prior_mean, prior_cov,
+                                   as_positive_array(beta, "beta", ndim=0))
 
 
 # --------------------------------------------------------------------------- predictive
@@ -307,11 +309,12 @@ def predict(params: BayesParams | Posterior | LeastSquaresParams, Phi_new: Array
         if isinstance(params, Posterior):
             raise ValueError("beta is required to predict from a Posterior (it has no noise "
                              "precision); pass beta=...")
-        beta = params.beta
-    beta = as_positive_array(beta, "beta", ndim=0)
+        beta_arr = as_positive_array(params.beta, "beta", ndim=0)
+    else:
+        beta_arr = as_positive_array(beta, "beta", ndim=0)
     Phi_new = _new_design(Phi_new, mean.shape[0])
     dtype = Phi_new.dtype
-    return _predict_impl(mean.astype(dtype), cov.astype(dtype), Phi_new, beta.astype(dtype))
+    return _predict_impl(mean.astype(dtype), cov.astype(dtype), Phi_new, beta_arr.astype(dtype))
 
 
 @partial(jax.jit, static_argnames=("n_samples",))
@@ -480,7 +483,8 @@ def fit_evidence(Phi: ArrayLike, t: ArrayLike, *, alpha0: float = 1.0,
 
     Iterates ``gamma = sum_i lambda_i / (alpha + lambda_i)`` (``lambda_i`` the eigenvalues of
     ``beta Phi^T Phi``), ``alpha = gamma / m_N^T m_N``, ``1/beta = ||t - Phi m_N||^2 /
-    (N - gamma)`` (PRML eqs. 3.87-3.95) in one jitted loop (:func:`espresso_jax.em.iterate`). ``Phi^T Phi`` and
+    (N - gamma)`` (PRML eqs. 3.87-3.95) in one jitted loop (:func:`espresso_jax.em.iterate`).
+    ``Phi^T Phi`` and
     ``Phi^T t`` are formed once and ``Phi^T Phi`` is eigendecomposed once; an iteration costs
     O(n_basis). Optional ``Gamma(shape, rate)`` hyperpriors on ``alpha`` and ``beta`` enter the
     updates as in scikit-learn's ``BayesianRidge`` (``alpha_shape, alpha_rate`` are its
@@ -504,13 +508,15 @@ def fit_evidence(Phi: ArrayLike, t: ArrayLike, *, alpha0: float = 1.0,
         Bishop, PRML (2006), §3.5.2; MacKay (1992); Tipping (2001).
     """
     Phi, t = _data(Phi, t)
-    alpha0 = as_positive_array(alpha0, "alpha0", ndim=0)
+    alpha0_arr = as_positive_array(alpha0, "alpha0", ndim=0)
     if beta0 is None:
         var = float(np.var(np.asarray(t, dtype=np.float64))) if not is_traced(t) else None
         if var is not None and var <= 0:
             raise ValueError("t is constant: pass beta0 explicitly (default is 1 / var(t))")
-        beta0 = 1.0 / var if var is not None else 1.0 / jnp.var(t)
-    beta0 = as_positive_array(beta0, "beta0", ndim=0)
+        beta0_arr = as_positive_array(1.0 / var if var is not None else 1.0 / jnp.var(t),
+                                      "beta0", ndim=0)
+    else:
+        beta0_arr = as_positive_array(beta0, "beta0", ndim=0)
     max_iter = check_int(max_iter, "max_iter", min_value=1)
     tol = check_positive(tol, "tol", allow_zero=True)
     hyper = [check_positive(v, name, allow_zero=True) for v, name in (
@@ -518,8 +524,8 @@ def fit_evidence(Phi: ArrayLike, t: ArrayLike, *, alpha0: float = 1.0,
         (beta_shape, "beta_shape"), (beta_rate, "beta_rate"))]
     dtype = Phi.dtype
     scalars = [jnp.asarray(v, dtype) for v in (tol, *hyper)]
-    return _fit_evidence_impl(Phi, t, alpha0.astype(dtype), beta0.astype(dtype), *scalars,
-                              max_iter=max_iter)
+    return _fit_evidence_impl(Phi, t, alpha0_arr.astype(dtype), beta0_arr.astype(dtype),
+                              *scalars, max_iter=max_iter)
 
 
 # --------------------------------------------------------------------------- model order
@@ -599,7 +605,9 @@ def evidence_by_order(x: ArrayLike, t: ArrayLike, orders: ArrayLike, *, alpha: f
         raise TypeError(f"orders must hold integers, got dtype {orders_np.dtype}")
     orders_arr = [check_int(int(o), "orders", min_value=0) for o in orders_np]
     orders_j = jnp.asarray(orders_arr, dtype=jnp.int32)
-    log_ev, rms_ml, rms_map = _by_order_impl(x, t, orders_j, as_positive_array(alpha, "alpha", ndim=0),
-                                             as_positive_array(beta, "beta", ndim=0), max(orders_arr))
+    log_ev, rms_ml, rms_map = _by_order_impl(x, t, orders_j,
+                                             as_positive_array(alpha, "alpha", ndim=0),
+                                             as_positive_array(beta, "beta", ndim=0),
+                                             max(orders_arr))
     return OrderEvidence(orders=orders_j, log_evidence=log_ev, rms_ml=rms_ml,
                          rms_map=rms_map)

@@ -2,6 +2,6 @@
 mixtures (four covariance types), variational Bayesian GMM (Dirichlet and Dirichlet-process
 weight priors), PCA and probabilistic PCA (closed form and EM, with missing values)."""
 
-from espresso_jax.mixture import gaussian, gmm, gmm_online, kmeans, pca, ppca, stats, vbgmm
+from espresso_jax.mixture import gaussian, gmm, gmm_online, kmeans, pca, ppca, vbgmm
 
-__all__ = ["gaussian", "gmm", "gmm_online", "kmeans", "pca", "ppca", "stats", "vbgmm"]
+__all__ = ["gaussian", "gmm", "gmm_online", "kmeans", "pca", "ppca", "vbgmm"]

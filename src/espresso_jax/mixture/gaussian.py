@@ -175,7 +175,9 @@ def precision_cholesky_from_precision(precisions: jax.Array, covariance_type: st
     """Upper-triangular ``U`` with ``P = U Uᵀ`` from precisions ``P`` (reverse rows and columns,
     lower Cholesky, reverse back: as scikit-learn does for ``precisions_init``)."""
     if covariance_type in ("full", "tied"):
-        flip = lambda a: jnp.flip(a, axis=(-2, -1))
+        def flip(a):
+            return jnp.flip(a, axis=(-2, -1))
+
         return flip(jnp.linalg.cholesky(flip(precisions)))
     return jnp.sqrt(precisions)
 

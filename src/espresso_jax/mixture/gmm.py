@@ -9,7 +9,7 @@ covariance and ``10·eps`` to every component count (an empty component keeps a 
 its previous mean and ``reg_covar · I``: nothing is divided by zero).
 
 The fit goes through the shared engine :func:`espresso_jax.em.fit_em` (one jitted
-``lax.while_loop``): the E-step returns additive statistics (:mod:`espresso_jax.mixture.stats`,
+``lax.while_loop``): the E-step returns additive statistics (:mod:`espresso_jax.prob.moments`,
 accumulated relative to the fixed initial means, which keeps float32 covariances positive
 definite far from the origin), so ``chunk_size``, row-sharded ``X`` and ``sample_weight`` all
 come from the engine. ``history[i]`` is the weighted mean log-likelihood of the parameters
@@ -49,8 +49,7 @@ from jax.typing import ArrayLike
 
 from espresso_jax import em
 from espresso_jax.mixture import gaussian as gauss
-from espresso_jax.mixture.stats import MomentStats, centred_moments, moment_stats
-from espresso_jax.prob.moments import data_moments
+from espresso_jax.prob.moments import MomentStats, centred_moments, data_moments, moment_stats
 from espresso_jax.validation import (
     as_float_array,
     as_sample_weight,
@@ -67,6 +66,7 @@ __all__ = [
     "INITS",
     "aic",
     "bic",
+    "check_X",
     "covariance_type",
     "em_model",
     "fit",
@@ -264,6 +264,9 @@ def _init_state(key, X, w, Xp, wp, reg_covar, over: _Overrides, *, n_components:
     elif over.precisions is not None:
         prec_chol = gauss.precision_cholesky_from_precision(over.precisions, ctype)
         cov = gauss.covariance_from_precision_cholesky(prec_chol, ctype)
+    # every field is set: by the initial M-step, or by the overrides that made it unnecessary
+    assert weights is not None and means is not None and cov is not None
+    assert prec_chol is not None
     return _State(weights=weights, delta=jnp.zeros_like(means), covariances=cov,
                   prec_chol=prec_chol, shift=means, reg_covar=reg_covar)
 
@@ -385,7 +388,9 @@ def _check_params(params: Any, name: str = "params") -> GMMParams:
     return GMMParams(weights, means, cov, prec)
 
 
-def _check_X(X: Any, n_features: int | None = None) -> jax.Array:
+def check_X(X: Any, n_features: int | None = None) -> jax.Array:
+    """``X`` as a ``(n_samples, n_features)`` float array, rejected on the host (``ValueError``
+    naming ``X``) if it is not 2-D, not finite, or has other than ``n_features`` columns."""
     X = as_float_array(X, "X", ndim=2, shape_hint="(n_samples, n_features)")
     if n_features is not None and X.shape[1] != n_features:
         raise ValueError(f"X has {X.shape[1]} features but the mixture has {n_features}")
@@ -439,7 +444,7 @@ def fit(key: jax.Array, X: ArrayLike, n_components: int, *, covariance_type: str
         ValueError / TypeError: invalid input (checked on the host before any compilation).
     """
     check_key(key)
-    X = _check_X(X)
+    X = check_X(X)
     n, d = X.shape
     k = check_int(n_components, "n_components", min_value=1)
     if k > n:
@@ -516,7 +521,7 @@ def _eval_impl(params: GMMParams, X: jax.Array, chunk_size, what: str) -> jax.Ar
 
 def _prepare(params: Any, X: Any, chunk_size: Any) -> tuple[GMMParams, jax.Array, int | None]:
     params = _check_params(params)
-    X = _check_X(X, params.means.shape[1])
+    X = check_X(X, params.means.shape[1])
     return params, X, _check_chunk(chunk_size)
 
 
@@ -604,7 +609,8 @@ def sample(key: jax.Array, params: GMMParams, n_samples: int) -> tuple[jax.Array
         n_samples: number of draws.
 
     Returns:
-        ``X (n_samples, n_features)`` and the component labels ``(n_samples,)`` int32 (in draw order, not
+        ``X (n_samples, n_features)`` and the component labels ``(n_samples,)`` int32 (in draw
+        order, not
         sorted by component as scikit-learn's ``sample``).
     """
     check_key(key)

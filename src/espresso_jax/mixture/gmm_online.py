@@ -59,7 +59,7 @@ def fit_stepwise(key: jax.Array, X: ArrayLike, n_components: int, *, batch_size:
         ``n_iter`` the number of steps; ``converged`` False (a fixed budget, no test).
     """
     check_key(key)
-    X = gmm._check_X(X)
+    X = gmm.check_X(X)
     n = X.shape[0]
     k = check_int(n_components, "n_components", min_value=1)
     if k > n:

@@ -4,7 +4,8 @@ Model (PRML §12.2): ``z ~ N(0, I_M)``, ``x | z ~ N(W z + μ, σ² I_D)``, so
 ``x ~ N(μ, C)`` with ``C = W Wᵀ + σ² I``. With ``M = Wᵀ W + σ² I`` (an ``M × M`` matrix) the
 posterior is ``p(z | x) = N(M⁻¹ Wᵀ (x − μ), σ² M⁻¹)`` (PRML eq. 12.42).
 
-- :func:`fit` — closed form (a :class:`PPCAResult` with ``n_iter = 0``) (PRML eqs. 12.45–12.46): ``μ`` the sample mean,
+- :func:`fit` — closed form (a :class:`PPCAResult` with ``n_iter = 0``) (PRML eqs.
+  12.45–12.46): ``μ`` the sample mean,
   ``W = U_M (L_M − σ² I)^{1/2}`` (rotation ``R = I``), ``σ²`` the mean of the ``D − M``
   discarded eigenvalues of the sample covariance. ``ddof=0`` (default) is the maximum-likelihood
   covariance (``1/N``); ``ddof=1`` uses ``1/(N − 1)``, which is what scikit-learn's
@@ -398,7 +399,8 @@ def _m_step_missing(params: PPCAParams, s: _MissingStats) -> PPCAParams:
     sxx_full = s.sxx + s.n_miss * params.sigma2 + \
         jnp.einsum("di,dij,dj->d", old, s.B, old, precision=_HI)
     resid = jnp.sum(sxx_full) - jnp.sum(new * r)
-    floor = float(jnp.finfo(A.dtype).eps) * jnp.sum(s.sxx) / jnp.maximum(s.n * d - jnp.sum(s.n_miss), 1)
+    n_observed = jnp.maximum(s.n * d - jnp.sum(s.n_miss), 1)
+    floor = float(jnp.finfo(A.dtype).eps) * jnp.sum(s.sxx) / n_observed
     sigma2 = jnp.maximum(resid / (s.n * d), floor)
     return PPCAParams(mean=new[:, -1], W=new[:, :-1], sigma2=sigma2)
 

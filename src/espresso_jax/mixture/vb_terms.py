@@ -27,11 +27,11 @@ import jax.numpy as jnp
 from jax import lax
 from jax.scipy.special import betaln, digamma, gammaln
 
-from espresso_jax.mixture.stats import CentredMoments
 from espresso_jax.prob.conjugate import NormalInverseWishart, niw_posterior
 from espresso_jax.prob.estimate import GaussianStats
 from espresso_jax.prob.gaussian import LOG_2PI, gaussian_log_density, precision_mahalanobis
 from espresso_jax.prob.linalg import cholesky_with_jitter, upper_cholesky_of_inverse
+from espresso_jax.prob.moments import CentredMoments
 
 __all__ = [
     "VBGMMParams",
@@ -152,12 +152,10 @@ def weighted_log_prob(params: VBGMMParams, X: jax.Array, shift: jax.Array) -> ja
             + expected_log_weights(params.weight_concentration)[None, :])
 
 
-def _jittered_precision_cholesky(cov: jax.Array, jitter: jax.Array) -> jax.Array:
+def _jittered_precision_cholesky(cov: jax.Array) -> jax.Array:
     """``(K, D, D)`` upper-triangular ``U`` with ``U Uᵀ = cov⁻¹``; a factor that fails (only
     for a singular covariance prior with an empty component) is jittered by the library's
-    policy (:func:`espresso_jax.prob.linalg.cholesky_with_jitter`). ``jitter`` is unused and
-    kept for the signature."""
-    del jitter
+    policy (:func:`espresso_jax.prob.linalg.cholesky_with_jitter`)."""
     L, _ = cholesky_with_jitter(cov, math.inf)
     return upper_cholesky_of_inverse(L)
 
@@ -216,7 +214,7 @@ def update(prior: VBGMMPrior, cm: CentredMoments, reg_covar: jax.Array, *,
             c = (prior.covariance[0, 0] + nk * jnp.mean(s, axis=1)
                  + shrink * jnp.mean(d * d, axis=1))
             cov = (c / nu)[:, None, None] * eye[None]
-    U = _jittered_precision_cholesky(cov, reg_covar)
+    U = _jittered_precision_cholesky(cov)
     return VBGMMParams(weight_concentration=wc, mean_precision=beta, means=means,
                        degrees_of_freedom=nu, covariances=cov, precisions_cholesky=U)
 

@@ -8,7 +8,7 @@ concentration α₀) or truncated stick-breaking ``v_k ~ Beta(1, α₀)``,
 The mean-field posterior ``q(Z) q(π) Π_k q(μ_k, Λ_k)`` is fitted by variational EM through the
 shared engine (:func:`espresso_jax.em.fit_em`): the E-step turns the expected log-densities into
 responsibilities and additive shifted moment statistics
-(:func:`espresso_jax.mixture.stats.moment_stats`, plus ``Σ w r ln r``), the M-step updates the
+(:func:`espresso_jax.prob.moments.moment_stats`, plus ``Σ w r ln r``), the M-step updates the
 posterior hyper-parameters, and the objective is the lower bound after the update.
 
 It is the same model, with the same defaults, as scikit-learn's ``BayesianGaussianMixture``:
@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import functools
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -44,9 +44,8 @@ from jax.typing import ArrayLike
 
 from espresso_jax import em
 from espresso_jax.mixture import vb_terms
-from espresso_jax.mixture.stats import MomentStats, centred_moments, moment_stats
 from espresso_jax.mixture.vb_terms import VBGMMParams, VBGMMPrior
-from espresso_jax.prob.moments import data_moments
+from espresso_jax.prob.moments import MomentStats, centred_moments, data_moments, moment_stats
 from espresso_jax.validation import (
     as_float_array,
     as_sample_weight,
@@ -155,7 +154,8 @@ def _initial_states(model: em.EMModel, X, w, resp, prior: VBGMMPrior, reg_covar)
     mean0 = jnp.broadcast_to(prior.mean, (K, X.shape[1]))
 
     def one(r):
-        s0 = _State(post=None, prior=prior, shift=mean0, reg_covar=reg_covar)
+        # the M-step reads only prior, shift and reg_covar: no posterior exists yet
+        s0 = _State(post=cast(VBGMMParams, None), prior=prior, shift=mean0, reg_covar=reg_covar)
         r = r / jnp.sum(r, axis=1, keepdims=True)
         stats = _Stats(moment_stats(X, w, r, mean0, diagonal=False), jnp.zeros((), X.dtype))
         post = model.m_step(s0, stats).post

@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import flax.linen as nn
 import jax
@@ -101,7 +101,7 @@ def decoder_net(architecture: str, hidden: Sequence[int], data_dim: int,
     return MLP(features=tuple(reversed(tuple(hidden))) + (data_dim,), activation=activation)
 
 
-def check_model(model: Any, cls: type) -> Any:
+def check_model(model: Any, cls: type[Any]) -> Any:
     """Validate an auto-encoder/VAE configuration on the host (errors name the field)."""
     if not isinstance(model, cls):
         raise TypeError(f"model must be a {cls.__name__}, got {type(model).__name__}")
@@ -205,7 +205,7 @@ def make_loss(model: AutoEncoder) -> Callable[[Any, jax.Array, jax.Array], jax.A
 
     def loss(params: Any, batch: jax.Array, key: jax.Array) -> jax.Array:
         del key
-        err = batch - model.apply(params, batch)
+        err = batch - cast(jax.Array, model.apply(params, batch))
         return jnp.mean(jnp.sum(err * err, axis=-1))
 
     return loss

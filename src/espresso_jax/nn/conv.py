@@ -42,7 +42,7 @@ def check_image_shape(image_shape: Sequence[int], n_layers: int,
     if shape[0] % factor or shape[1] % factor:
         raise ValueError(f"{name} {shape}: height and width must be divisible by "
                          f"2**{n_layers} = {factor} for {n_layers} stride-2 layers")
-    return shape  # type: ignore[return-value]
+    return shape
 
 
 class ConvEncoder(nn.Module):

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import flax.linen as nn
 import jax
@@ -169,7 +169,7 @@ def _apply(module: nn.Module, params: PyTree, batch_stats: PyTree, x: jax.Array,
     if batch_stats:
         variables["batch_stats"] = batch_stats
     if not train or not batch_stats:
-        return module.apply(variables, x, train=train), batch_stats
+        return cast(jax.Array, module.apply(variables, x, train=train)), batch_stats
     out, mutated = module.apply(variables, x, train=True, mutable=["batch_stats"])
     return out, mutated["batch_stats"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import flax.linen as nn
 import jax
@@ -40,7 +40,7 @@ def make_loss(module: nn.Module, task: str) -> Callable[[Any, Any, jax.Array], j
     def loss(params: Any, batch: tuple[jax.Array, jax.Array], key: jax.Array) -> jax.Array:
         del key
         X, y = batch
-        out = module.apply(params, X)
+        out = cast(jax.Array, module.apply(params, X))       # not mutable: one output
         if task == "classification":
             return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(out, y))
         return jnp.mean(jnp.square(out[:, 0] - y))

@@ -40,7 +40,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import flax.linen as nn
 import jax
@@ -202,7 +202,7 @@ def _log_weights(model: VAE, params: Any, x: jax.Array, mu: jax.Array, logvar: j
     ``log q(z | x) = log N(ε; 0, I) − ½ Σ log σ²`` (change of variables), exact for the
     reparameterised sample and its gradient."""
     z = mu[None, :] + jnp.exp(0.5 * logvar)[None, :] * eps
-    log_px = model.apply(params, x, z, method=VAE.log_likelihood)            # (L,)
+    log_px = cast(jax.Array, model.apply(params, x, z, method=VAE.log_likelihood))   # (L,)
     log_q = _log_std_normal(eps) - 0.5 * jnp.sum(logvar)
     return log_px + _log_std_normal(z) - log_q, log_px
 
@@ -216,7 +216,7 @@ def _elbo_and_kl_one(model: VAE, params: Any, x: jax.Array, key: jax.Array, esti
                      n_samples: int) -> tuple[jax.Array, jax.Array]:
     """SGVB estimate of one example's ELBO and its analytic ``KL(q(z|x) ‖ p(z))``,
     ``x: (D,)`` → ``((), ())`` (one encoder pass for both)."""
-    mu, logvar = model.apply(params, x, method=VAE.encode)
+    mu, logvar = cast(tuple[jax.Array, jax.Array], model.apply(params, x, method=VAE.encode))
     eps = jax.random.normal(key, (n_samples, model.latent_dim), dtype=mu.dtype)
     log_w, log_px = _log_weights(model, params, x, mu, logvar, eps)
     kl = _kl(mu, logvar)
@@ -237,7 +237,7 @@ def _iwae_one(model: VAE, params: Any, x: jax.Array, key: jax.Array, k: int,
 
     The ``k`` noise vectors are drawn at once (``k × latent_dim`` numbers, so the value does
     not depend on ``chunk_size``); the decoder sees ``chunk_size`` of them at a time."""
-    mu, logvar = model.apply(params, x, method=VAE.encode)
+    mu, logvar = cast(tuple[jax.Array, jax.Array], model.apply(params, x, method=VAE.encode))
     n_chunks = -(-k // chunk_size)
     eps = jax.random.normal(key, (k, model.latent_dim), dtype=mu.dtype)
     eps = jnp.pad(eps, ((0, n_chunks * chunk_size - k), (0, 0)))

@@ -111,7 +111,7 @@ def _param(value: Any) -> jax.Array:
     return jnp.asarray(value, dtype=float_dtype())
 
 
-def _check_stats(stats: Any, cls: type, name: str = "stats") -> Any:
+def _check_stats(stats: Any, cls: type[Any], name: str = "stats") -> Any:
     if not isinstance(stats, cls):
         raise TypeError(f"{name} must be a {cls.__name__}, got {type(stats).__name__}")
     fields = {f: as_float_array(getattr(stats, f), f"{name}.{f}", allow_empty=False)
@@ -565,7 +565,8 @@ def inverse_wishart_log_prob(cov: ArrayLike, nu: ArrayLike, psi: ArrayLike) -> j
         psi: ``(d, d)`` symmetric positive-definite scale matrix.
     """
     p = _check_niw(NormalInverseWishart(jnp.zeros(np.shape(psi)[:1], dtype=float_dtype()),
-                                        1.0, nu, psi), "inverse-Wishart")
+                                        jnp.asarray(1.0), jnp.asarray(nu), jnp.asarray(psi)),
+                   "inverse-Wishart")
     return _iw_log_prob_impl(_check_cov(cov, p.mu.shape[0]), p.nu, p.psi)
 
 

@@ -49,7 +49,7 @@ def gaussian_log_density(sq_mahalanobis: ArrayLike, log_det_cov: ArrayLike,
     Returns:
         ``−½ (d log 2π + log|Σ| + sq_mahalanobis)``, broadcast shape of the inputs.
     """
-    return -0.5 * (dim * LOG_2PI + log_det_cov + sq_mahalanobis)
+    return jnp.asarray(-0.5 * (dim * LOG_2PI + log_det_cov + sq_mahalanobis))
 
 
 def precision_mahalanobis(dx: jax.Array, delta: jax.Array, prec_chol: jax.Array) -> jax.Array:

@@ -244,7 +244,8 @@ def normal_kl(mean: ArrayLike, var: ArrayLike, log_var: ArrayLike, prior_var: Ar
         ``½ ((var + mean²)/prior_var − 1 + prior_log_var − log_var)``, broadcast shape; sum
         it over the dimensions of a diagonal Gaussian.
     """
-    return 0.5 * ((var + jnp.square(mean)) / prior_var - 1.0 + prior_log_var - log_var)
+    return jnp.asarray(0.5 * ((var + jnp.square(mean)) / prior_var - 1.0 + prior_log_var
+                              - log_var))
 
 
 def _probability_vector(d: Any) -> jax.Array:

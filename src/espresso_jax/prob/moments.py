@@ -81,7 +81,10 @@ def moment_stats(X: jax.Array, w: jax.Array, resp: jax.Array, shift: jax.Array, 
         dx = X - shift[resp]                                    # (B, D)
         wdx = w[:, None] * dx
         sxx = wdx * dx if diagonal else wdx[:, :, None] * dx[:, None, :]
-        segment = lambda a: jax.ops.segment_sum(a, resp, num_segments=K)
+
+        def segment(a):
+            return jax.ops.segment_sum(a, resp, num_segments=K)
+
         return MomentStats(nk=segment(w), sx=segment(wdx), sxx=segment(sxx))
     wr = resp * w[:, None]                                      # (B, K)
     nk = wr.sum(0)

@@ -217,14 +217,14 @@ def classification_metrics(labels: Any, logits: Any, *, n_bins: int = 15
                            ) -> tuple[ClassificationMetrics, metrics.ReliabilityDiagram]:
     """Error %, NLL, ECE and Brier of ``(T, n, C)`` per-sample logits, and the reliability
     diagram data (the average over ``T`` is taken in probability space)."""
-    kw = dict(from_logits=True)
-    acc = float(metrics.accuracy(labels, logits, **kw))
+    acc = float(metrics.accuracy(labels, logits, from_logits=True))
     scores = ClassificationMetrics(
         error=100.0 * (1.0 - acc),
-        nll=float(metrics.negative_log_likelihood(labels, logits, **kw)),
-        ece=float(metrics.expected_calibration_error(labels, logits, n_bins=n_bins, **kw)),
-        brier=float(metrics.brier_score(labels, logits, **kw)))
-    return scores, metrics.reliability_diagram(labels, logits, n_bins=n_bins, **kw)
+        nll=float(metrics.negative_log_likelihood(labels, logits, from_logits=True)),
+        ece=float(metrics.expected_calibration_error(labels, logits, n_bins=n_bins,
+                                                     from_logits=True)),
+        brier=float(metrics.brier_score(labels, logits, from_logits=True)))
+    return scores, metrics.reliability_diagram(labels, logits, n_bins=n_bins, from_logits=True)
 
 
 class MNISTModels(NamedTuple):

@@ -176,8 +176,8 @@ def gap_regression(key: jax.Array, *, quick: bool = False, n: int = 80,
                                        module=MLP(features=(*hidden, 1)), task="regression",
                                        **opts)
         elif name == "bbb":
-            module = bbb.BayesMLP((*hidden, 1), prior=bbb.gaussian_prior(bbb_prior_scale))
-            fitted[name] = train_model("bbb", bbb_elbo.fit, keys[name], X, y, module=module,
+            bayes_net = bbb.BayesMLP((*hidden, 1), prior=bbb.gaussian_prior(bbb_prior_scale))
+            fitted[name] = train_model("bbb", bbb_elbo.fit, keys[name], X, y, module=bayes_net,
                                        likelihood="gaussian", noise_std=noise_std,
                                        normalize=True, **opts)
         else:
