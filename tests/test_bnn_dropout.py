@@ -8,7 +8,7 @@ import optax
 import pytest
 from scipy import special, stats
 
-from espresso_jax import train
+from espresso_jax import metrics, train
 from espresso_jax.bnn import dropout
 
 # Everything below runs under jax.jit: one compiled program per check is much cheaper than
@@ -174,7 +174,7 @@ def test_mc_log_likelihood_matches_scipy(both_precisions):
     samples, y, tau = rng.normal(size=(200, 9)), rng.normal(size=9), 3.0
     expected = special.logsumexp(stats.norm.logpdf(y, samples, 1 / np.sqrt(tau)), axis=0) \
         - np.log(200)
-    got = dropout.mc_log_likelihood(y, samples, tau)
+    got = metrics.mc_log_likelihood(y, samples, 1 / tau, reduction="none")
     assert got.dtype == (jnp.float64 if both_precisions == "float64" else jnp.float32)
     rtol = 1e-12 if both_precisions == "float64" else 1e-5
     np.testing.assert_allclose(np.asarray(got), expected, rtol=rtol)
@@ -182,8 +182,8 @@ def test_mc_log_likelihood_matches_scipy(both_precisions):
     taus = rng.uniform(0.5, 2.0, size=(200, 9))
     expected = special.logsumexp(stats.norm.logpdf(y, samples, 1 / np.sqrt(taus)), axis=0) \
         - np.log(200)
-    np.testing.assert_allclose(np.asarray(dropout.mc_log_likelihood(y, samples, taus)),
-                               expected, rtol=rtol)
+    got = metrics.mc_log_likelihood(y, samples, 1 / taus, reduction="none")
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=rtol)
 
 
 def test_original_units_shift_log_likelihood_by_log_std():
@@ -191,8 +191,8 @@ def test_original_units_shift_log_likelihood_by_log_std():
     samples, y, tau, mu, sd = rng.normal(size=(50, 6)), rng.normal(size=6), 2.0, 3.0, 4.0
     orig, tau_orig = dropout.to_original_units(samples, tau, mu, sd)
     np.testing.assert_allclose(float(tau_orig), tau / sd ** 2, rtol=1e-6)
-    ll_orig = dropout.mc_log_likelihood(y * sd + mu, orig, tau_orig)
-    ll_std = dropout.mc_log_likelihood(y, samples, tau)
+    ll_orig = metrics.mc_log_likelihood(y * sd + mu, orig, 1 / tau_orig, reduction="none")
+    ll_std = metrics.mc_log_likelihood(y, samples, 1 / tau, reduction="none")
     np.testing.assert_allclose(np.asarray(ll_orig), np.asarray(ll_std) - np.log(sd),
                                rtol=1e-5)
 
@@ -241,10 +241,6 @@ def test_bad_input(net):
         dropout.mc_forward(key, params, X, 0.1, n_samples=0)
     with pytest.raises(TypeError, match="key"):
         dropout.mc_forward(0, params, X, 0.1, n_samples=2)
-    with pytest.raises(ValueError, match="samples"):
-        dropout.mc_log_likelihood(np.zeros(3), np.zeros((5, 4)), 1.0)
-    with pytest.raises(ValueError, match="tau"):
-        dropout.mc_log_likelihood(np.zeros(4), np.zeros((5, 4)), -1.0)
     with pytest.raises(ValueError, match="tau"):
         dropout.predictive_moments(np.zeros((5, 4)), 0.0)
     with pytest.raises(ValueError, match="y_std"):

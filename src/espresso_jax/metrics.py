@@ -67,6 +67,7 @@ __all__ = [
     "decompose_regression",
     "gaussian_nll",
     "mc_log_likelihood",
+    "mixture_log_likelihood",
     "rmse",
     "decompose_classification",
     "predictive_probs",
@@ -277,10 +278,27 @@ def _mixture_ll_one(y, mean_t, var_t):
     return logsumexp(log_p) - math.log(mean_t.shape[0])
 
 
+def mixture_log_likelihood(y: jax.Array, mean_t: jax.Array, var_t: ArrayLike) -> jax.Array:
+    """Unvalidated, jittable core of :func:`mc_log_likelihood`, per example.
+
+    For callers already inside ``jit``/``vmap`` (e.g. the UCI protocol's evaluation of a
+    stack of networks). A model parametrised by a precision ``tau`` passes ``1 / tau``.
+
+    Args:
+        y: ``(n,)`` targets.
+        mean_t: ``(T, n)`` per-sample means.
+        var_t: per-sample variances (> 0, unchecked), broadcastable to ``(T, n)``.
+
+    Returns:
+        ``(n,)`` log-densities ``log 1/T sum_t N(y; mean_t, var_t)`` (log-sum-exp over ``T``).
+    """
+    var_t = jnp.broadcast_to(var_t, jnp.shape(mean_t))
+    return jax.vmap(_mixture_ll_one, in_axes=(0, 1, 1))(y, mean_t, var_t)
+
+
 @functools.partial(jax.jit, static_argnames="reduction")
 def _mc_log_likelihood(y, mean_t, var_t, reduction):
-    values = jax.vmap(_mixture_ll_one, in_axes=(0, 1, 1))(y, mean_t, var_t)
-    return apply_reduction(values, reduction)
+    return apply_reduction(mixture_log_likelihood(y, mean_t, var_t), reduction)
 
 
 def mc_log_likelihood(y: ArrayLike, mean_t: ArrayLike, var_t: ArrayLike, *,
@@ -289,7 +307,8 @@ def mc_log_likelihood(y: ArrayLike, mean_t: ArrayLike, var_t: ArrayLike, *,
 
     Computed with log-sum-exp over the samples. This is the test log-likelihood of the UCI
     benchmark (for targets standardised by ``y_std``, subtract ``log y_std`` to report it in
-    the original units).
+    the original units). A model with noise precision ``tau`` passes ``var_t = 1 / tau``.
+    :func:`mixture_log_likelihood` is the unvalidated core, for use inside ``jit``.
 
     Args:
         y: ``(n,)`` targets.

@@ -32,7 +32,8 @@ Predictive (regression). ``T`` stochastic passes give samples ``yhat_t``, ``(T, 
 * mean ``E[y] ~= mean_t yhat_t``; variance ``Var[y] ~= var_t(yhat_t) + 1 / tau`` (the
   biased, ``1/T``, sample variance: the second moment of the MC mixture);
 * test log-likelihood of the mixture of ``T`` Gaussians,
-  ``log p(y) ~= logsumexp_t(-tau/2 (y - yhat_t)^2) - log T - 0.5 log(2 pi) + 0.5 log tau``.
+  ``log p(y) ~= logsumexp_t(-tau/2 (y - yhat_t)^2) - log T - 0.5 log(2 pi) + 0.5 log tau``:
+  :func:`espresso_jax.metrics.mc_log_likelihood` with ``var_t = 1 / tau``.
 
 Units. Networks train on a standardised target ``(y - y_mean) / y_std``. A prediction and a
 precision in those units map to the original units by ``yhat * y_std + y_mean`` and
@@ -47,7 +48,6 @@ References:
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
@@ -59,7 +59,6 @@ import optax
 from jax.typing import ArrayLike
 
 from espresso_jax import train
-from espresso_jax.prob.gaussian import gaussian_log_density
 from espresso_jax.validation import (
     as_float_array,
     check_choice,
@@ -83,8 +82,6 @@ __all__ = [
     "mc_forward",
     "mc_passes",
     "predictive_moments",
-    "mc_log_likelihood",
-    "gaussian_mixture_log_likelihood",
     "to_original_units",
     "predict_proba",
 ]
@@ -390,44 +387,6 @@ def predictive_moments(samples: ArrayLike, tau: ArrayLike) -> tuple[jax.Array, j
     samples = as_float_array(samples, "samples", ndim=2, shape_hint="(T, n)")
     tau = check_positive(tau, "tau")
     return jnp.mean(samples, axis=0), jnp.var(samples, axis=0) + 1.0 / tau
-
-
-def mc_log_likelihood(y: ArrayLike, samples: ArrayLike, tau: ArrayLike) -> jax.Array:
-    """Per-point log-density of ``y`` under the mixture of ``T`` Gaussians
-    ``N(yhat_t, 1 / tau)``: ``logsumexp_t(-tau/2 (y - yhat_t)^2) - log T - 0.5 log 2pi
-    + 0.5 log tau``.
-
-    Args:
-        y: ``(n,)`` targets.
-        samples: ``(T, n)`` stochastic predictions.
-        tau: precision, a positive scalar or an array broadcastable to ``(T, n)`` (e.g. a
-            per-sample precision of a heteroscedastic or Bayes-by-Backprop model).
-
-    Returns:
-        ``(n,)`` log-likelihoods; average them for the benchmark's test log-likelihood.
-    """
-    y = as_float_array(y, "y", ndim=1, shape_hint="(n,)")
-    samples = as_float_array(samples, "samples", ndim=2, shape_hint="(T, n)")
-    if samples.shape[1] != y.shape[0]:
-        raise ValueError(f"samples has {samples.shape[1]} columns but y has {y.shape[0]} "
-                         "entries")
-    tau = jnp.asarray(tau)
-    if tau.ndim == 0:
-        tau = check_positive(tau, "tau")
-    else:
-        tau = as_float_array(tau, "tau", ndim=(1, 2))
-        if not bool(jnp.all(tau > 0)):
-            raise ValueError("tau must be > 0")
-    return gaussian_mixture_log_likelihood(y, samples, jnp.asarray(tau, samples.dtype))
-
-
-def gaussian_mixture_log_likelihood(y: jax.Array, means: jax.Array, precisions: jax.Array
-                                    ) -> jax.Array:
-    """Unvalidated, jittable core of :func:`mc_log_likelihood`: ``y (n,)``, ``means (T, n)``,
-    ``precisions`` broadcastable to ``(T, n)`` -> ``(n,)``. Uses log-sum-exp."""
-    precisions = jnp.broadcast_to(precisions, means.shape)
-    log_terms = gaussian_log_density(precisions * (y[None, :] - means) ** 2, -jnp.log(precisions))
-    return jax.nn.logsumexp(log_terms, axis=0) - math.log(means.shape[0])
 
 
 def to_original_units(samples: ArrayLike, tau: ArrayLike, y_mean: float, y_std: float

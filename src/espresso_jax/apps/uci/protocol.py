@@ -90,7 +90,7 @@ import numpy as np
 import optax
 from jax.typing import ArrayLike
 
-from espresso_jax import train
+from espresso_jax import metrics, train
 from espresso_jax.bnn import dropout
 from espresso_jax.datasets.uci import UCIDataset, standardized_split
 from espresso_jax.validation import check_int, check_key, check_positive, float_dtype
@@ -347,7 +347,7 @@ def evaluate(keys: jax.Array, method: UCIMethod, params: PyTree, X: jax.Array, y
     def one(args):
         key, p, x, t, hp, scale = args
         means, precisions = method.predict(key, p, x, hp, n_samples)
-        ll = dropout.gaussian_mixture_log_likelihood(t, means, precisions)
+        ll = metrics.mixture_log_likelihood(t, means, 1.0 / precisions)
         rmse = jnp.sqrt(jnp.mean((t - jnp.mean(means, axis=0)) ** 2))
         return rmse * scale, jnp.mean(ll) - jnp.log(scale)
 
