@@ -69,14 +69,14 @@ def test_bad_inputs():
     bad[1, 2] = np.nan
     with pytest.raises(ValueError, match="X contains NaN"):
         ae.reconstruct(model, params, bad)
-    with pytest.raises(ValueError, match="model.architecture"):
+    with pytest.raises(ValueError, match="module.architecture"):
         ae.init(jax.random.key(0), ae.AutoEncoder(architecture="rnn"))
-    with pytest.raises(ValueError, match="model.image_shape"):
+    with pytest.raises(ValueError, match="module.image_shape"):
         ae.init(jax.random.key(0), ae.AutoEncoder(data_dim=100, architecture="conv"))
-    with pytest.raises(ValueError, match="model.image_shape"):
+    with pytest.raises(ValueError, match="module.image_shape"):
         ae.init(jax.random.key(0), ae.AutoEncoder(image_shape=(30, 30, 1), data_dim=900,
                                                   architecture="conv"))
-    with pytest.raises(TypeError, match="model must be a AutoEncoder"):
+    with pytest.raises(TypeError, match="module must be a AutoEncoder"):
         ae.encode("ae", params, X)
     with pytest.raises(ValueError, match="batch_size"):
         ae.fit(jax.random.key(0), X, module=model, optimizer=optax.sgd(0.1), batch_size=0,

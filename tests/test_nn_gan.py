@@ -100,7 +100,7 @@ def test_discriminator_converges_to_optimum_for_fixed_generator():
     p_data, p_g = stats.norm.pdf(grid, -0.5, 0.8), stats.norm.pdf(grid, 0.5, 1.0)
     d_star = p_data / (p_data + p_g)
     d = np.asarray(jax.nn.sigmoid(gan.discriminator_logits(res.state, grid[:, None]
-                                                           .astype(np.float32), model=model)))
+                                                           .astype(np.float32), module=model)))
     # Measured sup error 0.020 (finite data, 1,920 Adam steps, minibatch noise); D* spans
     # 0.27..0.81 on the grid, so 0.06 still pins its shape.
     assert np.max(np.abs(d - d_star)) < 0.06
@@ -124,7 +124,7 @@ def _ring_run(n_epochs, key=0):
     res = gan.fit(jax.random.key(key), x, module=model, loss="non_saturating", k_disc=1,
                   optimizer_g=opt, optimizer_d=opt, batch_size=128, n_epochs=n_epochs,
                   progress=False)
-    samples = gan.sample(jax.random.key(2), res.state, 2500, model=model)
+    samples = gan.sample(jax.random.key(2), res.state, 2500, module=model)
     return res, gan.mode_coverage(samples, centres, 0.02)
 
 
@@ -164,13 +164,13 @@ def test_wgan_gp_moves_samples_towards_data():
     model = gan.mlp_gan(2, latent_dim=2, g_hidden=(128, 128), d_hidden=(128, 128))
     opt = optax.adam(1e-3, b1=0.5, b2=0.9)
     state = gan.init_state(jax.random.key(0), model, optimizer_g=opt, optimizer_d=opt)
-    before = gan.mode_coverage(gan.sample(jax.random.key(2), state, 2000, model=model),
+    before = gan.mode_coverage(gan.sample(jax.random.key(2), state, 2000, module=model),
                                centres, 0.02).mean_distance
     # gp_weight 0.1: the small penalty used for the toy problems by Gulrajani et al.
     res = gan.fit(jax.random.key(0), x, module=model, loss="wgan_gp", k_disc=5,
                   optimizer_g=opt, optimizer_d=opt, batch_size=64, n_epochs=15,
                   gp_weight=0.1, state=state, progress=False)
-    after = gan.mode_coverage(gan.sample(jax.random.key(2), res.state, 2000, model=model),
+    after = gan.mode_coverage(gan.sample(jax.random.key(2), res.state, 2000, module=model),
                               centres, 0.02).mean_distance
     # Measured 1.70 -> 0.93 after 180 generator steps (0.40 after 600).
     assert after < 0.75 * before
@@ -187,10 +187,10 @@ def test_dcgan_shapes_and_batch_stats():
     opt = optax.adam(2e-4, b1=0.5)
     state = gan.init_state(jax.random.key(0), model, optimizer_g=opt, optimizer_d=opt)
     assert state.gen.batch_stats and state.disc.batch_stats
-    imgs = gan.sample(jax.random.key(1), state, 5, model=model)
+    imgs = gan.sample(jax.random.key(1), state, 5, module=model)
     assert imgs.shape == (5, 28, 28, 1)
     assert float(jnp.max(jnp.abs(imgs))) <= 1.0
-    assert gan.discriminator_logits(state, imgs, model=model).shape == (5,)
+    assert gan.discriminator_logits(state, imgs, module=model).shape == (5,)
 
 
 @pytest.mark.slow
@@ -211,7 +211,7 @@ def test_dcgan_one_step_on_mnist_updates_batch_stats():
         assert all(jax.tree.leaves(changed)), part
     assert all(np.isfinite(v).all() for v in res.history.values())
     # best_params is the generator's PlayerState, usable for sampling.
-    assert gan.sample(jax.random.key(3), res.best_params, 2, model=model).shape == (2, 28, 28, 1)
+    assert gan.sample(jax.random.key(3), res.best_params, 2, module=model).shape == (2, 28, 28, 1)
 
 
 def test_second_fit_does_not_recompile():
@@ -233,7 +233,7 @@ def test_mlp_gan_step_float64(x64):
     res = gan.fit(jax.random.key(0), x, module=model, loss="wgan_gp", k_disc=1,
                   optimizer_g=opt, optimizer_d=opt, batch_size=32, n_epochs=1, progress=False)
     assert jax.tree.leaves(res.state.gen.params)[0].dtype == jnp.float64
-    assert gan.sample(jax.random.key(0), res.state, 3, model=model).dtype == jnp.float64
+    assert gan.sample(jax.random.key(0), res.state, 3, module=model).dtype == jnp.float64
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -259,7 +259,7 @@ def test_bad_input_raises():
         gan.fit(key, x, **{**kw, "k_disc": 3, "batch_size": 32})
     with pytest.raises(TypeError, match="optimizer_d"):
         gan.fit(key, x, **{**kw, "optimizer_d": "adam"})
-    with pytest.raises(TypeError, match="model"):
+    with pytest.raises(TypeError, match="module"):
         gan.fit(key, x, **{**kw, "module": "mlp"})
     with pytest.raises(TypeError, match="key"):
         gan.fit(0, x, **kw)
@@ -270,7 +270,7 @@ def test_bad_input_raises():
         gan.dcgan(d_norm="group")
     with pytest.raises(ValueError, match="n"):
         gan.sample(key, gan.init_state(key, model, optimizer_g=opt, optimizer_d=opt), 0,
-                   model=model)
+                   module=model)
     with pytest.raises(ValueError, match="std"):
         gan.mode_coverage(x, x[:8], 0.0)
 

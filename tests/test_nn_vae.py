@@ -202,11 +202,11 @@ def test_bad_inputs(small):
     with pytest.raises(ValueError, match=r"X must lie in \[0, 1\]"):
         vae.fit(key, X * 3.0, module=SMALL, optimizer=optax.sgd(1e-3), batch_size=2,
                 n_epochs=1, progress=False)
-    with pytest.raises(ValueError, match="model.likelihood"):
+    with pytest.raises(ValueError, match="module.likelihood"):
         vae.init(key, vae.VAE(likelihood="poisson"))
-    with pytest.raises(ValueError, match="model.image_shape"):
+    with pytest.raises(ValueError, match="module.image_shape"):
         vae.init(key, vae.VAE(data_dim=100, architecture="conv"))
-    with pytest.raises(TypeError, match="model must be a VAE"):
+    with pytest.raises(TypeError, match="module must be a VAE"):
         vae.elbo(key, "vae", params, X)
     with pytest.raises(TypeError, match="key"):
         vae.generate(0, SMALL, params, 3)

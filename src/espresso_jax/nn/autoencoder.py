@@ -51,7 +51,7 @@ from espresso_jax.validation import (
 
 __all__ = [
     "AutoEncoder",
-    "check_model",
+    "check_module",
     "decoder_net",
     "encode",
     "encoder_body",
@@ -101,26 +101,26 @@ def decoder_net(architecture: str, hidden: Sequence[int], data_dim: int,
     return MLP(features=tuple(reversed(tuple(hidden))) + (data_dim,), activation=activation)
 
 
-def check_model(model: Any, cls: type[Any]) -> Any:
+def check_module(module: Any, cls: type[Any]) -> Any:
     """Validate an auto-encoder/VAE configuration on the host (errors name the field)."""
-    if not isinstance(model, cls):
-        raise TypeError(f"model must be a {cls.__name__}, got {type(model).__name__}")
-    check_int(model.data_dim, "model.data_dim", min_value=1)
-    check_int(model.latent_dim, "model.latent_dim", min_value=1)
-    for width in model.hidden:
-        check_int(width, "model.hidden", min_value=1)
-    check_choice(model.architecture, "model.architecture", ARCHITECTURES)
-    if model.architecture == "conv":
-        for width in model.conv_features:
-            check_int(width, "model.conv_features", min_value=1)
-        if not len(model.conv_features):
-            raise ValueError("model.conv_features must name at least one layer")
-        shape = check_image_shape(model.image_shape, len(model.conv_features),
-                                  "model.image_shape")
-        if math.prod(shape) != model.data_dim:
-            raise ValueError(f"model.image_shape {shape} holds {math.prod(shape)} values but "
-                             f"model.data_dim is {model.data_dim}")
-    return model
+    if not isinstance(module, cls):
+        raise TypeError(f"module must be a {cls.__name__}, got {type(module).__name__}")
+    check_int(module.data_dim, "module.data_dim", min_value=1)
+    check_int(module.latent_dim, "module.latent_dim", min_value=1)
+    for width in module.hidden:
+        check_int(width, "module.hidden", min_value=1)
+    check_choice(module.architecture, "module.architecture", ARCHITECTURES)
+    if module.architecture == "conv":
+        for width in module.conv_features:
+            check_int(width, "module.conv_features", min_value=1)
+        if not len(module.conv_features):
+            raise ValueError("module.conv_features must name at least one layer")
+        shape = check_image_shape(module.image_shape, len(module.conv_features),
+                                  "module.image_shape")
+        if math.prod(shape) != module.data_dim:
+            raise ValueError(f"module.image_shape {shape} holds {math.prod(shape)} values but "
+                             f"module.data_dim is {module.data_dim}")
+    return module
 
 
 def to_images(x: jax.Array, architecture: str, image_shape: Sequence[int]) -> jax.Array:
@@ -133,10 +133,10 @@ def to_flat(y: jax.Array, architecture: str) -> jax.Array:
     return flatten_images(y) if architecture == "conv" else y
 
 
-def check_data(model: Any, X: ArrayLike, name: str = "X") -> jax.Array:
-    """``X: (n_samples, model.data_dim)`` finite floats."""
+def check_data(module: Any, X: ArrayLike, name: str = "X") -> jax.Array:
+    """``X: (n_samples, module.data_dim)`` finite floats."""
     return as_float_array(X, name, ndim=2, shape_hint="(n_samples, data_dim)",
-                          n_columns=model.data_dim)
+                          n_columns=module.data_dim)
 
 
 # --------------------------------------------------------------------------------------------
@@ -186,26 +186,26 @@ class AutoEncoder(nn.Module):
         return self.decode(self.encode(x))
 
 
-def init(key: jax.Array, model: AutoEncoder) -> Any:
-    """Initial parameters of ``model`` (flax variables dict) in the working float dtype."""
+def init(key: jax.Array, module: AutoEncoder) -> Any:
+    """Initial parameters of ``module`` (flax variables dict) in the working float dtype."""
     key = check_key(key)
-    model = check_model(model, AutoEncoder)
+    module = check_module(module, AutoEncoder)
     # flax creates float32 parameters; trace in float32, then cast to the working dtype
-    params = jax.jit(model.init)(key, jnp.zeros((1, model.data_dim), dtype=jnp.float32))
+    params = jax.jit(module.init)(key, jnp.zeros((1, module.data_dim), dtype=jnp.float32))
     return jax.tree.map(lambda a: a.astype(float_dtype()), params)
 
 
 @functools.lru_cache(maxsize=64)
-def make_loss(model: AutoEncoder) -> Callable[[Any, jax.Array, jax.Array], jax.Array]:
+def make_loss(module: AutoEncoder) -> Callable[[Any, jax.Array, jax.Array], jax.Array]:
     """The L2 reconstruction loss ``(params, batch, key) -> mean_n ‖x_n − x̂_n‖²``.
 
-    ``batch: (M, D)``; the key is unused (the model is deterministic). The same ``model``
+    ``batch: (M, D)``; the key is unused (the module is deterministic). The same ``module``
     returns the same function object, so :func:`espresso_jax.train.fit` does not recompile.
     """
 
     def loss(params: Any, batch: jax.Array, key: jax.Array) -> jax.Array:
         del key
-        err = batch - cast(jax.Array, model.apply(params, batch))
+        err = batch - cast(jax.Array, module.apply(params, batch))
         return jnp.mean(jnp.sum(err * err, axis=-1))
 
     return loss
@@ -219,7 +219,7 @@ def fit(key: jax.Array, X: ArrayLike, *, module: AutoEncoder,
     Args:
         key: PRNG key (initialisation when ``params`` is None, shuffling).
         X: ``(n_samples, data_dim)`` training data.
-        module: the :class:`AutoEncoder` (a flax module and the model's configuration).
+        module: the :class:`AutoEncoder` (a flax module and the module's configuration).
         optimizer: optax optimiser.
         batch_size: minibatch size.
         n_epochs: epochs.
@@ -233,38 +233,38 @@ def fit(key: jax.Array, X: ArrayLike, *, module: AutoEncoder,
         squared reconstruction error per example.
     """
     key = check_key(key)
-    model = check_model(module, AutoEncoder)
-    X = check_data(model, X)
+    module = check_module(module, AutoEncoder)
+    X = check_data(module, X)
     init_key, fit_key = jax.random.split(key)
     if params is None:
-        params = init(init_key, model)
-    return train.fit(fit_key, make_loss(model), params, X, optimizer=optimizer,
+        params = init(init_key, module)
+    return train.fit(fit_key, make_loss(module), params, X, optimizer=optimizer,
                      batch_size=batch_size, n_epochs=n_epochs, **loop_options)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "what"))
-def _apply(model, params, X, what):
+@functools.partial(jax.jit, static_argnames=("module", "what"))
+def _apply(module, params, X, what):
     if what == "encode":
-        return model.apply(params, X, method=AutoEncoder.encode)
-    Xhat = model.apply(params, X)
+        return module.apply(params, X, method=AutoEncoder.encode)
+    Xhat = module.apply(params, X)
     if what == "reconstruct":
         return Xhat
     return jnp.sum((X - Xhat) ** 2, axis=-1)
 
 
-def encode(model: AutoEncoder, params: Any, X: ArrayLike) -> jax.Array:
+def encode(module: AutoEncoder, params: Any, X: ArrayLike) -> jax.Array:
     """Codes (features) of ``X: (n, data_dim)`` → ``(n, latent_dim)``."""
-    model = check_model(model, AutoEncoder)
-    return _apply(model, params, check_data(model, X), "encode")
+    module = check_module(module, AutoEncoder)
+    return _apply(module, params, check_data(module, X), "encode")
 
 
-def reconstruct(model: AutoEncoder, params: Any, X: ArrayLike) -> jax.Array:
+def reconstruct(module: AutoEncoder, params: Any, X: ArrayLike) -> jax.Array:
     """Reconstructions ``decode(encode(X))``, ``(n, data_dim)``."""
-    model = check_model(model, AutoEncoder)
-    return _apply(model, params, check_data(model, X), "reconstruct")
+    module = check_module(module, AutoEncoder)
+    return _apply(module, params, check_data(module, X), "reconstruct")
 
 
-def reconstruction_error(model: AutoEncoder, params: Any, X: ArrayLike) -> jax.Array:
+def reconstruction_error(module: AutoEncoder, params: Any, X: ArrayLike) -> jax.Array:
     """Per-example squared error ``‖x_n − x̂_n‖²``, ``(n,)``."""
-    model = check_model(model, AutoEncoder)
-    return _apply(model, params, check_data(model, X), "error")
+    module = check_module(module, AutoEncoder)
+    return _apply(module, params, check_data(module, X), "error")

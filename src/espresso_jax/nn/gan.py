@@ -118,36 +118,36 @@ class GANState(NamedTuple):
     step: jax.Array
 
 
-def _check_model(model: Any) -> GANModel:
-    if not isinstance(model, GANModel):
-        raise TypeError("model must be a GANModel (see mlp_gan / dcgan), got "
-                        f"{type(model).__name__}")
-    return model
+def _check_module(module: Any) -> GANModel:
+    if not isinstance(module, GANModel):
+        raise TypeError("module must be a GANModel (see mlp_gan / dcgan), got "
+                        f"{type(module).__name__}")
+    return module
 
 
-def init_state(key: jax.Array, model: GANModel, *, optimizer_g: optax.GradientTransformation,
+def init_state(key: jax.Array, module: GANModel, *, optimizer_g: optax.GradientTransformation,
                optimizer_d: optax.GradientTransformation, dtype: Any = None) -> GANState:
     """Initialise both players (flax default initialisers) and their optimisers.
 
     Args:
         key: PRNG key (split into generator, discriminator and step keys).
-        model: a :class:`GANModel`.
+        module: a :class:`GANModel`.
         optimizer_g, optimizer_d: optax optimisers of the generator and the discriminator.
         dtype: parameter dtype (default: float32, float64 under x64).
     """
     key = check_key(key)
-    model = _check_model(model)
+    module = _check_module(module)
     dtype = float_dtype() if dtype is None else np.dtype(dtype)
-    return _init_state(key, model, optimizer_g, optimizer_d, dtype.name)
+    return _init_state(key, module, optimizer_g, optimizer_d, dtype.name)
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
-def _init_state(key, model, optimizer_g, optimizer_d, dtype):
+def _init_state(key, module, optimizer_g, optimizer_d, dtype):
     # One compiled program: flax's eager initialisation dispatches hundreds of small ops.
     gkey, dkey, skey = jax.random.split(key, 3)
 
-    def player(module, k, x, optimizer):
-        variables = module.init(k, x, train=False)
+    def player(net, k, x, optimizer):
+        variables = net.init(k, x, train=False)
         variables = jax.tree.map(lambda a: a.astype(dtype), dict(variables))
         params = variables["params"]
         with standard_promotion():
@@ -155,10 +155,10 @@ def _init_state(key, model, optimizer_g, optimizer_d, dtype):
         return PlayerState(params, variables.get("batch_stats", {}), opt_state)
 
     # flax creates float32 parameters: trace the initialisation in float32, then cast.
-    z = jnp.zeros((2, model.latent_dim), jnp.float32)
-    x = jnp.zeros((2,) + tuple(model.sample_shape), jnp.float32)
-    return GANState(player(model.generator, gkey, z, optimizer_g),
-                    player(model.discriminator, dkey, x, optimizer_d), skey,
+    z = jnp.zeros((2, module.latent_dim), jnp.float32)
+    x = jnp.zeros((2,) + tuple(module.sample_shape), jnp.float32)
+    return GANState(player(module.generator, gkey, z, optimizer_g),
+                    player(module.discriminator, dkey, x, optimizer_d), skey,
                     jnp.zeros((), jnp.int32))
 
 
@@ -175,7 +175,7 @@ def _apply(module: nn.Module, params: PyTree, batch_stats: PyTree, x: jax.Array,
 
 
 # ----------------------------------------------------------------------------- step
-def make_step(model: GANModel, loss: str, k_disc: int, optimizer_g: optax.GradientTransformation,
+def make_step(module: GANModel, loss: str, k_disc: int, optimizer_g: optax.GradientTransformation,
               optimizer_d: optax.GradientTransformation, gp_weight: float = 10.0
               ) -> Callable[[GANState, jax.Array], tuple[GANState, dict[str, jax.Array]]]:
     """The pure two-player step ``(state, batch (k_disc * m, *sample_shape)) -> (state,
@@ -186,16 +186,16 @@ def make_step(model: GANModel, loss: str, k_disc: int, optimizer_g: optax.Gradie
     scores for WGAN-GP, plus ``gp``) averaged over the ``k_disc`` discriminator updates, and
     ``g_loss``. The same arguments give the same step object (no recompilation).
     """
-    model = _check_model(model)
+    module = _check_module(module)
     check_choice(loss, "loss", LOSSES)
     k_disc = check_int(k_disc, "k_disc", min_value=1)
     gp_weight = check_positive(gp_weight, "gp_weight", allow_zero=True)
-    return _make_step(model, loss, k_disc, optimizer_g, optimizer_d, gp_weight)
+    return _make_step(module, loss, k_disc, optimizer_g, optimizer_d, gp_weight)
 
 
 @functools.lru_cache(maxsize=64)
-def _make_step(model, loss, k_disc, optimizer_g, optimizer_d, gp_weight):
-    G, D, latent_dim = model.generator, model.discriminator, model.latent_dim
+def _make_step(module, loss, k_disc, optimizer_g, optimizer_d, gp_weight):
+    G, D, latent_dim = module.generator, module.discriminator, module.latent_dim
     wgan = loss == "wgan_gp"
     g_loss_one = {"minimax": L.generator_loss_minimax,
                   "non_saturating": L.generator_loss_non_saturating,
@@ -263,12 +263,12 @@ def _make_step(model, loss, k_disc, optimizer_g, optimizer_d, gp_weight):
 
 
 # ----------------------------------------------------------------------------- fit
-def _check_data(data: Any, model: GANModel, name: str) -> jax.Array:
-    shape = tuple(model.sample_shape)
+def _check_data(data: Any, module: GANModel, name: str) -> jax.Array:
+    shape = tuple(module.sample_shape)
     hint = "(n_samples, " + ", ".join(str(s) for s in shape) + ")"
     data = as_float_array(data, name, ndim=1 + len(shape), shape_hint=hint)
     if tuple(data.shape[1:]) != shape:
-        raise ValueError(f"{name} must have shape {hint} for this model, got "
+        raise ValueError(f"{name} must have shape {hint} for this module, got "
                          f"{tuple(data.shape)}")
     return data
 
@@ -305,7 +305,7 @@ def fit(key: jax.Array, X: Any, *, module: GANModel, loss: str, k_disc: int,
         ``g_loss``, ``d_real``, ``d_fake`` (and ``gp``) per epoch.
     """
     key = check_key(key)
-    model = _check_model(module)
+    module = _check_module(module)
     check_choice(loss, "loss", LOSSES)
     k_disc = check_int(k_disc, "k_disc", min_value=1)
     batch_size = check_int(batch_size, "batch_size", min_value=1)
@@ -314,30 +314,30 @@ def fit(key: jax.Array, X: Any, *, module: GANModel, loss: str, k_disc: int,
         if not isinstance(opt, optax.GradientTransformation):
             raise TypeError(f"{name} must be an optax GradientTransformation, got "
                             f"{type(opt).__name__}")
-    data = _check_data(X, model, "X")
+    data = _check_data(X, module, "X")
     if k_disc * batch_size > data.shape[0]:
         raise ValueError(f"k_disc * batch_size ({k_disc * batch_size}) exceeds the number of "
                          f"rows of X ({data.shape[0]})")
     if state is not None and not isinstance(state, GANState):
         raise TypeError(f"state must be a GANState, got {type(state).__name__}")
-    if loss == "wgan_gp" and _has_batch_norm(model):
+    if loss == "wgan_gp" and _has_batch_norm(module):
         raise ValueError("loss='wgan_gp' needs a per-example critic: the discriminator has "
                          "BatchNorm (use dcgan(d_norm='layer') or d_norm='none')")
     init_key, shuffle_key = jax.random.split(key)
     if state is None:
-        state = init_state(init_key, model, optimizer_g=optimizer_g, optimizer_d=optimizer_d,
+        state = init_state(init_key, module, optimizer_g=optimizer_g, optimizer_d=optimizer_d,
                            dtype=data.dtype)
-    step = make_step(model, loss, k_disc, optimizer_g, optimizer_d, gp_weight)
+    step = make_step(module, loss, k_disc, optimizer_g, optimizer_d, gp_weight)
     loop_options.setdefault("params_of", _generator_of)
     loop_options.setdefault("desc", f"gan[{loss}]")
     return train.fit_loop(shuffle_key, step, state, data, batch_size=k_disc * batch_size,
                           n_epochs=n_epochs, **loop_options)
 
 
-def _has_batch_norm(model: GANModel) -> bool:
+def _has_batch_norm(module: GANModel) -> bool:
     """Whether the discriminator keeps BatchNorm statistics (shapes only, nothing compiled)."""
-    x = jax.ShapeDtypeStruct((2,) + tuple(model.sample_shape), jnp.float32)
-    shapes = jax.eval_shape(functools.partial(model.discriminator.init, train=False),
+    x = jax.ShapeDtypeStruct((2,) + tuple(module.sample_shape), jnp.float32)
+    shapes = jax.eval_shape(functools.partial(module.discriminator.init, train=False),
                             jax.random.key(0), x)
     return bool(jax.tree.leaves(shapes.get("batch_stats", {})))
 
@@ -359,7 +359,7 @@ def _forward(module, params, batch_stats, x, train):
     return _apply(module, params, batch_stats, x, train=train)[0]
 
 
-def sample(key: jax.Array, state: GANState | PlayerState, n: int, *, model: GANModel,
+def sample(key: jax.Array, state: GANState | PlayerState, n: int, *, module: GANModel,
            train: bool = False) -> jax.Array:
     """Draw ``n`` examples ``G(z)``, ``z ~ N(0, I)``.
 
@@ -368,37 +368,37 @@ def sample(key: jax.Array, state: GANState | PlayerState, n: int, *, model: GANM
         state: a :class:`GANState`, or the generator's :class:`PlayerState` (e.g.
             ``FitResult.best_params``).
         n: number of samples.
-        model: the :class:`GANModel` the state was trained with.
+        module: the :class:`GANModel` the state was trained with.
         train: normalise with the batch's own BatchNorm statistics instead of the running
             averages (no effect without BatchNorm).
 
     Returns:
-        ``(n, *model.sample_shape)`` samples.
+        ``(n, *module.sample_shape)`` samples.
     """
     key = check_key(key)
-    model = _check_model(model)
+    module = _check_module(module)
     n = check_int(n, "n", min_value=1)
     gen = _player(state, "gen")
     dtype = jax.tree.leaves(gen.params)[0].dtype
-    z = jax.random.normal(key, (n, model.latent_dim), dtype=dtype)
-    return _forward(model.generator, gen.params, gen.batch_stats, z, bool(train))
+    z = jax.random.normal(key, (n, module.latent_dim), dtype=dtype)
+    return _forward(module.generator, gen.params, gen.batch_stats, z, bool(train))
 
 
-def discriminator_logits(state: GANState | PlayerState, x: Any, *, model: GANModel
+def discriminator_logits(state: GANState | PlayerState, x: Any, *, module: GANModel
                          ) -> jax.Array:
     """Discriminator logits ``logit D(x)`` in evaluation mode (running BatchNorm averages).
 
     Args:
         state: a :class:`GANState` or the discriminator's :class:`PlayerState`.
-        x: ``(n, *model.sample_shape)`` inputs.
+        x: ``(n, *module.sample_shape)`` inputs.
 
     Returns:
         ``(n,)`` logits; ``jax.nn.sigmoid`` gives ``D(x)`` (raw scores for a WGAN critic).
     """
-    model = _check_model(model)
+    module = _check_module(module)
     disc = _player(state, "disc")
-    x = _check_data(x, model, "x").astype(jax.tree.leaves(disc.params)[0].dtype)
-    return _forward(model.discriminator, disc.params, disc.batch_stats, x, False)
+    x = _check_data(x, module, "x").astype(jax.tree.leaves(disc.params)[0].dtype)
+    return _forward(module.discriminator, disc.params, disc.batch_stats, x, False)
 
 
 # ----------------------------------------------------------------------------- benchmarks

@@ -2,7 +2,7 @@
 
 Model: ``z ~ N(0, I_k)``, ``x | z ~ p_θ(x | z)`` with a Bernoulli decoder (logits) or a
 Gaussian decoder (mean, with a fixed, shared or per-feature learned log-variance).
-Recognition model: ``q_φ(z | x) = N(μ_φ(x), diag σ²_φ(x))``; the encoder outputs ``μ`` and
+Recognition module: ``q_φ(z | x) = N(μ_φ(x), diag σ²_φ(x))``; the encoder outputs ``μ`` and
 ``log σ²`` and samples are reparameterised, ``z = μ + σ ⊙ ε``, ``ε ~ N(0, I)``.
 
 Per-example ELBO, ``L`` samples ``z_l`` (the two SGVB estimators of the paper):
@@ -52,7 +52,7 @@ from jax.typing import ArrayLike
 from espresso_jax import train
 from espresso_jax.nn.autoencoder import (
     check_data,
-    check_model,
+    check_module,
     decoder_net,
     encoder_body,
     to_flat,
@@ -111,7 +111,7 @@ class VAE(nn.Module):
         image_shape: ``(H, W, C)`` for ``"conv"`` (``H*W*C == data_dim``).
         conv_features: encoder convolution channels for ``"conv"``.
 
-    Methods (via ``model.apply(params, ..., method=VAE.encode)``):
+    Methods (via ``module.apply(params, ..., method=VAE.encode)``):
         ``encode: (..., D) -> (μ, log σ²)`` each ``(..., k)``; ``decode: (..., k) -> (..., D)``
         logits or means; ``log_likelihood(x (D,), z (..., k)) -> (...)`` ``log p(x | z)``.
     """
@@ -169,21 +169,21 @@ class VAE(nn.Module):
         return self.log_likelihood(x, mu)
 
 
-def _check_vae(model: Any) -> VAE:
-    model = check_model(model, VAE)
-    check_choice(model.likelihood, "model.likelihood", LIKELIHOODS)
-    check_choice(model.variance, "model.variance", VARIANCES)
-    if not math.isfinite(float(model.init_logvar)):
-        raise ValueError(f"model.init_logvar must be finite, got {model.init_logvar}")
-    return model
+def _check_vae(module: Any) -> VAE:
+    module = check_module(module, VAE)
+    check_choice(module.likelihood, "module.likelihood", LIKELIHOODS)
+    check_choice(module.variance, "module.variance", VARIANCES)
+    if not math.isfinite(float(module.init_logvar)):
+        raise ValueError(f"module.init_logvar must be finite, got {module.init_logvar}")
+    return module
 
 
-def init(key: jax.Array, model: VAE) -> Any:
-    """Initial parameters of ``model`` in the working float dtype (float64 under x64)."""
+def init(key: jax.Array, module: VAE) -> Any:
+    """Initial parameters of ``module`` in the working float dtype (float64 under x64)."""
     key = check_key(key)
-    model = _check_vae(model)
+    module = _check_vae(module)
     # flax creates float32 parameters; trace in float32, then cast to the working dtype
-    params = jax.jit(model.init)(key, jnp.zeros((1, model.data_dim), dtype=jnp.float32))
+    params = jax.jit(module.init)(key, jnp.zeros((1, module.data_dim), dtype=jnp.float32))
     return jax.tree.map(lambda a: a.astype(float_dtype()), params)
 
 
@@ -195,14 +195,14 @@ def _log_std_normal(z: jax.Array) -> jax.Array:
     return gaussian_log_density(jnp.sum(z * z, axis=-1), 0.0, z.shape[-1])
 
 
-def _log_weights(model: VAE, params: Any, x: jax.Array, mu: jax.Array, logvar: jax.Array,
+def _log_weights(module: VAE, params: Any, x: jax.Array, mu: jax.Array, logvar: jax.Array,
                  eps: jax.Array) -> tuple[jax.Array, jax.Array]:
     """``log p(x, z) − log q(z | x)`` and ``log p(x | z)`` for ``z = μ + σ ε``, ``eps: (L, k)``.
 
     ``log q(z | x) = log N(ε; 0, I) − ½ Σ log σ²`` (change of variables), exact for the
     reparameterised sample and its gradient."""
     z = mu[None, :] + jnp.exp(0.5 * logvar)[None, :] * eps
-    log_px = cast(jax.Array, model.apply(params, x, z, method=VAE.log_likelihood))   # (L,)
+    log_px = cast(jax.Array, module.apply(params, x, z, method=VAE.log_likelihood))   # (L,)
     log_q = _log_std_normal(eps) - 0.5 * jnp.sum(logvar)
     return log_px + _log_std_normal(z) - log_q, log_px
 
@@ -212,41 +212,41 @@ def _kl(mu: jax.Array, logvar: jax.Array) -> jax.Array:
     return jnp.sum(normal_kl(mu, jnp.exp(logvar), logvar), axis=-1)
 
 
-def _elbo_and_kl_one(model: VAE, params: Any, x: jax.Array, key: jax.Array, estimator: str,
+def _elbo_and_kl_one(module: VAE, params: Any, x: jax.Array, key: jax.Array, estimator: str,
                      n_samples: int) -> tuple[jax.Array, jax.Array]:
     """SGVB estimate of one example's ELBO and its analytic ``KL(q(z|x) ‖ p(z))``,
     ``x: (D,)`` → ``((), ())`` (one encoder pass for both)."""
-    mu, logvar = cast(tuple[jax.Array, jax.Array], model.apply(params, x, method=VAE.encode))
-    eps = jax.random.normal(key, (n_samples, model.latent_dim), dtype=mu.dtype)
-    log_w, log_px = _log_weights(model, params, x, mu, logvar, eps)
+    mu, logvar = cast(tuple[jax.Array, jax.Array], module.apply(params, x, method=VAE.encode))
+    eps = jax.random.normal(key, (n_samples, module.latent_dim), dtype=mu.dtype)
+    log_w, log_px = _log_weights(module, params, x, mu, logvar, eps)
     kl = _kl(mu, logvar)
     if estimator == "A":
         return jnp.mean(log_w), kl
     return jnp.mean(log_px) - kl, kl
 
 
-def _elbo_one(model: VAE, params: Any, x: jax.Array, key: jax.Array, estimator: str,
+def _elbo_one(module: VAE, params: Any, x: jax.Array, key: jax.Array, estimator: str,
               n_samples: int) -> jax.Array:
     """SGVB estimate of one example's ELBO, ``x: (D,)`` → ``()``."""
-    return _elbo_and_kl_one(model, params, x, key, estimator, n_samples)[0]
+    return _elbo_and_kl_one(module, params, x, key, estimator, n_samples)[0]
 
 
-def _iwae_one(model: VAE, params: Any, x: jax.Array, key: jax.Array, k: int,
+def _iwae_one(module: VAE, params: Any, x: jax.Array, key: jax.Array, k: int,
               chunk_size: int) -> jax.Array:
     """``log (1/k) Σ_i w_i`` for one example with a running log-sum-exp over sample chunks.
 
     The ``k`` noise vectors are drawn at once (``k × latent_dim`` numbers, so the value does
     not depend on ``chunk_size``); the decoder sees ``chunk_size`` of them at a time."""
-    mu, logvar = cast(tuple[jax.Array, jax.Array], model.apply(params, x, method=VAE.encode))
+    mu, logvar = cast(tuple[jax.Array, jax.Array], module.apply(params, x, method=VAE.encode))
     n_chunks = -(-k // chunk_size)
-    eps = jax.random.normal(key, (k, model.latent_dim), dtype=mu.dtype)
+    eps = jax.random.normal(key, (k, module.latent_dim), dtype=mu.dtype)
     eps = jnp.pad(eps, ((0, n_chunks * chunk_size - k), (0, 0)))
-    eps = eps.reshape(n_chunks, chunk_size, model.latent_dim)
+    eps = eps.reshape(n_chunks, chunk_size, module.latent_dim)
 
     def body(carry, chunk):
         run_max, run_sum = carry
         index, eps_chunk = chunk
-        log_w, _ = _log_weights(model, params, x, mu, logvar, eps_chunk)
+        log_w, _ = _log_weights(module, params, x, mu, logvar, eps_chunk)
         valid = index * chunk_size + jnp.arange(chunk_size) < k           # padding rows
         log_w = jnp.where(valid, log_w, -jnp.inf)
         new_max = jnp.maximum(run_max, jnp.max(log_w))
@@ -278,7 +278,7 @@ def _map_examples(fn: Callable[[jax.Array, jax.Array], jax.Array], key: jax.Arra
 # --------------------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=64)
-def make_loss(model: VAE, n_data: int, *, estimator: str = "B", n_samples: int = 1,
+def make_loss(module: VAE, n_data: int, *, estimator: str = "B", n_samples: int = 1,
               binarize: bool = False) -> Callable[..., tuple[jax.Array, dict[str, jax.Array]]]:
     """Minibatch loss ``(params, batch (M, D), key) -> (loss, {"elbo", "kl"})`` for the engine.
 
@@ -288,7 +288,7 @@ def make_loss(model: VAE, n_data: int, *, estimator: str = "B", n_samples: int =
     ``[0, 1]``) is replaced by a Bernoulli sample drawn from the step key. Use with
     ``has_aux=True``; equal arguments return the same function object (no recompilation).
     """
-    model = _check_vae(model)
+    module = _check_vae(module)
     n_data = check_int(n_data, "n_data", min_value=1)
     check_choice(estimator, "estimator", ESTIMATORS)
     n_samples = check_int(n_samples, "n_samples", min_value=1)
@@ -299,22 +299,22 @@ def make_loss(model: VAE, n_data: int, *, estimator: str = "B", n_samples: int =
             batch = jax.random.bernoulli(bin_key, batch).astype(batch.dtype)
         keys = jax.random.split(eps_key, batch.shape[0])
         elbos, kls = jax.vmap(
-            lambda x, k: _elbo_and_kl_one(model, params, x, k, estimator, n_samples))(batch, keys)
+            lambda x, k: _elbo_and_kl_one(module, params, x, k, estimator, n_samples))(batch, keys)
         scale = n_data / batch.shape[0]
         return -scale * jnp.sum(elbos), {"elbo": jnp.mean(elbos), "kl": jnp.mean(kls)}
 
     return loss
 
 
-def _check_inputs(model: Any, X: ArrayLike, binary_range: bool) -> tuple[VAE, jax.Array]:
-    model = _check_vae(model)
-    X = check_data(model, X)
+def _check_inputs(module: Any, X: ArrayLike, binary_range: bool) -> tuple[VAE, jax.Array]:
+    module = _check_vae(module)
+    X = check_data(module, X)
     if binary_range and not is_traced(X):
         low, high = float(jnp.min(X)), float(jnp.max(X))
         if low < 0.0 or high > 1.0:
             raise ValueError(f"X must lie in [0, 1] for a Bernoulli decoder or binarisation, "
                              f"got values in [{low:g}, {high:g}]")
-    return model, X
+    return module, X
 
 
 def fit(key: jax.Array, X: ArrayLike, *, module: VAE, optimizer: optax.GradientTransformation,
@@ -325,7 +325,7 @@ def fit(key: jax.Array, X: ArrayLike, *, module: VAE, optimizer: optax.GradientT
     Args:
         key: PRNG key (initialisation when ``params`` is None, shuffling, ε, binarisation).
         X: ``(n_samples, data_dim)`` training data (in ``[0, 1]`` for a Bernoulli decoder).
-        module: the :class:`VAE` (a flax module and the model's configuration).
+        module: the :class:`VAE` (a flax module and the module's configuration).
         optimizer: optax optimiser (e.g. ``optax.adam(1e-3)``).
         batch_size: minibatch size ``M``.
         n_epochs: epochs.
@@ -344,12 +344,12 @@ def fit(key: jax.Array, X: ArrayLike, *, module: VAE, optimizer: optax.GradientT
     key = check_key(key)
     check_choice(estimator, "estimator", ESTIMATORS)
     n_samples = check_int(n_samples, "n_samples", min_value=1)
-    model = _check_vae(module)
-    model, X = _check_inputs(model, X, model.likelihood == "bernoulli" or bool(binarize))
+    module = _check_vae(module)
+    module, X = _check_inputs(module, X, module.likelihood == "bernoulli" or bool(binarize))
     init_key, fit_key = jax.random.split(key)
     if params is None:
-        params = init(init_key, model)
-    loss = make_loss(model, int(X.shape[0]), estimator=estimator, n_samples=n_samples,
+        params = init(init_key, module)
+    loss = make_loss(module, int(X.shape[0]), estimator=estimator, n_samples=n_samples,
                      binarize=bool(binarize))
     loop_options.setdefault("desc", "vae")
     return train.fit(fit_key, loss, params, X, optimizer=optimizer, batch_size=batch_size,
@@ -360,15 +360,15 @@ def fit(key: jax.Array, X: ArrayLike, *, module: VAE, optimizer: optax.GradientT
 # Evaluation
 # --------------------------------------------------------------------------------------------
 
-@functools.partial(jax.jit, static_argnames=("model", "estimator", "n_samples", "batch_size"))
-def _elbo_impl(key, model, params, X, estimator, n_samples, batch_size):
-    return _map_examples(lambda x, k: _elbo_one(model, params, x, k, estimator, n_samples),
+@functools.partial(jax.jit, static_argnames=("module", "estimator", "n_samples", "batch_size"))
+def _elbo_impl(key, module, params, X, estimator, n_samples, batch_size):
+    return _map_examples(lambda x, k: _elbo_one(module, params, x, k, estimator, n_samples),
                          key, X, batch_size)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "k", "chunk_size", "batch_size"))
-def _iwae_impl(key, model, params, X, k, chunk_size, batch_size):
-    return _map_examples(lambda x, kk: _iwae_one(model, params, x, kk, k, chunk_size),
+@functools.partial(jax.jit, static_argnames=("module", "k", "chunk_size", "batch_size"))
+def _iwae_impl(key, module, params, X, k, chunk_size, batch_size):
+    return _map_examples(lambda x, kk: _iwae_one(module, params, x, kk, k, chunk_size),
                          key, X, batch_size)
 
 
@@ -376,14 +376,14 @@ def _check_batch(batch_size: int, n: int) -> int:
     return min(check_int(batch_size, "batch_size", min_value=1), n)
 
 
-def elbo_per_example(key: jax.Array, model: VAE, params: Any, X: ArrayLike, *,
+def elbo_per_example(key: jax.Array, module: VAE, params: Any, X: ArrayLike, *,
                      estimator: str = "B", n_samples: int = 1,
                      batch_size: int = 256) -> jax.Array:
     """SGVB estimates of each example's ELBO, ``X: (n, D) -> (n,)``.
 
     Args:
         key: PRNG key; example ``n`` uses the ``n``-th key of ``split(key, n)``.
-        model, params: the VAE.
+        module, params: the VAE.
         X: ``(n, data_dim)`` data (binarise it first for a binary-data evaluation).
         estimator: ``"A"`` or ``"B"``.
         n_samples: ``L`` samples per example.
@@ -392,24 +392,24 @@ def elbo_per_example(key: jax.Array, model: VAE, params: Any, X: ArrayLike, *,
     key = check_key(key)
     check_choice(estimator, "estimator", ESTIMATORS)
     n_samples = check_int(n_samples, "n_samples", min_value=1)
-    model, X = _check_inputs(model, X, False)
-    return _elbo_impl(key, model, params, X, estimator, n_samples,
+    module, X = _check_inputs(module, X, False)
+    return _elbo_impl(key, module, params, X, estimator, n_samples,
                       _check_batch(batch_size, X.shape[0]))
 
 
-def elbo(key: jax.Array, model: VAE, params: Any, X: ArrayLike, **options: Any) -> jax.Array:
+def elbo(key: jax.Array, module: VAE, params: Any, X: ArrayLike, **options: Any) -> jax.Array:
     """Mean per-example ELBO estimate, ``()``; options as :func:`elbo_per_example`."""
-    return jnp.mean(elbo_per_example(key, model, params, X, **options))
+    return jnp.mean(elbo_per_example(key, module, params, X, **options))
 
 
-def iwae_per_example(key: jax.Array, model: VAE, params: Any, X: ArrayLike, *, k: int,
+def iwae_per_example(key: jax.Array, module: VAE, params: Any, X: ArrayLike, *, k: int,
                      chunk_size: int = 100, batch_size: int = 64) -> jax.Array:
     """Importance-weighted bound ``log (1/k) Σ_{i≤k} p(x, z_i)/q(z_i | x)`` per example.
 
     Args:
         key: PRNG key; example ``n`` uses ``split(key, n)[n]`` to draw its ``k`` noise
             vectors at once, so the value does not depend on ``chunk_size``.
-        model, params: the VAE.
+        module, params: the VAE.
         X: ``(n, data_dim)``.
         k: importance samples (``k = 1`` is a one-sample estimator-A ELBO).
         chunk_size: samples evaluated at once (memory ``~ batch_size · chunk_size · D``).
@@ -424,87 +424,87 @@ def iwae_per_example(key: jax.Array, model: VAE, params: Any, X: ArrayLike, *, k
     key = check_key(key)
     k = check_int(k, "k", min_value=1)
     chunk_size = min(check_int(chunk_size, "chunk_size", min_value=1), k)
-    model, X = _check_inputs(model, X, False)
-    return _iwae_impl(key, model, params, X, k, chunk_size,
+    module, X = _check_inputs(module, X, False)
+    return _iwae_impl(key, module, params, X, k, chunk_size,
                       _check_batch(batch_size, X.shape[0]))
 
 
-def iwae(key: jax.Array, model: VAE, params: Any, X: ArrayLike, *, k: int,
+def iwae(key: jax.Array, module: VAE, params: Any, X: ArrayLike, *, k: int,
          **options: Any) -> jax.Array:
     """Mean per-example IWAE bound, ``()``; options as :func:`iwae_per_example`."""
-    return jnp.mean(iwae_per_example(key, model, params, X, k=k, **options))
+    return jnp.mean(iwae_per_example(key, module, params, X, k=k, **options))
 
 
-@functools.partial(jax.jit, static_argnames=("model", "what"))
-def _deterministic(model, params, X, what):
-    mu, logvar = model.apply(params, X, method=VAE.encode)
+@functools.partial(jax.jit, static_argnames=("module", "what"))
+def _deterministic(module, params, X, what):
+    mu, logvar = module.apply(params, X, method=VAE.encode)
     if what == "encode":
         return mu, logvar
     if what == "kl":
         return _kl(mu, logvar)
-    return _mean_of(model, model.apply(params, mu, method=VAE.decode))
+    return _mean_of(module, module.apply(params, mu, method=VAE.decode))
 
 
-def _mean_of(model: VAE, loc: jax.Array) -> jax.Array:
-    return jax.nn.sigmoid(loc) if model.likelihood == "bernoulli" else loc
+def _mean_of(module: VAE, loc: jax.Array) -> jax.Array:
+    return jax.nn.sigmoid(loc) if module.likelihood == "bernoulli" else loc
 
 
-def encode(model: VAE, params: Any, X: ArrayLike) -> tuple[jax.Array, jax.Array]:
+def encode(module: VAE, params: Any, X: ArrayLike) -> tuple[jax.Array, jax.Array]:
     """Posterior parameters ``(μ, log σ²)`` of ``q(z | x)``, each ``(n, latent_dim)``."""
-    model, X = _check_inputs(model, X, False)
-    return _deterministic(model, params, X, "encode")
+    module, X = _check_inputs(module, X, False)
+    return _deterministic(module, params, X, "encode")
 
 
-def kl_divergence(model: VAE, params: Any, X: ArrayLike) -> jax.Array:
+def kl_divergence(module: VAE, params: Any, X: ArrayLike) -> jax.Array:
     """Analytic ``KL(q(z | x_n) ‖ N(0, I))`` per example, ``(n,)``."""
-    model, X = _check_inputs(model, X, False)
-    return _deterministic(model, params, X, "kl")
+    module, X = _check_inputs(module, X, False)
+    return _deterministic(module, params, X, "kl")
 
 
-def reconstruct(model: VAE, params: Any, X: ArrayLike) -> jax.Array:
+def reconstruct(module: VAE, params: Any, X: ArrayLike) -> jax.Array:
     """Decoder means at the posterior means, ``E[x | z = μ(x)]``: ``(n, data_dim)``
     (pixel probabilities for a Bernoulli decoder)."""
-    model, X = _check_inputs(model, X, False)
-    return _deterministic(model, params, X, "reconstruct")
+    module, X = _check_inputs(module, X, False)
+    return _deterministic(module, params, X, "reconstruct")
 
 
-@functools.partial(jax.jit, static_argnames=("model", "n", "sample"))
-def _generate_impl(key, model, params, n, sample):
+@functools.partial(jax.jit, static_argnames=("module", "n", "sample"))
+def _generate_impl(key, module, params, n, sample):
     z_key, x_key = jax.random.split(key)
-    z = jax.random.normal(z_key, (n, model.latent_dim), dtype=float_dtype())
-    loc = model.apply(params, z, method=VAE.decode)
+    z = jax.random.normal(z_key, (n, module.latent_dim), dtype=float_dtype())
+    loc = module.apply(params, z, method=VAE.decode)
     if not sample:
-        return _mean_of(model, loc)
-    if model.likelihood == "bernoulli":
+        return _mean_of(module, loc)
+    if module.likelihood == "bernoulli":
         return jax.random.bernoulli(x_key, jax.nn.sigmoid(loc)).astype(loc.dtype)
-    std = jnp.exp(0.5 * model.apply(params, loc.dtype, method=VAE.decoder_logvar))
+    std = jnp.exp(0.5 * module.apply(params, loc.dtype, method=VAE.decoder_logvar))
     return loc + jnp.broadcast_to(std, loc.shape) * jax.random.normal(x_key, loc.shape,
                                                                        dtype=loc.dtype)
 
 
-def generate(key: jax.Array, model: VAE, params: Any, n: int, *,
+def generate(key: jax.Array, module: VAE, params: Any, n: int, *,
              sample: bool = False) -> jax.Array:
     """Ancestral samples: ``z ~ N(0, I)``, then the decoder mean (default) or ``x ~ p(x | z)``
     (``sample=True``). Returns ``(n, data_dim)``."""
     key = check_key(key)
-    model = _check_vae(model)
+    module = _check_vae(module)
     n = check_int(n, "n", min_value=1)
-    return _generate_impl(key, model, params, n, bool(sample))
+    return _generate_impl(key, module, params, n, bool(sample))
 
 
-@functools.partial(jax.jit, static_argnames=("model", "n_grid", "dims"))
-def _manifold_impl(model, params, n_grid, dims):
+@functools.partial(jax.jit, static_argnames=("module", "n_grid", "dims"))
+def _manifold_impl(module, params, n_grid, dims):
     dtype = float_dtype()
     p = (jnp.arange(n_grid, dtype=dtype) + 0.5) / n_grid
     coords = ndtri(p)                                       # (n_grid,) Gaussian quantiles
-    z = jnp.zeros((n_grid, n_grid, model.latent_dim), dtype=dtype)
+    z = jnp.zeros((n_grid, n_grid, module.latent_dim), dtype=dtype)
     # row i (top to bottom) has decreasing z[dims[1]]; column j increasing z[dims[0]]
     z = z.at[:, :, dims[0]].set(jnp.broadcast_to(coords[None, :], (n_grid, n_grid)))
     z = z.at[:, :, dims[1]].set(jnp.broadcast_to(coords[::-1, None], (n_grid, n_grid)))
-    return _mean_of(model, model.apply(params, z, method=VAE.decode))
+    return _mean_of(module, module.apply(params, z, method=VAE.decode))
 
 
-def manifold(model: VAE, params: Any, n_grid: int, *, dims: Sequence[int] = (0, 1)
+def manifold(module: VAE, params: Any, n_grid: int, *, dims: Sequence[int] = (0, 1)
              ) -> jax.Array:
     """Decoder means on a 2-D latent grid (Kingma & Welling 2014, Fig. 4).
 
@@ -513,7 +513,7 @@ def manifold(model: VAE, params: Any, n_grid: int, *, dims: Sequence[int] = (0, 
     coordinates are 0.
 
     Args:
-        model, params: the VAE.
+        module, params: the VAE.
         n_grid: points per axis.
         dims: the two latent coordinates varied (horizontal, vertical).
 
@@ -521,10 +521,10 @@ def manifold(model: VAE, params: Any, n_grid: int, *, dims: Sequence[int] = (0, 
         ``(n_grid, n_grid, data_dim)``; entry ``[i, j]`` has ``z[dims[0]]`` increasing with the
         column ``j`` and ``z[dims[1]]`` decreasing with the row ``i`` (image orientation).
     """
-    model = _check_vae(model)
+    module = _check_vae(module)
     n_grid = check_int(n_grid, "n_grid", min_value=1)
-    dims = tuple(check_int(d, "dims", min_value=0, max_value=model.latent_dim - 1)
+    dims = tuple(check_int(d, "dims", min_value=0, max_value=module.latent_dim - 1)
                  for d in dims)
     if len(dims) != 2 or dims[0] == dims[1]:
         raise ValueError(f"dims must name two different latent coordinates, got {dims}")
-    return _manifold_impl(model, params, n_grid, dims)
+    return _manifold_impl(module, params, n_grid, dims)

@@ -107,7 +107,7 @@ def gan_ring(key: jax.Array, *, n_epochs: int = 200, progress: bool = True
     res = gan.fit(key, x, module=model, loss="non_saturating", k_disc=1, optimizer_g=opt,
                   optimizer_d=opt, batch_size=128, n_epochs=n_epochs, progress=progress,
                   desc="gan-ring")
-    samples = gan.sample(jax.random.fold_in(key, 2), res.state, 2500, model=model)
+    samples = gan.sample(jax.random.fold_in(key, 2), res.state, 2500, module=model)
     cov = gan.mode_coverage(samples, centres, 0.02)
     metrics = {"steps": int(res.state.step), "seconds": time.perf_counter() - start,
                "modes_hit": int(cov.modes_hit), "high_quality_fraction": float(cov.high_quality),
@@ -152,7 +152,7 @@ def gan_mnist(key: jax.Array, *, n_epochs: int = 10, architecture: str = "mlp",
     metrics = {"epochs": int(n_epochs), "seconds": time.perf_counter() - start,
                **{f"last_{name}": float(h[name][-1])
                   for name in ("d_loss", "g_loss", "d_real", "d_fake")}}
-    samples = gan.sample(jax.random.fold_in(key, 3), res.state, 64, model=model)
+    samples = gan.sample(jax.random.fold_in(key, 3), res.state, 64, module=model)
     figures = {
         "samples": viz.plot_image_grid(samples, n_cols=8, value_range=(-1.0, 1.0),
                                        title=f"{architecture} GAN samples, {n_epochs} epochs"),
