@@ -95,10 +95,11 @@ def test_run_svi_matches_conjugate_posterior():
     res = run_svi(jax.random.key(0), normal_mean_model, AutoNormal(normal_mean_model), x,
                   optimizer=optax.adam(optax.cosine_decay_schedule(0.05, steps)),
                   num_steps=steps, loss=Trace_ELBO(num_particles=8), tau=tau, sigma=sigma)
-    assert res.losses.shape == (steps,)
+    assert res.history.shape == (steps,)
+    assert int(res.n_iter) == steps and not bool(res.converged)
     assert abs(float(res.params["mu_auto_loc"]) - m) <= 0.1 * s
     assert abs(float(res.params["mu_auto_scale"]) / s - 1) <= 0.1
-    assert float(res.losses[-100:].mean()) < float(res.losses[:100].mean())
+    assert float(res.history[-100:].mean()) < float(res.history[:100].mean())
 
 
 def test_summarize_on_iid_draws():

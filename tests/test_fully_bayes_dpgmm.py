@@ -201,8 +201,8 @@ def test_svi_normal_recovers_the_two_clusters(sklearn_ref):
     res = dpgmm.fit_svi(jax.random.key(0), faithful_std(), n_components=4,
                         concentration=ALPHA, num_steps=1000, num_draws=200)
     check_finite(res.posterior)
-    assert res.losses.shape == (1000,)
-    assert float(res.losses[-100:].mean()) < float(res.losses[:100].mean())
+    assert res.history.shape == (1000,)
+    assert float(res.history[-100:].mean()) < float(res.history[:100].mean())
     s = dpgmm.posterior_summary(res.posterior, 0.1)
     assert s.n_components == 2
     np.testing.assert_allclose(s.means, ref_m[:2], atol=0.1)

@@ -109,12 +109,17 @@ class DPGMMSVIResult(NamedTuple):
         posterior: :class:`DPGMMPosterior` of draws from the fitted guide (one draw, the
             point estimate, for ``guide="delta"``).
         params: the guide's optimised parameters (NumPyro names).
-        losses: ``(num_steps,)`` negative-ELBO estimates.
+        history: ``(num_steps,)`` negative-ELBO estimates.
+        n_iter: ``()`` int32 number of steps run (``num_steps``).
+        converged: ``()`` bool, always False (a fixed budget of steps, see
+            :class:`~espresso_jax.fully_bayes.mcmc.SVIResult`).
     """
 
     posterior: DPGMMPosterior
     params: dict[str, jax.Array]
-    losses: jax.Array
+    history: jax.Array
+    n_iter: jax.Array
+    converged: jax.Array
 
 
 class DPGMMSummary(NamedTuple):
@@ -421,7 +426,7 @@ def fit_svi(
     with standard_promotion():
         sites = auto.sample_posterior(k_draw, res.params, Xs, sample_shape=shape, **kwargs)
     post = _posterior_from_sites(sites, centre, spread, 1, jnp.zeros((), jnp.int32))
-    return DPGMMSVIResult(post, res.params, res.losses)
+    return DPGMMSVIResult(post, res.params, res.history, res.n_iter, res.converged)
 
 
 # ------------------------------------------------------------------------------ posterior

@@ -36,11 +36,16 @@ class SVIResult(NamedTuple):
 
     Attributes:
         params: dict of optimised (constrained) ``numpyro.param`` values of model and guide.
-        losses: ``(num_steps,)`` ELBO loss (negative ELBO estimate) at every step.
+        history: ``(num_steps,)`` ELBO loss (negative ELBO estimate) at every step.
+        n_iter: ``()`` int32 number of steps run (``num_steps``).
+        converged: ``()`` bool, always False: SVI runs a fixed budget of steps and has no
+            convergence test.
     """
 
     params: dict[str, jax.Array]
-    losses: jax.Array
+    history: jax.Array
+    n_iter: jax.Array
+    converged: jax.Array
 
 
 class SiteSummary(NamedTuple):
@@ -198,7 +203,7 @@ def run_svi(
         **model_kwargs: keyword arguments of model and guide.
 
     Returns:
-        :class:`SVIResult` with the optimised params and the loss trace.
+        :class:`SVIResult` with the optimised params and the loss trace ``history``.
 
     References:
         M. D. Hoffman et al., "Stochastic variational inference", JMLR 14, 2013;
@@ -216,7 +221,8 @@ def run_svi(
         svi = SVI(model, guide, optimizer, loss=loss)
         result = svi.run(key, num_steps, *model_args, progress_bar=bool(progress_bar),
                          stable_update=bool(stable_update), **model_kwargs)
-    return SVIResult(result.params, result.losses)
+    return SVIResult(result.params, result.losses, jnp.asarray(num_steps, jnp.int32),
+                     jnp.zeros((), bool))
 
 
 def summarize(
