@@ -51,7 +51,8 @@ class FitOutput(NamedTuple):
 
     Attributes:
         model: one of :data:`MODELS`.
-        params: the fitted parameters NamedTuple (what :func:`~espresso_jax.apps.fitting.folder.load_fitted` gives back).
+        params: the fitted parameters NamedTuple (what
+            :func:`~espresso_jax.apps.fitting.folder.load_fitted` gives back).
         info: JSON-able options, column names and model settings (the sidecar's content).
         metrics: JSON-able numbers for ``summary.json``.
     """
