@@ -281,7 +281,7 @@ def test_error_while_writing_leaves_the_previous_fit_untouched(tmp_path, capsys,
     def broken_plot(*args):
         raise ValueError("plot failed")
 
-    monkeypatch.setattr(fitting, "_plot", broken_plot)
+    monkeypatch.setattr(fitting.plots, "plot_fit", broken_plot)
     capsys.readouterr()
     assert main(["fit", "ppca", CSV, "--out", str(out)]) == 2
     assert capsys.readouterr().err.strip() == "espresso-jax: error: plot failed"
