@@ -56,6 +56,8 @@ from espresso_jax.validation import (
 
 __all__ = [
     "TrainedModel",
+    "ModelSpec",
+    "train_models",
     "MNISTModels",
     "ClassificationMetrics",
     "MNISTComparison",
@@ -148,6 +150,28 @@ def train_model(kind: str, fit: Callable[..., train.FitResult], key: jax.Array, 
               n_epochs=n_epochs, **fit_options, **loop_options(n_epochs, progress, kind))
     return TrainedModel(kind, module, res.params, float(rate), time.perf_counter() - start,
                         float(res.history["loss"][-1]))
+
+
+ModelSpec = tuple[str, Callable[..., train.FitResult], dict[str, Any]]
+"""``(kind, fit, fit_options)`` of one model for :func:`train_models`."""
+
+
+def train_models(key: jax.Array, models: Sequence[str], x: Any, y: Any,
+                 specs: dict[str, ModelSpec], **options: Any) -> dict[str, TrainedModel]:
+    """Train the ``models`` named in ``specs`` with :func:`train_model`.
+
+    Each name in ``specs`` owns one key of ``jax.random.split(key, len(specs))`` (in the order
+    of ``specs``), so a model's result does not depend on which others are trained.
+
+    Args:
+        key: PRNG key. models: names to train (a subset of ``specs``). x, y: training data.
+        specs: name -> ``(kind, fit, fit_options)`` (``fit_options`` holds ``module`` and the
+            fit's own keywords).
+        **options: :func:`train_model`'s shared settings (learning rate, batch size, ...).
+    """
+    keys = dict(zip(specs, jax.random.split(key, len(specs)), strict=True))
+    return {name: train_model(specs[name][0], specs[name][1], keys[name], x, y,
+                              **specs[name][2], **options) for name in models}
 
 
 @functools.partial(jax.jit, static_argnames="module")
@@ -309,22 +333,21 @@ def train_mnist_models(key: jax.Array, *, quick: bool = False, n_train: int | No
     batch_size = check_int(batch_size, "batch_size", min_value=1, max_value=int(x.shape[0]))
     opts: dict[str, Any] = dict(learning_rate=learning_rate, batch_size=batch_size,
                                 n_epochs=n_epochs, progress=progress)
-    keys = dict(zip(MNIST_MODELS, jax.random.split(key, len(MNIST_MODELS)), strict=True))
-    out = {}
-    for name in models:
-        if name == "deterministic":
-            out[name] = train_model("deterministic", supervised.fit, keys[name], x, y,
-                                    module=MLP(features=(*hidden, 10)), task="classification",
-                                    **opts)
-        elif name == "mc_dropout":
-            out[name] = train_model("dropout", dropout.fit, keys[name], x, y,
-                                    module=dropout.DropoutMLP(hidden, n_outputs=10),
-                                    task="classification", rate=dropout_rate, **opts)
-        else:
-            prior = MNIST_GAUSSIAN_PRIOR if name == "bbb_gaussian" else MNIST_MIXTURE_PRIOR
-            out[name] = train_model("bbb", bbb_elbo.fit, keys[name], x, y,
-                                    module=bbb.BayesMLP((*hidden, 10), prior=prior),
-                                    likelihood="categorical", normalize=True, **opts)
+    bbb_options = dict(likelihood="categorical", normalize=True)
+    specs: dict[str, ModelSpec] = {
+        "deterministic": ("deterministic", supervised.fit,
+                          dict(module=MLP(features=(*hidden, 10)), task="classification")),
+        "mc_dropout": ("dropout", dropout.fit,
+                       dict(module=dropout.DropoutMLP(hidden, n_outputs=10),
+                            task="classification", rate=dropout_rate)),
+        "bbb_gaussian": ("bbb", bbb_elbo.fit,
+                         dict(module=bbb.BayesMLP((*hidden, 10), prior=MNIST_GAUSSIAN_PRIOR),
+                              **bbb_options)),
+        "bbb_mixture": ("bbb", bbb_elbo.fit,
+                        dict(module=bbb.BayesMLP((*hidden, 10), prior=MNIST_MIXTURE_PRIOR),
+                             **bbb_options)),
+    }
+    out = train_models(key, models, x, y, specs, **opts)
     return MNISTModels(out, int(x.shape[0]), n_epochs, hidden)
 
 

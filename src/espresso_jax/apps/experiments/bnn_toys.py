@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from espresso_jax.apps.experiments.bnn_mnist import sample_outputs, train_model
+from espresso_jax.apps.experiments.bnn_mnist import ModelSpec, sample_outputs, train_models
 from espresso_jax.bnn import bbb, bbb_elbo, dropout, heteroscedastic
 from espresso_jax.nn import supervised
 from espresso_jax.nn.modules import MLP
@@ -168,24 +168,19 @@ def gap_regression(key: jax.Array, *, quick: bool = False, n: int = 80,
         learning_rate=check_positive(learning_rate, "learning_rate"),
         batch_size=check_int(batch_size, "batch_size", min_value=1, max_value=n),
         n_epochs=n_epochs, progress=progress)
-    keys = dict(zip(GAP_MODELS, jax.random.split(k_fit, len(GAP_MODELS)), strict=True))
-    fitted = {}
-    for name in models:
-        if name == "deterministic":
-            fitted[name] = train_model("deterministic", supervised.fit, keys[name], X, y,
-                                       module=MLP(features=(*hidden, 1)), task="regression",
-                                       **opts)
-        elif name == "bbb":
-            bayes_net = bbb.BayesMLP((*hidden, 1), prior=bbb.gaussian_prior(bbb_prior_scale))
-            fitted[name] = train_model("bbb", bbb_elbo.fit, keys[name], X, y, module=bayes_net,
-                                       likelihood="gaussian", noise_std=noise_std,
-                                       normalize=True, **opts)
-        else:
-            module = dropout.DropoutMLP(hidden, kernel_init=nn.initializers.lecun_normal(),
-                                        input_dropout=False)
-            fitted[name] = train_model("dropout", dropout.fit, keys[name], X, y, module=module,
-                                       task="regression", rate=rate,
-                                       tau=1.0 / noise_std ** 2, **opts)
+    specs: dict[str, ModelSpec] = {
+        "deterministic": ("deterministic", supervised.fit,
+                          dict(module=MLP(features=(*hidden, 1)), task="regression")),
+        "bbb": ("bbb", bbb_elbo.fit,
+                dict(module=bbb.BayesMLP((*hidden, 1), prior=bbb.gaussian_prior(bbb_prior_scale)),
+                     likelihood="gaussian", noise_std=noise_std, normalize=True)),
+        "mc_dropout": ("dropout", dropout.fit,
+                       dict(module=dropout.DropoutMLP(
+                           hidden, kernel_init=nn.initializers.lecun_normal(),
+                           input_dropout=False),
+                           task="regression", rate=rate, tau=1.0 / noise_std ** 2)),
+    }
+    fitted = train_models(k_fit, models, X, y, specs, **opts)
     x_grid = jnp.linspace(-1.5, 1.5, 301, dtype=float_dtype())
     in_gap, on_data = _regions(x_grid)
     truth = np.asarray(_truth(x_grid))
