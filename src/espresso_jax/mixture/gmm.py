@@ -265,8 +265,8 @@ def _init_state(key, X, w, Xp, wp, reg_covar, over: _Overrides, *, n_components:
         prec_chol = gauss.precision_cholesky_from_precision(over.precisions, ctype)
         cov = gauss.covariance_from_precision_cholesky(prec_chol, ctype)
     # every field is set: by the initial M-step, or by the overrides that made it unnecessary
-    assert weights is not None and means is not None and cov is not None
-    assert prec_chol is not None
+    if weights is None or means is None or cov is None or prec_chol is None:
+        raise RuntimeError("internal error: a GMM initial state field was left unset")
     return _State(weights=weights, delta=jnp.zeros_like(means), covariances=cov,
                   prec_chol=prec_chol, shift=means, reg_covar=reg_covar)
 
