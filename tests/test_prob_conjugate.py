@@ -12,6 +12,7 @@ from scipy.special import multigammaln
 from espresso_jax.interop import standard_promotion
 from espresso_jax.prob import conjugate as C
 from espresso_jax.prob import estimate as E
+from espresso_jax.prob.conjugate import beta_dirichlet, multivariate_gaussian
 
 RNG = np.random.default_rng(42)
 X_BERN = RNG.integers(0, 2, size=12)
@@ -367,9 +368,9 @@ def test_stats_form_fold_with_scan(x64):
     stats = E.GaussianStats(jnp.ones(15), X, jnp.zeros((15, 2, 2)))
 
     def step(p, s):
-        return C._niw_impl(p, s), None
+        return multivariate_gaussian._niw_impl(p, s), None
 
-    prior = C._check_niw(_niw())
+    prior = multivariate_gaussian._check_niw(_niw())
     folded, _ = jax.lax.scan(step, prior, stats)
     batch = C.normal_inverse_wishart(_niw(), X)
     for a, b in zip(folded, batch, strict=True):
@@ -379,9 +380,9 @@ def test_stats_form_fold_with_scan(x64):
 def test_jit_no_recompile_and_disable_jit():
     prior = dist.Beta(2.0, 3.0)
     C.beta_bernoulli(prior, X_BERN)
-    size = C._beta_impl._cache_size()
+    size = beta_dirichlet._beta_impl._cache_size()
     C.beta_bernoulli(dist.Beta(1.0, 1.0), 1 - X_BERN)
-    assert C._beta_impl._cache_size() == size
+    assert beta_dirichlet._beta_impl._cache_size() == size
     post = C.normal_gamma(_ng(jnp.float32), X_NORM)
     with jax.disable_jit():
         eager = C.normal_gamma(_ng(jnp.float32), X_NORM)
