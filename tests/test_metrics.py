@@ -12,6 +12,7 @@ from scipy import special, stats
 from sklearn.metrics import accuracy_score, brier_score_loss, log_loss
 
 from espresso_jax import metrics as U
+from espresso_jax.metrics import classification
 
 
 def _samples(seed, T=20, n=6):
@@ -208,9 +209,9 @@ def test_jit_composes_and_second_call_does_not_recompile():
     np.testing.assert_allclose(f(labels, probs), U.negative_log_likelihood(labels, probs),
                                rtol=1e-6)
     U.brier_score(labels, probs)
-    size = U._brier._cache_size()
+    size = classification._brier._cache_size()
     U.brier_score(labels, _dirichlet(17, 50, 3))
-    assert U._brier._cache_size() == size
+    assert classification._brier._cache_size() == size
 
 
 # ------------------------------------------------------------------------------ bad input
