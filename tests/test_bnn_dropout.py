@@ -235,7 +235,7 @@ def test_bad_input(net):
         dropout.mc_forward(key, params, X, 1.0, n_samples=2)
     with pytest.raises(ValueError, match="rate"):
         dropout.mc_forward(key, params, X, -0.1, n_samples=2)
-    with pytest.raises(ValueError, match="X"):
+    with pytest.raises(ValueError, match=r"\bX\b"):
         dropout.mc_forward(key, params, X[:, 0], 0.1, n_samples=2)
     with pytest.raises(ValueError, match="n_samples"):
         dropout.mc_forward(key, params, X, 0.1, n_samples=0)

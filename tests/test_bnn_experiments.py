@@ -80,14 +80,14 @@ def test_bad_inputs():
         ex.train_mnist_models(key, n_epochs=-2)
     with pytest.raises(ValueError, match="image"):
         ex.rotate_images(np.zeros((2, 2, 2)), [0.0])
-    with pytest.raises(ValueError, match="n"):
+    with pytest.raises(ValueError, match="^n must be >= 2"):
         er.gap_data(key, 1)
     with pytest.raises(TypeError, match="key"):
         er.gap_data(0, 10)
     model = ex.TrainedModel("deterministic", None, None)
     with pytest.raises(ValueError, match="n_samples"):
         ex.sample_outputs(key, model, np.zeros((2, 3)), n_samples=0)
-    with pytest.raises(ValueError, match="x"):
+    with pytest.raises(ValueError, match=r"\bx\b"):
         ex.sample_outputs(key, model, np.zeros(3), n_samples=1)
     with pytest.raises(ValueError, match="model"):
         ex.mnist_pruning(key, model)
@@ -159,10 +159,22 @@ def test_rotated_digit_entropy_rises():
 @pytest.mark.slow
 def test_heteroscedastic_decomposition_tracks_the_noise():
     res = er.heteroscedastic_regression(jax.random.key(0), quick=True)
-    # aleatoric std follows s(x) = 0.02 + 0.15 (x + 1) on the data (measured corr 0.97,
-    # mean abs error 0.047 in quick mode)
-    assert res.aleatoric_corr > 0.9
-    assert res.aleatoric_mae < 0.08
-    np.testing.assert_allclose(res.epistemic + res.aleatoric, res.epistemic + res.aleatoric)
+    # The generating noise sd, the data intervals and the gap are written here independently
+    # of the library (s(x) = 0.02 + 0.15 (x + 1) on [-1, -0.3] and [0.3, 1]).
+    x = np.asarray(res.x_grid, np.float64)
+    true_std = 0.02 + 0.15 * (x + 1.0)
+    on_data = (np.abs(x) >= 0.3) & (np.abs(x) <= 1.0)
+    in_gap = np.abs(x) < 0.3
+    np.testing.assert_allclose(res.true_noise_std, true_std, rtol=1e-6)
+    ale_std = np.sqrt(np.asarray(res.aleatoric, np.float64))
+    ep_std = np.sqrt(np.asarray(res.epistemic, np.float64))
+    corr = np.corrcoef(ale_std[on_data], true_std[on_data])[0, 1]
+    mae = np.mean(np.abs(ale_std[on_data] - true_std[on_data]))
+    # aleatoric std follows s(x) on the data (measured corr 0.97, mean abs error 0.047 in
+    # quick mode); the summary fields report the same numbers
+    assert corr > 0.9 and mae < 0.08, (corr, mae)
+    np.testing.assert_allclose([res.aleatoric_corr, res.aleatoric_mae], [corr, mae], rtol=1e-5)
     assert np.all(res.epistemic >= 0) and np.all(res.aleatoric > 0)
-    assert res.gap_epistemic_std > res.data_epistemic_std
+    assert ep_std[in_gap].mean() > ep_std[on_data].mean()
+    np.testing.assert_allclose([res.gap_epistemic_std, res.data_epistemic_std],
+                               [ep_std[in_gap].mean(), ep_std[on_data].mean()], rtol=1e-5)

@@ -26,6 +26,7 @@ from sklearn.mixture import BayesianGaussianMixture, GaussianMixture
 from espresso_jax.datasets import load_faithful
 from espresso_jax.fully_bayes import dpgmm
 from espresso_jax.interop import standard_promotion
+from espresso_jax.mixture import vbgmm
 
 # DP concentration, ours and the references' (sklearn: Beta(1, α) sticks). Small on purpose:
 # with α = 0.1 the exact (NUTS) posterior puts roughly half its mass on splitting the
@@ -178,7 +179,6 @@ def test_nuts_small_matches_vbgmm(nuts_small):
     # as in check_clusters. Its score_samples is its posterior predictive (Student-t mixture)
     # of a 2-component fit: NUTS's predictive must not be worse (measured gap +0.005 for a
     # 2-component NUTS posterior, larger when chains visit the split states).
-    vbgmm = pytest.importorskip("espresso_jax.mixture.vbgmm")
     X = faithful_std()
     res = vbgmm.fit(jax.random.key(0), X, 10, weight_prior="dirichlet_process",
                     weight_concentration=ALPHA, mean_precision=1e-2, max_iter=1000, tol=1e-6,
@@ -380,7 +380,6 @@ def test_nuts_full_matches_sklearn_and_vbgmm(sklearn_ref):
     lppd = float(dpgmm.predictive_density(post, X).mean())
     check_predictive(lppd)
     assert lppd >= ref_score - 0.02
-    vbgmm = pytest.importorskip("espresso_jax.mixture.vbgmm")
     res = vbgmm.fit(jax.random.key(0), X, 10, weight_prior="dirichlet_process",
                     weight_concentration=ALPHA, mean_precision=1e-2, max_iter=1000, tol=1e-6,
                     n_init=3)

@@ -89,8 +89,27 @@ def test_cli_usage_error_exits_nonzero(capsys):
     assert exc.value.code == 2
 
 
-def test_every_section_is_named_uniquely():
-    assert len(SECTIONS) == len(set(SECTIONS)) >= 11
+def test_every_section_is_registered_once():
+    # The tour's table is a dict literal merged with tour_deep's: a deep section named like a
+    # classic one would silently replace it, and a section function left out of the table
+    # would never run. Read both modules' source to see what was written.
+    import ast
+    import inspect
+
+    from espresso_jax.apps import tour, tour_deep
+
+    classic = []
+    for node in ast.walk(ast.parse(inspect.getsource(tour))):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                and node.target.id == "SECTIONS"):
+            classic = [k.value for k in node.value.keys if isinstance(k, ast.Constant)]
+    assert len(classic) >= 11 and len(set(classic)) == len(classic)
+    assert set(classic).isdisjoint(tour_deep.SECTIONS)
+    assert list(SECTIONS) == classic + list(tour_deep.SECTIONS)
+    defined = {f for module in (tour, tour_deep) for f in vars(module)
+               if f.startswith("_section_") and callable(getattr(module, f))}
+    registered = {f.__name__ for f in SECTIONS.values()}
+    assert defined == registered, defined ^ registered
 
 
 def test_cli_summary_prints_scalar_metrics(tmp_path, capsys):
