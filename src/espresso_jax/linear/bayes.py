@@ -1,15 +1,14 @@
-"""Bayesian linear regression: posterior, predictive, evidence and evidence maximisation.
+"""Bayesian linear regression: the evidence, its maximisation and model comparison by evidence.
 
-Model (PRML §3.3): ``t_n = w^T phi(x_n) + eps``, ``eps ~ N(0, 1/beta)``, prior
-``w ~ N(m_0, S_0)`` (isotropic ``N(0, I / alpha)`` by default). The posterior is
-``N(m_N, S_N)`` with ``S_N^{-1} = S_0^{-1} + beta Phi^T Phi`` and
-``m_N = S_N (S_0^{-1} m_0 + beta Phi^T t)`` (eqs. 3.50-3.54).
+The model is that of :mod:`espresso_jax.linear.bayes_posterior` (PRML §3.3): ``t = Phi w + eps``,
+``eps ~ N(0, 1/beta)``, ``w ~ N(0, I / alpha)``. This module holds the log marginal likelihood
+``ln p(t | alpha, beta)`` (PRML eq. 3.86), its maximisation over ``alpha, beta`` (type-II
+maximum likelihood, MacKay's fixed point, §3.5.2) and the evidence of polynomial models of
+several orders (§3.4). It re-exports the posterior and predictive of
+:mod:`~espresso_jax.linear.bayes_posterior` (:func:`posterior`, :func:`predict`, ...), so
+``espresso_jax.linear.bayes`` is the one entry point to Bayesian linear regression.
 
 Numerics:
-  * the posterior is computed in the prior's whitened coordinates ``w = m_0 + L_0 u``
-    (``S_0 = L_0 L_0^T``): the matrix factorised is ``I + beta L_0^T Phi^T Phi L_0``, whose
-    eigenvalues are >= 1, so its Cholesky factor is well conditioned and ``S_0`` is never
-    inverted;
   * evidence maximisation (§3.5.2) uses ONE eigendecomposition of ``Phi^T Phi``
     (``lambda_i``; the eigenvalues of ``beta Phi^T Phi`` are ``beta lambda_i``) and the rotated
     ``V^T Phi^T t``: each iteration is O(n_basis), independent of ``n_samples``;
@@ -29,24 +28,33 @@ References:
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.scipy.linalg import cho_solve, solve_triangular
+from jax.scipy.linalg import cho_solve
 from jax.typing import ArrayLike
 
 from espresso_jax import em
 from espresso_jax.linear.basis import polynomial
-from espresso_jax.linear.regression import LeastSquaresParams
+from espresso_jax.linear.bayes_posterior import (
+    BayesParams,
+    Posterior,
+    Predictive,
+    check_regression_data,
+    gram,
+    posterior,
+    posterior_general,
+    predict,
+    sample_functions,
+)
 from espresso_jax.prob.gaussian import gaussian_log_density
 from espresso_jax.validation import (
     as_float_array,
     as_positive_array,
     check_int,
-    check_key,
     check_positive,
     check_same_length,
     is_traced,
@@ -60,51 +68,6 @@ __all__ = [
 
 _HI = lax.Precision.HIGHEST  # full-precision GEMMs also on accelerators (no TF32/bf16 passes)
 _mm = partial(jnp.matmul, precision=_HI)
-
-
-class Posterior(NamedTuple):
-    """Gaussian posterior over the weights.
-
-    Attributes:
-        mean: ``(n_basis,)`` posterior mean ``m_N``.
-        cov: ``(n_basis, n_basis)`` posterior covariance ``S_N``.
-    """
-
-    mean: jax.Array
-    cov: jax.Array
-
-
-class Predictive(NamedTuple):
-    """Gaussian predictive distribution at new inputs (PRML eqs. 3.58-3.59).
-
-    Attributes:
-        mean: ``(n_new,)`` predictive mean ``m_N^T phi(x)``.
-        var: ``(n_new,)`` total variance ``sigma_N^2(x) = noise_var + model_var``.
-        noise_var: ``(n_new,)`` aleatoric part ``1 / beta`` (constant).
-        model_var: ``(n_new,)`` epistemic part ``phi(x)^T S_N phi(x)``.
-    """
-
-    mean: jax.Array
-    var: jax.Array
-    noise_var: jax.Array
-    model_var: jax.Array
-
-
-class BayesParams(NamedTuple):
-    """A fitted Bayesian linear regression (what :func:`predict` and :func:`sample_functions`
-    take): the weight posterior ``N(mean, cov)`` and the precisions it was computed at.
-
-    Attributes:
-        mean: ``(n_basis,)`` posterior mean ``m_N``.
-        cov: ``(n_basis, n_basis)`` posterior covariance ``S_N``.
-        alpha: ``()`` prior precision of the weights.
-        beta: ``()`` noise precision.
-    """
-
-    mean: jax.Array
-    cov: jax.Array
-    alpha: jax.Array
-    beta: jax.Array
 
 
 class EvidenceResult(NamedTuple):
@@ -150,206 +113,6 @@ class OrderEvidence(NamedTuple):
     rms_map: jax.Array
 
 
-# --------------------------------------------------------------------------- validation
-
-def _data(Phi: Any, t: Any) -> tuple[jax.Array, jax.Array]:
-    Phi = as_float_array(Phi, "Phi", ndim=2, shape_hint="(n_samples, n_basis)")
-    t = as_float_array(t, "t", ndim=1, shape_hint="(n_samples,)")
-    check_same_length(Phi=Phi, t=t)
-    return Phi, t
-
-
-def _mean_cov(post: Any, name: str = "post") -> tuple[jax.Array, jax.Array]:
-    if isinstance(post, (Posterior, BayesParams)):
-        return post.mean, post.cov
-    if isinstance(post, LeastSquaresParams):
-        return post.w, jnp.zeros((post.w.shape[0],) * 2, dtype=post.w.dtype)
-    raise TypeError(f"{name} must be a Posterior, BayesParams or LeastSquaresParams, got "
-                    f"{type(post).__name__}")
-
-
-def _new_design(Phi_new: Any, n_basis: int) -> jax.Array:
-    return as_float_array(Phi_new, "Phi_new", ndim=2, shape_hint="(n_new, n_basis)",
-                          n_columns=n_basis)
-
-
-# --------------------------------------------------------------------------- posterior
-
-def _gram(Phi: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``Phi^T Phi`` (symmetrised) and ``Phi^T t``: the one pass over the rows."""
-    G = _mm(Phi.T, Phi)
-    return 0.5 * (G + G.T), _mm(Phi.T, t)
-
-
-def _whitened_posterior(G: jax.Array, b: jax.Array, m0: jax.Array, L0: jax.Array,
-                        beta: jax.Array) -> Posterior:
-    """Posterior from ``G = Phi^T Phi``, ``b = Phi^T t`` and the prior ``N(m0, L0 L0^T)``.
-
-    With ``w = m0 + L0 u``, ``u ~ N(0, I)``: ``B = I + beta L0^T G L0`` (eigenvalues >= 1),
-    ``E[u] = B^{-1} beta L0^T (b - G m0)``, ``S_N = L0 B^{-1} L0^T = C C^T`` with
-    ``C^T = L_B^{-1} L0^T``."""
-    d = G.shape[0]
-    B = jnp.eye(d, dtype=G.dtype) + beta * _mm(_mm(L0.T, G), L0)
-    LB = jnp.linalg.cholesky(0.5 * (B + B.T))
-    u = cho_solve((LB, True), beta * _mm(L0.T, b - _mm(G, m0)))
-    Ct = solve_triangular(LB, L0.T, lower=True)
-    cov = _mm(Ct.T, Ct)
-    return Posterior(mean=m0 + _mm(L0, u), cov=0.5 * (cov + cov.T))
-
-
-@jax.jit
-def _posterior_impl(Phi, t, alpha, beta):
-    G, b = _gram(Phi, t)
-    d = Phi.shape[1]
-    L0 = jnp.eye(d, dtype=Phi.dtype) / jnp.sqrt(alpha)
-    return _whitened_posterior(G, b, jnp.zeros(d, dtype=Phi.dtype), L0, beta)
-
-
-@jax.jit
-def _posterior_general_impl(Phi, t, prior_mean, prior_cov, beta):
-    G, b = _gram(Phi, t)
-    L0 = jnp.linalg.cholesky(0.5 * (prior_cov + prior_cov.T))
-    return _whitened_posterior(G, b, prior_mean, L0, beta)
-
-
-def posterior(Phi: ArrayLike, t: ArrayLike, *, alpha: float, beta: float) -> Posterior:
-    """Weight posterior under the isotropic prior ``N(0, I / alpha)`` (PRML eqs. 3.53-3.54).
-
-    ``S_N^{-1} = alpha I + beta Phi^T Phi``, ``m_N = beta S_N Phi^T t``.
-
-    Args:
-        Phi: ``(n_samples, n_basis)`` design matrix.
-        t: ``(n_samples,)`` targets.
-        alpha: prior precision ``> 0``.
-        beta: noise precision ``> 0``.
-
-    Returns:
-        :class:`Posterior` ``(mean (n_basis,), cov (n_basis, n_basis))``.
-
-    References:
-        Bishop, PRML (2006), §3.3.1.
-    """
-    Phi, t = _data(Phi, t)
-    return _posterior_impl(Phi, t, as_positive_array(alpha, "alpha", ndim=0),
-                           as_positive_array(beta, "beta", ndim=0))
-
-
-def posterior_general(Phi: ArrayLike, t: ArrayLike, *, prior_mean: ArrayLike,
-                      prior_cov: ArrayLike, beta: float) -> Posterior:
-    """Weight posterior under a general Gaussian prior ``N(m_0, S_0)`` (PRML eqs. 3.48-3.51).
-
-    Args:
-        Phi: ``(n_samples, n_basis)`` design matrix.
-        t: ``(n_samples,)`` targets.
-        prior_mean: ``(n_basis,)`` prior mean ``m_0``.
-        prior_cov: ``(n_basis, n_basis)`` symmetric positive-definite prior covariance ``S_0``.
-        beta: noise precision ``> 0``.
-
-    Returns:
-        :class:`Posterior`.
-
-    Raises:
-        ValueError: ``prior_cov`` not symmetric positive definite, or shapes that disagree.
-
-    References:
-        Bishop, PRML (2006), §3.3.1.
-    """
-    Phi, t = _data(Phi, t)
-    d = Phi.shape[1]
-    prior_mean = as_float_array(prior_mean, "prior_mean", ndim=1, shape_hint="(n_basis,)")
-    prior_cov = as_float_array(prior_cov, "prior_cov", ndim=2,
-                               shape_hint="(n_basis, n_basis)")
-    if prior_mean.shape != (d,):
-        raise ValueError(f"prior_mean must have shape ({d},) to match Phi, got "
-                         f"{tuple(prior_mean.shape)}")
-    if prior_cov.shape != (d, d):
-        raise ValueError(f"prior_cov must have shape ({d}, {d}) to match Phi, got "
-                         f"{tuple(prior_cov.shape)}")
-    if not is_traced(prior_cov):
-        c = np.asarray(prior_cov, dtype=np.float64)
-        if not np.allclose(c, c.T, rtol=1e-5, atol=1e-8 * np.abs(c).max()):
-            raise ValueError("prior_cov must be symmetric")
-        try:
-            np.linalg.cholesky(c)
-        except np.linalg.LinAlgError:
-            raise ValueError("prior_cov must be positive definite") from None
-    return _posterior_general_impl(Phi, t, prior_mean, prior_cov,
-                                   as_positive_array(beta, "beta", ndim=0))
-
-
-# --------------------------------------------------------------------------- predictive
-
-@jax.jit
-def _predict_impl(mean, cov, Phi, beta):
-    mu = _mm(Phi, mean)
-    model = jnp.maximum(jnp.einsum("nd,de,ne->n", Phi, cov, Phi, precision=_HI), 0.0)
-    noise = jnp.full_like(mu, 1.0) / beta
-    return Predictive(mean=mu, var=noise + model, noise_var=noise, model_var=model)
-
-
-def predict(params: BayesParams | Posterior | LeastSquaresParams, Phi_new: ArrayLike,
-            beta: float | None = None) -> Predictive:
-    """Predictive distribution ``N(t | m_N^T phi, 1/beta + phi^T S_N phi)`` (PRML 3.58-3.59).
-
-    Args:
-        params: :class:`BayesParams` (``fit_evidence(...).params``; uses its ``beta`` unless
-            one is given), a :class:`Posterior` (needs ``beta``) or least-squares params
-            (no model variance; uses their ML ``beta`` unless one is given).
-        Phi_new: ``(n_new, n_basis)`` design matrix of the new inputs.
-        beta: noise precision ``> 0``.
-
-    Returns:
-        :class:`Predictive` with the split ``var = noise_var + model_var``.
-
-    References:
-        Bishop, PRML (2006), §3.3.2.
-    """
-    mean, cov = _mean_cov(params, "params")
-    if beta is None:
-        if isinstance(params, Posterior):
-            raise ValueError("beta is required to predict from a Posterior (it has no noise "
-                             "precision); pass beta=...")
-        beta_arr = as_positive_array(params.beta, "beta", ndim=0)
-    else:
-        beta_arr = as_positive_array(beta, "beta", ndim=0)
-    Phi_new = _new_design(Phi_new, mean.shape[0])
-    dtype = Phi_new.dtype
-    return _predict_impl(mean.astype(dtype), cov.astype(dtype), Phi_new, beta_arr.astype(dtype))
-
-
-@partial(jax.jit, static_argnames=("n_samples",))
-def _sample_impl(key, mean, cov, Phi, n_samples):
-    evals, evecs = jnp.linalg.eigh(0.5 * (cov + cov.T))
-    root = evecs * jnp.sqrt(jnp.maximum(evals, 0.0))[None, :]        # cov = root root^T (PSD-safe)
-    eps = jax.random.normal(key, (n_samples, mean.shape[0]), dtype=mean.dtype)
-    w = mean[None, :] + _mm(eps, root.T)                     # (n_samples, n_basis)
-    return _mm(w, Phi.T)
-
-
-def sample_functions(key: jax.Array, post: Posterior | BayesParams, Phi_new: ArrayLike,
-                     n_samples: int) -> jax.Array:
-    """Draw functions ``y(x) = w^T phi(x)``, ``w ~ N(m_N, S_N)`` (PRML Fig. 3.9).
-
-    Args:
-        key: PRNG key.
-        post: :class:`Posterior` or :class:`BayesParams`.
-        Phi_new: ``(n_new, n_basis)`` design matrix where the functions are evaluated.
-        n_samples: number of functions.
-
-    Returns:
-        ``(n_samples, n_new)`` noise-free function values.
-
-    References:
-        Bishop, PRML (2006), §3.3.2, Fig. 3.9.
-    """
-    key = check_key(key)
-    mean, cov = _mean_cov(post)
-    n_samples = check_int(n_samples, "n_samples", min_value=1)
-    Phi_new = _new_design(Phi_new, mean.shape[0])
-    dtype = Phi_new.dtype
-    return _sample_impl(key, mean.astype(dtype), cov.astype(dtype), Phi_new, n_samples)
-
-
 # --------------------------------------------------------------------------- evidence
 
 class _Eigen(NamedTuple):
@@ -365,7 +128,7 @@ class _Eigen(NamedTuple):
 
 def _eigen(Phi: jax.Array, t: jax.Array) -> _Eigen:
     n, d = Phi.shape
-    G, b = _gram(Phi, t)
+    G, b = gram(Phi, t)
     lam, vecs = jnp.linalg.eigh(G)
     lam = jnp.maximum(lam, 0.0)
     eps = float(jnp.finfo(Phi.dtype).eps)
@@ -433,7 +196,7 @@ def log_evidence(Phi: ArrayLike, t: ArrayLike, alpha: ArrayLike, beta: ArrayLike
     References:
         Bishop, PRML (2006), §3.5.1, eq. 3.86.
     """
-    Phi, t = _data(Phi, t)
+    Phi, t = check_regression_data(Phi, t)
     alpha = as_positive_array(alpha, "alpha")
     beta = as_positive_array(beta, "beta")
     try:
@@ -507,7 +270,7 @@ def fit_evidence(Phi: ArrayLike, t: ArrayLike, *, alpha0: float = 1.0,
     References:
         Bishop, PRML (2006), §3.5.2; MacKay (1992); Tipping (2001).
     """
-    Phi, t = _data(Phi, t)
+    Phi, t = check_regression_data(Phi, t)
     alpha0_arr = as_positive_array(alpha0, "alpha0", ndim=0)
     if beta0 is None:
         var = float(np.var(np.asarray(t, dtype=np.float64))) if not is_traced(t) else None
@@ -538,7 +301,7 @@ def _masked_evidence(Phi, t, alpha, beta, mask):
     equals the evidence of the smaller model (unused weights integrate out)."""
     n, d = Phi.shape
     P = Phi * mask.astype(Phi.dtype)[None, :]
-    G, b = _gram(P, t)
+    G, b = gram(P, t)
     L = jnp.linalg.cholesky(alpha * jnp.eye(d, dtype=Phi.dtype) + beta * G)
     m = cho_solve((L, True), beta * b)
     resid = t - _mm(P, m)

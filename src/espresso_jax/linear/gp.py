@@ -1,15 +1,15 @@
-"""Gaussian-process regression with an RBF kernel and Gaussian noise.
+"""Gaussian-process regression with an RBF kernel and Gaussian noise: posterior and evidence.
 
 Model (Bishop PRML §6.4.2; Rasmussen & Williams, ch. 2):
 
     f ~ GP(m, k),   k(x, x') = σ_f² exp(−½ Σ_d (x_d − x'_d)² / ℓ_d²),   y_i = f(x_i) + ε_i,
     ε_i ~ N(0, σ_n²).
 
-The length-scale ℓ is one number (isotropic) or one per input dimension (automatic relevance
-determination, ARD, PRML §6.4.4). Hyper-parameters live in :class:`GPParams` in log space,
-``θ = (log σ_f², log ℓ, log σ_n²)``, the same coordinates as scikit-learn's ``kernel.theta`` for
-``ConstantKernel(σ_f²) * RBF(ℓ) + WhiteKernel(σ_n²)``; build them from positive values with
-:func:`make_params`.
+The kernel and the hyper-parameters θ (:class:`GPParams`, :func:`make_params`,
+:func:`rbf_kernel`) live in :mod:`espresso_jax.linear.gp_kernel` and are re-exported here. This
+module conditions the GP on data (:func:`fit`), predicts and draws from the posterior
+(:func:`predict`, :func:`sample_posterior`), and evaluates and maximises the log marginal
+likelihood over θ (:func:`log_marginal_likelihood`, :func:`fit_hyperparameters`).
 
 Mean function: zero by default. With ``center=True`` a constant mean is handled by centring:
 the empirical mean ȳ of the training targets is subtracted before the zero-mean GP is applied and
@@ -37,12 +37,10 @@ References:
 from __future__ import annotations
 
 import functools
-import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jax import lax
 from jax.scipy.linalg import solve_triangular
@@ -50,6 +48,14 @@ from jax.typing import ArrayLike
 
 from espresso_jax import em
 from espresso_jax.interop import standard_promotion
+from espresso_jax.linear.gp_kernel import (
+    GPParams,
+    check_params,
+    kernel_matrix,
+    make_params,
+    noisy_kernel_matrix,
+    rbf_kernel,
+)
 from espresso_jax.prob.gaussian import gaussian_log_density
 from espresso_jax.prob.linalg import cholesky_with_jitter
 from espresso_jax.validation import (
@@ -76,35 +82,6 @@ __all__ = [
 ]
 
 _MAX_REL_JITTER = 1e-2  # largest jitter tried, relative to the mean of the diagonal
-
-
-class GPParams(NamedTuple):
-    """RBF + noise hyper-parameters in unconstrained (log) space.
-
-    Attributes:
-        log_signal_var: ``()`` log σ_f² (signal variance, the kernel's amplitude squared).
-        log_length_scale: ``()`` isotropic log ℓ, or ``(n_features,)`` ARD log length-scales.
-        log_noise_var: ``()`` log σ_n² (Gaussian observation-noise variance).
-    """
-
-    log_signal_var: jax.Array
-    log_length_scale: jax.Array
-    log_noise_var: jax.Array
-
-    @property
-    def signal_var(self) -> jax.Array:
-        """σ_f²."""
-        return jnp.exp(self.log_signal_var)
-
-    @property
-    def length_scale(self) -> jax.Array:
-        """ℓ, shape ``()`` or ``(n_features,)``."""
-        return jnp.exp(self.log_length_scale)
-
-    @property
-    def noise_var(self) -> jax.Array:
-        """σ_n²."""
-        return jnp.exp(self.log_noise_var)
 
 
 class GPPosterior(NamedTuple):
@@ -166,50 +143,6 @@ class GPHyperResult(NamedTuple):
 # ----------------------------------------------------------------------------- validation
 
 
-def make_params(signal_var: float, length_scale: ArrayLike, noise_var: float) -> GPParams:
-    """Build :class:`GPParams` from positive hyper-parameters.
-
-    Args:
-        signal_var: σ_f² > 0.
-        length_scale: ℓ > 0, a scalar (isotropic) or ``(n_features,)`` (ARD).
-        noise_var: σ_n² > 0.
-
-    Returns:
-        :class:`GPParams` holding the logarithms, in the working float dtype.
-
-    Raises:
-        ValueError: a value is not finite or not strictly positive, or ``length_scale`` has
-            rank > 1.
-    """
-    sv = check_positive(signal_var, "signal_var")
-    nv = check_positive(noise_var, "noise_var")
-    ls = np.asarray(as_float_array(length_scale, "length_scale", ndim=(0, 1),
-                                   shape_hint="() or (n_features,)"))
-    if np.any(ls <= 0):
-        raise ValueError(f"length_scale must be > 0, got {ls}")
-    dtype = ls.dtype
-    return GPParams(
-        log_signal_var=jnp.asarray(math.log(sv), dtype=dtype),
-        log_length_scale=jnp.asarray(np.log(ls), dtype=dtype),
-        log_noise_var=jnp.asarray(math.log(nv), dtype=dtype),
-    )
-
-
-def _check_params(params: GPParams, n_features: int, dtype) -> GPParams:
-    """Validate ``params`` against the data's feature count and cast it to ``dtype``."""
-    if not isinstance(params, GPParams):
-        raise TypeError(f"params must be a GPParams (see make_params), got "
-                        f"{type(params).__name__}")
-    sv = as_float_array(params.log_signal_var, "params.log_signal_var", ndim=0)
-    nv = as_float_array(params.log_noise_var, "params.log_noise_var", ndim=0)
-    ls = as_float_array(params.log_length_scale, "params.log_length_scale", ndim=(0, 1),
-                        shape_hint="() or (n_features,)")
-    if ls.ndim == 1 and ls.shape[0] != n_features:
-        raise ValueError(f"params.log_length_scale has {ls.shape[0]} ARD length-scales but the "
-                         f"inputs have {n_features} features")
-    return GPParams(sv.astype(dtype), ls.astype(dtype), nv.astype(dtype))
-
-
 def _check_xy(X: ArrayLike, y: ArrayLike) -> tuple[jax.Array, jax.Array]:
     X = as_float_array(X, "X", ndim=2, shape_hint="(n_samples, n_features)")
     y = as_float_array(y, "y", ndim=1, shape_hint="(n_samples,)")
@@ -229,28 +162,9 @@ def _check_posterior(post: GPPosterior, X_new: ArrayLike) -> jax.Array:
 # ----------------------------------------------------------------------------- numerics
 
 
-def _rbf(params: GPParams, X1: jax.Array, X2: jax.Array) -> jax.Array:
-    """σ_f² exp(−½‖(x − x')/ℓ‖²) for all pairs, ``(n1, n2)``."""
-    ell = jnp.exp(params.log_length_scale).reshape(1, -1)  # (1, 1) or (1, d)
-    Z1, Z2 = X1 / ell, X2 / ell
-    shift = jnp.mean(Z2, axis=0, keepdims=True)  # distances are shift-invariant; less cancellation
-    Z1, Z2 = Z1 - shift, Z2 - shift
-    sq1 = jnp.sum(Z1 * Z1, axis=1)
-    sq2 = jnp.sum(Z2 * Z2, axis=1)
-    cross = jnp.matmul(Z1, Z2.T, precision=lax.Precision.HIGHEST)
-    d2 = jnp.maximum(sq1[:, None] + sq2[None, :] - 2.0 * cross, 0.0)
-    return jnp.exp(params.log_signal_var) * jnp.exp(-0.5 * d2)
-
-
 def _cholesky_jitter(A: jax.Array) -> tuple[jax.Array, jax.Array]:
     """``(L, jitter)`` of ``A`` by the library's jitter policy, at most ``_MAX_REL_JITTER``."""
     return cholesky_with_jitter(A, _MAX_REL_JITTER)
-
-
-def _noisy_gram(params: GPParams, X: jax.Array) -> jax.Array:
-    """K + σ_n² I, ``(n, n)``."""
-    noise = jnp.exp(params.log_noise_var) * jnp.eye(X.shape[0], dtype=X.dtype)
-    return _rbf(params, X, X) + noise
 
 
 def _centre(y: jax.Array, center: bool) -> tuple[jax.Array, jax.Array]:
@@ -265,7 +179,7 @@ def _cho_solve(L: jax.Array, b: jax.Array) -> jax.Array:
 def _condition(params: GPParams, X: jax.Array, y: jax.Array, center: bool):
     """Cholesky, α and ȳ (R&W Algorithm 2.1, lines 2–3)."""
     r, y_mean = _centre(y, center)
-    L, jitter = _cholesky_jitter(_noisy_gram(params, X))
+    L, jitter = _cholesky_jitter(noisy_kernel_matrix(params, X))
     return L, _cho_solve(L, r), y_mean, jitter
 
 
@@ -299,10 +213,7 @@ def _gaussian_lml_jvp(primals, tangents):
 def _lml(params: GPParams, X: jax.Array, y: jax.Array, center: bool) -> jax.Array:
     """log p(y | X, θ) (R&W eq. 2.30), differentiable in ``params`` via eq. 5.9."""
     r, _ = _centre(y, center)
-    return _gaussian_lml(_noisy_gram(params, X), r)
-
-
-_rbf_impl = jax.jit(_rbf)
+    return _gaussian_lml(noisy_kernel_matrix(params, X), r)
 
 
 @functools.partial(jax.jit, static_argnames=("center",))
@@ -319,12 +230,12 @@ def _fit_impl(params, X, y, center):
 
 def _predict(post: GPPosterior, X_new: jax.Array, full_cov: bool, include_noise: bool):
     p = post.params
-    Ks = _rbf(p, X_new, post.X)  # (m, n)
+    Ks = kernel_matrix(p, X_new, post.X)  # (m, n)
     mean = jnp.matmul(Ks, post.alpha, precision=lax.Precision.HIGHEST) + post.y_mean
     V = solve_triangular(post.chol, Ks.T, lower=True)  # (n, m)
     noise = jnp.exp(p.log_noise_var) if include_noise else jnp.zeros((), X_new.dtype)
     if full_cov:
-        cov = _rbf(p, X_new, X_new) - jnp.matmul(V.T, V, precision=lax.Precision.HIGHEST)
+        cov = kernel_matrix(p, X_new, X_new) - jnp.matmul(V.T, V, precision=lax.Precision.HIGHEST)
         cov = 0.5 * (cov + cov.T) + noise * jnp.eye(X_new.shape[0], dtype=X_new.dtype)
         return mean, cov
     var = jnp.exp(p.log_signal_var) - jnp.sum(V * V, axis=0)
@@ -384,25 +295,6 @@ def _fit_hyper_impl(params0, X, y, tol, optimizer, max_iter, center):
 # ----------------------------------------------------------------------------- public API
 
 
-def rbf_kernel(params: GPParams, X1: ArrayLike, X2: ArrayLike | None = None) -> jax.Array:
-    """The RBF (squared-exponential) kernel matrix, without the noise term.
-
-    Args:
-        params: :class:`GPParams`.
-        X1: ``(n1, n_features)``.
-        X2: ``(n2, n_features)``; ``X1`` when None.
-
-    Returns:
-        ``(n1, n2)`` matrix ``σ_f² exp(−½ Σ_d (x1_d − x2_d)² / ℓ_d²)`` (PRML eq. 6.23).
-    """
-    X1 = as_float_array(X1, "X1", ndim=2, shape_hint="(n1, n_features)")
-    X2 = X1 if X2 is None else as_float_array(X2, "X2", ndim=2, shape_hint="(n2, n_features)")
-    if X2.shape[1] != X1.shape[1]:
-        raise ValueError(f"X1 has {X1.shape[1]} features but X2 has {X2.shape[1]}")
-    params = _check_params(params, X1.shape[1], X1.dtype)
-    return _rbf_impl(params, X1, X2)
-
-
 def log_marginal_likelihood(params: GPParams, X: ArrayLike, y: ArrayLike, *,
                             center: bool = False) -> jax.Array:
     """Log marginal likelihood log p(y | X, θ) (R&W eq. 2.30; PRML eq. 6.69).
@@ -424,7 +316,7 @@ def log_marginal_likelihood(params: GPParams, X: ArrayLike, y: ArrayLike, *,
             not be factorised even with jitter.
     """
     X, y = _check_xy(X, y)
-    params = _check_params(params, X.shape[1], X.dtype)
+    params = check_params(params, X.shape[1], X.dtype)
     out = _lml_impl(params, X, y, center=bool(center))
     if not is_traced(out) and not bool(jnp.isfinite(out)):
         raise ValueError("log marginal likelihood is not finite: K + noise_var*I could not be "
@@ -451,7 +343,7 @@ def fit(X: ArrayLike, y: ArrayLike, params: GPParams, *, center: bool = False) -
             the largest jitter.
     """
     X, y = _check_xy(X, y)
-    params = _check_params(params, X.shape[1], X.dtype)
+    params = check_params(params, X.shape[1], X.dtype)
     res = _fit_impl(params, X, y, center=bool(center))
     jitter = res.params.jitter
     if not is_traced(jitter) and bool(jnp.isnan(jitter)):
@@ -534,7 +426,7 @@ def fit_hyperparameters(X: ArrayLike, y: ArrayLike, params0: GPParams, *,
             best = jnp.argmin(fits.history[:, -1])
     """
     X, y = _check_xy(X, y)
-    params0 = _check_params(params0, X.shape[1], X.dtype)
+    params0 = check_params(params0, X.shape[1], X.dtype)
     if not isinstance(optimizer, optax.GradientTransformation):
         raise TypeError(f"optimizer must be an optax.GradientTransformation, got "
                         f"{type(optimizer).__name__}")
