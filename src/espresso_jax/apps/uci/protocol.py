@@ -41,24 +41,12 @@ one standard error on boston, concrete, energy, kin8nm, wine and yacht, and at 1
 to 1.4 standard errors of kin8nm's log-likelihood (numbers in
 ``benchmarks/RESULTS.md``).
 
-The method interface. A :class:`UCIMethod` is a NamedTuple of pure functions; ``hparams`` is any
-pytree of scalars (one grid point):
-
-* ``init(key, n_features, n_hidden) -> params``;
-* ``loss(params, batch, key, hparams, n_train) -> scalar``: the minibatch objective, ``batch =
-  (X (m, d), y (m,))`` with a standardised target, ``n_train`` the (static) training-set size
-  for likelihood/KL scaling; it is handed to :func:`espresso_jax.train.make_step`;
-* ``predict(key, params, X, hparams, n_samples) -> (means, precisions)``: ``means (T, n)`` are
-  per-sample predictive means and ``precisions`` (broadcastable to ``(T, n)``) per-sample
-  noise precisions, both in standardised-target units; the predictive is the equal-weight
-  mixture of the ``T`` Gaussians;
-* ``grid(ds: UCIDataset) -> hparams`` whose leaves are ``(n_grid,)`` arrays in the target's
-  original units (what is reported);
-* ``standardize(hparams, y_std) -> hparams``: the same point in standardised-target units
-  (elementwise; vmapped over splits and grid points).
-
-:func:`dropout_method` is MC dropout; Bayes by Backprop plugs in the same way
-(``bnn/bbb_uci.py``).
+The method interface (:mod:`espresso_jax.apps.uci.method`): a :class:`UCIMethod` bundles a
+network's initialisation, minibatch loss, MC predictive and hyper-parameter grid as pure
+functions. :func:`dropout_method` (:mod:`espresso_jax.apps.uci.dropout`) is MC dropout; Bayes by
+Backprop plugs in the same way (:func:`espresso_jax.apps.uci.bbb.bbb_method`). The stacked
+splits are built in :mod:`espresso_jax.apps.uci.splits` and the networks trained and scored in
+:mod:`espresso_jax.apps.uci.grid_search`; this module runs the protocol and re-exports them.
 
 Units. With ``a = y_std`` the original-unit predictive is the standardised one pushed through
 ``y -> a y + y_mean`` (means ``a m + y_mean``, precisions ``tau / a^2``), so the original-unit
@@ -81,19 +69,25 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.typing import ArrayLike
 
-from espresso_jax import metrics, train
-from espresso_jax.bnn import dropout
-from espresso_jax.datasets.uci import UCIDataset, standardized_split
-from espresso_jax.validation import check_int, check_key, check_positive, float_dtype
+from espresso_jax.apps.uci.dropout import DropoutHParams, dropout_method
+from espresso_jax.apps.uci.grid_search import (
+    balanced_batch_size,
+    evaluate,
+    select_best,
+    train_config,
+    train_grid,
+)
+from espresso_jax.apps.uci.method import PyTree, UCIMethod
+from espresso_jax.apps.uci.splits import StackedSplits, stack_splits
+from espresso_jax.datasets.uci import UCIDataset
+from espresso_jax.validation import check_int, check_key, check_positive
 
 __all__ = [
     "UCIMethod",
@@ -109,50 +103,6 @@ __all__ = [
     "select_best",
     "run_protocol",
 ]
-
-PyTree = Any
-
-
-class UCIMethod(NamedTuple):
-    """A Bayesian regression network for the protocol (see the module docstring).
-
-    Attributes:
-        name: label for reports.
-        init: ``(key, n_features, n_hidden) -> params``.
-        loss: ``(params, batch, key, hparams, n_train) -> scalar``.
-        predict: ``(key, params, X, hparams, n_samples) -> (means (T, n), precisions)``.
-        grid: ``(ds) -> hparams`` with ``(n_grid,)`` leaves, original units.
-        standardize: ``(hparams, y_std) -> hparams`` in standardised-target units.
-    """
-
-    name: str
-    init: Callable[..., PyTree]
-    loss: Callable[..., jax.Array]
-    predict: Callable[..., tuple[jax.Array, jax.Array]]
-    grid: Callable[[UCIDataset], PyTree]
-    standardize: Callable[[PyTree, jax.Array], PyTree]
-
-
-class DropoutHParams(NamedTuple):
-    """One MC-dropout grid point: dropout ``rate`` and model precision ``tau``."""
-
-    rate: jax.Array
-    tau: jax.Array
-
-
-class StackedSplits(NamedTuple):
-    """The standardised splits of one data set stacked on a leading split axis.
-
-    ``X_train: (S, N, d)``, ``y_train: (S, N)``, ``X_test: (S, n_test, d)``,
-    ``y_test: (S, n_test)`` (standardised), ``y_mean, y_std: (S,)``.
-    """
-
-    X_train: jax.Array
-    y_train: jax.Array
-    X_test: jax.Array
-    y_test: jax.Array
-    y_mean: jax.Array
-    y_std: jax.Array
 
 
 class ProtocolResult(NamedTuple):
@@ -188,208 +138,13 @@ class ProtocolResult(NamedTuple):
 
 
 # ---------------------------------------------------------------------------------------------
-# MC dropout as a UCIMethod
-
-
-def _dropout_init(key, n_features, n_hidden):
-    module = dropout.DropoutMLP(hidden=(n_hidden,), n_outputs=1)
-    x = jnp.zeros((1, n_features), float_dtype())
-    return module.init(key, x, 0.0, deterministic=True)
-
-
-def _dropout_loss(params, batch, key, hparams, n_train, *, length_scale):
-    return dropout.regression_loss(params, batch, key, rate=hparams.rate, tau=hparams.tau,
-                                   n_train=n_train, length_scale=length_scale)
-
-
-def _dropout_predict(key, params, X, hparams, n_samples, *, chunk_size):
-    means = dropout.mc_passes(key, params, X, hparams.rate, n_samples, chunk_size)[..., 0]
-    return means, jnp.asarray(hparams.tau, means.dtype)
-
-
-def _dropout_grid(ds: UCIDataset) -> DropoutHParams:
-    rates, taus = np.meshgrid(ds.dropout_rates, ds.tau_values, indexing="ij")
-    dtype = float_dtype()
-    return DropoutHParams(rate=jnp.asarray(rates.ravel(), dtype),
-                          tau=jnp.asarray(taus.ravel(), dtype))
-
-
-def _dropout_standardize(hparams: DropoutHParams, y_std: jax.Array) -> DropoutHParams:
-    return hparams._replace(tau=hparams.tau * y_std ** 2)
-
-
-@functools.lru_cache(maxsize=16)
-def dropout_method(length_scale: float = 1e-2, chunk_size: int = 256) -> UCIMethod:
-    """MC dropout (Gal & Ghahramani 2016) as a :class:`UCIMethod`.
-
-    Network: :class:`espresso_jax.bnn.dropout.DropoutMLP` with one hidden layer; loss:
-    :func:`espresso_jax.bnn.dropout.regression_loss` (MSE + ``l^2 (1-p) / (2 N tau)`` times
-    the squared kernels); grid: dropout rates x tau values of the data folder (rate-major);
-    predict: ``T`` dropout passes with precision ``tau``.
-
-    Args:
-        length_scale: prior length-scale ``l`` (Gal's UCI code: 1e-2).
-        chunk_size: MC passes per vmapped chunk in prediction (memory bound).
-
-    The same arguments return the same object, so jitted protocol calls are not recompiled.
-    """
-    length_scale = check_positive(length_scale, "length_scale")
-    chunk_size = check_int(chunk_size, "chunk_size", min_value=1)
-    return UCIMethod(
-        name="mc_dropout",
-        init=_dropout_init,
-        loss=functools.partial(_dropout_loss, length_scale=length_scale),
-        predict=functools.partial(_dropout_predict, chunk_size=chunk_size),
-        grid=_dropout_grid,
-        standardize=_dropout_standardize,
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Training and evaluation (pure, jittable)
-
-
-def balanced_batch_size(n_rows: int, batch_size: int) -> int:
-    """Rows per batch when ``n_rows`` is cut into ``ceil(n_rows / batch_size)`` equal batches
-    (the engine drops the ``n_rows mod`` remainder of each shuffled epoch)."""
-    n_rows = check_int(n_rows, "n_rows", min_value=1)
-    batch_size = check_int(batch_size, "batch_size", min_value=1)
-    return n_rows // math.ceil(n_rows / batch_size) if batch_size < n_rows else n_rows
-
-
-def train_config(key: jax.Array, method: UCIMethod, X: jax.Array, y: jax.Array,
-                 hparams: PyTree, *, optimizer: optax.GradientTransformation, n_hidden: int,
-                 batch_size: int, n_epochs: int,
-                 on_epoch: Callable[[jax.Array], None] | None = None
-                 ) -> tuple[PyTree, jax.Array]:
-    """Initialise and train one network (pure; vmapped by :func:`train_grid`).
-
-    Args:
-        key: split into the init, step and shuffling keys.
-        method: the :class:`UCIMethod`.
-        X: ``(N, d)`` standardised inputs. y: ``(N,)`` standardised target.
-        hparams: one grid point in standardised units.
-        optimizer: optax optimiser.
-        n_hidden, batch_size, n_epochs: static settings (``batch_size`` is used as given).
-        on_epoch: host function called after each epoch (see
-            :func:`espresso_jax.train.run_epochs`), e.g. advancing the progress bar that
-            :func:`run_protocol` opens; None for no callback.
-
-    Returns:
-        ``(params, history)`` with ``history: (n_epochs,)`` per-epoch mean training loss.
-    """
-    init_key, step_key, shuffle_key = jax.random.split(key, 3)
-    n_train = X.shape[0]
-    params = method.init(init_key, X.shape[1], n_hidden)
-
-    def loss_fn(p, batch, k):
-        return method.loss(p, batch, k, hparams, n_train)
-
-    step = train.make_step(loss_fn, optimizer)
-    state = train.init_state(step_key, params, optimizer)
-    state, metrics = train.run_epochs(shuffle_key, step, state, (X, y), batch_size=batch_size,
-                                      n_epochs=n_epochs, on_epoch=on_epoch)
-    return state.params, metrics["loss"]
+# The protocol
 
 
 def _advance(bar: Any, epoch: jax.Array) -> None:
     """Host callback of the compiled training: one epoch of every network is done."""
     del epoch
     bar.update(1)
-
-
-@functools.partial(jax.jit, static_argnames=("method", "optimizer", "n_hidden", "batch_size",
-                                             "n_epochs", "on_epoch"))
-def train_grid(keys: jax.Array, method: UCIMethod, X: jax.Array, y: jax.Array,
-               hparams: PyTree, *, optimizer: optax.GradientTransformation, n_hidden: int,
-               batch_size: int, n_epochs: int,
-               on_epoch: Callable[[jax.Array], None] | None = None
-               ) -> tuple[PyTree, jax.Array]:
-    """Train every (split, grid point) network in one compiled call.
-
-    Args:
-        keys: ``(S, G)`` keys, one per network.
-        X: ``(S, N, d)`` and y: ``(S, N)``: one training set per split.
-        hparams: pytree with ``(S, G)`` leaves (standardised units).
-        (static settings as :func:`train_config`; ``on_epoch`` is static too, so a new
-        callback object compiles anew: pass None, or reuse one callback, to hit the cache.)
-
-    Returns:
-        ``(params, history)`` with ``(S, G, ...)`` parameter leaves and ``(S, G, n_epochs)``
-        per-epoch losses. Network ``(s, g)`` equals ``train_config(keys[s, g], method, X[s], y[s],
-        hparams[s, g], ...)``.
-    """
-    def one(k, x, t, hp):
-        return train_config(k, method, x, t, hp, optimizer=optimizer, n_hidden=n_hidden,
-                            batch_size=batch_size, n_epochs=n_epochs, on_epoch=on_epoch)
-
-    over_grid = jax.vmap(one, in_axes=(0, None, None, 0))
-    return jax.vmap(over_grid, in_axes=(0, 0, 0, 0))(keys, X, y, hparams)
-
-
-@functools.partial(jax.jit, static_argnames=("method", "n_samples"))
-def evaluate(keys: jax.Array, method: UCIMethod, params: PyTree, X: jax.Array, y: jax.Array,
-             hparams: PyTree, y_std: jax.Array, *, n_samples: int
-             ) -> tuple[jax.Array, jax.Array]:
-    """Test RMSE and mean log-likelihood, in original units, of a stack of networks.
-
-    Args:
-        keys: ``(K,)`` keys. params: ``(K, ...)`` leaves. X: ``(K, n, d)``.
-        y: ``(K, n)`` standardised targets. hparams: ``(K,)`` leaves (standardised units).
-        y_std: ``(K,)`` target scales of each network's split.
-        n_samples: MC samples ``T`` (static).
-
-    Returns:
-        ``(rmse (K,), log_likelihood (K,))``: RMSE of the MC mean and the mean over points of
-        the MC-mixture log-density, converted with ``y_std`` (see the module docstring).
-        Networks are evaluated one after the other (``lax.map``) to bound memory.
-    """
-    def one(args):
-        key, p, x, t, hp, scale = args
-        means, precisions = method.predict(key, p, x, hp, n_samples)
-        ll = metrics.mixture_log_likelihood(t, means, 1.0 / precisions)
-        rmse = jnp.sqrt(jnp.mean((t - jnp.mean(means, axis=0)) ** 2))
-        return rmse * scale, jnp.mean(ll) - jnp.log(scale)
-
-    return jax.lax.map(one, (keys, params, X, y, hparams, y_std))
-
-
-def select_best(val_log_likelihood: ArrayLike) -> np.ndarray:
-    """Index of the best grid point per split: ``argmax`` over the last axis, NaN as -inf.
-
-    Args:
-        val_log_likelihood: ``(S, G)`` validation log-likelihoods.
-
-    Returns:
-        ``(S,)`` integer indices.
-    """
-    ll = np.asarray(val_log_likelihood, dtype=np.float64)
-    if ll.ndim != 2:
-        raise ValueError(f"val_log_likelihood must be 2-D (n_splits, n_grid), got shape "
-                         f"{ll.shape}")
-    return np.argmax(np.where(np.isnan(ll), -np.inf, ll), axis=1)
-
-
-def stack_splits(ds: UCIDataset, n_splits: int | None = None) -> StackedSplits:
-    """Standardise the first ``n_splits`` splits of ``ds`` (all) and stack them."""
-    n_splits = ds.n_splits if n_splits is None else check_int(
-        n_splits, "n_splits", min_value=1, max_value=ds.n_splits)
-    splits = [standardized_split(ds, i) for i in range(n_splits)]
-    sizes = {(s.X_train.shape, s.X_test.shape) for s in splits}
-    if len(sizes) != 1:
-        raise ValueError(f"the splits of {ds.name} do not share their sizes: {sorted(sizes)}")
-    dtype = float_dtype()
-
-    def stack(name):
-        return jnp.asarray(np.stack([getattr(s, name) for s in splits]), dtype)
-
-    return StackedSplits(stack("X_train"), stack("y_train"), stack("X_test"), stack("y_test"),
-                         jnp.asarray([s.y_mean for s in splits], dtype),
-                         jnp.asarray([s.y_std for s in splits], dtype))
-
-
-# ---------------------------------------------------------------------------------------------
-# The protocol
 
 
 def _flatten2(tree):

@@ -1,0 +1,140 @@
+"""Training and scoring of the protocol's networks (pure, jittable): every (split, grid point)
+network trained in one compiled call (:func:`train_grid`, a nested ``vmap`` of
+:func:`train_config`), stacks of networks scored by test RMSE and MC-mixture log-likelihood in
+the target's original units (:func:`evaluate`, a ``lax.map``), the best grid point per split
+(:func:`select_best`) and the balanced minibatch size (:func:`balanced_batch_size`).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.typing import ArrayLike
+
+from espresso_jax import metrics, train
+from espresso_jax.apps.uci.method import PyTree, UCIMethod
+from espresso_jax.validation import check_int
+
+__all__ = ["balanced_batch_size", "train_config", "train_grid", "evaluate", "select_best"]
+
+
+def balanced_batch_size(n_rows: int, batch_size: int) -> int:
+    """Rows per batch when ``n_rows`` is cut into ``ceil(n_rows / batch_size)`` equal batches
+    (the engine drops the ``n_rows mod`` remainder of each shuffled epoch)."""
+    n_rows = check_int(n_rows, "n_rows", min_value=1)
+    batch_size = check_int(batch_size, "batch_size", min_value=1)
+    return n_rows // math.ceil(n_rows / batch_size) if batch_size < n_rows else n_rows
+
+
+def train_config(key: jax.Array, method: UCIMethod, X: jax.Array, y: jax.Array,
+                 hparams: PyTree, *, optimizer: optax.GradientTransformation, n_hidden: int,
+                 batch_size: int, n_epochs: int,
+                 on_epoch: Callable[[jax.Array], None] | None = None
+                 ) -> tuple[PyTree, jax.Array]:
+    """Initialise and train one network (pure; vmapped by :func:`train_grid`).
+
+    Args:
+        key: split into the init, step and shuffling keys.
+        method: the :class:`UCIMethod`.
+        X: ``(N, d)`` standardised inputs. y: ``(N,)`` standardised target.
+        hparams: one grid point in standardised units.
+        optimizer: optax optimiser.
+        n_hidden, batch_size, n_epochs: static settings (``batch_size`` is used as given).
+        on_epoch: host function called after each epoch (see
+            :func:`espresso_jax.train.run_epochs`), e.g. advancing the progress bar that
+            :func:`~espresso_jax.apps.uci.protocol.run_protocol` opens; None for no callback.
+
+    Returns:
+        ``(params, history)`` with ``history: (n_epochs,)`` per-epoch mean training loss.
+    """
+    init_key, step_key, shuffle_key = jax.random.split(key, 3)
+    n_train = X.shape[0]
+    params = method.init(init_key, X.shape[1], n_hidden)
+
+    def loss_fn(p, batch, k):
+        return method.loss(p, batch, k, hparams, n_train)
+
+    step = train.make_step(loss_fn, optimizer)
+    state = train.init_state(step_key, params, optimizer)
+    state, metrics = train.run_epochs(shuffle_key, step, state, (X, y), batch_size=batch_size,
+                                      n_epochs=n_epochs, on_epoch=on_epoch)
+    return state.params, metrics["loss"]
+
+
+@functools.partial(jax.jit, static_argnames=("method", "optimizer", "n_hidden", "batch_size",
+                                             "n_epochs", "on_epoch"))
+def train_grid(keys: jax.Array, method: UCIMethod, X: jax.Array, y: jax.Array,
+               hparams: PyTree, *, optimizer: optax.GradientTransformation, n_hidden: int,
+               batch_size: int, n_epochs: int,
+               on_epoch: Callable[[jax.Array], None] | None = None
+               ) -> tuple[PyTree, jax.Array]:
+    """Train every (split, grid point) network in one compiled call.
+
+    Args:
+        keys: ``(S, G)`` keys, one per network.
+        X: ``(S, N, d)`` and y: ``(S, N)``: one training set per split.
+        hparams: pytree with ``(S, G)`` leaves (standardised units).
+        (static settings as :func:`train_config`; ``on_epoch`` is static too, so a new
+        callback object compiles anew: pass None, or reuse one callback, to hit the cache.)
+
+    Returns:
+        ``(params, history)`` with ``(S, G, ...)`` parameter leaves and ``(S, G, n_epochs)``
+        per-epoch losses. Network ``(s, g)`` equals ``train_config(keys[s, g], method, X[s], y[s],
+        hparams[s, g], ...)``.
+    """
+    def one(k, x, t, hp):
+        return train_config(k, method, x, t, hp, optimizer=optimizer, n_hidden=n_hidden,
+                            batch_size=batch_size, n_epochs=n_epochs, on_epoch=on_epoch)
+
+    over_grid = jax.vmap(one, in_axes=(0, None, None, 0))
+    return jax.vmap(over_grid, in_axes=(0, 0, 0, 0))(keys, X, y, hparams)
+
+
+@functools.partial(jax.jit, static_argnames=("method", "n_samples"))
+def evaluate(keys: jax.Array, method: UCIMethod, params: PyTree, X: jax.Array, y: jax.Array,
+             hparams: PyTree, y_std: jax.Array, *, n_samples: int
+             ) -> tuple[jax.Array, jax.Array]:
+    """Test RMSE and mean log-likelihood, in original units, of a stack of networks.
+
+    Args:
+        keys: ``(K,)`` keys. params: ``(K, ...)`` leaves. X: ``(K, n, d)``.
+        y: ``(K, n)`` standardised targets. hparams: ``(K,)`` leaves (standardised units).
+        y_std: ``(K,)`` target scales of each network's split.
+        n_samples: MC samples ``T`` (static).
+
+    Returns:
+        ``(rmse (K,), log_likelihood (K,))``: RMSE of the MC mean and the mean over points of
+        the MC-mixture log-density, converted with ``y_std`` (see the units note of
+        :mod:`espresso_jax.apps.uci.protocol`).
+        Networks are evaluated one after the other (``lax.map``) to bound memory.
+    """
+    def one(args):
+        key, p, x, t, hp, scale = args
+        means, precisions = method.predict(key, p, x, hp, n_samples)
+        ll = metrics.mixture_log_likelihood(t, means, 1.0 / precisions)
+        rmse = jnp.sqrt(jnp.mean((t - jnp.mean(means, axis=0)) ** 2))
+        return rmse * scale, jnp.mean(ll) - jnp.log(scale)
+
+    return jax.lax.map(one, (keys, params, X, y, hparams, y_std))
+
+
+def select_best(val_log_likelihood: ArrayLike) -> np.ndarray:
+    """Index of the best grid point per split: ``argmax`` over the last axis, NaN as -inf.
+
+    Args:
+        val_log_likelihood: ``(S, G)`` validation log-likelihoods.
+
+    Returns:
+        ``(S,)`` integer indices.
+    """
+    ll = np.asarray(val_log_likelihood, dtype=np.float64)
+    if ll.ndim != 2:
+        raise ValueError(f"val_log_likelihood must be 2-D (n_splits, n_grid), got shape "
+                         f"{ll.shape}")
+    return np.argmax(np.where(np.isnan(ll), -np.inf, ll), axis=1)

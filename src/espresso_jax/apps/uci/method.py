@@ -1,0 +1,53 @@
+"""The method interface of the UCI protocol (:mod:`espresso_jax.apps.uci.protocol`): a
+:class:`UCIMethod` is a NamedTuple of pure functions; ``hparams`` is any pytree of scalars (one
+grid point):
+
+* ``init(key, n_features, n_hidden) -> params``;
+* ``loss(params, batch, key, hparams, n_train) -> scalar``: the minibatch objective, ``batch =
+  (X (m, d), y (m,))`` with a standardised target, ``n_train`` the (static) training-set size
+  for likelihood/KL scaling; it is handed to :func:`espresso_jax.train.make_step`;
+* ``predict(key, params, X, hparams, n_samples) -> (means, precisions)``: ``means (T, n)`` are
+  per-sample predictive means and ``precisions`` (broadcastable to ``(T, n)``) per-sample
+  noise precisions, both in standardised-target units; the predictive is the equal-weight
+  mixture of the ``T`` Gaussians;
+* ``grid(ds: UCIDataset) -> hparams`` whose leaves are ``(n_grid,)`` arrays in the target's
+  original units (what is reported);
+* ``standardize(hparams, y_std) -> hparams``: the same point in standardised-target units
+  (elementwise; vmapped over splits and grid points).
+
+MC dropout (:func:`espresso_jax.apps.uci.dropout.dropout_method`) and Bayes by Backprop
+(:func:`espresso_jax.apps.uci.bbb.bbb_method`) implement it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+
+from espresso_jax.datasets.uci import UCIDataset
+
+__all__ = ["UCIMethod"]
+
+PyTree = Any  # parameters and hyper-parameters: any pytree of arrays
+
+
+class UCIMethod(NamedTuple):
+    """A Bayesian regression network for the protocol (see the module docstring).
+
+    Attributes:
+        name: label for reports.
+        init: ``(key, n_features, n_hidden) -> params``.
+        loss: ``(params, batch, key, hparams, n_train) -> scalar``.
+        predict: ``(key, params, X, hparams, n_samples) -> (means (T, n), precisions)``.
+        grid: ``(ds) -> hparams`` with ``(n_grid,)`` leaves, original units.
+        standardize: ``(hparams, y_std) -> hparams`` in standardised-target units.
+    """
+
+    name: str
+    init: Callable[..., PyTree]
+    loss: Callable[..., jax.Array]
+    predict: Callable[..., tuple[jax.Array, jax.Array]]
+    grid: Callable[[UCIDataset], PyTree]
+    standardize: Callable[[PyTree, jax.Array], PyTree]
