@@ -39,6 +39,12 @@ sd 1) before fitting, so the default priors are in units of the data spread and 
 equivariant to shifting and rescaling features; the returned draws are mapped back to the
 units of ``X``.
 
+This module fits the model (:func:`fit_nuts`, :func:`fit_svi`) and evaluates the posterior
+predictive density. The NumPyro model itself is in :mod:`espresso_jax.fully_bayes.dpgmm_model`,
+the posterior container and its weight-sorted and cluster summaries in
+:mod:`espresso_jax.fully_bayes.dpgmm_posterior`; the names listed in ``__all__`` are
+re-exported here.
+
 References:
     J. Sethuraman, "A constructive definition of Dirichlet priors", Statistica Sinica 4, 1994.
     H. Ishwaran and L. F. James, "Gibbs sampling methods for stick-breaking priors", JASA 96,
@@ -53,13 +59,10 @@ References:
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-import numpyro
-import numpyro.distributions as dist
 import optax
 from jax.typing import ArrayLike
 from numpyro.infer import Trace_ELBO
@@ -67,7 +70,17 @@ from numpyro.infer.autoguide import AutoDelta, AutoNormal
 from numpyro.infer.initialization import init_to_value
 
 from espresso_jax import validation as V
-from espresso_jax.fully_bayes.mcmc import run_nuts_samples, run_svi, summarize
+from espresso_jax.fully_bayes.dpgmm_model import model, stick_log_weights
+from espresso_jax.fully_bayes.dpgmm_posterior import (
+    DPGMMClusters,
+    DPGMMPosterior,
+    DPGMMSummary,
+    check_posterior,
+    cluster_summary,
+    posterior_summary,
+    sort_by_weight,
+)
+from espresso_jax.fully_bayes.mcmc import run_nuts_samples, run_svi
 from espresso_jax.interop import standard_promotion
 from espresso_jax.mixture.kmeans import kmeans_plusplus
 from espresso_jax.prob.gaussian import gaussian_log_density
@@ -77,29 +90,6 @@ __all__ = ["DPGMMPosterior", "DPGMMSVIResult", "DPGMMSummary", "DPGMMClusters", 
            "sort_by_weight", "stick_log_weights"]
 
 _GUIDES = ("normal", "delta")
-
-
-class DPGMMPosterior(NamedTuple):
-    """Posterior draws of the truncated DP-GMM, in the units of the fitted ``X``.
-
-    Components are in the model's stick order (use :func:`sort_by_weight` to order them by
-    weight per draw). Draws of several chains are concatenated chain by chain.
-
-    Attributes:
-        weights: ``(n_draws, K)`` mixing weights (each row sums to 1).
-        means: ``(n_draws, K, D)`` component means.
-        covariances: ``(n_draws, K, D, D)`` component covariances.
-        scale_tril: ``(n_draws, K, D, D)`` their lower Cholesky factors.
-        num_chains: chains the draws came from (1 for SVI).
-        num_divergent: ``()`` divergent NUTS transitions after warm-up (0 for SVI).
-    """
-
-    weights: jax.Array
-    means: jax.Array
-    covariances: jax.Array
-    scale_tril: jax.Array
-    num_chains: int
-    num_divergent: jax.Array
 
 
 class DPGMMSVIResult(NamedTuple):
@@ -120,123 +110,6 @@ class DPGMMSVIResult(NamedTuple):
     history: jax.Array
     n_iter: jax.Array
     converged: jax.Array
-
-
-class DPGMMSummary(NamedTuple):
-    """Host-side summary of the components with non-negligible weight (weight-sorted).
-
-    Attributes:
-        n_components: number of components whose posterior-mean (sorted) weight exceeds the
-            threshold.
-        weights, weights_sd: ``(n_components,)`` posterior mean and sd of their weights.
-        means, means_sd: ``(n_components, D)`` posterior mean and sd of their means.
-        covariances: ``(n_components, D, D)`` posterior-mean covariances.
-        sorted_weights: ``(K,)`` posterior mean of all weight-sorted weights.
-        weights_ess, weights_r_hat: ``(K,)`` effective sample size and split R-hat of the
-            sorted weights (R-hat is NaN with fewer than 4 draws per chain).
-    """
-
-    n_components: int
-    weights: np.ndarray
-    weights_sd: np.ndarray
-    means: np.ndarray
-    means_sd: np.ndarray
-    covariances: np.ndarray
-    sorted_weights: np.ndarray
-    weights_ess: np.ndarray
-    weights_r_hat: np.ndarray
-
-
-class DPGMMClusters(NamedTuple):
-    """Per-draw cluster summaries from :func:`cluster_summary` (NumPy, float64).
-
-    Attributes:
-        weights: ``(n_draws, J)`` total weight of the components assigned to each centre.
-        means: ``(n_draws, J, D)`` weight-averaged mean of those components (NaN in a draw
-            where a centre received no weight).
-        r_hat: ``(J, 1 + D)`` split R-hat of each cluster's weight and mean coordinates over
-            the chains (NaN with a single chain, fewer than 4 draws per chain, or a centre
-            that received no weight in some draw).
-    """
-
-    weights: np.ndarray
-    means: np.ndarray
-    r_hat: np.ndarray
-
-
-# ------------------------------------------------------------------------------------ model
-def stick_log_weights(e: jax.Array) -> jax.Array:
-    """Log mixing weights from stick-breaking variables ``e_k = −log(1 − v_k)``.
-
-    Args:
-        e: ``(..., K − 1)`` positive stick variables.
-
-    Returns:
-        ``(..., K)`` log weights: ``log π_k = log v_k + Σ_{j<k} log(1 − v_j)`` for ``k < K`` and
-        ``log π_K = Σ_{j<K} log(1 − v_j)``, computed as ``log(−expm1(−e_k)) − Σ_{j<k} e_j``.
-    """
-    zero = jnp.zeros(e.shape[:-1] + (1,), e.dtype)
-    log_v = jnp.concatenate([jnp.log(-jnp.expm1(-e)), zero], axis=-1)
-    log_rest = jnp.concatenate([zero, -jnp.cumsum(e, axis=-1)], axis=-1)
-    return log_v + log_rest
-
-
-def model(
-    X: jax.Array | None,
-    *,
-    n_components: int,
-    concentration: float,
-    n_samples: int | None = None,
-    n_features: int | None = None,
-    mean_scale: float = 2.0,
-    scale_median: float = 0.5,
-    scale_log_sd: float = 1.0,
-    lkj_concentration: float = 2.0,
-) -> None:
-    """NumPyro model of the truncated DP-GMM on standardised data (see the module docstring).
-
-    Sites: ``stick`` ``(K−1,)`` (``e_k = −log(1 − v_k) ~ Exponential(α)``), deterministic
-    ``weights`` ``(K,)``, ``mu`` ``(K, D)``, ``sigma`` ``(K, D)``, ``corr_chol`` ``(K, D, D)``
-    (only when ``D > 1``), observed ``x`` in the plate ``data``.
-
-    Args:
-        X: ``(n_samples, n_features)`` standardised data, or ``None`` to sample the prior
-            predictive (then give ``n_samples`` and ``n_features``).
-        n_components: truncation level ``K``.
-        concentration: DP concentration ``α`` (small α: few components).
-        n_samples, n_features: data shape when ``X`` is None.
-        mean_scale: prior sd ``s_μ`` of the component means.
-        scale_median: prior median ``s_σ`` of the component sds.
-        scale_log_sd: prior sd ``τ_σ`` of the log component sds.
-        lkj_concentration: LKJ shape ``η`` of the component correlations (1: uniform).
-    """
-    if X is not None:
-        n_samples, n_features = X.shape
-        dtype = X.dtype
-    elif n_samples is None or n_features is None:
-        raise ValueError("n_samples and n_features are required when X is None")
-    else:
-        dtype = V.float_dtype()
-    K, D = n_components, n_features
-    e = numpyro.sample("stick", dist.Exponential(jnp.asarray(concentration, dtype))
-                       .expand([K - 1]).to_event(1))
-    log_w = stick_log_weights(e)
-    numpyro.deterministic("weights", jnp.exp(log_w))
-    mu = numpyro.sample("mu", dist.Normal(jnp.zeros((K, D), dtype),
-                                          jnp.asarray(mean_scale, dtype)).to_event(2))
-    sigma = numpyro.sample("sigma", dist.LogNormal(
-        jnp.full((K, D), math.log(scale_median), dtype),
-        jnp.asarray(scale_log_sd, dtype)).to_event(2))
-    if D > 1:
-        corr = numpyro.sample("corr_chol", dist.LKJCholesky(
-            D, jnp.asarray(lkj_concentration, dtype)).expand([K]).to_event(1))
-        scale_tril = sigma[..., None] * corr
-    else:
-        scale_tril = sigma[..., None]
-    mixture = dist.MixtureSameFamily(dist.Categorical(logits=log_w),
-                                     dist.MultivariateNormal(mu, scale_tril=scale_tril))
-    with numpyro.plate("data", n_samples):
-        numpyro.sample("x", mixture, obs=X)
 
 
 # ------------------------------------------------------------------------------- fitting
@@ -429,107 +302,7 @@ def fit_svi(
     return DPGMMSVIResult(post, res.params, res.history, res.n_iter, res.converged)
 
 
-# ------------------------------------------------------------------------------ posterior
-@jax.jit
-def _sort_impl(post_arrays):
-    weights, means, cov, tril = post_arrays
-    order = jnp.argsort(-weights, axis=-1)                          # (S, K), stable
-
-    def take(a):
-        return jnp.take_along_axis(a, order.reshape(order.shape + (1,) * (a.ndim - 2)), axis=1)
-
-    return take(weights), take(means), take(cov), take(tril)
-
-
-def sort_by_weight(posterior: DPGMMPosterior) -> DPGMMPosterior:
-    """Reorder each draw's components by decreasing weight (the label-switching fix used by
-    :func:`posterior_summary`).
-
-    Args:
-        posterior: :class:`DPGMMPosterior`.
-
-    Returns:
-        :class:`DPGMMPosterior` whose component ``0`` is the heaviest in every draw.
-    """
-    arrays = _check_posterior(posterior)
-    return posterior._replace(**dict(zip(("weights", "means", "covariances", "scale_tril"),
-                                         _sort_impl(arrays), strict=True)))
-
-
-def posterior_summary(posterior: DPGMMPosterior, threshold: float = 0.05) -> DPGMMSummary:
-    """Components with non-negligible posterior-mean weight, after sorting by weight per draw.
-
-    Each draw's components are sorted by decreasing weight (:func:`sort_by_weight`); the
-    ``j``-th heaviest components are then averaged over draws. A component counts when its
-    posterior-mean sorted weight exceeds ``threshold``.
-
-    Args:
-        posterior: :class:`DPGMMPosterior`.
-        threshold: weight threshold in [0, 1).
-
-    Returns:
-        :class:`DPGMMSummary` (NumPy arrays, float64).
-    """
-    threshold = V.check_probability(threshold, "threshold")
-    s = sort_by_weight(posterior)
-    w = np.asarray(s.weights, np.float64)
-    S, K = w.shape
-    C = posterior.num_chains if S % max(posterior.num_chains, 1) == 0 else 1
-    if S // C >= 2:
-        diag = summarize({"w": w.reshape(C, S // C, K)}, group_by_chain=True)["w"]
-        ess, r_hat = diag.ess, diag.r_hat
-    else:
-        ess, r_hat = np.full(K, np.nan), np.full(K, np.nan)
-    mean_w = w.mean(0)
-    n = int(np.sum(mean_w > threshold))
-    means = np.asarray(s.means, np.float64)[:, :n]
-    cov = np.asarray(s.covariances, np.float64)[:, :n]
-    sd = (lambda a: a.std(0, ddof=1)) if S > 1 else (lambda a: np.zeros(a.shape[1:]))
-    return DPGMMSummary(n, mean_w[:n], sd(w[:, :n]), means.mean(0), sd(means), cov.mean(0),
-                        mean_w, np.asarray(ess), np.asarray(r_hat))
-
-
-def cluster_summary(posterior: DPGMMPosterior, centres: ArrayLike) -> DPGMMClusters:
-    """Label- and split-invariant summaries: each component of each draw is assigned to the
-    nearest of ``J`` given centres (e.g. the means of an EM or variational fit); per draw, a
-    cluster's weight is the sum of its components' weights and its mean is their
-    weight-averaged mean.
-
-    Unlike the weight-sorted components of :func:`posterior_summary`, these do not change when
-    a draw splits a cluster into two components, so they can be compared across chains and
-    with point fits even when the number of occupied components mixes slowly.
-
-    Args:
-        posterior: :class:`DPGMMPosterior`.
-        centres: ``(J, D)`` reference points, in the units of the fitted data.
-
-    Returns:
-        :class:`DPGMMClusters`.
-    """
-    weights, means, _, _ = _check_posterior(posterior)
-    w = np.asarray(weights, np.float64)
-    m = np.asarray(means, np.float64)
-    centres = np.asarray(V.as_float_array(centres, "centres", ndim=2,
-                                          shape_hint="(n_centres, n_features)"), np.float64)
-    if centres.shape[1] != m.shape[-1]:
-        raise ValueError(f"centres has {centres.shape[1]} features but the posterior has "
-                         f"{m.shape[-1]}")
-    nearest = np.argmin(np.sum((m[:, :, None, :] - centres) ** 2, axis=-1), axis=-1)  # (S, K)
-    member = nearest[..., None] == np.arange(len(centres))                       # (S, K, J)
-    cw = np.einsum("sk,skj->sj", w, member)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cm = np.einsum("sk,skj,skd->sjd", w, member, m) / cw[..., None]
-    S, J = cw.shape
-    C = posterior.num_chains if S % max(posterior.num_chains, 1) == 0 else 1
-    stacked = np.concatenate([cw[..., None], cm], axis=-1)                       # (S, J, 1+D)
-    if C >= 2 and S // C >= 4 and np.all(np.isfinite(stacked)):
-        r_hat = summarize({"c": stacked.reshape((C, S // C) + stacked.shape[1:])},
-                          group_by_chain=True)["c"].r_hat
-    else:
-        r_hat = np.full(stacked.shape[1:], np.nan)
-    return DPGMMClusters(cw, cm, np.asarray(r_hat, np.float64))
-
-
+# ----------------------------------------------------------------------- predictive density
 @jax.jit
 def _predictive_impl(weights, means, tril, X):
     D = X.shape[1]
@@ -560,29 +333,10 @@ def predictive_density(posterior: DPGMMPosterior, X: ArrayLike) -> jax.Array:
     Returns:
         ``(n,)`` log densities.
     """
-    weights, means, _, tril = _check_posterior(posterior)
+    weights, means, _, tril = check_posterior(posterior)
     X = V.as_float_array(X, "X", ndim=2, shape_hint="(n_samples, n_features)")
     if X.shape[1] != means.shape[-1]:
         raise ValueError(f"X has {X.shape[1]} features but the posterior has "
                          f"{means.shape[-1]}")
     return _predictive_impl(weights, means, tril, X)
 
-
-def _check_posterior(posterior: Any) -> tuple[jax.Array, ...]:
-    if not isinstance(posterior, DPGMMPosterior):
-        raise TypeError(f"posterior must be a DPGMMPosterior, got {type(posterior).__name__}")
-    w = V.as_float_array(posterior.weights, "posterior.weights", ndim=2,
-                         shape_hint="(n_draws, K)")
-    m = V.as_float_array(posterior.means, "posterior.means", ndim=3,
-                         shape_hint="(n_draws, K, D)")
-    c = V.as_float_array(posterior.covariances, "posterior.covariances", ndim=4,
-                         shape_hint="(n_draws, K, D, D)")
-    L = V.as_float_array(posterior.scale_tril, "posterior.scale_tril", ndim=4,
-                         shape_hint="(n_draws, K, D, D)")
-    S, K, D = m.shape
-    for name, arr, shape in (("weights", w, (S, K)), ("covariances", c, (S, K, D, D)),
-                             ("scale_tril", L, (S, K, D, D))):
-        if arr.shape != shape:
-            raise ValueError(f"posterior.{name} has shape {arr.shape}, expected {shape} "
-                             f"to match posterior.means {m.shape}")
-    return w, m, c, L
