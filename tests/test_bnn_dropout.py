@@ -258,3 +258,118 @@ def test_float64_network(x64):
     loss = jax.jit(lambda p: dropout.regression_loss(
         p, (X, y), jax.random.key(1), rate=0.1, tau=1.0, n_train=4))(params)
     assert loss.dtype == jnp.float64
+
+
+# ------------------------------------------------------------------ masks read off the layer
+def _dense_io(module):
+    """A jitted ``(params, X, rate, key) -> (output, {dense_i: (input, output)})`` for one
+    stochastic pass of ``module``. The inputs of ``dense_i`` are the library's post-dropout
+    activations (its dropout sits right before every Dense layer), read with flax's
+    ``intercept_methods``: the layer under test runs unchanged, only its Dense calls are
+    watched."""
+
+    def run(params, X, rate, key):
+        seen = {}
+
+        def spy(next_fun, args, kwargs, context):
+            out = next_fun(*args, **kwargs)
+            if isinstance(context.module, nn.Dense) and context.method_name == "__call__":
+                seen[context.module.name] = (args[0], out)
+            return out
+
+        with nn.intercept_methods(spy):
+            out = module.apply(params, X, rate, deterministic=False, rngs={"dropout": key})
+        return out, seen
+
+    return jax.jit(run)
+
+
+def _binomial_ok(k, n, p, z=5.0):
+    """|k - n p| < z sd of Binomial(n, p) (z = 5: a false alarm once in ~3.5 million)."""
+    return abs(k - n * p) < z * np.sqrt(n * p * (1 - p))
+
+
+@pytest.mark.parametrize("input_dropout", [True, False])
+def test_dropout_layer_drops_at_the_rate_and_rescales(input_dropout):
+    """Every dropped unit of DropoutMLP, counted over 600 rows x (24 + 48 + 48) units: the
+    share of zeros is the rate (binomial bound), kept units are exactly ``pre / (1 - p)``,
+    masks are independent across rows, across units and across layers. A rate that is
+    ignored, inverted (keep prob p instead of 1 - p), not rescaled, or a mask shared by a
+    whole row/column/layer fails."""
+    rows, d, hidden = 600, 24, (48, 48)
+    module = dropout.DropoutMLP(hidden=hidden, input_dropout=input_dropout)
+    X = jax.random.uniform(jax.random.key(20), (rows, d), minval=0.5, maxval=1.5)
+    params = _init(module, jax.random.key(21), X)
+    # Positive kernels and biases with positive inputs: every pre-dropout unit is > 0 (no ReLU
+    # zeros), so a zero after dropout is a dropped unit and nothing else.
+    params = jax.tree_util.tree_map_with_path(
+        lambda path, a: jnp.abs(a) if path[-1].key == "kernel" else a + 0.1, params)
+    run = _dense_io(module)
+    for j, rate in enumerate((0.1, 0.5)):
+        _, seen = run(params, X, jnp.float32(rate), jax.random.key(22 + j))
+        pre = np.asarray(X, np.float64)
+        dropped = {}
+        for i in range(len(hidden) + 1):
+            post = np.asarray(seen[f"dense_{i}"][0], np.float64)
+            assert post.shape == pre.shape and np.all(pre > 0)
+            if i == 0 and not input_dropout:       # the input is passed through untouched
+                np.testing.assert_array_equal(post, pre)
+            else:
+                drop = post == 0.0
+                dropped[i] = drop
+                assert _binomial_ok(drop.sum(), drop.size, rate), (i, rate, drop.mean())
+                # inverted dropout: kept units are scaled by 1 / (1 - p) (float32 rounding)
+                np.testing.assert_allclose(post[~drop], pre[~drop] / (1 - rate), rtol=1e-5)
+                # One mask per example and unit: the drop counts per column (over rows) and per
+                # row (over units) are Binomial, so their dispersion statistic
+                # sum (k - m p)^2 / (m p (1 - p)) is ~chi2(#groups); a mask shared along a
+                # row or column makes the counts 0 or m and the statistic explode.
+                for axis in (0, 1):
+                    k, m = drop.sum(axis), drop.shape[axis]
+                    chi2 = np.sum((k - m * rate) ** 2) / (m * rate * (1 - rate))
+                    assert chi2 < stats.chi2.ppf(1 - 1e-6, k.size), (i, rate, axis, chi2)
+            pre = np.maximum(np.asarray(seen[f"dense_{i}"][1], np.float64), 0.0)  # ReLU
+        # the two hidden layers (same width) drop independently: both dropped ~ p^2
+        both = dropped[1] & dropped[2]
+        assert _binomial_ok(both.sum(), both.size, rate ** 2), (rate, both.mean())
+
+
+def test_mc_predictive_matches_numpy_with_the_same_masks(net):
+    """The 3-16-8-1 DropoutMLP of ``net``: the masks of every pass are read off the library's
+    layer (the ``"dropout"`` key of pass t is ``split(key, T)[t]``, as mc_forward documents),
+    the passes are recomputed by a NumPy forward pass with those masks, and mc_forward's
+    samples and predictive_moments' mean and variance (``var_t`` with 1/T plus the noise
+    ``1/tau``) must equal the NumPy ones. T = 50 with chunk_size 16 exercises a ragged last
+    chunk (and is the mc_forward call of test_mc_forward_shapes_and_determinism, so the
+    compiled program is shared)."""
+    module, params, X = net
+    T, rate, tau = 50, 0.2, 4.0
+    key = jax.random.key(8)
+    run = _dense_io(module)
+    _, seen = jax.jit(jax.vmap(lambda k: run(params, X, jnp.float32(rate), k)))(
+        jax.random.split(key, T))
+    n_layers = len(params["params"])
+    masks = [np.asarray(seen[f"dense_{i}"][0]) != 0.0 for i in range(n_layers)]  # (T, n, w)
+    # the masks really are random (the input is never exactly 0, so its mask is exact)
+    assert _binomial_ok((~masks[0]).sum(), masks[0].size, rate)
+    # NumPy forward pass: inverted dropout before every Dense layer, ReLU hidden units. Where
+    # a ReLU unit is 0 its mask reads 0 too, which changes nothing.
+    h = np.broadcast_to(np.asarray(X, np.float64), (T, *X.shape))
+    for i, mask in enumerate(masks):
+        layer = params["params"][f"dense_{i}"]
+        h = (h * mask / (1 - rate)) @ np.asarray(layer["kernel"], np.float64) \
+            + np.asarray(layer["bias"], np.float64)
+        if i < n_layers - 1:
+            h = np.maximum(h, 0.0)
+    samples = dropout.mc_forward(key, params, X, rate, n_samples=T, chunk_size=16)
+    assert samples.shape == h.shape == (T, X.shape[0], 1)
+    # float32 network vs float64 NumPy on O(1) values through three small layers: ~1e-6.
+    np.testing.assert_allclose(np.asarray(samples), h, rtol=1e-5, atol=1e-5)
+    mean, var = dropout.predictive_moments(samples[..., 0], tau)
+    y_np = h[..., 0]
+    mean_np = y_np.mean(0)
+    var_np = np.mean((y_np - mean_np) ** 2, axis=0) + 1.0 / tau   # mixture variance
+    np.testing.assert_allclose(np.asarray(mean), mean_np, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(var), var_np, rtol=1e-5, atol=1e-5)
+    # the passes do differ: the epistemic part is a real share of the variance
+    assert np.min(var_np - 1.0 / tau) > 1e-4
