@@ -129,13 +129,15 @@ def _ring_run(n_epochs, key=0):
 
 
 def test_ring_of_gaussians_short_run():
-    res, cov = _ring_run(30)
-    # Measured after 1,920 steps: 8 modes hit, 38 % high quality (the untrained generator
-    # puts no sample within 3 std of any mode).
-    assert cov.modes_hit >= 4
-    assert cov.high_quality >= 0.2
+    res, cov = _ring_run(60)
+    # After 3,840 steps, measured over keys 0-5: modes hit 8, 7, 8, 8, 8, 8 and high quality
+    # 0.60, 0.59, 0.57, 0.51, 0.55, 0.65 (mean 0.58, sd 0.05); bounds at the worst key and
+    # about mean - 2.5 sd. The untrained generator puts no sample within 3 std of any mode; a
+    # collapsed generator hits 1-3 modes; a swapped or sign-flipped loss hits none.
+    assert cov.modes_hit >= 7
+    assert cov.high_quality >= 0.45
     assert set(res.history) == {"d_loss", "g_loss", "d_real", "d_fake"}
-    assert res.history["d_loss"].shape == (30,)
+    assert res.history["d_loss"].shape == (60,)
 
 
 @pytest.mark.slow
