@@ -74,8 +74,12 @@ def test_fit_gmm_csv_and_npy(tmp_path, capsys, npy):
 
 @pytest.mark.slow   # ~15 s: compiling the variational EM loop and its k-means initialisation
 def test_fit_vbgmm_prunes_to_the_two_faithful_clusters(tmp_path, capsys, npy):
+    # One restart lands in a three-component local optimum for some seeds (measured seeds
+    # 0-3 at the defaults: 2 of 4, lower bound -704 against -682); five vmapped restarts keep
+    # the two-cluster bound for all six.
     summary, params = _fit(capsys, tmp_path / "v", "vbgmm", CSV, "--n-components", "5",
-                           "--weight-prior", "dirichlet_process", "--seed", "1")
+                           "--weight-prior", "dirichlet_process", "--seed", "1",
+                           "--n-init", "5")
     assert isinstance(params, VBGMMParams) and params.weight_concentration.shape == (2, 5)
     m = summary["metrics"]
     assert m["active_components"] == 2 and summary["options"]["weight_prior"] == \
@@ -87,7 +91,7 @@ def test_fit_vbgmm_prunes_to_the_two_faithful_clusters(tmp_path, capsys, npy):
     sk = pytest.importorskip("sklearn.mixture").GaussianMixture(2, random_state=0).fit(X)
     assert _agreement(vbgmm.predict(params, X), sk.predict(X)) >= 0.98
     _, params_npy = _fit(capsys, tmp_path / "v_npy", "vbgmm", npy, "--n-components", "5",
-                         "--seed", "1")
+                         "--seed", "1", "--n-init", "5")
     _same_params(params, params_npy)
 
 

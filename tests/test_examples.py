@@ -20,7 +20,8 @@ SLOW = {"bnn_mnist.py", "bnn_regression_gap.py", "uci_protocol.py"}
 def test_example_runs(script, tmp_path):
     quick = ["--quick"] if "--quick" in script.read_text() else []
     proc = subprocess.run([sys.executable, str(script), *quick], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True,
+                          timeout=900 if script.name in SLOW else 300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip()
 
