@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fractions
 import functools
+import math
 
 import flax.linen as nn
 import jax
@@ -28,6 +29,14 @@ from espresso_jax.bnn import bbb, bbb_elbo, bbb_prune, bbb_recurrent
 
 # One forward pass with its KL, jitted (eager flax dispatch is slow on a loaded 2-core box).
 _apply = jax.jit(bbb.apply, static_argnums=1)
+
+
+def _normal(key, shape):
+    """``jax.random.normal(key, shape)``, bit for bit (threefry numbers depend only on the flat
+    index), drawn flat and reshaped: XLA:CPU compiles the rank-3/4 draw in seconds, the flat
+    one in a fraction of that."""
+    return jax.random.normal(key, (math.prod(shape),)).reshape(shape)
+
 MIXTURE = bbb.scale_mixture_prior(0.25, float(np.exp(-1.0)), float(np.exp(-7.0)))
 
 
@@ -91,9 +100,10 @@ def _np_gaussian_kl(mu, rho, scale):
                         - 0.5))
 
 
+@functools.cache
 def _all_inputs():
-    img = jax.random.normal(jax.random.key(2), (6, 5, 5, 2))
-    seq = jax.random.normal(jax.random.key(3), (6, 5, 2))
+    img = _normal(jax.random.key(2), (6, 5, 5, 2))
+    seq = _normal(jax.random.key(3), (6, 5, 2))
     return (img, seq), jnp.array([0, 1, 2, 0, 1, 2])
 
 
@@ -104,21 +114,27 @@ def test_gaussian_kl_matches_numpyro_and_mc(both_precisions):
     mu = jnp.asarray(np.linspace(-1.5, 1.0, 7))
     rho = jnp.asarray(np.linspace(-3.0, 1.0, 7))
     scale = 0.7
-    closed = bbb.gaussian_kl(mu, rho, scale)
-    sigma = jax.nn.softplus(rho)
-    ref = numpyro_kl(dist.Normal(mu, sigma), dist.Normal(0.0, scale))
+    n = 20_000
+    eps = jax.random.normal(jax.random.key(0), (n, 7), mu.dtype)
+
+    @jax.jit
+    def kls(mu, rho, eps):  # one compiled program instead of ~40 eager ops
+        closed = bbb.gaussian_kl(mu, rho, scale)
+        ref = numpyro_kl(dist.Normal(mu, jax.nn.softplus(rho)), dist.Normal(0.0, scale))
+        mc = jax.vmap(lambda e: bbb.weight_kl(bbb.GaussianPrior(scale), mu, rho, e, "mc"))(eps)
+        # "auto" picks the closed form for a Gaussian prior and ignores the noise.
+        auto = bbb.weight_kl(bbb.GaussianPrior(scale), mu, rho, eps[0])
+        return closed, ref, mc, auto
+
+    closed, ref, mc, auto = kls(mu, rho, eps)
     rtol = 1e-10 if both_precisions == "float64" else 1e-5
     np.testing.assert_allclose(closed, ref, rtol=rtol, atol=rtol)
     # One-sample MC estimates of the summed KL are unbiased: their mean is within 6 SE.
-    n = 20_000
-    eps = jax.random.normal(jax.random.key(0), (n, 7), mu.dtype)
-    mc = jax.vmap(lambda e: bbb.weight_kl(bbb.GaussianPrior(scale), mu, rho, e, "mc"))(eps)
     mc = np.asarray(mc, np.float64)
     se = mc.std(ddof=1) / np.sqrt(n)
-    assert abs(mc.mean() - float(jnp.sum(closed))) < 6 * se
-    # "auto" picks the closed form for a Gaussian prior and ignores the noise.
-    auto = bbb.weight_kl(bbb.GaussianPrior(scale), mu, rho, eps[0])
-    np.testing.assert_allclose(auto, jnp.sum(closed), rtol=rtol)
+    closed_sum = np.sum(np.asarray(closed, np.float64))
+    assert abs(mc.mean() - closed_sum) < 6 * se
+    np.testing.assert_allclose(auto, closed_sum, rtol=rtol)
 
 
 def test_scale_mixture_log_prior_matches_scipy(both_precisions):
@@ -162,12 +178,13 @@ def test_gradient_reaches_every_posterior_parameter():
     names = [jax.tree_util.keystr(path) for path, _ in flat]
     # 5 layers: 4 with kernel + bias, the GRU with input, recurrent kernels and bias.
     assert len(names) == 2 * (4 * 2 + 3)
-    for name, g in zip(names, (leaf for _, leaf in flat), strict=True):
+    # (checked in NumPy: jnp reductions would compile per leaf shape)
+    for name, g in zip(names, (np.asarray(leaf) for _, leaf in flat), strict=True):
         assert name.endswith(("_mu']", "_rho']")), name
-        assert bool(jnp.all(jnp.isfinite(g))), name
-        assert float(jnp.max(jnp.abs(g))) > 0.0, f"zero gradient for {name}"
+        assert np.all(np.isfinite(g)), name
+        assert np.max(np.abs(g)) > 0.0, f"zero gradient for {name}"
         if name.endswith("_rho']"):
-            assert bool(jnp.all(g != 0.0)), name
+            assert np.all(g != 0.0), name
 
 
 def test_collected_kl_is_closed_form_sum_over_all_layers():
@@ -186,7 +203,7 @@ def test_collected_kl_is_closed_form_sum_over_all_layers():
 
 def test_zero_variance_layers_match_flax_reference():
     """With sigma = 0 (rho = PRUNED_RHO) the Bayesian layers are flax's Dense / Conv."""
-    x = jax.random.normal(jax.random.key(0), (2, 6, 6, 3))
+    x = _normal(jax.random.key(0), (2, 6, 6, 3))
     conv = bbb.BayesConv(5, kernel_size=(3, 2), strides=(1, 2), padding="SAME")
     net = bbb.init(jax.random.key(1), conv, x)
     p = net["params"]
@@ -258,19 +275,25 @@ def test_minibatch_losses_average_to_full_negative_elbo(x64):
     params = bbb_elbo.init_params(jax.random.key(1), module, x, noise_std=0.3)
     assert params.log_noise_std.dtype == jnp.float64
     loss = bbb_elbo.ELBOLoss(module, n, "gaussian")
+    normalized = bbb_elbo.ELBOLoss(module, n, "gaussian", normalize=True)
     key = jax.random.key(2)
-    out, kl = _apply(key, module, params.net, x)
+
+    @jax.jit
+    def full_data(params, key):  # the reference pass and the normalized loss: one compile
+        out, kl = bbb.apply(key, module, params.net, x)
+        return out, kl, normalized(params, {"x": x, "y": y}, key)[0]
+
+    out, kl, normalized_loss = full_data(params, key)
     assert out.dtype == jnp.float64
-    ll = norm.logpdf(np.asarray(y), np.asarray(out[:, 0]), 0.3).sum()
+    ll = norm.logpdf(np.asarray(y), np.asarray(out)[:, 0], 0.3).sum()
     jloss = jax.jit(loss)
+    xs, ys = np.asarray(x), np.asarray(y)  # host slices: no eager slicing ops to compile
     for schedule in bbb_elbo.SCHEDULES:
-        weights = bbb_elbo.kl_weights(n // b, schedule)
-        losses = [jloss(params, {"x": x[i * b:(i + 1) * b], "y": y[i * b:(i + 1) * b],
+        weights = np.asarray(bbb_elbo.kl_weights(n // b, schedule))
+        losses = [jloss(params, {"x": xs[i * b:(i + 1) * b], "y": ys[i * b:(i + 1) * b],
                                  "kl_weight": weights[i]}, key)[0] for i in range(n // b)]
         np.testing.assert_allclose(np.mean(losses), float(kl) - ll, rtol=1e-12)
-    normalized = bbb_elbo.ELBOLoss(module, n, "gaussian", normalize=True)
-    np.testing.assert_allclose(jax.jit(normalized)(params, {"x": x, "y": y}, key)[0] * n,
-                               float(kl) - ll, rtol=1e-12)
+    np.testing.assert_allclose(normalized_loss * n, float(kl) - ll, rtol=1e-12)
 
 
 def test_step_feeds_the_schedule_from_the_step_counter():
@@ -317,19 +340,20 @@ def test_regression_fit_uncertainty_grows_away_from_data():
     assert hist[-20:].mean() < hist[:5].mean()
     params = res.params
     # Learned noise std near the true 0.1 (loose: a short run and a 200-point sample).
-    assert 0.05 < float(jnp.exp(params.log_noise_std)) < 0.25
+    assert 0.05 < math.exp(float(params.log_noise_std)) < 0.25
     far = jnp.array([[-3.0], [-2.5], [2.5], [3.0]])
     grid = jnp.concatenate([x, far], axis=0)  # one predictive call: one compile
     mean, var = bbb_elbo.regression_predictive(jax.random.key(3), module, params, grid,
                                                n_samples=100)
-    rmse = float(jnp.sqrt(jnp.mean(jnp.square(mean[:200] - y))))
+    rmse = float(np.sqrt(np.mean(np.square(np.asarray(mean)[:200] - np.asarray(y)))))
     assert rmse < 0.2
     # Epistemic part: variance of the network output over weight samples (same samples).
     out = bbb_elbo.sample_outputs(jax.random.key(3), module, params, grid, n_samples=100)
     epistemic = jnp.var(out[..., 0], axis=0)
     np.testing.assert_allclose(var - epistemic, jnp.exp(2.0 * params.log_noise_std),
                                rtol=1e-4)
-    assert float(jnp.min(epistemic[200:])) > 3.0 * float(jnp.mean(epistemic[:200]))
+    epistemic = np.asarray(epistemic)
+    assert epistemic[200:].min() > 3.0 * epistemic[:200].mean()
 
 
 def test_pruning_keeps_fraction_and_zero_pruning_is_identity():
@@ -368,7 +392,7 @@ def test_pruning_keeps_fraction_and_zero_pruning_is_identity():
 
 
 def test_gru_weights_sampled_once_and_cell_matches_manual_unroll():
-    x = jax.random.normal(jax.random.key(0), (3, 6, 2))
+    x = _normal(jax.random.key(0), (3, 6, 2))
     gru = bbb_recurrent.BayesGRU(5)
     net = bbb.init(jax.random.key(1), gru, x)
     p = net["params"]
@@ -489,7 +513,7 @@ def test_uci_method_loss_is_the_normalized_elbo():
     from espresso_jax.datasets.uci import UCIDataset
 
     method = bbb_uci.bbb_method(noise="learned", prior_scales=(1.0,))
-    params = method.init(jax.random.key(0), 3, 7)
+    params = jax.jit(method.init, static_argnums=(1, 2))(jax.random.key(0), 3, 7)
     x = jax.random.normal(jax.random.key(1), (10, 3))
     y = jnp.sin(x[:, 0])
     hp = bbb_uci.BBBHParams(jnp.float32(1.0), jnp.float32(1.0))

@@ -90,7 +90,10 @@ def test_discriminator_converges_to_optimum_for_fixed_generator():
     frozen, opt_d = optax.set_to_zero(), optax.adam(1e-3)
     state = gan.init_state(jax.random.key(0), model, optimizer_g=frozen, optimizer_d=opt_d)
     # G(z) = z + 0.5, so p_g = N(0.5, 1); the data are N(-0.5, 0.8^2).
-    g_params = {"mlp": {"dense_0": {"kernel": jnp.ones((1, 1)), "bias": jnp.full((1,), 0.5)}}}
+    # float32 arrays, not weakly typed ones (jnp.full((1,), 0.5) is weak): the chunk's output
+    # state then has the input's types and the second chunk does not recompile.
+    g_params = {"mlp": {"dense_0": {"kernel": jnp.ones((1, 1), jnp.float32),
+                                    "bias": jnp.full((1,), 0.5, jnp.float32)}}}
     state = state._replace(gen=state.gen._replace(params=g_params))
     data = -0.5 + 0.8 * jax.random.normal(jax.random.key(1), (8192, 1))
     res = gan.fit(jax.random.key(2), data, module=model, loss="minimax", k_disc=1,
@@ -149,13 +152,14 @@ def test_ring_of_gaussians_mode_coverage():
 
 
 def test_ring_of_gaussians_and_mode_coverage_metric():
-    x, centres = gan.ring_of_gaussians(jax.random.key(3), 4000)
+    n = 4096  # the size test_wgan_gp_moves_samples_towards_data draws: the same eager compiles
+    x, centres = gan.ring_of_gaussians(jax.random.key(3), n)
     np.testing.assert_allclose(np.linalg.norm(np.asarray(centres), axis=1), 2.0, rtol=1e-6)
     cov = gan.mode_coverage(x, centres, 0.02)
     assert cov.modes_hit == 8
-    # P(chi_2 <= 9) = 1 - exp(-4.5) = 0.9889; 6 standard errors of 4000 Bernoulli draws.
+    # P(chi_2 <= 9) = 1 - exp(-4.5) = 0.9889; 6 standard errors of n Bernoulli draws.
     p = 1 - math.exp(-4.5)
-    assert abs(cov.high_quality - p) < 6 * math.sqrt(p * (1 - p) / 4000)
+    assert abs(cov.high_quality - p) < 6 * math.sqrt(p * (1 - p) / n)
     collapsed = np.tile(np.asarray(centres[:1]), (100, 1))
     cov = gan.mode_coverage(collapsed, centres, 0.02)
     assert cov.modes_hit == 1 and cov.high_quality == 1.0 and cov.counts[0] == 100
@@ -280,7 +284,7 @@ def test_bad_input_raises():
 def test_plots_return_figures():
     import matplotlib.pyplot as plt
 
-    x, centres = gan.ring_of_gaussians(jax.random.key(0), 50)
+    x, centres = gan.ring_of_gaussians(jax.random.key(0), 64)  # test_bad_input_raises' size
     figs = [viz.plot_image_grid(np.zeros((5, 784)), n_cols=3),
             viz.plot_image_grid(np.zeros((4, 28, 28, 1))),
             viz.plot_samples_2d(x, x, centres, std=0.02, title="t"),

@@ -93,8 +93,12 @@ def test_iwae_bounds(small, estimator_b):
 def test_iwae_chunking_does_not_change_the_value(small):
     params, X = small
     key = jax.random.key(8)
-    whole = vae.iwae_per_example(key, SMALL, params, X, k=50, chunk_size=50)
-    chunked = vae.iwae_per_example(key, SMALL, params, X, k=50, chunk_size=7, batch_size=2)
+    # The rows, k and options of test_iwae_bounds' k = 100 bound, so `whole` reuses its compiled
+    # program (the claim does not depend on the number of rows). chunk_size 7 leaves a ragged
+    # last chunk (100 = 14 * 7 + 2) and batch_size 3 a padded last batch (4000 = 1333 * 3 + 1).
+    rows = np.tile(X, (800, 1))
+    whole = vae.iwae_per_example(key, SMALL, params, rows, k=100, batch_size=1000)
+    chunked = vae.iwae_per_example(key, SMALL, params, rows, k=100, chunk_size=7, batch_size=3)
     np.testing.assert_allclose(chunked, whole, rtol=1e-5)
 
 
@@ -171,7 +175,10 @@ def test_conv_vae_shapes():
 
 def test_manifold_is_the_decoder_on_gaussian_quantiles():
     model = vae.VAE(data_dim=4, latent_dim=3, hidden=(), likelihood="gaussian")
-    params = vae.init(jax.random.key(0), model)
+    # any decoder will do: N(0, 1) parameters in the tree vae.init builds (traced, not compiled)
+    shapes = jax.eval_shape(lambda k: vae.init(k, model), jax.random.key(0))
+    rng = np.random.default_rng(0)
+    params = jax.tree.map(lambda a: jnp.asarray(rng.normal(size=a.shape), a.dtype), shapes)
     grid = np.asarray(vae.manifold(model, params, 5, dims=(2, 0)))
     kernel = np.asarray(params["params"]["decoder"]["dense_0"]["kernel"])   # (3, 4)
     bias = np.asarray(params["params"]["decoder"]["dense_0"]["bias"])
