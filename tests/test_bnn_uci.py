@@ -93,15 +93,19 @@ def test_progress_bar_counts_epochs_and_changes_nothing(tiny, yacht, monkeypatch
 
 
 def test_vmapped_grid_equals_single_config(tiny, yacht):
-    # The same call the protocol makes (cached compile), against one network trained alone.
+    # The same call the protocol makes (cached compile: the protocol passes on_epoch=None
+    # explicitly, and jit's cache key tells a passed default from an omitted one), against
+    # one network trained alone.
     method = uci.dropout_method()
     data = uci.stack_splits(yacht, 2)
     grid = method.grid(yacht)
     hp = jax.vmap(lambda s: jax.vmap(lambda h: method.standardize(h, s))(grid))(data.y_std)
     keys = jax.random.split(jax.random.key(5), (2, 12))
     settings = dict(optimizer=OPT, n_hidden=50, batch_size=110, n_epochs=40)
+    size = uci.train_grid._cache_size()
     params, history = uci.train_grid(keys, method, data.X_train[:, :221],
-                                    data.y_train[:, :221], hp, **settings)
+                                    data.y_train[:, :221], hp, on_epoch=None, **settings)
+    assert uci.train_grid._cache_size() == size
     s, g = 1, 7
     one = jax.jit(lambda k, x, y, h: uci.train_config(k, method, x, y, h, **settings))
     single, single_history = one(keys[s, g], data.X_train[s, :221], data.y_train[s, :221],

@@ -13,6 +13,7 @@ too. Faithful's two clusters have weights ≈ 0.64 / 0.36, far apart, so this id
 All tests run under strict dtype promotion and rank promotion "raise" (conftest).
 """
 
+import functools
 import math
 
 import jax
@@ -135,8 +136,10 @@ def test_prior_weights_are_beta_stick_breaking():
     # e ~ Exponential(α) must give v ~ Beta(1, α): E[π_1] = 1/(1+α), E[π_2] = α/(1+α)²,
     # E[π_1²] = 2/((1+α)(2+α)). 10,000 prior draws; within 6 Monte-Carlo standard errors.
     alpha, n = 1.5, 10_000
+    # return_sites: only the weights are compiled (the same draws: the other sites still
+    # consume their keys in order, XLA drops their unused values)
     with standard_promotion():
-        draws = Predictive(dpgmm.model, num_samples=n)(
+        draws = Predictive(dpgmm.model, num_samples=n, return_sites=["weights"])(
             jax.random.key(0), None, n_components=4, concentration=alpha, n_samples=3,
             n_features=2)["weights"]
     w = np.asarray(draws, np.float64)
@@ -233,14 +236,27 @@ def test_svi_delta_point_estimate_and_standardisation():
 
 
 # ------------------------------------------------------------------- predictive & sorting
-def _random_posterior(key, S, K, D, dtype):
+@functools.partial(jax.jit, static_argnums=(2, 3, 4, 5, 6))
+def _random_arrays(key, x_key, S, K, D, n, dtype):
+    # One compiled program per (S, K, D, n, dtype) instead of a dozen op-by-op dispatches
+    # (each a small compile) per call; the draws equal eager ones up to 1 ulp (the fused
+    # softmax and matmul round differently), and every check below compares against
+    # references computed from these same arrays.
     kw, km, kl = jax.random.split(key, 3)
     w = jax.nn.softmax(jax.random.normal(kw, (S, K), dtype), axis=-1)
     m = jax.random.normal(km, (S, K, D), dtype)
     A = jax.random.normal(kl, (S, K, D, D), dtype) * 0.3
     L = jnp.tril(A, -1) + jnp.eye(D, dtype=dtype)[None, None] * (0.5 + jnp.abs(A))
     cov = L @ jnp.swapaxes(L, -1, -2)
-    return dpgmm.DPGMMPosterior(w, m, cov, L, 1, jnp.zeros((), jnp.int32))
+    return w, m, cov, L, jax.random.normal(x_key, (n, D), dtype)
+
+
+def _random_posterior(key, S, K, D, dtype, x_key=None, n=5):
+    """A random posterior of ``S`` draws of ``K`` components in ``D`` dimensions, and ``n``
+    standard-normal points drawn with ``x_key`` (default: ``key(2)``)."""
+    x_key = jax.random.key(2) if x_key is None else x_key
+    w, m, cov, L, X = _random_arrays(key, x_key, S, K, D, n, dtype)
+    return dpgmm.DPGMMPosterior(w, m, cov, L, 1, np.zeros((), np.int32)), np.asarray(X)
 
 
 @pytest.mark.parametrize("D", [1, 3])
@@ -249,8 +265,7 @@ def test_predictive_density_matches_scipy(both_precisions, D):
     # rtol 1e-5 (float32) / 1e-10 (float64). jit and no-jit agree; a second call with the same
     # shapes does not recompile.
     dtype = jnp.float64 if both_precisions == "float64" else jnp.float32
-    post = _random_posterior(jax.random.key(D), 7, 3, D, dtype)
-    X = np.asarray(jax.random.normal(jax.random.key(9), (11, D), dtype))
+    post, X = _random_posterior(jax.random.key(D), 7, 3, D, dtype, jax.random.key(9), 11)
     w, m, c = (np.asarray(a, np.float64) for a in (post.weights, post.means, post.covariances))
     dens = np.zeros(len(X))
     for s in range(7):
@@ -271,20 +286,25 @@ def test_predictive_density_matches_scipy(both_precisions, D):
 def test_summary_and_density_invariant_to_relabelling():
     # Permuting each draw's components (label switching) changes neither the weight-sorted
     # summary nor the predictive density.
-    post = _random_posterior(jax.random.key(0), 40, 4, 2, jnp.float32)
-    perm = jax.vmap(lambda k: jax.random.permutation(k, 4))(jax.random.split(
-        jax.random.key(1), 40))
+    post, X = _random_posterior(jax.random.key(0), 40, 4, 2, jnp.float32)
 
-    def take(a):
-        return jnp.take_along_axis(a, perm.reshape(perm.shape + (1,) * (a.ndim - 2)), axis=1)
+    @jax.jit
+    def shuffle(arrays):
+        perm = jax.vmap(lambda k: jax.random.permutation(k, 4))(jax.random.split(
+            jax.random.key(1), 40))
 
-    shuffled = post._replace(weights=take(post.weights), means=take(post.means),
-                             covariances=take(post.covariances), scale_tril=take(post.scale_tril))
+        def take(a):
+            return jnp.take_along_axis(a, perm.reshape(perm.shape + (1,) * (a.ndim - 2)),
+                                       axis=1)
+
+        return [take(a) for a in arrays]
+
+    w, m, c, L = shuffle([post.weights, post.means, post.covariances, post.scale_tril])
+    shuffled = post._replace(weights=w, means=m, covariances=c, scale_tril=L)
     a, b = dpgmm.posterior_summary(post, 0.2), dpgmm.posterior_summary(shuffled, 0.2)
     assert a.n_components == b.n_components
     np.testing.assert_allclose(a.sorted_weights, b.sorted_weights, rtol=1e-6)
     np.testing.assert_allclose(a.means, b.means, rtol=1e-6)
-    X = np.asarray(jax.random.normal(jax.random.key(2), (5, 2)))
     np.testing.assert_allclose(np.asarray(dpgmm.predictive_density(post, X)),
                                np.asarray(dpgmm.predictive_density(shuffled, X)), rtol=1e-5)
     s = dpgmm.sort_by_weight(shuffled)
@@ -346,7 +366,8 @@ def test_fit_rejects_bad_input(fn, kwargs, err, msg):
 
 
 def test_posterior_functions_reject_bad_input():
-    post = _random_posterior(jax.random.key(0), 3, 2, 2, jnp.float32)
+    # (the relabelling test's shapes: its compiled random posterior is reused)
+    post, _ = _random_posterior(jax.random.key(0), 40, 4, 2, jnp.float32)
     with pytest.raises(TypeError, match="key"):
         dpgmm.fit_nuts(0, _X)
     with pytest.raises(TypeError, match="posterior must be a DPGMMPosterior"):
