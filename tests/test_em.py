@@ -61,19 +61,23 @@ def test_fit_em_matches_numpy_iteration(x64, data, chunk_size):
     assert np.all(np.diff(np.asarray(res.history)) >= -1e-12)   # EM never decreases
 
 
+# float32 fits on `data` use max_iter=50 (one compiled loop; tol is traced): tol=1e-4 stops
+# after 4 iterations, 1e-7 after 9.
 def test_tolerance_stops_early_and_pads_history_with_nan(data):
-    res = em.fit_em(MODEL, _params0(), jnp.asarray(data, jnp.float32), tol=1e-4, max_iter=200)
+    res = em.fit_em(MODEL, _params0(), jnp.asarray(data, jnp.float32), tol=1e-4, max_iter=50)
     n = int(res.n_iter)
-    assert bool(res.converged) and 2 < n < 200
+    assert bool(res.converged) and 2 < n < 50
     assert np.all(np.isfinite(res.history[:n])) and np.all(np.isnan(res.history[n:]))
 
 
 def test_weights_equal_repeated_rows(x64, data):
+    # chunk_size and max_iter of test_fit_em_matches_numpy_iteration[128]: the weighted fit
+    # is that compiled program (1000 rows, a ragged last block), only the weights differ.
     counts = np.random.default_rng(1).integers(0, 3, len(data))
     weighted = em.fit_em(MODEL, _params0(jnp.float64), jnp.asarray(data),
-                         jnp.asarray(counts, jnp.float64), tol=0.0, max_iter=10, chunk_size=256)
+                         jnp.asarray(counts, jnp.float64), tol=0.0, max_iter=25, chunk_size=128)
     repeated = em.fit_em(MODEL, _params0(jnp.float64), jnp.asarray(np.repeat(data, counts, 0)),
-                         tol=0.0, max_iter=10)
+                         tol=0.0, max_iter=25)
     np.testing.assert_allclose(weighted.params["mu"], repeated.params["mu"], rtol=1e-10)
 
 
@@ -98,7 +102,8 @@ def test_second_call_does_not_recompile(data):
 
 def test_stepwise_em_reaches_the_batch_fixed_point(data):
     X = jnp.asarray(data, jnp.float32)
-    batch = em.fit_em(MODEL, _params0(), X, tol=1e-7, max_iter=500)
+    batch = em.fit_em(MODEL, _params0(), X, tol=1e-7, max_iter=50)
+    assert bool(batch.converged)      # the batch fixed point (9 iterations)
     online = em.fit_stepwise_em(jax.random.key(0), MODEL, _params0(), X, batch_size=100,
                                 n_epochs=30, kappa=0.7)
     # Stepwise EM is a stochastic approximation: its limit is the batch fixed point, with

@@ -90,6 +90,18 @@ def _theta(params):
     return np.concatenate([np.atleast_1d(np.asarray(a, dtype=np.float64)) for a in params])
 
 
+# One optimiser object: it is a static argument of the jitted GP loop, so fits that use the same
+# object, data shapes and max_iter share one compiled program.
+ADAM = optax.adam(0.05)
+
+
+def _predict_inputs(X):
+    """The prediction inputs of test_predict_matches_sklearn: 5 training inputs and 15 draws
+    around them (other tests reuse them to hit the same compiled programs)."""
+    rng = np.random.default_rng(1)
+    return np.concatenate([X[:5], X[:20].mean(0) + 2.0 * rng.normal(size=(15, X.shape[1]))])
+
+
 def _tols(dtype_name):
     # See the module docstring for where these come from.
     if dtype_name == "float64":
@@ -141,8 +153,7 @@ def test_log_marginal_likelihood_gradient(name, x64):
 def test_predict_matches_sklearn(name, both_precisions):
     X, y, sv, ls, nv = _case(name)
     tol = _tols(both_precisions)
-    rng = np.random.default_rng(1)
-    X_new = np.concatenate([X[:5], X[:20].mean(0) + 2.0 * rng.normal(size=(15, X.shape[1]))])
+    X_new = _predict_inputs(X)
     sk = _sklearn(X, y, sv, ls, nv)
     ref_mean, ref_std = sk.predict(X_new, return_std=True)
     _, ref_cov = sk.predict(X_new, return_cov=True)
@@ -173,7 +184,7 @@ def test_centering_matches_sklearn_on_centred_targets(x64):
                                sk.log_marginal_likelihood(sk.kernel_.theta), rtol=1e-6)
     post = gp.fit(X, y, params, center=True).params
     np.testing.assert_allclose(post.y_mean, ybar, rtol=1e-12)
-    X_new = np.linspace(-3.0, 3.0, 9)[:, None]
+    X_new = np.linspace(-3.0, 3.0, 20)[:, None]   # 20 rows: predict_matches_sklearn's program
     ref_mean, ref_std = sk.predict(X_new, return_std=True)
     mean, var = gp.predict(post, X_new)
     np.testing.assert_allclose(mean, ref_mean + ybar, rtol=1e-6, atol=1e-9)
@@ -220,9 +231,9 @@ def test_sample_posterior_moments(both_precisions):
         assert np.all(np.abs(draws.mean(0) - mean) < 6 * se_mean)
         se_cov = np.sqrt((cov**2 + np.outer(np.diag(cov), np.diag(cov))) / n)
         assert np.all(np.abs(np.cov(draws, rowvar=False) - cov) < 6 * se_cov)
-    # Same key, same draws.
-    a = gp.sample_posterior(jax.random.key(1), post, X_new, 3)
-    b = gp.sample_posterior(jax.random.key(1), post, X_new, 3)
+    # Same key, same draws (n as above: the compiled program is reused).
+    a = gp.sample_posterior(jax.random.key(1), post, X_new, n)
+    b = gp.sample_posterior(jax.random.key(1), post, X_new, n)
     np.testing.assert_array_equal(a, b)
 
 
@@ -253,20 +264,22 @@ def test_jitter_fallback_on_replicated_inputs():
 
 
 def test_cholesky_jitter_reports_failure():
-    L, jitter = gp._cholesky_jitter(jnp.array([[1.0, 0.0], [0.0, -1.0]]))
+    chol = jax.jit(gp._cholesky_jitter)   # one program for both calls, not op-by-op dispatch
+    L, jitter = chol(jnp.array([[1.0, 0.0], [0.0, -1.0]]))
     assert np.isnan(jitter)
-    L, jitter = gp._cholesky_jitter(jnp.array([[4.0, 2.0], [2.0, 5.0]]))
+    L, jitter = chol(jnp.array([[4.0, 2.0], [2.0, 5.0]]))
     assert float(jitter) == 0.0
     np.testing.assert_allclose(L, np.linalg.cholesky(np.array([[4.0, 2.0], [2.0, 5.0]])))
 
 
 def test_nonfinite_steps_are_skipped(x64):
+    # Old Faithful, ADAM and max_iter=20 as in test_composes_with_vmap_and_user_jit, and the
+    # float64 Old Faithful fit and evidence of the sklearn tests: all programs are shared.
     X, y = _faithful()
-    X, y = X[:40], y[:40]
     # exp(800) overflows: the loss is NaN at the start, so every step is skipped.
     bad = gp.GPParams(jnp.asarray(800.0), jnp.asarray(0.0), jnp.asarray(-1.0))
-    res = gp.fit_hyperparameters(X, y, bad, optimizer=optax.adam(0.1), max_iter=5)
-    assert int(res.n_skipped) == 5
+    res = gp.fit_hyperparameters(X, y, bad, optimizer=ADAM, max_iter=20)
+    assert int(res.n_skipped) == 20
     for a, b in zip(res.params, bad, strict=True):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="not finite"):
@@ -290,10 +303,13 @@ def test_rbf_kernel_closed_form(x64):
 
 
 def test_jit_and_no_jit_agree(x64):
+    # Eager mode compiles each primitive once per shape, a cost that does not grow with n, so
+    # the full synthetic-ard data and the prediction inputs of test_predict_matches_sklearn
+    # are used: the jitted fit, evidence and prediction are the programs those tests compile,
+    # and sampling at the same inputs reuses most of the eager prediction's primitives.
     X, y, sv, ls, nv = _case("synthetic-ard")
-    X, y = X[:60], y[:60]  # eager mode dispatches op by op: keep it small
     params = gp.make_params(sv, ls, nv)
-    X_new = X[:7] + 0.5
+    X_new = _predict_inputs(X)
 
     def run():
         post = gp.fit(X, y, params).params
@@ -311,12 +327,12 @@ def test_second_call_does_not_recompile():
     X, y = _faithful()
     p1, p2 = gp.make_params(1.0, 0.8, 0.2), gp.make_params(2.0, 0.5, 0.1)
     opt = optax.adam(0.05)
-    gp.predict(gp.fit(X, y, p1).params, X[:3])
+    gp.predict(gp.fit(X, y, p1).params, X[:20])
     gp.fit_hyperparameters(X, y, p1, optimizer=opt, max_iter=3)
     gp.log_marginal_likelihood(p1, X, y)
     sizes = [f._cache_size() for f in (gp._fit_impl, gp._predict_impl, gp._fit_hyper_impl,
                                        gp._lml_impl)]
-    gp.predict(gp.fit(X + 1.0, 2.0 * y, p2).params, X[3:6] - 1.0)
+    gp.predict(gp.fit(X + 1.0, 2.0 * y, p2).params, X[20:40] - 1.0)
     gp.fit_hyperparameters(X + 1.0, y, p2, optimizer=opt, max_iter=3)
     gp.log_marginal_likelihood(p2, X + 1.0, y)
     assert sizes == [f._cache_size() for f in (gp._fit_impl, gp._predict_impl,
@@ -338,7 +354,7 @@ def test_composes_with_vmap_and_user_jit(x64):
     g_fwd = jax.jacfwd(gp.log_marginal_likelihood)(params, X, y)
     np.testing.assert_allclose(_theta(g_fwd), _theta(g), rtol=1e-10)
     # Restarts as a vmap over starting points equal separate fits.
-    opt = optax.adam(0.05)
+    opt = ADAM
     starts = jax.tree.map(lambda a, b: jnp.stack([a, b]), params,
                           gp.make_params(0.3, 2.0, 0.05))
     batched = jax.vmap(lambda p: gp.fit_hyperparameters(X, y, p, optimizer=opt,

@@ -139,11 +139,13 @@ def test_integer_weights_equal_repeated_rows(x64):
 
 
 def test_restarts_are_vmapped_and_the_best_is_returned(x64):
-    X = np.random.default_rng(11).uniform(size=(200, 2))    # no cluster structure: many optima
+    # No cluster structure: many optima (the four restarts end at four different inertias).
+    # Shapes, K and max_iter of the float64 sklearn test: the single runs reuse its program.
+    X = np.random.default_rng(11).uniform(size=(320, 3))
     key, n_init = jax.random.key(5), 4
-    best = kmeans.fit(key, X, 9, n_init=n_init, tol=0.0, max_iter=30)
-    singles = [kmeans.fit(key, X, 9, init=kmeans.kmeans_plusplus(k, X, 9), tol=0.0,
-                          max_iter=30) for k in jax.random.split(key, n_init)]
+    best = kmeans.fit(key, X, 5, n_init=n_init, tol=0.0, max_iter=60)
+    singles = [kmeans.fit(key, X, 5, init=kmeans.kmeans_plusplus(k, X, 5), tol=0.0,
+                          max_iter=60) for k in jax.random.split(key, n_init)]
     inertias = np.array([float(s.inertia) for s in singles])
     assert inertias.max() > inertias.min() * (1 + 1e-6)     # the restarts really differ
     np.testing.assert_allclose(float(best.inertia), inertias.min(), rtol=1e-10)
@@ -153,15 +155,17 @@ def test_restarts_are_vmapped_and_the_best_is_returned(x64):
 
 
 def test_empty_cluster_keeps_its_centre_and_no_nan():
-    X = _blobs(seed=1, n_per=20)
+    # Shapes, K and max_iter of the float32 sklearn test, then of the recompile test below:
+    # both fits reuse compiled programs.
+    X = _blobs(seed=1)
     far = np.array([100.0, 100.0, 100.0])
-    c0 = np.stack([X[0], X[25], X[45], X[70], far])
-    res = kmeans.fit(jax.random.key(0), X, 5, init=c0, max_iter=20)
+    c0 = np.stack([X[0], X[85], X[165], X[250], far])      # one row of each blob, and far
+    res = kmeans.fit(jax.random.key(0), X, 5, init=c0, max_iter=60)
     np.testing.assert_allclose(res.params.centres[4], far, rtol=1e-6)
     assert np.all(np.isfinite(res.params.centres)) and np.isfinite(float(res.inertia))
     # more clusters than distinct points: duplicated seeds, empty clusters, still finite
-    Xd = X[np.arange(len(X)) % 3]
-    res = kmeans.fit(jax.random.key(1), Xd, 5, max_iter=20)
+    Xd = X[np.arange(len(X)) % 3]                            # 3 distinct rows, K = 4
+    res = kmeans.fit(jax.random.key(1), Xd, 4, n_init=2, max_iter=50)
     assert np.all(np.isfinite(res.params.centres)) and float(res.inertia) < 1e-6
 
 
