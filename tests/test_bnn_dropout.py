@@ -1,5 +1,7 @@
 """MC dropout (espresso_jax.bnn.dropout): weight decay, losses, MC predictive, bad input."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -12,15 +14,19 @@ from espresso_jax import metrics, train
 from espresso_jax.bnn import dropout
 
 # Everything below runs under jax.jit: one compiled program per check is much cheaper than
-# op-by-op dispatch of a flax network on the (loaded, 2-core) test machine.
+# op-by-op dispatch of a flax network on the (loaded, 2-core) test machine. The module is a
+# static argument, so tests that init or apply the same module on the same shapes share one
+# compiled program.
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def _init(module, key, X):
-    return jax.jit(lambda k, x: module.init(k, x, 0.0, deterministic=True))(key, X)
+    return module.init(key, X, 0.0, deterministic=True)
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def _apply(module, params, X):
-    return jax.jit(lambda p, x: module.apply(p, x, 0.0, deterministic=True))(params, X)
+    return module.apply(params, X, 0.0, deterministic=True)
 
 
 @pytest.fixture(scope="module")
@@ -99,25 +105,39 @@ def test_losses_take_any_module():
     X = jax.random.normal(jax.random.key(8), (30, 3))
     y = jnp.cos(X[:, 1])
     custom = _HiddenOnlyDropout()
-    params = custom.init(jax.random.key(9), X, 0.2, deterministic=True)
-    pred = np.asarray(custom.apply(params, X, 0.2, deterministic=True))[:, 0]
+
+    @jax.jit
+    def regression(X, y):  # every call of the custom net in one compiled program
+        params = custom.init(jax.random.key(9), X, 0.2, deterministic=True)
+        pred = custom.apply(params, X, 0.2, deterministic=True)[:, 0]
+        got = dropout.regression_loss(params, (X, y), jax.random.key(1), rate=0.0, tau=3.0,
+                                      n_train=30, module=custom)
+        on = [dropout.regression_loss(params, (X, y), jax.random.key(k), rate=0.5, tau=3.0,
+                                      n_train=30, module=custom) for k in (1, 2)]
+        return params, pred, got, on
+
+    params, pred, got, on = regression(X, y)
+    pred = np.asarray(pred)
     lam = 1e-4 * (1.0 - 0.0) / (2 * 30 * 3.0)
     expected = np.mean((np.asarray(y) - pred) ** 2) + lam * sum(
         np.sum(np.asarray(k) ** 2) for k in _kernels(params))
-    got = dropout.regression_loss(params, (X, y), jax.random.key(1), rate=0.0, tau=3.0,
-                                  n_train=30, module=custom)
     np.testing.assert_allclose(float(got), expected, rtol=1e-5)
     # With dropout on, the loss depends on the key (masks are drawn) and stays finite.
-    on = [float(dropout.regression_loss(params, (X, y), jax.random.key(k), rate=0.5, tau=3.0,
-                                        n_train=30, module=custom)) for k in (1, 2)]
+    on = [float(v) for v in on]
     assert np.all(np.isfinite(on)) and on[0] != on[1]
     mlp = dropout.DropoutMLP(hidden=(5,), n_outputs=3)
     mlp_params = _init(mlp, jax.random.key(10), X)
     labels = jnp.arange(30) % 3
-    default = dropout.classification_loss(mlp_params, (X, labels), jax.random.key(2), rate=0.3,
-                                          n_train=30)
-    explicit = dropout.classification_loss(mlp_params, (X, labels), jax.random.key(2),
-                                           rate=0.3, n_train=30, module=mlp)
+
+    @jax.jit
+    def classification(mlp_params, X, labels):
+        default = dropout.classification_loss(mlp_params, (X, labels), jax.random.key(2),
+                                              rate=0.3, n_train=30)
+        explicit = dropout.classification_loss(mlp_params, (X, labels), jax.random.key(2),
+                                               rate=0.3, n_train=30, module=mlp)
+        return default, explicit
+
+    default, explicit = classification(mlp_params, X, labels)
     assert float(default) == float(explicit)
 
 

@@ -122,7 +122,7 @@ def test_mc_dropout_gives_epistemic_variance():
     x = np.linspace(-1, 1, 8, dtype=np.float32)[:, None]      # avoid x = 0: relu(0 W) = 0
     body = MLP((16,), final_activation=nn.relu)
     drop = H.HeteroscedasticHead(out_features=1, hidden=(16,), body=body, dropout_rate=0.3)
-    params = drop.init(jax.random.key(0), x)
+    params = jax.jit(drop.init)(jax.random.key(0), x)     # one compile, not op by op
     assert set(params["params"]) == {"body", "hidden_0", "out"}
     out = H.predict_regression(jax.random.key(1), drop, params, x, n_samples=50)
     mean_t, log_var_t = H.mc_predict(jax.random.key(1), drop, params, x, n_samples=50)
@@ -143,7 +143,7 @@ def test_classification_loss_trains_and_predicts():
     x = rng.normal(size=(200, 2)).astype(np.float32)
     labels = (x[:, 0] + x[:, 1] > 0).astype(np.int32)
     module = H.HeteroscedasticHead(out_features=2, hidden=(8,), dropout_rate=0.1)
-    params = module.init(jax.random.key(0), x)
+    params = jax.jit(module.init)(jax.random.key(0), x)     # one compile, not op by op
     res = train.fit(jax.random.key(1), H.make_classification_loss(module, n_samples=5),
                     params, (x, labels), optimizer=optax.adam(2e-2), batch_size=50,
                     n_epochs=20, epochs_per_chunk=20, progress=False)

@@ -18,6 +18,7 @@ Every family is fit as ``fit(key, data..., *, module, optimizer(s), batch_size, 
   step, or a matmul of the network).
 """
 
+import functools
 import importlib
 import inspect
 import logging
@@ -40,14 +41,14 @@ OPT = optax.adam(1e-2)  # one object: the compiled chunk is keyed on the optimis
 
 
 class Family(NamedTuple):
-    """One neural family: ``fit(key, *data, **kwargs)``, its data and ``init(key, X)`` (the
-    parameters for a given input, or None when the width is fixed by the module)."""
+    """One neural family: ``fit(key, *data, **kwargs)``, its data, and whether ``fit`` takes
+    ``params`` that fix the input width (else the width is fixed by the module)."""
 
     fit: Callable[..., Any]
     labels: bool  # y holds class labels (else real targets, or no y)
     has_y: bool
     kwargs: dict
-    init: Callable[[jax.Array, jax.Array], Any] | None
+    takes_params: bool
 
 
 _DROP = dropout.DropoutMLP((8,), n_outputs=C)
@@ -58,31 +59,30 @@ _MLP = MLP(features=(8, C))
 FAMILIES = {
     "vae": Family(vae.fit, False, False,
                   dict(module=vae.VAE(data_dim=D, latent_dim=2, hidden=(8,)), optimizer=OPT),
-                  None),
+                  False),
     "autoencoder": Family(autoencoder.fit, False, False,
                           dict(module=autoencoder.AutoEncoder(data_dim=D, latent_dim=2,
                                                               hidden=(8,)), optimizer=OPT),
-                          None),
+                          False),
     "gan": Family(gan.fit, False, False,
                   dict(module=gan.mlp_gan(D, latent_dim=2, g_hidden=(8,), d_hidden=(8,)),
                        loss="non_saturating", k_disc=1, optimizer_g=OPT, optimizer_d=OPT),
-                  None),
+                  False),
     "deterministic": Family(supervised.fit, True, True,
-                            dict(module=_MLP, optimizer=OPT, task="classification"),
-                            lambda k, x: _MLP.init(k, x)),
+                            dict(module=_MLP, optimizer=OPT, task="classification"), True),
     "bbb": Family(bbb_elbo.fit, True, True,
-                  dict(module=_BBB, optimizer=OPT, likelihood="categorical"),
-                  lambda k, x: bbb_elbo.init_params(k, _BBB, x)),
+                  dict(module=_BBB, optimizer=OPT, likelihood="categorical"), True),
     "mc_dropout": Family(dropout.fit, True, True,
                          dict(module=_DROP, optimizer=OPT, task="classification", rate=0.1),
-                         lambda k, x: _DROP.init(k, x, 0.1, deterministic=True)),
+                         True),
     "heteroscedastic": Family(heteroscedastic.fit, False, True,
-                              dict(module=_HEAD, optimizer=OPT),
-                              lambda k, x: _HEAD.init(k, x, deterministic=True)),
+                              dict(module=_HEAD, optimizer=OPT), True),
 }
 
 
-def _data(family: Family, seed: int = 0) -> tuple[jax.Array, ...]:
+@functools.cache
+def _data(name: str, seed: int = 0) -> tuple[jax.Array, ...]:
+    family = FAMILIES[name]
     kx, ky = jax.random.split(jax.random.key(seed))
     X = jax.random.uniform(kx, (N, D))  # in [0, 1]: fits the Bernoulli VAE too
     if not family.has_y:
@@ -98,10 +98,16 @@ def _fit(name: str, *data: Any, seed: int = 0, **extra: Any) -> Any:
                       **family.kwargs, **extra)
 
 
+@functools.cache
+def _first_fit(name: str) -> Any:
+    """The first fit of a family on ``_data(name)``; its parameters also serve the bad-width
+    case (parameters for inputs of width D)."""
+    return _fit(name, *_data(name))
+
+
 @pytest.mark.parametrize("name", FAMILIES)
 def test_result_fields_and_no_recompile(name):
-    data = _data(FAMILIES[name])
-    first = _fit(name, *data)
+    first = _first_fit(name)
     assert isinstance(first, train.FitResult)
     assert first.n_iter == 2 and first.converged is False  # no early-stopping criterion
     losses = [k for k in first.history if k in ("loss", "d_loss", "g_loss")]
@@ -110,7 +116,7 @@ def test_result_fields_and_no_recompile(name):
         assert first.history[k].shape == (2,) and np.all(np.isfinite(first.history[k]))
     assert jax.tree.leaves(first.params)
     size = train._run_chunk._cache_size()
-    second = _fit(name, *_data(FAMILIES[name], seed=1), seed=1)
+    second = _fit(name, *_data(name, seed=1), seed=1)
     assert train._run_chunk._cache_size() == size, "a second fit with the same shapes compiled"
     assert second.n_iter == 2
 
@@ -173,23 +179,31 @@ def _raises_before_compiling(fit_call, match):
     assert not model_like, f"compiled {model_like} before rejecting the input"
 
 
-def _bad_cases(name):
+_BAD_CASES = [(name, case) for name, family in FAMILIES.items()
+              for case in ("nan", *(("label", "negative label") if family.labels else ()),
+                           "width")]
+
+
+def _bad_call(name: str, case: str) -> tuple[tuple[jax.Array, ...], dict, str]:
+    """The data, extra fit arguments and the argument the error must name for one bad case.
+    Built when the test runs (not at collection) from the cached good data, edited in NumPy,
+    so no eager op has to compile after the previous case cleared the caches."""
     family = FAMILIES[name]
-    data = _data(family)
-    X = data[0]
-    cases = [("nan", (X.at[3, 1].set(jnp.nan), *data[1:]), {}, "X")]
-    if family.labels:
-        cases.append(("label", (X, data[1].at[0].set(C)), {}, "y"))
-        cases.append(("negative label", (X, data[1].at[0].set(-1)), {}, "y"))
-    wide = jnp.concatenate([X, X[:, :1]], axis=1)
-    extra = {}
-    if family.init is not None:  # the width is fixed by given parameters
-        extra = {"params": family.init(jax.random.key(9), X[:1])}
-    cases.append(("width", (wide, *data[1:]), extra, "X"))
-    return [pytest.param(name, *case[1:], id=f"{name}-{case[0]}") for case in cases]
+    data = [np.array(a) for a in _data(name)]
+    extra, match = {}, "X"
+    if case == "nan":
+        data[0][3, 1] = np.nan
+    elif case in ("label", "negative label"):
+        data[1][0] = C if case == "label" else -1
+        match = "y"
+    else:  # "width": one column too many
+        if family.takes_params:  # the width is fixed by given parameters
+            extra = {"params": _first_fit(name).params}
+        data[0] = np.concatenate([data[0], data[0][:, :1]], axis=1)
+    return tuple(jnp.asarray(a) for a in data), extra, match
 
 
-@pytest.mark.parametrize("name,data,extra,match",
-                         [c for name in FAMILIES for c in _bad_cases(name)])
-def test_bad_input_raises_before_compiling(name, data, extra, match):
+@pytest.mark.parametrize("name,case", _BAD_CASES, ids=[f"{n}-{c}" for n, c in _BAD_CASES])
+def test_bad_input_raises_before_compiling(name, case):
+    data, extra, match = _bad_call(name, case)
     _raises_before_compiling(lambda: _fit(name, *data, **extra), match)

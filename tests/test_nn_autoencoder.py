@@ -61,7 +61,9 @@ def test_features_and_reconstructions_have_the_right_shapes(architecture):
 
 def test_bad_inputs():
     model = ae.AutoEncoder(data_dim=8, latent_dim=2, hidden=())
-    params = ae.init(jax.random.key(0), model)
+    # the calls below must fail on X or module before the parameters are read: their shapes
+    # (eval_shape, no init compile) are all they get
+    params = jax.eval_shape(lambda k: ae.init(k, model), jax.random.key(0))
     X = _low_rank(n=10)
     with pytest.raises(ValueError, match="X has 7 columns"):
         ae.encode(model, params, X[:, :7])

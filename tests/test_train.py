@@ -1,5 +1,7 @@
 """The SGD engine: steps, shuffled epochs, chunked fits, early stopping, vmapped runs, state I/O."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,6 +12,7 @@ from espresso_jax import train
 from espresso_jax.nn.modules import MLP
 
 
+@functools.partial(jax.jit, static_argnames=("n", "d", "noise"))  # one program per size
 def _linear_data(key, n=256, d=3, noise=0.1):
     kx, kn = jax.random.split(key)
     X = jax.random.normal(kx, (n, d))
@@ -56,10 +59,11 @@ def test_step_matches_manual_sgd_update():
     opt = optax.sgd(0.1)
     state = train.init_state(jax.random.key(1), params, opt)
     step = train.make_step(_mse, opt)
-    new, metrics = step(state, (X, y))
-    grads = jax.grad(_mse)(params, (X, y), None)
+    new, metrics = jax.jit(step)(state, (X, y))  # jitted as in the engine: not eager ops
+    # the manual gradient and loss, jitted too
+    loss, grads = jax.jit(jax.value_and_grad(_mse))(params, (X, y), None)
     np.testing.assert_allclose(new.params["w"], params["w"] - 0.1 * grads["w"], rtol=1e-6)
-    np.testing.assert_allclose(metrics["loss"], _mse(params, (X, y), None), rtol=1e-6)
+    np.testing.assert_allclose(metrics["loss"], loss, rtol=1e-6)
     assert int(new.step) == 1
     assert not np.array_equal(jax.random.key_data(new.key), jax.random.key_data(state.key))
     assert train.make_step(_mse, opt) is step  # cached: jitted loops are not rebuilt
@@ -166,11 +170,13 @@ def test_save_and_load_state_round_trip(tmp_path):
     net = MLP((8, 1))
     X = jnp.ones((4, 2))
     opt = optax.adam(1e-3)
-    state = train.init_state(jax.random.key(2), net.init(jax.random.key(0), X), opt)
-    step = train.make_step(lambda p, b, k: jnp.mean(net.apply(p, b) ** 2), opt)
+    init = jax.jit(net.init)  # one compile for both inits, not op by op
+    state = train.init_state(jax.random.key(2), init(jax.random.key(0), X), opt)
+    # jitted as in the engine (one program for both steps, not eager ops)
+    step = jax.jit(train.make_step(lambda p, b, k: jnp.mean(net.apply(p, b) ** 2), opt))
     state, _ = step(state, X)
     path = train.save_state(tmp_path / "state.msgpack", state)
-    like = train.init_state(jax.random.key(9), net.init(jax.random.key(1), X), opt)
+    like = train.init_state(jax.random.key(9), init(jax.random.key(1), X), opt)
     loaded = train.load_state(path, like)
     assert isinstance(loaded, train.TrainState)
     np.testing.assert_array_equal(jax.random.key_data(loaded.key), jax.random.key_data(state.key))
