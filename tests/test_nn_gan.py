@@ -328,9 +328,11 @@ def test_bad_input_raises():
                                                     "loss": "wgan_gp"})
     with pytest.raises(ValueError, match="d_norm"):
         gan.dcgan(d_norm="group")
+    state = gan.init_state(key, model, optimizer=opt)
     with pytest.raises(ValueError, match="^n must be >= 1"):
-        gan.sample(key, gan.init_state(key, model, optimizer=opt), 0,
-                   module=model)
+        gan.sample(key, state, 0, module=model)
+    with pytest.raises(ValueError, match=r"^X must have shape \(n_samples, 2\)"):
+        gan.discriminator_logits(state, jnp.ones((4, 3)), module=model)
     with pytest.raises(ValueError, match="std"):
         gan.mode_coverage(x, x[:8], 0.0)
 

@@ -391,21 +391,22 @@ def sample(key: jax.Array, state: GANState | PlayerState, n: int, *, module: GAN
     return _forward(module.generator, gen.params, gen.batch_stats, z, bool(train))
 
 
-def discriminator_logits(state: GANState | PlayerState, x: Any, *, module: GANModel
+def discriminator_logits(state: GANState | PlayerState, X: Any, *, module: GANModel
                          ) -> jax.Array:
-    """Discriminator logits ``logit D(x)`` in evaluation mode (running BatchNorm averages).
+    """Discriminator logits ``logit D(x)`` of the rows ``x`` of ``X``, in evaluation mode
+    (running BatchNorm averages).
 
     Args:
         state: a :class:`GANState` or the discriminator's :class:`PlayerState`.
-        x: ``(n, *module.sample_shape)`` inputs.
+        X: ``(n, *module.sample_shape)`` inputs.
 
     Returns:
         ``(n,)`` logits; ``jax.nn.sigmoid`` gives ``D(x)`` (raw scores for a WGAN critic).
     """
     module = _check_module(module)
     disc = _player(state, "disc")
-    x = _check_data(x, module, "x").astype(jax.tree.leaves(disc.params)[0].dtype)
-    return _forward(module.discriminator, disc.params, disc.batch_stats, x, False)
+    X = _check_data(X, module, "X").astype(jax.tree.leaves(disc.params)[0].dtype)
+    return _forward(module.discriminator, disc.params, disc.batch_stats, X, False)
 
 
 # ----------------------------------------------------------------------------- benchmarks
