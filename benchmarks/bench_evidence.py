@@ -4,7 +4,7 @@ scikit-learn's BayesianRidge on the same synthetic data, in the same process.
     python benchmarks/bench_evidence.py            # N = 100,000, D = 50
     python benchmarks/bench_evidence.py --quick    # N = 5,000 smoke test
 
-Both fits start from the same point (alpha = 1, beta = 1 / var(t)), use the same
+Both fits start from the same point (alpha = 1, beta = 1 / var(y)), use the same
 non-informative Gamma(1e-6, 1e-6) hyperpriors and a tight tolerance, so they converge to the
 same fixed point; the script prints the max relative difference of alpha and beta (float64).
 Each timing is the median of ``--repeats`` runs after a warm-up call (JAX compilation).
@@ -25,16 +25,16 @@ from _common import median_time, print_machine, print_result
 from espresso_jax.linear import bayes
 
 
-def _ours(X, t, tol, max_iter):
+def _ours(X, y, tol, max_iter):
     def run():
-        fit = bayes.fit_evidence(X, t, tol=tol, max_iter=max_iter)
+        fit = bayes.fit_evidence(X, y, tol=tol, max_iter=max_iter)
         return jax.block_until_ready(fit)
     return run
 
 
-def _sklearn(X, t, tol, max_iter):
+def _sklearn(X, y, tol, max_iter):
     def run():
-        return BayesianRidge(fit_intercept=False, tol=tol, max_iter=max_iter).fit(X, t)
+        return BayesianRidge(fit_intercept=False, tol=tol, max_iter=max_iter).fit(X, y)
     return run
 
 
@@ -55,8 +55,8 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     X = rng.standard_normal((n, d))
     w = rng.standard_normal(d)
-    t = X @ w + 0.5 * rng.standard_normal(n)
-    print(f"data: N={n}, D={d}, t = X w + N(0, 0.5^2), seed {args.seed}; median of {repeats} "
+    y = X @ w + 0.5 * rng.standard_normal(n)
+    print(f"data: N={n}, D={d}, y = X w + N(0, 0.5^2), seed {args.seed}; median of {repeats} "
           "runs after warm-up\n")
 
     # Tight tolerances so both reach the same fixed point (the criteria differ: sklearn
@@ -65,10 +65,10 @@ def main() -> None:
 
     rows = []
     for label, dtype, x64 in (("float64", np.float64, True), ("float32", np.float32, False)):
-        Xd, td = X.astype(dtype), t.astype(dtype)
+        Xd, yd = X.astype(dtype), y.astype(dtype)
         with jax.enable_x64(x64):
-            t_ours, fit = median_time(_ours(Xd, td, tol_ours, max_iter), repeats)
-        t_sk, br = median_time(_sklearn(Xd, td, tol_sk, max_iter), repeats)
+            t_ours, fit = median_time(_ours(Xd, yd, tol_ours, max_iter), repeats)
+        t_sk, br = median_time(_sklearn(Xd, yd, tol_sk, max_iter), repeats)
         d_beta = abs(float(fit.params.beta) / float(br.alpha_) - 1.0)
         d_alpha = abs(float(fit.params.alpha) / float(br.lambda_) - 1.0)
         rows.append((label, t_ours, t_sk, d_alpha, d_beta, int(fit.n_iter), int(br.n_iter_)))

@@ -20,13 +20,13 @@ def main() -> None:
     parser.add_argument("--out", default="blr.png")
     args = parser.parse_args()
 
-    x, t = ej.datasets.sinusoidal(jax.random.key(0), 25, noise_std=0.2)
+    x, y = ej.datasets.sinusoidal(jax.random.key(0), 25, noise_std=0.2)
 
     def design(u):
         return ej.linear.basis.design_matrix(u, "gaussian", centres=jnp.linspace(0, 1, 9),
                                              width=0.1, bias=True)
 
-    fit = ej.linear.bayes.fit_evidence(design(x), t, tol=1e-6, max_iter=300)
+    fit = ej.linear.bayes.fit_evidence(design(x), y, tol=1e-6, max_iter=300)
     p = fit.params
     print(f"evidence maximisation: alpha = {float(p.alpha):.3f}, beta = {float(p.beta):.2f} "
           f"(true beta = 25), gamma = {float(fit.gamma):.2f}, {int(fit.n_iter)} iterations")
@@ -39,7 +39,7 @@ def main() -> None:
     ax.fill_between(grid, pred.mean - 2 * sd, pred.mean + 2 * sd, alpha=0.2, label="± 2 sd")
     ax.plot(grid, pred.mean, label="predictive mean")
     ax.plot(grid, samples.T, lw=0.7, color="tab:orange")
-    ax.scatter(x, t, s=15, color="k", label="data")
+    ax.scatter(x, y, s=15, color="k", label="data")
     ax.legend()
     fig.savefig(args.out, dpi=100)
     print(f"wrote {args.out}")

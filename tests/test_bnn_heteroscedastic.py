@@ -177,7 +177,7 @@ def test_classification_loss_trains_and_predicts():
     (lambda: H.make_classification_loss(H.HeteroscedasticHead(out_features=1), n_samples=3),
      ValueError, "out_features"),
     (lambda: H.mc_predict(jax.random.key(0), H.HeteroscedasticHead(), {}, np.zeros(3),
-                          n_samples=2), ValueError, "x"),
+                          n_samples=2), ValueError, r"^X must be"),
     (lambda: H.logit_noise_probs(jax.random.key(0), np.zeros((2, 3)), np.zeros((3, 3)),
                                  n_samples=2), ValueError, "log_var"),
 ])

@@ -1,7 +1,7 @@
 """The shared contract of the neural fits (DESIGN.md conventions 2, 4, 6 and 11), one table.
 
-Every family is fit as ``fit(key, data..., *, module, optimizer(s), batch_size, n_epochs,
-...)`` on tiny data for 2 epochs and must
+Every family is fit as ``fit(key, data..., *, module, optimizer, batch_size, n_epochs, ...)``
+on tiny data for 2 epochs and must
 
 * return a result with ``params``, ``history`` (per-epoch ``"loss"`` or the GAN's
   ``"d_loss"``/``"g_loss"``), ``n_iter`` and ``converged``;
@@ -66,7 +66,7 @@ FAMILIES = {
                           False),
     "gan": Family(gan.fit, False, False,
                   dict(module=gan.mlp_gan(D, latent_dim=2, g_hidden=(8,), d_hidden=(8,)),
-                       loss="non_saturating", k_disc=1, optimizer_g=OPT, optimizer_d=OPT),
+                       loss="non_saturating", k_disc=1, optimizer=OPT),
                   False),
     "deterministic": Family(supervised.fit, True, True,
                             dict(module=_MLP, optimizer=OPT, task="classification"), True),

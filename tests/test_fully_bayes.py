@@ -238,25 +238,25 @@ _T = np.array([0, 0, 1, 0, 1, 1.0])
 
 
 @pytest.mark.parametrize("fn,kwargs,err,msg", [
-    (fb_logistic.fit_nuts, {"t": np.array([0, 0, 2, 0, 1, 1.0])}, ValueError, "t must hold"),
-    (fb_logistic.fit_nuts, {"t": _T[:4]}, ValueError, "same number of rows"),
-    (fb_logistic.fit_nuts, {"Phi": np.where(_PHI > 4, np.nan, _PHI)}, ValueError,
-     "Phi contains NaN"),
+    (fb_logistic.fit_nuts, {"y": np.array([0, 0, 2, 0, 1, 1.0])}, ValueError, "^y must hold"),
+    (fb_logistic.fit_nuts, {"y": _T[:4]}, ValueError, "same number of rows"),
+    (fb_logistic.fit_nuts, {"X": np.where(_PHI > 4, np.nan, _PHI)}, ValueError,
+     "^X contains NaN"),
     (fb_logistic.fit_nuts, {"alpha": -1.0}, ValueError, "alpha must be > 0"),
     (fb_logistic.fit_nuts, {"key": 0}, TypeError, "key must be a JAX PRNG key"),
     (fb_logistic.fit_nuts, {"num_samples": 0}, ValueError, "num_samples must be >= 1"),
     (fb_logistic.fit_nuts, {"num_chains": 1.5}, TypeError, "num_chains must be an int"),
     (fb_logistic.fit_nuts, {"target_accept_prob": 1.0}, ValueError, "target_accept_prob"),
-    (fb_linear.fit_nuts, {"t": np.array([0, 1, np.inf, 0, 1, 1])}, ValueError,
-     "t contains inf"),
-    (fb_linear.fit_nuts, {"Phi": _PHI[:, 0]}, ValueError, "Phi must be 2-D"),
+    (fb_linear.fit_nuts, {"y": np.array([0, 1, np.inf, 0, 1, 1])}, ValueError,
+     "^y contains inf"),
+    (fb_linear.fit_nuts, {"X": _PHI[:, 0]}, ValueError, "^X must be 2-D"),
     (fb_linear.fit_nuts, {"b_beta": 0.0}, ValueError, "b_beta must be > 0"),
     (fb_linear.fit_nuts, {"num_warmup": -1}, ValueError, "num_warmup must be >= 0"),
 ])
 def test_fit_nuts_rejects_bad_input(fn, kwargs, err, msg):
-    kw = {"key": jax.random.key(0), "Phi": _PHI, "t": _T, **kwargs}
+    kw = {"key": jax.random.key(0), "X": _PHI, "y": _T, **kwargs}
     with pytest.raises(err, match=msg):
-        fn(kw.pop("key"), kw.pop("Phi"), kw.pop("t"), **kw)
+        fn(kw.pop("key"), kw.pop("X"), kw.pop("y"), **kw)
 
 
 def test_helpers_reject_bad_input():
@@ -277,7 +277,7 @@ def test_helpers_reject_bad_input():
     with pytest.raises(ValueError, match="at least 2 draws"):
         summarize({"a": np.ones(1)})
     post = fb_logistic.LogisticPosterior(np.zeros((5, 2)), 1, 0)
-    with pytest.raises(ValueError, match="Phi_new has 3 columns but the fitted model has 2"):
+    with pytest.raises(ValueError, match="^X_new has 3 columns but the fitted model has 2"):
         fb_logistic.predict_proba(post, np.ones((2, 3)))
     with pytest.raises(TypeError, match="posterior must be a LogisticPosterior"):
         fb_logistic.predict_proba(post._asdict(), np.ones((2, 2)))

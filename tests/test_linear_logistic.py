@@ -301,16 +301,16 @@ def _nan(a):
 
 
 BAD_FIT = [
-    ({"t": np.array([0, 0, 2, 0, 1, 1.0])}, ValueError, "t must hold binary"),
-    ({"t": np.array([0, 0, 0.5, 0, 1, 1])}, ValueError, "t must hold binary"),
-    ({"t": -_T}, ValueError, "t must hold binary"),
-    ({"t": _nan(_T)}, ValueError, "t contains NaN"),
-    ({"Phi": _nan(_PHI)}, ValueError, "Phi contains NaN"),
-    ({"Phi": np.where(_PHI > 4, np.inf, _PHI)}, ValueError, "Phi contains inf"),
-    ({"t": _T[:5]}, ValueError, "Phi and t must have the same number of rows"),
-    ({"Phi": _PHI[:, 1]}, ValueError, "Phi must be 2-D"),
-    ({"t": _T[:, None]}, ValueError, "t must be 1-D"),
-    ({"t": np.array(["a"] * 6)}, TypeError, "t must have a real numeric dtype"),
+    ({"y": np.array([0, 0, 2, 0, 1, 1.0])}, ValueError, "^y must hold binary"),
+    ({"y": np.array([0, 0, 0.5, 0, 1, 1])}, ValueError, "^y must hold binary"),
+    ({"y": -_T}, ValueError, "^y must hold binary"),
+    ({"y": _nan(_T)}, ValueError, "^y contains NaN"),
+    ({"X": _nan(_PHI)}, ValueError, "^X contains NaN"),
+    ({"X": np.where(_PHI > 4, np.inf, _PHI)}, ValueError, "^X contains inf"),
+    ({"y": _T[:5]}, ValueError, "^X and y must have the same number of rows"),
+    ({"X": _PHI[:, 1]}, ValueError, "^X must be 2-D"),
+    ({"y": _T[:, None]}, ValueError, "^y must be 1-D"),
+    ({"y": np.array(["a"] * 6)}, TypeError, "^y must have a real numeric dtype"),
     ({"alpha": 0.0}, ValueError, "alpha must be > 0"),
     ({"alpha": 1.0, "prior_precision": 1.0}, TypeError, "either alpha or prior_precision"),
     ({"prior_precision": np.array([[1.0, 2.0], [2.0, 1.0]])}, ValueError, "positive definite"),
@@ -326,27 +326,27 @@ BAD_FIT = [
 
 @pytest.mark.parametrize("kwargs,err,msg", BAD_FIT)
 def test_fit_laplace_rejects_bad_input(kwargs, err, msg):
-    kw = {"Phi": _PHI, "t": _T, **kwargs}
+    kw = {"X": _PHI, "y": _T, **kwargs}
     with pytest.raises(err, match=msg.replace("(", r"\(").replace(")", r"\)")):
-        lg.fit_laplace(kw.pop("Phi"), kw.pop("t"), **kw)
+        lg.fit_laplace(kw.pop("X"), kw.pop("y"), **kw)
 
 
 @pytest.mark.parametrize("kwargs,err,msg", [
     ({"alpha0": -1.0}, ValueError, "alpha0 must be > 0"),
     ({"newton_max_iter": 0}, ValueError, "newton_max_iter must be >= 1"),
-    ({"t": np.array([0, 0, 3, 0, 1, 1.0])}, ValueError, "t must hold binary"),
+    ({"y": np.array([0, 0, 3, 0, 1, 1.0])}, ValueError, "^y must hold binary"),
 ])
 def test_fit_evidence_rejects_bad_input(kwargs, err, msg):
-    kw = {"Phi": _PHI, "t": _T, **kwargs}
+    kw = {"X": _PHI, "y": _T, **kwargs}
     with pytest.raises(err, match=msg):
-        lg.fit_evidence(kw.pop("Phi"), kw.pop("t"), **kw)
+        lg.fit_evidence(kw.pop("X"), kw.pop("y"), **kw)
 
 
 def test_predict_rejects_bad_input():
     fit = lg.fit_laplace(*faithful())    # two features, like _PHI; shapes compiled above
-    with pytest.raises(ValueError, match="Phi_new has 3 columns but the fitted model has 2"):
+    with pytest.raises(ValueError, match="^X_new has 3 columns but the fitted model has 2"):
         lg.predict_proba(fit.params, np.ones((4, 3)))
-    with pytest.raises(ValueError, match="Phi_new contains NaN"):
+    with pytest.raises(ValueError, match="^X_new contains NaN"):
         lg.predict_proba(fit.params, _nan(_PHI))
     with pytest.raises(ValueError, match="method must be one of"):
         lg.predict_proba(fit.params, _PHI, method="laplace")
@@ -356,5 +356,5 @@ def test_predict_rejects_bad_input():
         lg.predict_proba_mc(0, fit.params, _PHI)
     with pytest.raises(ValueError, match="n_samples must be >= 1"):
         lg.predict_proba_mc(jax.random.key(0), fit.params, _PHI, n_samples=0)
-    with pytest.raises(ValueError, match="Phi_new must be 2-D"):
+    with pytest.raises(ValueError, match="^X_new must be 2-D"):
         lg.predictive_activation(fit.params, np.ones(2))

@@ -86,17 +86,17 @@ def test_jit_and_nojit_agree_and_no_recompile():
 
 
 @pytest.mark.parametrize("call, err, match", [
-    (lambda P, t: regression.fit_least_squares(P[:, 0], t), ValueError, "Phi must be 2-D"),
+    (lambda P, t: regression.fit_least_squares(P[:, 0], t), ValueError, "^X must be 2-D"),
     (lambda P, t: regression.fit_least_squares(P, t[:-1]), ValueError, "same number of rows"),
     (lambda P, t: regression.fit_least_squares(P, np.where(t > 0, np.nan, t)), ValueError,
-     "t contains NaN"),
+     "^y contains NaN"),
     (lambda P, t: regression.fit_least_squares(np.where(P > 1, np.inf, P), t), ValueError,
-     "Phi contains inf"),
-    (lambda P, t: regression.fit_least_squares(P, t.astype(str)), TypeError, "t must have"),
+     "^X contains inf"),
+    (lambda P, t: regression.fit_least_squares(P, t.astype(str)), TypeError, "^y must have"),
     (lambda P, t: regression.fit_least_squares(P, t, ridge=-1.0), ValueError, "ridge"),
     (lambda P, t: regression.predict(P, P), TypeError, "params must be a LeastSquaresParams"),
     (lambda P, t: regression.predict(regression.fit_least_squares(P, t).params, P[:, :2]),
-     ValueError, "columns"),
+     ValueError, "^X_new has 2 columns"),
 ])
 def test_bad_input(call, err, match):
     Phi, t = _data()

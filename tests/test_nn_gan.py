@@ -13,7 +13,7 @@ from scipy import stats
 from espresso_jax import train
 from espresso_jax.apps.viz import gan as viz
 from espresso_jax.datasets.bundled import load_mnist
-from espresso_jax.nn import gan
+from espresso_jax.nn import GANOptimizers, gan
 from espresso_jax.nn import gan_losses as L
 
 # A tiny model and optimiser shared by the plumbing tests: one compilation serves them all.
@@ -87,8 +87,8 @@ def test_interpolates_lie_on_segments():
 def test_discriminator_converges_to_optimum_for_fixed_generator():
     """Goodfellow et al. (2014) Prop. 1: for fixed G, D*(x) = p_data / (p_data + p_g)."""
     model = gan.mlp_gan(1, latent_dim=1, g_hidden=(), d_hidden=(32, 32))
-    frozen, opt_d = optax.set_to_zero(), optax.adam(1e-3)
-    state = gan.init_state(jax.random.key(0), model, optimizer_g=frozen, optimizer_d=opt_d)
+    opts = GANOptimizers(generator=optax.set_to_zero(), discriminator=optax.adam(1e-3))
+    state = gan.init_state(jax.random.key(0), model, optimizer=opts)
     # G(z) = z + 0.5, so p_g = N(0.5, 1); the data are N(-0.5, 0.8^2).
     # float32 arrays, not weakly typed ones (jnp.full((1,), 0.5) is weak): the chunk's output
     # state then has the input's types and the second chunk does not recompile.
@@ -97,8 +97,7 @@ def test_discriminator_converges_to_optimum_for_fixed_generator():
     state = state._replace(gen=state.gen._replace(params=g_params))
     data = -0.5 + 0.8 * jax.random.normal(jax.random.key(1), (8192, 1))
     res = gan.fit(jax.random.key(2), data, module=model, loss="minimax", k_disc=1,
-                  optimizer_g=frozen, optimizer_d=opt_d, batch_size=256, n_epochs=60,
-                  state=state, progress=False)
+                  optimizer=opts, batch_size=256, n_epochs=60, state=state, progress=False)
     grid = np.linspace(-2.0, 2.0, 81)  # both densities > 0.05 here
     p_data, p_g = stats.norm.pdf(grid, -0.5, 0.8), stats.norm.pdf(grid, 0.5, 1.0)
     d_star = p_data / (p_data + p_g)
@@ -125,7 +124,7 @@ def _ring_run(n_epochs, key=0):
     model = gan.mlp_gan(2, latent_dim=2, g_hidden=(128, 128), d_hidden=(128, 128))
     opt = optax.adam(1e-3, b1=0.5)
     res = gan.fit(jax.random.key(key), x, module=model, loss="non_saturating", k_disc=1,
-                  optimizer_g=opt, optimizer_d=opt, batch_size=128, n_epochs=n_epochs,
+                  optimizer=opt, batch_size=128, n_epochs=n_epochs,
                   progress=False)
     samples = gan.sample(jax.random.key(2), res.state, 2500, module=model)
     return res, gan.mode_coverage(samples, centres, 0.02)
@@ -169,12 +168,12 @@ def test_wgan_gp_moves_samples_towards_data():
     x, centres = gan.ring_of_gaussians(jax.random.key(1), 4096)
     model = gan.mlp_gan(2, latent_dim=2, g_hidden=(128, 128), d_hidden=(128, 128))
     opt = optax.adam(1e-3, b1=0.5, b2=0.9)
-    state = gan.init_state(jax.random.key(0), model, optimizer_g=opt, optimizer_d=opt)
+    state = gan.init_state(jax.random.key(0), model, optimizer=opt)
     before = gan.mode_coverage(gan.sample(jax.random.key(2), state, 2000, module=model),
                                centres, 0.02).mean_distance
     # gp_weight 0.1: the small penalty used for the toy problems by Gulrajani et al.
     res = gan.fit(jax.random.key(0), x, module=model, loss="wgan_gp", k_disc=5,
-                  optimizer_g=opt, optimizer_d=opt, batch_size=64, n_epochs=15,
+                  optimizer=opt, batch_size=64, n_epochs=15,
                   gp_weight=0.1, state=state, progress=False)
     after = gan.mode_coverage(gan.sample(jax.random.key(2), res.state, 2000, module=model),
                               centres, 0.02).mean_distance
@@ -191,7 +190,7 @@ def test_wgan_gp_moves_samples_towards_data():
 def test_dcgan_shapes_and_batch_stats():
     model = gan.dcgan(latent_dim=8, features=4)
     opt = optax.adam(2e-4, b1=0.5)
-    state = gan.init_state(jax.random.key(0), model, optimizer_g=opt, optimizer_d=opt)
+    state = gan.init_state(jax.random.key(0), model, optimizer=opt)
     assert state.gen.batch_stats and state.disc.batch_stats
     imgs = gan.sample(jax.random.key(1), state, 5, module=model)
     assert imgs.shape == (5, 28, 28, 1)
@@ -204,10 +203,10 @@ def test_dcgan_one_step_on_mnist_updates_batch_stats():
     # Slow on CPU: compiling the convolutional two-player step dominates.
     model = gan.dcgan(latent_dim=8, features=4)
     opt = optax.adam(2e-4, b1=0.5)
-    state = gan.init_state(jax.random.key(0), model, optimizer_g=opt, optimizer_d=opt)
+    state = gan.init_state(jax.random.key(0), model, optimizer=opt)
     x = load_mnist("test")[0][:16].reshape(16, 28, 28, 1) * 2.0 - 1.0
     res = gan.fit(jax.random.key(2), x, module=model, loss="non_saturating", k_disc=2,
-                  optimizer_g=opt, optimizer_d=opt, batch_size=8, n_epochs=1, state=state,
+                  optimizer=opt, batch_size=8, n_epochs=1, state=state,
                   progress=False)
     assert int(res.state.step) == 1
     for part in ("gen", "disc"):
@@ -222,7 +221,7 @@ def test_dcgan_one_step_on_mnist_updates_batch_stats():
 
 def test_second_fit_does_not_recompile():
     x, _ = gan.ring_of_gaussians(jax.random.key(1), 256)
-    kwargs = dict(module=_TINY, loss="minimax", k_disc=2, optimizer_g=_SGD, optimizer_d=_SGD,
+    kwargs = dict(module=_TINY, loss="minimax", k_disc=2, optimizer=_SGD,
                   batch_size=32, n_epochs=2, progress=False)
     gan.fit(jax.random.key(0), x, **kwargs)
     size = train._run_chunk._cache_size()
@@ -237,9 +236,64 @@ def test_mlp_gan_step_float64(x64):
     assert x.dtype == jnp.float64
     model, opt = _TINY, _SGD
     res = gan.fit(jax.random.key(0), x, module=model, loss="wgan_gp", k_disc=1,
-                  optimizer_g=opt, optimizer_d=opt, batch_size=32, n_epochs=1, progress=False)
+                  optimizer=opt, batch_size=32, n_epochs=1, progress=False)
     assert jax.tree.leaves(res.state.gen.params)[0].dtype == jnp.float64
     assert gan.sample(jax.random.key(0), res.state, 3, module=model).dtype == jnp.float64
+
+
+# ----------------------------------------------------------------------------- optimizer
+
+
+_ADAM = optax.adam(1e-2)   # stateful: each player must get its own moments
+
+
+def _assert_same_state(a, b):
+    np.testing.assert_array_equal(jax.random.key_data(a.key), jax.random.key_data(b.key))
+    jax.tree.map(np.testing.assert_array_equal, (a.gen, a.disc, a.step), (b.gen, b.disc, b.step))
+
+
+def test_one_optimizer_equals_the_pair_of_it():
+    """``optimizer=opt`` trains exactly as ``GANOptimizers(opt, opt)``, each player with its
+    own state of ``opt`` (the two-optimiser form of the old ``optimizer_g, optimizer_d``)."""
+    x, _ = gan.ring_of_gaussians(jax.random.key(1), 64)
+    kw = dict(module=_TINY, loss="non_saturating", k_disc=1, batch_size=16, n_epochs=2,
+              progress=False)
+    one = gan.fit(jax.random.key(3), x, optimizer=_ADAM, **kw)
+    pair = gan.fit(jax.random.key(3), x,
+                   optimizer=GANOptimizers(generator=_ADAM, discriminator=_ADAM), **kw)
+    assert int(one.state.step) == 8
+    _assert_same_state(one.state, pair.state)
+    for name in one.history:
+        np.testing.assert_array_equal(one.history[name], pair.history[name])
+    # Each player's Adam moments have the shapes of its own parameters, and they moved.
+    for player in (one.state.gen, one.state.disc):
+        mu = player.opt_state[0].mu
+        assert jax.tree.map(jnp.shape, mu) == jax.tree.map(jnp.shape, player.params)
+        assert all(float(jnp.max(jnp.abs(m))) > 0 for m in jax.tree.leaves(mu))
+    # The same holds for init_state.
+    s1 = gan.init_state(jax.random.key(4), _TINY, optimizer=_ADAM)
+    s2 = gan.init_state(jax.random.key(4), _TINY, optimizer=GANOptimizers(_ADAM, _ADAM))
+    _assert_same_state(s1, s2)
+
+
+@pytest.mark.parametrize("bad,match", [
+    ("adam", r"^optimizer must be an optax GradientTransformation or a GANOptimizers"),
+    ((_SGD, _SGD), r"^optimizer must be .*got tuple"),
+    (None, r"^optimizer must be .*got NoneType"),
+    (GANOptimizers(_SGD, "sgd"), r"^optimizer\.discriminator must be an optax"),
+    (GANOptimizers(None, _SGD), r"^optimizer\.generator must be an optax"),
+])
+def test_bad_optimizer_raises_before_jit(bad, match):
+    x, _ = gan.ring_of_gaussians(jax.random.key(1), 64)
+    sizes = (gan._init_state._cache_size(), train._run_chunk._cache_size())
+    with pytest.raises(TypeError, match=match):
+        gan.fit(jax.random.key(0), x, module=_TINY, loss="minimax", k_disc=1, optimizer=bad,
+                batch_size=8, n_epochs=1, progress=False)
+    with pytest.raises(TypeError, match=match):
+        gan.init_state(jax.random.key(0), _TINY, optimizer=bad)
+    with pytest.raises(TypeError, match=match):
+        gan.make_step(_TINY, "minimax", 1, bad)
+    assert (gan._init_state._cache_size(), train._run_chunk._cache_size()) == sizes
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -248,7 +302,7 @@ def test_mlp_gan_step_float64(x64):
 def test_bad_input_raises():
     x, _ = gan.ring_of_gaussians(jax.random.key(1), 64)
     model, opt = _TINY, _SGD
-    kw = dict(module=model, loss="minimax", k_disc=1, optimizer_g=opt, optimizer_d=opt,
+    kw = dict(module=model, loss="minimax", k_disc=1, optimizer=opt,
               batch_size=8, n_epochs=1, progress=False)
     key = jax.random.key(0)
     with pytest.raises(ValueError, match="k_disc"):
@@ -263,8 +317,8 @@ def test_bad_input_raises():
         gan.fit(key, x, **{**kw, "loss": "hinge"})
     with pytest.raises(ValueError, match="k_disc \\* batch_size"):
         gan.fit(key, x, **{**kw, "k_disc": 3, "batch_size": 32})
-    with pytest.raises(TypeError, match="optimizer_d"):
-        gan.fit(key, x, **{**kw, "optimizer_d": "adam"})
+    with pytest.raises(TypeError, match=r"^optimizer must be an optax GradientTransformation"):
+        gan.fit(key, x, **{**kw, "optimizer": "adam"})
     with pytest.raises(TypeError, match="module"):
         gan.fit(key, x, **{**kw, "module": "mlp"})
     with pytest.raises(TypeError, match="key"):
@@ -274,9 +328,11 @@ def test_bad_input_raises():
                                                     "loss": "wgan_gp"})
     with pytest.raises(ValueError, match="d_norm"):
         gan.dcgan(d_norm="group")
+    state = gan.init_state(key, model, optimizer=opt)
     with pytest.raises(ValueError, match="^n must be >= 1"):
-        gan.sample(key, gan.init_state(key, model, optimizer_g=opt, optimizer_d=opt), 0,
-                   module=model)
+        gan.sample(key, state, 0, module=model)
+    with pytest.raises(ValueError, match=r"^X must have shape \(n_samples, 2\)"):
+        gan.discriminator_logits(state, jnp.ones((4, 3)), module=model)
     with pytest.raises(ValueError, match="std"):
         gan.mode_coverage(x, x[:8], 0.0)
 

@@ -74,10 +74,10 @@ def test_as_int_array():
 
 
 def test_check_same_length():
-    assert v.check_same_length(X=np.ones((3, 2)), t=np.ones(3)) == 3
+    assert v.check_same_length(X=np.ones((3, 2)), y=np.ones(3)) == 3
     with pytest.raises(ValueError,
-                       match="X and t must have the same number of rows: X has 3, t has 2"):
-        v.check_same_length(X=np.ones((3, 2)), t=np.ones(2))
+                       match="^X and y must have the same number of rows: X has 3, y has 2"):
+        v.check_same_length(X=np.ones((3, 2)), y=np.ones(2))
 
 
 @pytest.mark.parametrize(

@@ -193,7 +193,7 @@ def as_int_array(
 def check_same_length(**arrays: Any) -> int:
     """Check that all arrays have the same leading length and return it.
 
-    Example: ``n = check_same_length(X=X, t=t)``.
+    Example: ``n = check_same_length(X=X, y=y)``.
     """
     lengths = {name: int(np.shape(a)[0]) for name, a in arrays.items()}
     if len(set(lengths.values())) > 1:

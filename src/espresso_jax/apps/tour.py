@@ -61,12 +61,12 @@ def _section_blr(key: jax.Array, report: Report, quick: bool) -> None:
     k_data, k_samples = jax.random.split(key)
     x, t = datasets.sinusoidal(k_data, 25, noise_std=0.2)
     grid = jnp.linspace(0.0, 1.0, 200)
-    Phi_grid = _gaussian_design(grid)
+    design_grid = _gaussian_design(grid)
     panels = []
     for n in (1, 2, 4, 25):
         post = linear.bayes.posterior(_gaussian_design(x[:n]), t[:n], alpha=alpha, beta=beta)
-        pred = linear.bayes.predict(post, Phi_grid, beta=beta)
-        samples = linear.bayes.sample_functions(k_samples, post, Phi_grid, 5)
+        pred = linear.bayes.predict(post, design_grid, beta=beta)
+        samples = linear.bayes.sample_functions(k_samples, post, design_grid, 5)
         panels.append(dict(x_grid=grid, mean=pred.mean, std=jnp.sqrt(pred.var), x=x[:n],
                            t=t[:n], samples=samples, truth=jnp.sin(2 * jnp.pi * grid),
                            title=f"N = {n}"))
@@ -77,7 +77,7 @@ def _section_blr(key: jax.Array, report: Report, quick: bool) -> None:
                                            "posterior function samples"),
                   "blr_predictive", "Predictive mean ± 2 sd with 5 posterior function samples")
     fit = linear.bayes.fit_evidence(_gaussian_design(x), t)
-    pred = linear.bayes.predict(fit.params, Phi_grid)
+    pred = linear.bayes.predict(fit.params, design_grid)
     report.figure(viz.plot_predictive_band(
         [dict(x_grid=grid, mean=pred.mean, std=jnp.sqrt(pred.var), x=x, t=t,
               truth=jnp.sin(2 * jnp.pi * grid), title="evidence-optimal α, β")],
@@ -192,21 +192,21 @@ def _section_gp(key: jax.Array, report: Report, quick: bool) -> None:
 def _section_logistic(key: jax.Array, report: Report, quick: bool) -> None:
     X, _, wait = _faithful_standardised()
     label = (X[:, 0] > 3.0).astype(np.int32)
-    Phi = np.stack([np.ones_like(wait), wait], -1)
+    design = np.stack([np.ones_like(wait), wait], -1)
     alpha = 1.0
-    laplace = linear.logistic.fit_laplace(Phi, label, alpha=alpha)
+    laplace = linear.logistic.fit_laplace(design, label, alpha=alpha)
     k_mc, k_nuts = jax.random.split(key)
     grid = np.linspace(wait.min() - 0.5, wait.max() + 0.5, 200)
-    Phi_grid = np.stack([np.ones_like(grid), grid], -1)
+    design_grid = np.stack([np.ones_like(grid), grid], -1)
     curves = {
-        "Laplace + probit": linear.logistic.predict_proba(laplace.params, Phi_grid),
-        "Laplace + MC": linear.logistic.predict_proba_mc(k_mc, laplace.params, Phi_grid,
+        "Laplace + probit": linear.logistic.predict_proba(laplace.params, design_grid),
+        "Laplace + MC": linear.logistic.predict_proba_mc(k_mc, laplace.params, design_grid,
                                                          n_samples=2000),
     }
     n_warm, n_samp = (200, 300) if quick else (1000, 2000)
-    nuts = fully_bayes.logistic.fit_nuts(k_nuts, Phi, label, alpha=alpha,
+    nuts = fully_bayes.logistic.fit_nuts(k_nuts, design, label, alpha=alpha,
                                          num_warmup=n_warm, num_samples=n_samp)
-    curves["NUTS (NumPyro)"] = fully_bayes.logistic.predict_proba(nuts, Phi_grid)
+    curves["NUTS (NumPyro)"] = fully_bayes.logistic.predict_proba(nuts, design_grid)
     report.section("Bayesian logistic regression",
                    "Old Faithful: P(eruption > 3 min) from the standardised waiting time, "
                    "prior N(0, I). The Laplace approximation (Newton/IRLS) with probit and MC "
@@ -225,10 +225,10 @@ def _section_logistic(key: jax.Array, report: Report, quick: bool) -> None:
 
 def _section_fully_bayes_linear(key: jax.Array, report: Report, quick: bool) -> None:
     X, erupt, wait = _faithful_standardised()
-    Phi = np.asarray(linear.basis.polynomial(erupt, 3))
-    fit = linear.bayes.fit_evidence(Phi, wait)
+    design = np.asarray(linear.basis.polynomial(erupt, 3))
+    fit = linear.bayes.fit_evidence(design, wait)
     n_warm, n_samp = (200, 400) if quick else (1000, 2000)
-    nuts = fully_bayes.linear.fit_nuts(key, Phi, wait, num_warmup=n_warm, num_samples=n_samp)
+    nuts = fully_bayes.linear.fit_nuts(key, design, wait, num_warmup=n_warm, num_samples=n_samp)
     report.section("Fully Bayesian linear regression",
                    "Cubic polynomial of eruption length predicting waiting time (standardised). "
                    "Empirical Bayes (evidence maximisation) against NUTS with Gamma hyperpriors "

@@ -323,7 +323,7 @@ def _mc_predict(key, module, params, x, n_samples):
     return jax.vmap(one)(jax.random.split(key, n_samples))
 
 
-def mc_predict(key: jax.Array, module: HeteroscedasticHead, params: Any, x: ArrayLike, *,
+def mc_predict(key: jax.Array, module: HeteroscedasticHead, params: Any, X: ArrayLike, *,
                n_samples: int) -> tuple[jax.Array, jax.Array]:
     """``T`` stochastic forward passes (MC dropout), vmapped over dropout keys.
 
@@ -331,7 +331,7 @@ def mc_predict(key: jax.Array, module: HeteroscedasticHead, params: Any, x: Arra
         key: PRNG key (split into ``n_samples`` dropout keys).
         module: the trained :class:`HeteroscedasticHead`.
         params: its parameters.
-        x: ``(n, d)`` inputs (or whatever ``module.body`` takes, with a leading ``n`` axis).
+        X: ``(n, d)`` inputs (or whatever ``module.body`` takes, with a leading ``n`` axis).
         n_samples: ``T`` dropout masks.
 
     Returns:
@@ -340,8 +340,8 @@ def mc_predict(key: jax.Array, module: HeteroscedasticHead, params: Any, x: Arra
     key = V.check_key(key)
     module = _check_head(module)
     n_samples = V.check_int(n_samples, "n_samples", min_value=1)
-    x = V.as_float_array(x, "x", ndim=(2, 3, 4), shape_hint="(n, ...)")
-    return _mc_predict(key, module, params, x, n_samples)
+    X = V.as_float_array(X, "X", ndim=(2, 3, 4), shape_hint="(n, ...)")
+    return _mc_predict(key, module, params, X, n_samples)
 
 
 @functools.partial(jax.jit, static_argnames="n_samples")
@@ -375,24 +375,24 @@ def logit_noise_probs(key: jax.Array, mean: ArrayLike, log_var: ArrayLike, *,
     return _logit_noise_probs(key, mean, log_var, n_samples)
 
 
-def predict_regression(key: jax.Array, module: HeteroscedasticHead, params: Any, x: ArrayLike,
+def predict_regression(key: jax.Array, module: HeteroscedasticHead, params: Any, X: ArrayLike,
                        *, n_samples: int) -> metrics.RegressionUncertainty:
     """MC-dropout predictive of a one-output regression head, split into epistemic (variance
     of the dropout means) and aleatoric (mean of ``sigma^2(x)``) variances, ``(n,)`` each."""
     if isinstance(module, HeteroscedasticHead) and module.out_features != 1:
         raise ValueError("predict_regression needs module.out_features == 1, got "
                          f"{module.out_features}; decompose each output of mc_predict instead")
-    mean_t, log_var_t = mc_predict(key, module, params, x, n_samples=n_samples)
+    mean_t, log_var_t = mc_predict(key, module, params, X, n_samples=n_samples)
     return metrics.decompose_regression(mean_t[..., 0], jnp.exp(log_var_t[..., 0]))
 
 
 def predict_classification(key: jax.Array, module: HeteroscedasticHead, params: Any,
-                           x: ArrayLike, *, n_samples: int, n_logit_samples: int) -> jax.Array:
+                           X: ArrayLike, *, n_samples: int, n_logit_samples: int) -> jax.Array:
     """Per-dropout-sample class probabilities ``(T, n, C)``, each averaged over
     ``n_logit_samples`` logit-noise draws; pass them to
     :func:`espresso_jax.metrics.decompose_classification` (its mutual information is
     then the epistemic part, its expected entropy the aleatoric part)."""
     key = V.check_key(key)
     drop_key, noise_key = jax.random.split(key)
-    mean_t, log_var_t = mc_predict(drop_key, module, params, x, n_samples=n_samples)
+    mean_t, log_var_t = mc_predict(drop_key, module, params, X, n_samples=n_samples)
     return logit_noise_probs(noise_key, mean_t, log_var_t, n_samples=n_logit_samples)

@@ -4,7 +4,7 @@ Model (PRML §3.3 with the hyperparameters integrated out instead of maximised, 
 
     α ~ Gamma(a_α, b_α),   β ~ Gamma(a_β, b_β)         (shape, rate)
     w | α ~ N(0, α⁻¹ I)
-    t | Φ, w, β ~ N(Φw, β⁻¹ I)
+    y | X, w, β ~ N(Xw, β⁻¹ I)
 
 Empirical Bayes (``espresso_jax.linear.bayes.fit_evidence``) plugs in the α, β that maximise
 the evidence; here they are averaged over, which matters when data are few relative to the
@@ -50,8 +50,8 @@ class LinearPosterior(NamedTuple):
 
 
 def model(
-    Phi: jax.Array,
-    t: jax.Array | None = None,
+    X: jax.Array,
+    y: jax.Array | None = None,
     *,
     a_alpha: float = 1e-2,
     b_alpha: float = 1e-2,
@@ -59,29 +59,29 @@ def model(
     b_beta: float = 1e-2,
 ) -> None:
     """NumPyro model of the fully Bayesian linear regression (sites ``alpha``, ``beta``, ``w``,
-    observed ``t``).
+    observed ``y``).
 
     Args:
-        Phi: ``(n_samples, n_features)`` design matrix.
-        t: ``(n_samples,)`` targets, or ``None`` to sample from the prior predictive.
+        X: ``(n_samples, n_features)`` design matrix, rows ``phi(x_n)``.
+        y: ``(n_samples,)`` targets, or ``None`` to sample from the prior predictive.
         a_alpha, b_alpha: Gamma shape and rate of ``α``.
         a_beta, b_beta: Gamma shape and rate of ``β``.
     """
-    dtype = Phi.dtype
+    dtype = X.dtype
     alpha = numpyro.sample("alpha", dist.Gamma(jnp.asarray(a_alpha, dtype),
                                                jnp.asarray(b_alpha, dtype)))
     beta = numpyro.sample("beta", dist.Gamma(jnp.asarray(a_beta, dtype),
                                              jnp.asarray(b_beta, dtype)))
-    n_features = Phi.shape[1]
+    n_features = X.shape[1]
     w = numpyro.sample("w", dist.Normal(jnp.zeros(n_features, dtype), jax.lax.rsqrt(alpha))
                        .to_event(1))
-    numpyro.sample("t", dist.Normal(Phi @ w, jax.lax.rsqrt(beta)).to_event(1), obs=t)
+    numpyro.sample("y", dist.Normal(X @ w, jax.lax.rsqrt(beta)).to_event(1), obs=y)
 
 
 def fit_nuts(
     key: jax.Array,
-    Phi: ArrayLike,
-    t: ArrayLike,
+    X: ArrayLike,
+    y: ArrayLike,
     *,
     a_alpha: float = 1e-2,
     b_alpha: float = 1e-2,
@@ -102,8 +102,9 @@ def fit_nuts(
 
     Args:
         key: PRNG key.
-        Phi: ``(n_samples, n_features)`` design matrix (include a bias column yourself).
-        t: ``(n_samples,)`` targets.
+        X: ``(n_samples, n_features)`` design matrix, rows ``phi(x_n)``
+            (include a bias column yourself).
+        y: ``(n_samples,)`` targets.
         a_alpha, b_alpha, a_beta, b_beta: Gamma hyperprior shapes and rates (all > 0).
         num_warmup, num_samples, num_chains: NUTS schedule (per chain).
         target_accept_prob: NUTS target acceptance probability.
@@ -117,12 +118,12 @@ def fit_nuts(
     References:
         PRML §3.3, §3.5; Hoffman and Gelman (2014).
     """
-    Phi = V.as_float_array(Phi, "Phi", ndim=2, shape_hint="(n_samples, n_features)")
-    t = V.as_float_array(t, "t", ndim=1, shape_hint="(n_samples,)")
-    V.check_same_length(Phi=Phi, t=t)
+    X = V.as_float_array(X, "X", ndim=2, shape_hint="(n_samples, n_features)")
+    y = V.as_float_array(y, "y", ndim=1, shape_hint="(n_samples,)")
+    V.check_same_length(X=X, y=y)
     hyper = {name: V.check_positive(value, name) for name, value in
              (("a_alpha", a_alpha), ("b_alpha", b_alpha), ("a_beta", a_beta), ("b_beta", b_beta))}
-    samples, n_div = run_nuts_samples(key, model, (Phi, t), hyper, num_warmup=num_warmup,
+    samples, n_div = run_nuts_samples(key, model, (X, y), hyper, num_warmup=num_warmup,
                                num_samples=num_samples, num_chains=num_chains,
                                progress_bar=progress_bar,
                                target_accept_prob=target_accept_prob, dense_mass=dense_mass,
@@ -132,30 +133,30 @@ def fit_nuts(
 
 
 @jax.jit
-def _predict_impl(w, beta, Phi_new):
-    means = Phi_new @ w.T                                   # (n_new, n_draws)
+def _predict_impl(w, beta, X_new):
+    means = X_new @ w.T                                   # (n_new, n_draws)
     mean = jnp.mean(means, axis=1)
     var = jnp.mean(1 / beta) + jnp.var(means, axis=1)
     return mean, var
 
 
-def predict(posterior: LinearPosterior, Phi_new: ArrayLike) -> tuple[jax.Array, jax.Array]:
-    """Posterior predictive mean and variance of ``t`` at new inputs.
+def predict(posterior: LinearPosterior, X_new: ArrayLike) -> tuple[jax.Array, jax.Array]:
+    """Posterior predictive mean and variance of ``y`` at new inputs.
 
-    The predictive is the mixture over draws of ``N(Φ_new w_s, β_s⁻¹)``; its variance is
+    The predictive is the mixture over draws of ``N(X_new w_s, β_s⁻¹)``; its variance is
     ``mean_s β_s⁻¹ + var_s(φᵀw_s)`` (law of total variance).
 
     Args:
         posterior: :class:`LinearPosterior` from :func:`fit_nuts`.
-        Phi_new: ``(n_new, n_features)``.
+        X_new: ``(n_new, n_features)`` design matrix of the new inputs.
 
     Returns:
         ``mean (n_new,)``, ``var (n_new,)``.
     """
     w, beta = _check_posterior(posterior)
-    Phi_new = V.as_float_array(Phi_new, "Phi_new", ndim=2, shape_hint="(n_new, n_features)",
+    X_new = V.as_float_array(X_new, "X_new", ndim=2, shape_hint="(n_new, n_features)",
                                n_columns=w.shape[1])
-    return _predict_impl(w, beta, Phi_new)
+    return _predict_impl(w, beta, X_new)
 
 
 def _check_posterior(posterior: Any) -> tuple[jax.Array, jax.Array]:

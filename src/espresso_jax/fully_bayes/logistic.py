@@ -5,7 +5,7 @@ Same model and prior as :mod:`espresso_jax.linear.logistic`::
     w ~ N(m₀, S₀)   (default N(0, α⁻¹I)),   t_n | φ_n, w ~ Bernoulli(σ(wᵀφ_n))
 
 It is the reference the Laplace approximation is checked against: the posterior predictive
-``p(t = 1 | φ, data) = E[σ(wᵀφ)]`` is estimated by averaging over posterior draws.
+``p(y = 1 | φ, data) = E[σ(wᵀφ)]`` is estimated by averaging over posterior draws.
 
 References:
     C. M. Bishop, *Pattern Recognition and Machine Learning*, §4.3.2, §4.5.
@@ -44,25 +44,25 @@ class LogisticPosterior(NamedTuple):
 
 
 def model(
-    Phi: jax.Array, t: jax.Array | None = None, *, prior_mean: jax.Array,
+    X: jax.Array, y: jax.Array | None = None, *, prior_mean: jax.Array,
     prior_precision: jax.Array,
 ) -> None:
-    """NumPyro model: site ``w`` with a Gaussian prior, observed Bernoulli labels ``t``.
+    """NumPyro model: site ``w`` with a Gaussian prior, observed Bernoulli labels ``y``.
 
     Args:
-        Phi: ``(n_samples, n_features)`` design matrix.
-        t: ``(n_samples,)`` labels in {0, 1} (floats), or ``None`` for the prior predictive.
+        X: ``(n_samples, n_features)`` design matrix, rows ``phi(x_n)``.
+        y: ``(n_samples,)`` labels in {0, 1} (floats), or ``None`` for the prior predictive.
         prior_mean: ``(n_features,)``.
         prior_precision: ``(n_features, n_features)`` symmetric positive definite.
     """
     w = numpyro.sample("w", dist.MultivariateNormal(prior_mean, precision_matrix=prior_precision))
-    numpyro.sample("t", dist.Bernoulli(logits=Phi @ w).to_event(1), obs=t)
+    numpyro.sample("y", dist.Bernoulli(logits=X @ w).to_event(1), obs=y)
 
 
 def fit_nuts(
     key: jax.Array,
-    Phi: ArrayLike,
-    t: ArrayLike,
+    X: ArrayLike,
+    y: ArrayLike,
     *,
     alpha: float | None = None,
     prior_mean: ArrayLike | None = None,
@@ -78,8 +78,9 @@ def fit_nuts(
 
     Args:
         key: PRNG key.
-        Phi: ``(n_samples, n_features)`` design matrix (include a bias column yourself).
-        t: ``(n_samples,)`` labels in {0, 1}.
+        X: ``(n_samples, n_features)`` design matrix, rows ``phi(x_n)``
+            (include a bias column yourself).
+        y: ``(n_samples,)`` labels in {0, 1}.
         alpha, prior_mean, prior_precision: the Gaussian prior, as in
             :func:`espresso_jax.linear.logistic.fit_laplace` (default ``N(0, I)``).
         num_warmup, num_samples, num_chains: NUTS schedule (per chain).
@@ -93,13 +94,13 @@ def fit_nuts(
     References:
         PRML §4.3.2, §4.5; Hoffman and Gelman (2014).
     """
-    Phi = check_design(Phi)
-    t = check_labels(t)
-    V.check_same_length(Phi=Phi, t=t)
-    prior = gaussian_prior(Phi.shape[1], alpha=alpha, prior_mean=prior_mean,
+    X = check_design(X)
+    y = check_labels(y)
+    V.check_same_length(X=X, y=y)
+    prior = gaussian_prior(X.shape[1], alpha=alpha, prior_mean=prior_mean,
                            prior_precision=prior_precision)
     samples, n_div = run_nuts_samples(
-        key, model, (Phi, t), {"prior_mean": prior.mean, "prior_precision": prior.precision},
+        key, model, (X, y), {"prior_mean": prior.mean, "prior_precision": prior.precision},
         num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
         progress_bar=progress_bar, target_accept_prob=target_accept_prob,
         dense_mass=dense_mass, max_tree_depth=10, chain_method=None)
@@ -108,16 +109,16 @@ def fit_nuts(
 
 
 @jax.jit
-def _predict_impl(w, Phi_new):
-    return jnp.mean(jax.vmap(lambda ws: jax.nn.sigmoid(Phi_new @ ws))(w), axis=0)
+def _predict_impl(w, X_new):
+    return jnp.mean(jax.vmap(lambda ws: jax.nn.sigmoid(X_new @ ws))(w), axis=0)
 
 
-def predict_proba(posterior: LogisticPosterior, Phi_new: ArrayLike) -> jax.Array:
-    """Posterior predictive ``p(t = 1 | φ, data) ≈ (1/S) Σ_s σ(w_sᵀφ)`` over the draws.
+def predict_proba(posterior: LogisticPosterior, X_new: ArrayLike) -> jax.Array:
+    """Posterior predictive ``p(y = 1 | φ, data) ≈ (1/S) Σ_s σ(w_sᵀφ)`` over the draws.
 
     Args:
         posterior: :class:`LogisticPosterior` from :func:`fit_nuts`.
-        Phi_new: ``(n_new, n_features)``.
+        X_new: ``(n_new, n_features)`` design matrix of the new inputs.
 
     Returns:
         ``(n_new,)`` probabilities.
@@ -126,9 +127,9 @@ def predict_proba(posterior: LogisticPosterior, Phi_new: ArrayLike) -> jax.Array
         PRML §4.5.2 (4.145).
     """
     w = _check_posterior(posterior)
-    Phi_new = V.as_float_array(Phi_new, "Phi_new", ndim=2, shape_hint="(n_new, n_features)",
+    X_new = V.as_float_array(X_new, "X_new", ndim=2, shape_hint="(n_new, n_features)",
                                n_columns=w.shape[1])
-    return _predict_impl(w, Phi_new)
+    return _predict_impl(w, X_new)
 
 
 def _check_posterior(posterior: Any) -> jax.Array:

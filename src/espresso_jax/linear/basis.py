@@ -1,7 +1,7 @@
 """Fixed basis functions for linear models: polynomial, Gaussian (RBF) and sigmoid.
 
 Each basis maps inputs ``x: (n_samples,)`` or ``(n_samples, n_dims)`` to a design matrix
-``Phi: (n_samples, n_basis)``; :func:`design_matrix` picks a basis by name. All functions are
+``X: (n_samples, n_basis)``; :func:`design_matrix` picks a basis by name. All functions are
 pure and jittable: inputs are validated on the host (rank and dtype only for traced inputs), then
 a jitted kernel builds the matrix.
 
@@ -102,7 +102,7 @@ def polynomial(x: ArrayLike, degree: int) -> jax.Array:
         degree: highest power ``M >= 0``.
 
     Returns:
-        ``Phi: (n_samples, 1 + n_dims * degree)``; column 0 is the constant 1, then
+        ``X: (n_samples, 1 + n_dims * degree)``; column 0 is the constant 1, then
         ``x_1..x_d``, then ``x_1^2..x_d^2`` and so on. For 1-D input that is ``degree + 1``
         columns ``1, x, x^2, ..., x^M``.
 
@@ -124,7 +124,7 @@ def gaussian(x: ArrayLike, centres: ArrayLike, width: float, *, bias: bool = Fal
         bias: prepend a constant column ``phi_0 = 1``.
 
     Returns:
-        ``Phi: (n_samples, n_centres + bias)``.
+        ``X: (n_samples, n_centres + bias)``.
 
     References:
         Bishop, PRML (2006), §3.1, eq. 3.4.
@@ -146,7 +146,7 @@ def sigmoid(x: ArrayLike, centres: ArrayLike, width: float, *, bias: bool = Fals
         bias: prepend a constant column ``phi_0 = 1``.
 
     Returns:
-        ``Phi: (n_samples, n_centres + bias)``.
+        ``X: (n_samples, n_centres + bias)``.
 
     References:
         Bishop, PRML (2006), §3.1, eqs. 3.5-3.6.
@@ -163,7 +163,7 @@ def sigmoid(x: ArrayLike, centres: ArrayLike, width: float, *, bias: bool = Fals
 def design_matrix(x: ArrayLike, basis: str = "polynomial", *, degree: int | None = None,
                   centres: ArrayLike | None = None, width: float | None = None,
                   bias: bool = False) -> jax.Array:
-    """Design matrix ``Phi[n, j] = phi_j(x_n)`` for a named basis (PRML eq. 3.16).
+    """Design matrix ``X[n, j] = phi_j(x_n)`` for a named basis (PRML eq. 3.16).
 
     Args:
         x: ``(n_samples,)`` or ``(n_samples, n_dims)`` inputs.
@@ -176,7 +176,7 @@ def design_matrix(x: ArrayLike, basis: str = "polynomial", *, degree: int | None
             has one).
 
     Returns:
-        ``Phi: (n_samples, n_basis)``.
+        ``X: (n_samples, n_basis)``.
 
     Raises:
         ValueError: unknown basis, or a missing / superfluous argument for it.

@@ -1,20 +1,20 @@
 """Bayesian linear regression: the evidence, its maximisation and model comparison by evidence.
 
-The model is that of :mod:`espresso_jax.linear.bayes_posterior` (PRML §3.3): ``t = Phi w + eps``,
+The model is that of :mod:`espresso_jax.linear.bayes_posterior` (PRML §3.3): ``y = X w + eps``,
 ``eps ~ N(0, 1/beta)``, ``w ~ N(0, I / alpha)``. This module holds the log marginal likelihood
-``ln p(t | alpha, beta)`` (PRML eq. 3.86), its maximisation over ``alpha, beta`` (type-II
+``ln p(y | alpha, beta)`` (PRML eq. 3.86), its maximisation over ``alpha, beta`` (type-II
 maximum likelihood, MacKay's fixed point, §3.5.2) and the evidence of polynomial models of
 several orders (§3.4). It re-exports the posterior and predictive of
 :mod:`~espresso_jax.linear.bayes_posterior` (:func:`posterior`, :func:`predict`, ...), so
 ``espresso_jax.linear.bayes`` is the one entry point to Bayesian linear regression.
 
 Numerics:
-  * evidence maximisation (§3.5.2) uses ONE eigendecomposition of ``Phi^T Phi``
-    (``lambda_i``; the eigenvalues of ``beta Phi^T Phi`` are ``beta lambda_i``) and the rotated
-    ``V^T Phi^T t``: each iteration is O(n_basis), independent of ``n_samples``;
-  * the residual ``||t - Phi m_N||^2`` is never formed as ``||t||^2 - 2 m^T Phi^T t +
-    m^T Phi^T Phi m`` (that cancels catastrophically in float32 at high signal-to-noise).
-    It is split exactly as ``||t - Phi w_LS||^2 + sum_i lambda_i (z_LS,i k / (lambda_i + k))^2``
+  * evidence maximisation (§3.5.2) uses ONE eigendecomposition of ``X^T X``
+    (``lambda_i``; the eigenvalues of ``beta X^T X`` are ``beta lambda_i``) and the rotated
+    ``V^T X^T y``: each iteration is O(n_basis), independent of ``n_samples``;
+  * the residual ``||y - X m_N||^2`` is never formed as ``||y||^2 - 2 m^T X^T y +
+    m^T X^T X m`` (that cancels catastrophically in float32 at high signal-to-noise).
+    It is split exactly as ``||y - X w_LS||^2 + sum_i lambda_i (z_LS,i k / (lambda_i + k))^2``
     with ``k = alpha / beta`` and ``z_LS = V^T w_LS``: the first term is ONE exact residual pass
     over the rows, done once; the second is a sum of non-negative terms.
 
@@ -77,12 +77,12 @@ class EvidenceResult(NamedTuple):
 
     Attributes:
         params: :class:`BayesParams` at the final ``alpha, beta``.
-        history: ``(max_iter,)`` log evidence ``ln p(t | alpha, beta)`` of the
+        history: ``(max_iter,)`` log evidence ``ln p(y | alpha, beta)`` of the
             hyper-parameters entering each update, NaN after ``n_iter``.
         n_iter: ``()`` int32 number of hyper-parameter updates performed.
         converged: ``()`` bool, relative changes of ``alpha`` and ``beta`` fell below ``tol``.
         gamma: ``()`` effective number of parameters ``sum_i beta l_i / (alpha + beta l_i)``.
-        log_evidence: ``()`` ``ln p(t | alpha, beta)`` at the final values (PRML eq. 3.86,
+        log_evidence: ``()`` ``ln p(y | alpha, beta)`` at the final values (PRML eq. 3.86,
             without hyperpriors).
     """
 
@@ -99,8 +99,8 @@ class OrderEvidence(NamedTuple):
 
     Attributes:
         orders: ``(n_orders,)`` int32 polynomial degrees ``M``.
-        log_evidence: ``(n_orders,)`` ``ln p(t | alpha, beta, M)``.
-        rms_ml: ``(n_orders,)`` training RMS error ``sqrt(||t - Phi w_ML||^2 / N)`` of the
+        log_evidence: ``(n_orders,)`` ``ln p(y | alpha, beta, M)``.
+        rms_ml: ``(n_orders,)`` training RMS error ``sqrt(||y - X w_ML||^2 / N)`` of the
             least-squares fit (PRML Fig. 1.5): non-increasing in ``M`` (nested models).
         rms_map: ``(n_orders,)`` training RMS error of the posterior-mean fit ``m_N`` at the
             given ``alpha, beta`` (usually, but not necessarily, decreasing in ``M``: the
@@ -116,39 +116,39 @@ class OrderEvidence(NamedTuple):
 # --------------------------------------------------------------------------- evidence
 
 class _Eigen(NamedTuple):
-    """Sufficient statistics for the evidence in the eigenbasis of ``Phi^T Phi = V L V^T``."""
+    """Sufficient statistics for the evidence in the eigenbasis of ``X^T X = V L V^T``."""
 
     lam: jax.Array      # (D,) eigenvalues, >= 0
     vecs: jax.Array     # (D, D) eigenvectors V
-    r: jax.Array        # (D,) V^T Phi^T t, zero on the numerical null space
+    r: jax.Array        # (D,) V^T X^T y, zero on the numerical null space
     z_ls: jax.Array     # (D,) V^T w_LS (minimum-norm least squares)
-    sse_ls: jax.Array   # () exact ||t - Phi w_LS||^2
+    sse_ls: jax.Array   # () exact ||y - X w_LS||^2
     n: int              # n_samples (static)
 
 
-def _eigen(Phi: jax.Array, t: jax.Array) -> _Eigen:
-    n, d = Phi.shape
-    G, b = gram(Phi, t)
+def _eigen(X: jax.Array, y: jax.Array) -> _Eigen:
+    n, d = X.shape
+    G, b = gram(X, y)
     lam, vecs = jnp.linalg.eigh(G)
     lam = jnp.maximum(lam, 0.0)
-    eps = float(jnp.finfo(Phi.dtype).eps)
+    eps = float(jnp.finfo(X.dtype).eps)
     keep = lam > eps * max(n, d) * jnp.max(lam)             # lstsq-style rank cut-off
     r = jnp.where(keep, _mm(vecs.T, b), 0.0)
     z_ls = jnp.where(keep, r / jnp.where(keep, lam, 1.0), 0.0)
-    resid = t - _mm(Phi, _mm(vecs, z_ls))                   # the one exact residual pass
+    resid = y - _mm(X, _mm(vecs, z_ls))                   # the one exact residual pass
     return _Eigen(lam=lam, vecs=vecs, r=r, z_ls=z_ls, sse_ls=jnp.sum(resid * resid), n=n)
 
 
 class _Terms(NamedTuple):
     log_ev: jax.Array
     z: jax.Array        # V^T m_N
-    sse: jax.Array      # ||t - Phi m_N||^2
+    sse: jax.Array      # ||y - X m_N||^2
     mm: jax.Array       # m_N^T m_N
     gamma: jax.Array
 
 
 def _log_evidence(alpha, beta, sse, mm, logdet_a, d, n) -> jax.Array:
-    """PRML eq. 3.86 as the Gaussian log-density of ``t`` under ``N(0, β⁻¹I + α⁻¹ΦΦᵀ)``:
+    """PRML eq. 3.86 as the Gaussian log-density of ``y`` under ``N(0, β⁻¹I + α⁻¹XXᵀ)``:
     squared distance ``β·sse + α·mᵀm`` and ``ln|C| = ln|A| − d ln α − n ln β``."""
     log_det_c = logdet_a - d * jnp.log(alpha) - n * jnp.log(beta)
     return gaussian_log_density(beta * sse + alpha * mm, log_det_c, n)
@@ -158,7 +158,7 @@ def _terms(e: _Eigen, alpha: jax.Array, beta: jax.Array) -> _Terms:
     """Everything eq. 3.86 and the re-estimation equations need, in O(D)."""
     k = alpha / beta
     denom = e.lam + k
-    z = e.r / denom                                          # m_N = beta S_N Phi^T t, rotated
+    z = e.r / denom                                          # m_N = beta S_N X^T y, rotated
     shrink = e.z_ls * (k / denom)                            # z_LS - z on the kept subspace
     sse = e.sse_ls + jnp.sum(e.lam * shrink * shrink)
     mm = jnp.sum(z * z)
@@ -170,23 +170,23 @@ def _terms(e: _Eigen, alpha: jax.Array, beta: jax.Array) -> _Terms:
 
 
 @jax.jit
-def _log_evidence_impl(Phi, t, alpha, beta):
-    e = _eigen(Phi, t)
+def _log_evidence_impl(X, y, alpha, beta):
+    e = _eigen(X, y)
     alpha, beta = jnp.broadcast_arrays(alpha, beta)
     flat = jax.vmap(lambda a, b: _terms(e, a, b).log_ev)(alpha.ravel(), beta.ravel())
     return flat.reshape(alpha.shape)
 
 
-def log_evidence(Phi: ArrayLike, t: ArrayLike, alpha: ArrayLike, beta: ArrayLike
+def log_evidence(X: ArrayLike, y: ArrayLike, alpha: ArrayLike, beta: ArrayLike
                  ) -> jax.Array:
-    """Log marginal likelihood ``ln p(t | alpha, beta)`` (PRML eq. 3.86), vectorised.
+    """Log marginal likelihood ``ln p(y | alpha, beta)`` (PRML eq. 3.86), vectorised.
 
     ``alpha`` and ``beta`` broadcast against each other (e.g. ``alpha[:, None]`` and
-    ``beta[None, :]`` give a grid); ``Phi^T Phi`` is decomposed once for all of them.
+    ``beta[None, :]`` give a grid); ``X^T X`` is decomposed once for all of them.
 
     Args:
-        Phi: ``(n_samples, n_basis)`` design matrix.
-        t: ``(n_samples,)`` targets.
+        X: ``(n_samples, n_basis)`` design matrix, rows ``phi(x_n)``.
+        y: ``(n_samples,)`` targets.
         alpha: prior precision(s) ``> 0``, any shape.
         beta: noise precision(s) ``> 0``, any shape broadcastable with ``alpha``.
 
@@ -196,7 +196,7 @@ def log_evidence(Phi: ArrayLike, t: ArrayLike, alpha: ArrayLike, beta: ArrayLike
     References:
         Bishop, PRML (2006), §3.5.1, eq. 3.86.
     """
-    Phi, t = check_regression_data(Phi, t)
+    X, y = check_regression_data(X, y)
     alpha = as_positive_array(alpha, "alpha")
     beta = as_positive_array(beta, "beta")
     try:
@@ -208,14 +208,14 @@ def log_evidence(Phi: ArrayLike, t: ArrayLike, alpha: ArrayLike, beta: ArrayLike
         nd = max(alpha.ndim, beta.ndim)
         alpha = alpha.reshape((1,) * (nd - alpha.ndim) + alpha.shape)
         beta = beta.reshape((1,) * (nd - beta.ndim) + beta.shape)
-    return _log_evidence_impl(Phi, t, alpha, beta)
+    return _log_evidence_impl(X, y, alpha, beta)
 
 
 @partial(jax.jit, static_argnames=("max_iter",))
-def _fit_evidence_impl(Phi, t, alpha0, beta0, tol, a_alpha, b_alpha, a_beta, b_beta, *,
+def _fit_evidence_impl(X, y, alpha0, beta0, tol, a_alpha, b_alpha, a_beta, b_beta, *,
                        max_iter: int):
-    e = _eigen(Phi, t)
-    tiny = float(jnp.finfo(Phi.dtype).tiny)
+    e = _eigen(X, y)
+    tiny = float(jnp.finfo(X.dtype).tiny)
 
     def step(state):
         # MacKay's fixed point (PRML 3.92, 3.95) with Gamma(a, b) hyperpriors entering as in
@@ -228,7 +228,7 @@ def _fit_evidence_impl(Phi, t, alpha0, beta0, tol, a_alpha, b_alpha, a_beta, b_b
                 & (jnp.abs(beta_new - beta) <= tol * beta_new))
         return (alpha_new, beta_new), tm.log_ev, done
 
-    run = em.iterate(step, (alpha0, beta0), max_iter=max_iter, dtype=Phi.dtype)
+    run = em.iterate(step, (alpha0, beta0), max_iter=max_iter, dtype=X.dtype)
     alpha, beta = run.params
     tm = _terms(e, alpha, beta)
     mean = _mm(e.vecs, tm.z)
@@ -238,27 +238,27 @@ def _fit_evidence_impl(Phi, t, alpha0, beta0, tol, a_alpha, b_alpha, a_beta, b_b
                           converged=run.converged, gamma=tm.gamma, log_evidence=tm.log_ev)
 
 
-def fit_evidence(Phi: ArrayLike, t: ArrayLike, *, alpha0: float = 1.0,
+def fit_evidence(X: ArrayLike, y: ArrayLike, *, alpha0: float = 1.0,
                  beta0: float | None = None, max_iter: int = 300, tol: float = 1e-6,
                  alpha_shape: float = 1e-6, alpha_rate: float = 1e-6,
                  beta_shape: float = 1e-6, beta_rate: float = 1e-6) -> EvidenceResult:
     """Maximise the evidence over ``alpha`` and ``beta`` by MacKay's re-estimation.
 
     Iterates ``gamma = sum_i lambda_i / (alpha + lambda_i)`` (``lambda_i`` the eigenvalues of
-    ``beta Phi^T Phi``), ``alpha = gamma / m_N^T m_N``, ``1/beta = ||t - Phi m_N||^2 /
+    ``beta X^T X``), ``alpha = gamma / m_N^T m_N``, ``1/beta = ||y - X m_N||^2 /
     (N - gamma)`` (PRML eqs. 3.87-3.95) in one jitted loop (:func:`espresso_jax.em.iterate`).
-    ``Phi^T Phi`` and
-    ``Phi^T t`` are formed once and ``Phi^T Phi`` is eigendecomposed once; an iteration costs
+    ``X^T X`` and
+    ``X^T y`` are formed once and ``X^T X`` is eigendecomposed once; an iteration costs
     O(n_basis). Optional ``Gamma(shape, rate)`` hyperpriors on ``alpha`` and ``beta`` enter the
     updates as in scikit-learn's ``BayesianRidge`` (``alpha_shape, alpha_rate`` are its
     ``lambda_1, lambda_2``; ``beta_shape, beta_rate`` its ``alpha_1, alpha_2``); set all four
     to 0 for the book's plain evidence maximisation.
 
     Args:
-        Phi: ``(n_samples, n_basis)`` design matrix.
-        t: ``(n_samples,)`` targets.
+        X: ``(n_samples, n_basis)`` design matrix, rows ``phi(x_n)``.
+        y: ``(n_samples,)`` targets.
         alpha0: initial prior precision ``> 0`` (1, as scikit-learn).
-        beta0: initial noise precision ``> 0``; default ``1 / var(t)`` (as scikit-learn).
+        beta0: initial noise precision ``> 0``; default ``1 / var(y)`` (as scikit-learn).
         max_iter: maximum number of updates (static: the length of ``history``).
         tol: stop when the relative changes of both ``alpha`` and ``beta`` are ``<= tol``.
         alpha_shape, alpha_rate, beta_shape, beta_rate: hyperprior parameters ``>= 0``.
@@ -270,13 +270,13 @@ def fit_evidence(Phi: ArrayLike, t: ArrayLike, *, alpha0: float = 1.0,
     References:
         Bishop, PRML (2006), §3.5.2; MacKay (1992); Tipping (2001).
     """
-    Phi, t = check_regression_data(Phi, t)
+    X, y = check_regression_data(X, y)
     alpha0_arr = as_positive_array(alpha0, "alpha0", ndim=0)
     if beta0 is None:
-        var = float(np.var(np.asarray(t, dtype=np.float64))) if not is_traced(t) else None
+        var = float(np.var(np.asarray(y, dtype=np.float64))) if not is_traced(y) else None
         if var is not None and var <= 0:
-            raise ValueError("t is constant: pass beta0 explicitly (default is 1 / var(t))")
-        beta0_arr = as_positive_array(1.0 / var if var is not None else 1.0 / jnp.var(t),
+            raise ValueError("y is constant: pass beta0 explicitly (default is 1 / var(y))")
+        beta0_arr = as_positive_array(1.0 / var if var is not None else 1.0 / jnp.var(y),
                                       "beta0", ndim=0)
     else:
         beta0_arr = as_positive_array(beta0, "beta0", ndim=0)
@@ -285,59 +285,59 @@ def fit_evidence(Phi: ArrayLike, t: ArrayLike, *, alpha0: float = 1.0,
     hyper = [check_positive(v, name, allow_zero=True) for v, name in (
         (alpha_shape, "alpha_shape"), (alpha_rate, "alpha_rate"),
         (beta_shape, "beta_shape"), (beta_rate, "beta_rate"))]
-    dtype = Phi.dtype
+    dtype = X.dtype
     scalars = [jnp.asarray(v, dtype) for v in (tol, *hyper)]
-    return _fit_evidence_impl(Phi, t, alpha0_arr.astype(dtype), beta0_arr.astype(dtype),
+    return _fit_evidence_impl(X, y, alpha0_arr.astype(dtype), beta0_arr.astype(dtype),
                               *scalars, max_iter=max_iter)
 
 
 # --------------------------------------------------------------------------- model order
 
-def _masked_evidence(Phi, t, alpha, beta, mask):
+def _masked_evidence(X, y, alpha, beta, mask):
     """Log evidence and training RMS of the model using only the columns where ``mask``.
 
-    Masked-out columns are zero, so ``A = alpha I + beta Phi^T Phi`` is block diagonal, their
+    Masked-out columns are zero, so ``A = alpha I + beta X^T X`` is block diagonal, their
     posterior mean is exactly 0 and their ``alpha`` terms are left out of eq. 3.86: the result
     equals the evidence of the smaller model (unused weights integrate out)."""
-    n, d = Phi.shape
-    P = Phi * mask.astype(Phi.dtype)[None, :]
-    G, b = gram(P, t)
-    L = jnp.linalg.cholesky(alpha * jnp.eye(d, dtype=Phi.dtype) + beta * G)
+    n, d = X.shape
+    P = X * mask.astype(X.dtype)[None, :]
+    G, b = gram(P, y)
+    L = jnp.linalg.cholesky(alpha * jnp.eye(d, dtype=X.dtype) + beta * G)
     m = cho_solve((L, True), beta * b)
-    resid = t - _mm(P, m)
+    resid = y - _mm(P, m)
     sse = jnp.sum(resid * resid)
     logdet_a = 2.0 * jnp.sum(jnp.where(mask, jnp.log(jnp.diagonal(L)), 0.0))
-    d_used = jnp.sum(mask).astype(Phi.dtype)
+    d_used = jnp.sum(mask).astype(X.dtype)
     log_ev = _log_evidence(alpha, beta, sse, jnp.sum(m * m), logdet_a, d_used, n)
     return log_ev, jnp.sqrt(sse / n)
 
 
-def _nested_ls_rms(Phi, t, orders):
+def _nested_ls_rms(X, y, orders):
     """Training RMS of the least-squares fits on the first ``M + 1`` columns, for each order.
 
-    With the thin QR ``Phi = Q R`` and ``c = Q^T t``, the residual of the fit on the first
-    ``M + 1`` columns is ``sum_{j > M} c_j^2 + ||t - Q c||^2``: a tail sum of non-negative
+    With the thin QR ``X = Q R`` and ``c = Q^T y``, the residual of the fit on the first
+    ``M + 1`` columns is ``sum_{j > M} c_j^2 + ||y - Q c||^2``: a tail sum of non-negative
     terms, so it is non-increasing in ``M`` by construction (also in floating point) and free
-    of the cancellation in ``||t||^2 - sum_{j <= M} c_j^2``."""
-    n, d = Phi.shape
-    q, _ = jnp.linalg.qr(Phi)                                 # (n, min(n, d))
-    c = _mm(q.T, t)
-    resid = t - _mm(q, c)
-    c = jnp.zeros(d, dtype=Phi.dtype).at[: c.shape[0]].set(c)
+    of the cancellation in ``||y||^2 - sum_{j <= M} c_j^2``."""
+    n, d = X.shape
+    q, _ = jnp.linalg.qr(X)                                 # (n, min(n, d))
+    c = _mm(q.T, y)
+    resid = y - _mm(q, c)
+    c = jnp.zeros(d, dtype=X.dtype).at[: c.shape[0]].set(c)
     suffix = jnp.cumsum((c * c)[::-1])[::-1]                  # sum_{j >= M} c_j^2
     tail = jnp.concatenate([suffix[1:], jnp.zeros(1, dtype=c.dtype)])   # sum_{j > M}
     return jnp.sqrt((tail[orders] + jnp.sum(resid * resid)) / n)
 
 
 @partial(jax.jit, static_argnames=("max_degree",))
-def _by_order_impl(x, t, orders, alpha, beta, max_degree):
-    Phi = polynomial(x, max_degree)
+def _by_order_impl(x, y, orders, alpha, beta, max_degree):
+    X = polynomial(x, max_degree)
     masks = jnp.arange(max_degree + 1, dtype=orders.dtype)[None, :] <= orders[:, None]
-    log_ev, rms_map = jax.vmap(lambda mk: _masked_evidence(Phi, t, alpha, beta, mk))(masks)
-    return log_ev, _nested_ls_rms(Phi, t, orders), rms_map
+    log_ev, rms_map = jax.vmap(lambda mk: _masked_evidence(X, y, alpha, beta, mk))(masks)
+    return log_ev, _nested_ls_rms(X, y, orders), rms_map
 
 
-def evidence_by_order(x: ArrayLike, t: ArrayLike, orders: ArrayLike, *, alpha: float,
+def evidence_by_order(x: ArrayLike, y: ArrayLike, orders: ArrayLike, *, alpha: float,
                       beta: float) -> OrderEvidence:
     """Log evidence and training error of polynomial models of several orders (PRML Fig. 3.14).
 
@@ -347,7 +347,7 @@ def evidence_by_order(x: ArrayLike, t: ArrayLike, orders: ArrayLike, *, alpha: f
 
     Args:
         x: ``(n_samples,)`` 1-D inputs.
-        t: ``(n_samples,)`` targets.
+        y: ``(n_samples,)`` targets.
         orders: ``(n_orders,)`` non-negative polynomial degrees ``M``.
         alpha: prior precision ``> 0`` (PRML uses 5e-3).
         beta: noise precision ``> 0`` (PRML uses 11.1 = 1 / 0.3^2).
@@ -359,8 +359,8 @@ def evidence_by_order(x: ArrayLike, t: ArrayLike, orders: ArrayLike, *, alpha: f
         Bishop, PRML (2006), §3.4-3.5.1, Fig. 3.14.
     """
     x = as_float_array(x, "x", ndim=1, shape_hint="(n_samples,)")
-    t = as_float_array(t, "t", ndim=1, shape_hint="(n_samples,)")
-    check_same_length(x=x, t=t)
+    y = as_float_array(y, "y", ndim=1, shape_hint="(n_samples,)")
+    check_same_length(x=x, y=y)
     orders_np = np.asarray(orders)
     if orders_np.ndim != 1 or orders_np.size == 0:
         raise ValueError(f"orders must be a non-empty 1-D sequence of degrees, got {orders!r}")
@@ -368,7 +368,7 @@ def evidence_by_order(x: ArrayLike, t: ArrayLike, orders: ArrayLike, *, alpha: f
         raise TypeError(f"orders must hold integers, got dtype {orders_np.dtype}")
     orders_arr = [check_int(int(o), "orders", min_value=0) for o in orders_np]
     orders_j = jnp.asarray(orders_arr, dtype=jnp.int32)
-    log_ev, rms_ml, rms_map = _by_order_impl(x, t, orders_j,
+    log_ev, rms_ml, rms_map = _by_order_impl(x, y, orders_j,
                                              as_positive_array(alpha, "alpha", ndim=0),
                                              as_positive_array(beta, "beta", ndim=0),
                                              max(orders_arr))

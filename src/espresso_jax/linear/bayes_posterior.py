@@ -2,12 +2,12 @@
 
 Model (PRML §3.3): ``t_n = w^T phi(x_n) + eps``, ``eps ~ N(0, 1/beta)``, prior
 ``w ~ N(m_0, S_0)`` (isotropic ``N(0, I / alpha)`` by default). The posterior is
-``N(m_N, S_N)`` with ``S_N^{-1} = S_0^{-1} + beta Phi^T Phi`` and
-``m_N = S_N (S_0^{-1} m_0 + beta Phi^T t)`` (eqs. 3.50-3.54); the predictive at new inputs is
+``N(m_N, S_N)`` with ``S_N^{-1} = S_0^{-1} + beta X^T X`` and
+``m_N = S_N (S_0^{-1} m_0 + beta X^T y)`` (eqs. 3.50-3.54); the predictive at new inputs is
 ``N(m_N^T phi, 1/beta + phi^T S_N phi)`` (eqs. 3.58-3.59).
 
 Numerics: the posterior is computed in the prior's whitened coordinates ``w = m_0 + L_0 u``
-(``S_0 = L_0 L_0^T``): the matrix factorised is ``I + beta L_0^T Phi^T Phi L_0``, whose
+(``S_0 = L_0 L_0^T``): the matrix factorised is ``I + beta L_0^T X^T X L_0``, whose
 eigenvalues are >= 1, so its Cholesky factor is well conditioned and ``S_0`` is never inverted.
 
 Choosing ``alpha, beta`` by the evidence is :mod:`espresso_jax.linear.bayes`, which also
@@ -95,23 +95,23 @@ class BayesParams(NamedTuple):
 
 # --------------------------------------------------------------------------- validation
 
-def check_regression_data(Phi: Any, t: Any) -> tuple[jax.Array, jax.Array]:
+def check_regression_data(X: Any, y: Any) -> tuple[jax.Array, jax.Array]:
     """Validate a regression data set: the design matrix and its targets.
 
     Args:
-        Phi: ``(n_samples, n_basis)`` design matrix.
-        t: ``(n_samples,)`` targets.
+        X: ``(n_samples, n_basis)`` design matrix, rows ``phi(x_n)``.
+        y: ``(n_samples,)`` targets.
 
     Returns:
-        ``Phi`` and ``t`` as arrays of the working float dtype.
+        ``X`` and ``y`` as arrays of the working float dtype.
 
     Raises:
         ValueError: wrong ranks, non-finite values or lengths that disagree.
     """
-    Phi = as_float_array(Phi, "Phi", ndim=2, shape_hint="(n_samples, n_basis)")
-    t = as_float_array(t, "t", ndim=1, shape_hint="(n_samples,)")
-    check_same_length(Phi=Phi, t=t)
-    return Phi, t
+    X = as_float_array(X, "X", ndim=2, shape_hint="(n_samples, n_basis)")
+    y = as_float_array(y, "y", ndim=1, shape_hint="(n_samples,)")
+    check_same_length(X=X, y=y)
+    return X, y
 
 
 def _mean_cov(post: Any, name: str = "post") -> tuple[jax.Array, jax.Array]:
@@ -123,30 +123,30 @@ def _mean_cov(post: Any, name: str = "post") -> tuple[jax.Array, jax.Array]:
                     f"{type(post).__name__}")
 
 
-def _new_design(Phi_new: Any, n_basis: int) -> jax.Array:
-    return as_float_array(Phi_new, "Phi_new", ndim=2, shape_hint="(n_new, n_basis)",
+def _new_design(X_new: Any, n_basis: int) -> jax.Array:
+    return as_float_array(X_new, "X_new", ndim=2, shape_hint="(n_new, n_basis)",
                           n_columns=n_basis)
 
 
 # --------------------------------------------------------------------------- posterior
 
-def gram(Phi: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``Phi^T Phi`` (symmetrised) and ``Phi^T t``: the one pass over the rows.
+def gram(X: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``X^T X`` (symmetrised) and ``X^T y``: the one pass over the rows.
 
     Args:
-        Phi: ``(n_samples, n_basis)`` design matrix.
-        t: ``(n_samples,)`` targets.
+        X: ``(n_samples, n_basis)`` design matrix, rows ``phi(x_n)``.
+        y: ``(n_samples,)`` targets.
 
     Returns:
         ``(n_basis, n_basis)`` Gram matrix and ``(n_basis,)`` projected targets.
     """
-    G = _mm(Phi.T, Phi)
-    return 0.5 * (G + G.T), _mm(Phi.T, t)
+    G = _mm(X.T, X)
+    return 0.5 * (G + G.T), _mm(X.T, y)
 
 
 def _whitened_posterior(G: jax.Array, b: jax.Array, m0: jax.Array, L0: jax.Array,
                         beta: jax.Array) -> Posterior:
-    """Posterior from ``G = Phi^T Phi``, ``b = Phi^T t`` and the prior ``N(m0, L0 L0^T)``.
+    """Posterior from ``G = X^T X``, ``b = X^T y`` and the prior ``N(m0, L0 L0^T)``.
 
     With ``w = m0 + L0 u``, ``u ~ N(0, I)``: ``B = I + beta L0^T G L0`` (eigenvalues >= 1),
     ``E[u] = B^{-1} beta L0^T (b - G m0)``, ``S_N = L0 B^{-1} L0^T = C C^T`` with
@@ -161,28 +161,28 @@ def _whitened_posterior(G: jax.Array, b: jax.Array, m0: jax.Array, L0: jax.Array
 
 
 @jax.jit
-def _posterior_impl(Phi, t, alpha, beta):
-    G, b = gram(Phi, t)
-    d = Phi.shape[1]
-    L0 = jnp.eye(d, dtype=Phi.dtype) / jnp.sqrt(alpha)
-    return _whitened_posterior(G, b, jnp.zeros(d, dtype=Phi.dtype), L0, beta)
+def _posterior_impl(X, y, alpha, beta):
+    G, b = gram(X, y)
+    d = X.shape[1]
+    L0 = jnp.eye(d, dtype=X.dtype) / jnp.sqrt(alpha)
+    return _whitened_posterior(G, b, jnp.zeros(d, dtype=X.dtype), L0, beta)
 
 
 @jax.jit
-def _posterior_general_impl(Phi, t, prior_mean, prior_cov, beta):
-    G, b = gram(Phi, t)
+def _posterior_general_impl(X, y, prior_mean, prior_cov, beta):
+    G, b = gram(X, y)
     L0 = jnp.linalg.cholesky(0.5 * (prior_cov + prior_cov.T))
     return _whitened_posterior(G, b, prior_mean, L0, beta)
 
 
-def posterior(Phi: ArrayLike, t: ArrayLike, *, alpha: float, beta: float) -> Posterior:
+def posterior(X: ArrayLike, y: ArrayLike, *, alpha: float, beta: float) -> Posterior:
     """Weight posterior under the isotropic prior ``N(0, I / alpha)`` (PRML eqs. 3.53-3.54).
 
-    ``S_N^{-1} = alpha I + beta Phi^T Phi``, ``m_N = beta S_N Phi^T t``.
+    ``S_N^{-1} = alpha I + beta X^T X``, ``m_N = beta S_N X^T y``.
 
     Args:
-        Phi: ``(n_samples, n_basis)`` design matrix.
-        t: ``(n_samples,)`` targets.
+        X: ``(n_samples, n_basis)`` design matrix, rows ``phi(x_n)``.
+        y: ``(n_samples,)`` targets.
         alpha: prior precision ``> 0``.
         beta: noise precision ``> 0``.
 
@@ -192,18 +192,18 @@ def posterior(Phi: ArrayLike, t: ArrayLike, *, alpha: float, beta: float) -> Pos
     References:
         Bishop, PRML (2006), §3.3.1.
     """
-    Phi, t = check_regression_data(Phi, t)
-    return _posterior_impl(Phi, t, as_positive_array(alpha, "alpha", ndim=0),
+    X, y = check_regression_data(X, y)
+    return _posterior_impl(X, y, as_positive_array(alpha, "alpha", ndim=0),
                            as_positive_array(beta, "beta", ndim=0))
 
 
-def posterior_general(Phi: ArrayLike, t: ArrayLike, *, prior_mean: ArrayLike,
+def posterior_general(X: ArrayLike, y: ArrayLike, *, prior_mean: ArrayLike,
                       prior_cov: ArrayLike, beta: float) -> Posterior:
     """Weight posterior under a general Gaussian prior ``N(m_0, S_0)`` (PRML eqs. 3.48-3.51).
 
     Args:
-        Phi: ``(n_samples, n_basis)`` design matrix.
-        t: ``(n_samples,)`` targets.
+        X: ``(n_samples, n_basis)`` design matrix, rows ``phi(x_n)``.
+        y: ``(n_samples,)`` targets.
         prior_mean: ``(n_basis,)`` prior mean ``m_0``.
         prior_cov: ``(n_basis, n_basis)`` symmetric positive-definite prior covariance ``S_0``.
         beta: noise precision ``> 0``.
@@ -217,16 +217,16 @@ def posterior_general(Phi: ArrayLike, t: ArrayLike, *, prior_mean: ArrayLike,
     References:
         Bishop, PRML (2006), §3.3.1.
     """
-    Phi, t = check_regression_data(Phi, t)
-    d = Phi.shape[1]
+    X, y = check_regression_data(X, y)
+    d = X.shape[1]
     prior_mean = as_float_array(prior_mean, "prior_mean", ndim=1, shape_hint="(n_basis,)")
     prior_cov = as_float_array(prior_cov, "prior_cov", ndim=2,
                                shape_hint="(n_basis, n_basis)")
     if prior_mean.shape != (d,):
-        raise ValueError(f"prior_mean must have shape ({d},) to match Phi, got "
+        raise ValueError(f"prior_mean must have shape ({d},) to match X, got "
                          f"{tuple(prior_mean.shape)}")
     if prior_cov.shape != (d, d):
-        raise ValueError(f"prior_cov must have shape ({d}, {d}) to match Phi, got "
+        raise ValueError(f"prior_cov must have shape ({d}, {d}) to match X, got "
                          f"{tuple(prior_cov.shape)}")
     if not is_traced(prior_cov):
         c = np.asarray(prior_cov, dtype=np.float64)
@@ -236,29 +236,29 @@ def posterior_general(Phi: ArrayLike, t: ArrayLike, *, prior_mean: ArrayLike,
             np.linalg.cholesky(c)
         except np.linalg.LinAlgError:
             raise ValueError("prior_cov must be positive definite") from None
-    return _posterior_general_impl(Phi, t, prior_mean, prior_cov,
+    return _posterior_general_impl(X, y, prior_mean, prior_cov,
                                    as_positive_array(beta, "beta", ndim=0))
 
 
 # --------------------------------------------------------------------------- predictive
 
 @jax.jit
-def _predict_impl(mean, cov, Phi, beta):
-    mu = _mm(Phi, mean)
-    model = jnp.maximum(jnp.einsum("nd,de,ne->n", Phi, cov, Phi, precision=_HI), 0.0)
+def _predict_impl(mean, cov, X, beta):
+    mu = _mm(X, mean)
+    model = jnp.maximum(jnp.einsum("nd,de,ne->n", X, cov, X, precision=_HI), 0.0)
     noise = jnp.full_like(mu, 1.0) / beta
     return Predictive(mean=mu, var=noise + model, noise_var=noise, model_var=model)
 
 
-def predict(params: BayesParams | Posterior | LeastSquaresParams, Phi_new: ArrayLike,
+def predict(params: BayesParams | Posterior | LeastSquaresParams, X_new: ArrayLike,
             beta: float | None = None) -> Predictive:
-    """Predictive distribution ``N(t | m_N^T phi, 1/beta + phi^T S_N phi)`` (PRML 3.58-3.59).
+    """Predictive distribution ``N(y | m_N^T phi, 1/beta + phi^T S_N phi)`` (PRML 3.58-3.59).
 
     Args:
         params: :class:`BayesParams` (``fit_evidence(...).params``; uses its ``beta`` unless
             one is given), a :class:`Posterior` (needs ``beta``) or least-squares params
             (no model variance; uses their ML ``beta`` unless one is given).
-        Phi_new: ``(n_new, n_basis)`` design matrix of the new inputs.
+        X_new: ``(n_new, n_basis)`` design matrix of the new inputs.
         beta: noise precision ``> 0``.
 
     Returns:
@@ -275,28 +275,28 @@ def predict(params: BayesParams | Posterior | LeastSquaresParams, Phi_new: Array
         beta_arr = as_positive_array(params.beta, "beta", ndim=0)
     else:
         beta_arr = as_positive_array(beta, "beta", ndim=0)
-    Phi_new = _new_design(Phi_new, mean.shape[0])
-    dtype = Phi_new.dtype
-    return _predict_impl(mean.astype(dtype), cov.astype(dtype), Phi_new, beta_arr.astype(dtype))
+    X_new = _new_design(X_new, mean.shape[0])
+    dtype = X_new.dtype
+    return _predict_impl(mean.astype(dtype), cov.astype(dtype), X_new, beta_arr.astype(dtype))
 
 
 @partial(jax.jit, static_argnames=("n_samples",))
-def _sample_impl(key, mean, cov, Phi, n_samples):
+def _sample_impl(key, mean, cov, X, n_samples):
     evals, evecs = jnp.linalg.eigh(0.5 * (cov + cov.T))
     root = evecs * jnp.sqrt(jnp.maximum(evals, 0.0))[None, :]        # cov = root root^T (PSD-safe)
     eps = jax.random.normal(key, (n_samples, mean.shape[0]), dtype=mean.dtype)
     w = mean[None, :] + _mm(eps, root.T)                     # (n_samples, n_basis)
-    return _mm(w, Phi.T)
+    return _mm(w, X.T)
 
 
-def sample_functions(key: jax.Array, post: Posterior | BayesParams, Phi_new: ArrayLike,
+def sample_functions(key: jax.Array, post: Posterior | BayesParams, X_new: ArrayLike,
                      n_samples: int) -> jax.Array:
     """Draw functions ``y(x) = w^T phi(x)``, ``w ~ N(m_N, S_N)`` (PRML Fig. 3.9).
 
     Args:
         key: PRNG key.
         post: :class:`Posterior` or :class:`BayesParams`.
-        Phi_new: ``(n_new, n_basis)`` design matrix where the functions are evaluated.
+        X_new: ``(n_new, n_basis)`` design matrix where the functions are evaluated.
         n_samples: number of functions.
 
     Returns:
@@ -308,7 +308,7 @@ def sample_functions(key: jax.Array, post: Posterior | BayesParams, Phi_new: Arr
     key = check_key(key)
     mean, cov = _mean_cov(post)
     n_samples = check_int(n_samples, "n_samples", min_value=1)
-    Phi_new = _new_design(Phi_new, mean.shape[0])
-    dtype = Phi_new.dtype
-    return _sample_impl(key, mean.astype(dtype), cov.astype(dtype), Phi_new, n_samples)
+    X_new = _new_design(X_new, mean.shape[0])
+    dtype = X_new.dtype
+    return _sample_impl(key, mean.astype(dtype), cov.astype(dtype), X_new, n_samples)
 

@@ -1,10 +1,10 @@
 """Bayesian logistic regression with the Laplace approximation (PRML §4.3–4.5): fit and predict.
 
-Model: ``p(t = 1 | φ, w) = σ(wᵀφ)`` with a Gaussian prior ``w ~ N(m₀, S₀)`` (by default
+Model: ``p(y = 1 | φ, w) = σ(wᵀφ)`` with a Gaussian prior ``w ~ N(m₀, S₀)`` (by default
 ``N(0, α⁻¹I)``). :func:`fit_laplace` finds the posterior mode ``w_MAP`` by Newton's method
 (iteratively reweighted least squares, PRML §4.3.3) in one jitted loop on
 :func:`espresso_jax.em.iterate` and returns the Laplace approximation ``q(w) = N(w_MAP, S_N)``
-with ``S_N⁻¹ = ΦᵀRΦ + S₀⁻¹`` (PRML 4.143). Predictions use the probit approximation of the
+with ``S_N⁻¹ = XᵀRX + S₀⁻¹`` (PRML 4.143). Predictions use the probit approximation of the
 predictive distribution (PRML 4.153–4.155) or Monte Carlo over ``q(w)``; they take
 ``result.params`` (a :class:`LaplaceParams`).
 
@@ -64,13 +64,13 @@ class LaplaceResult(NamedTuple):
 
     Attributes:
         params: :class:`LaplaceParams`.
-        history: ``(max_iter,)`` log joint ``ln p(t | w) + ln N(w | m₀, S₀)`` (up to the
+        history: ``(max_iter,)`` log joint ``ln p(y | w) + ln N(w | m₀, S₀)`` (up to the
             prior's normalising constant) at the iterate entering each Newton step, NaN after
             ``n_iter``.
         n_iter: ``()`` Newton iterations run.
         converged: ``()`` whether the relative Newton step fell below ``tol``.
         prior: the :class:`GaussianPrior` used.
-        log_evidence: ``()`` Laplace approximation of ``ln p(t | Φ)`` (PRML 4.137).
+        log_evidence: ``()`` Laplace approximation of ``ln p(y | X)`` (PRML 4.137).
     """
 
     params: LaplaceParams
@@ -86,17 +86,17 @@ class LaplaceResult(NamedTuple):
 # ---------------------------------------------------------------------------------------------
 
 @partial(jax.jit, static_argnames=("max_iter",))
-def _fit_impl(Phi, t, prior, tol, *, max_iter: int):
-    run = newton_irls(Phi, t, prior, prior.mean, tol, max_iter)
+def _fit_impl(X, y, prior, tol, *, max_iter: int):
+    run = newton_irls(X, y, prior, prior.mean, tol, max_iter)
     w, f, _ = run.params
-    cov, log_ev = laplace_at(w, f, Phi, t, prior)
+    cov, log_ev = laplace_at(w, f, X, y, prior)
     return LaplaceResult(params=LaplaceParams(w, cov), history=run.history, n_iter=run.n_iter,
                          converged=run.converged, prior=prior, log_evidence=log_ev)
 
 
 def fit_laplace(
-    Phi: ArrayLike,
-    t: ArrayLike,
+    X: ArrayLike,
+    y: ArrayLike,
     *,
     alpha: float | None = None,
     prior_mean: ArrayLike | None = None,
@@ -107,13 +107,14 @@ def fit_laplace(
     """Laplace approximation of the Bayesian logistic-regression posterior.
 
     Newton/IRLS from the prior mean with a backtracking line search (the objective is strictly
-    convex, so the damped iteration always converges), Hessian ``ΦᵀRΦ + S₀⁻¹`` solved by
+    convex, so the damped iteration always converges), Hessian ``XᵀRX + S₀⁻¹`` solved by
     Cholesky. Stops when ``max|Δw| ≤ tol · (1 + max|w|)``; convergence is quadratic, so the
     returned mode is accurate to about ``tol²`` (float rounding permitting).
 
     Args:
-        Phi: ``(n_samples, n_features)`` design matrix (include a bias column yourself).
-        t: ``(n_samples,)`` labels in {0, 1}.
+        X: ``(n_samples, n_features)`` design matrix, rows ``phi(x_n)``
+            (include a bias column yourself).
+        y: ``(n_samples,)`` labels in {0, 1}.
         alpha: isotropic prior precision (prior ``N(0, α⁻¹I)``); 1.0 by default.
         prior_mean: ``(n_features,)`` prior mean, zeros by default.
         prior_precision: scalar, ``(n_features,)`` or ``(n_features, n_features)`` prior
@@ -128,13 +129,13 @@ def fit_laplace(
     References:
         PRML §4.3.3 (IRLS), §4.4 (Laplace approximation, 4.137), §4.5.1 (4.142–4.143).
     """
-    Phi = check_design(Phi)
-    t = check_labels(t)
-    V.check_same_length(Phi=Phi, t=t)
-    prior = gaussian_prior(Phi.shape[1], alpha=alpha, prior_mean=prior_mean,
+    X = check_design(X)
+    y = check_labels(y)
+    V.check_same_length(X=X, y=y)
+    prior = gaussian_prior(X.shape[1], alpha=alpha, prior_mean=prior_mean,
                            prior_precision=prior_precision)
     tol, max_iter = check_tolerance(tol, max_iter)
-    return _fit_impl(Phi, t, prior, tol, max_iter=max_iter)
+    return _fit_impl(X, y, prior, tol, max_iter=max_iter)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,68 +155,68 @@ def _check_params(params: Any) -> tuple[jax.Array, jax.Array]:
     return mean, cov
 
 
-def _check_new(Phi_new: Any, n_features: int) -> jax.Array:
-    return V.as_float_array(Phi_new, "Phi_new", ndim=2, shape_hint="(n_new, n_features)",
+def _check_new(X_new: Any, n_features: int) -> jax.Array:
+    return V.as_float_array(X_new, "X_new", ndim=2, shape_hint="(n_new, n_features)",
                             n_columns=n_features)
 
 
 @jax.jit
-def _activation_impl(mean, cov, Phi_new):
-    mu = Phi_new @ mean
-    var = jnp.sum((Phi_new @ cov) * Phi_new, axis=1)
+def _activation_impl(mean, cov, X_new):
+    mu = X_new @ mean
+    var = jnp.sum((X_new @ cov) * X_new, axis=1)
     return mu, jnp.clip(var, 0.0, None)
 
 
 @jax.jit
-def _map_impl(mean, Phi_new):
-    return jax.nn.sigmoid(Phi_new @ mean)
+def _map_impl(mean, X_new):
+    return jax.nn.sigmoid(X_new @ mean)
 
 
 @jax.jit
-def _probit_impl(mean, cov, Phi_new):
-    mu, var = _activation_impl(mean, cov, Phi_new)
+def _probit_impl(mean, cov, X_new):
+    mu, var = _activation_impl(mean, cov, X_new)
     kappa = lax.rsqrt(1 + (math.pi / 8) * var)          # PRML 4.154
     return jax.nn.sigmoid(kappa * mu)                     # PRML 4.155
 
 
 @jax.jit(static_argnames=("n_samples",))
-def _mc_impl(key, mean, cov, Phi_new, n_samples):
+def _mc_impl(key, mean, cov, X_new, n_samples):
     # Square root by eigh, not Cholesky: a user-supplied cov may be singular (e.g. zero).
     lam, U = jnp.linalg.eigh(0.5 * (cov + cov.T))
     L = U * jnp.sqrt(jnp.clip(lam, 0.0, None))[None, :]
 
     def one(k):
         w = mean + L @ jax.random.normal(k, mean.shape, mean.dtype)
-        return jax.nn.sigmoid(Phi_new @ w)
+        return jax.nn.sigmoid(X_new @ w)
 
     return jnp.mean(jax.vmap(one)(jax.random.split(key, n_samples)), axis=0)
 
 
-def predictive_activation(params: LaplaceParams, Phi_new: ArrayLike
+def predictive_activation(params: LaplaceParams, X_new: ArrayLike
                           ) -> tuple[jax.Array, jax.Array]:
     """Mean and variance of the activation ``a = wᵀφ`` under ``q(w)`` (PRML 4.149–4.150).
 
     Args:
         params: :class:`LaplaceParams` (``fit_laplace(...).params`` or
             ``fit_evidence(...).params``).
-        Phi_new: ``(n_new, n_features)``.
+        X_new: ``(n_new, n_features)`` design matrix of the new inputs.
 
     Returns:
         ``mu_a (n_new,)``, ``var_a (n_new,)``.
     """
     mean, cov = _check_params(params)
-    Phi_new = _check_new(Phi_new, mean.shape[0])
-    return _activation_impl(mean, cov, Phi_new)
+    X_new = _check_new(X_new, mean.shape[0])
+    return _activation_impl(mean, cov, X_new)
 
 
-def predict_proba(params: LaplaceParams, Phi_new: ArrayLike, *,
+def predict_proba(params: LaplaceParams, X_new: ArrayLike, *,
                   method: str = "probit") -> jax.Array:
-    """Predictive ``p(t = 1 | φ, data)`` under the Laplace posterior.
+    """Predictive ``p(y = 1 | φ, data)`` under the Laplace posterior.
 
     Args:
         params: :class:`LaplaceParams` (``fit_laplace(...).params`` or
             ``fit_evidence(...).params``).
-        Phi_new: ``(n_new, n_features)``.
+        X_new: ``(n_new, n_features)`` design matrix of the new inputs.
         method: ``"probit"`` — ``σ(κ(σ²_a) μ_a)`` with ``κ = (1 + πσ²_a/8)^{-1/2}``
             (PRML 4.153–4.155); ``"map"`` — the plug-in ``σ(w_MAPᵀφ)`` (ignores uncertainty).
 
@@ -227,14 +228,14 @@ def predict_proba(params: LaplaceParams, Phi_new: ArrayLike, *,
     """
     V.check_choice(method, "method", ("probit", "map"))
     mean, cov = _check_params(params)
-    Phi_new = _check_new(Phi_new, mean.shape[0])
+    X_new = _check_new(X_new, mean.shape[0])
     if method == "map":
-        return _map_impl(mean, Phi_new)
-    return _probit_impl(mean, cov, Phi_new)
+        return _map_impl(mean, X_new)
+    return _probit_impl(mean, cov, X_new)
 
 
 def predict_proba_mc(
-    key: jax.Array, params: LaplaceParams, Phi_new: ArrayLike, *, n_samples: int = 1000
+    key: jax.Array, params: LaplaceParams, X_new: ArrayLike, *, n_samples: int = 1000
 ) -> jax.Array:
     """Monte Carlo predictive ``(1/S) Σ_s σ(w_sᵀφ)``, ``w_s ~ N(mean, cov)`` (vmapped draws).
 
@@ -242,7 +243,7 @@ def predict_proba_mc(
         key: PRNG key.
         params: :class:`LaplaceParams` (``fit_laplace(...).params`` or
             ``fit_evidence(...).params``).
-        Phi_new: ``(n_new, n_features)``.
+        X_new: ``(n_new, n_features)`` design matrix of the new inputs.
         n_samples: number of weight draws ``S``; the standard error per point is at most
             ``0.5 / sqrt(S)``.
 
@@ -255,5 +256,5 @@ def predict_proba_mc(
     key = V.check_key(key)
     n_samples = V.check_int(n_samples, "n_samples", min_value=1)
     mean, cov = _check_params(params)
-    Phi_new = _check_new(Phi_new, mean.shape[0])
-    return _mc_impl(key, mean, cov, Phi_new, n_samples)
+    X_new = _check_new(X_new, mean.shape[0])
+    return _mc_impl(key, mean, cov, X_new, n_samples)

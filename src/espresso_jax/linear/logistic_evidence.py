@@ -60,28 +60,28 @@ class EvidenceResult(NamedTuple):
     alpha: jax.Array
 
 
-def _alpha_update(w, cov, alpha, Phi):
+def _alpha_update(w, cov, alpha, X):
     """Fixed-point update of α at a stationary point of the Laplace evidence (PRML 4.137).
 
-    With ``H = αI + ΦᵀRΦ``, ``S = H⁻¹`` and ``dw_MAP/dα = −S w`` (implicit function theorem),
+    With ``H = αI + XᵀRX``, ``S = H⁻¹`` and ``dw_MAP/dα = −S w`` (implicit function theorem),
 
-        d ln p(t|α) / dα = ½ [γ/α − wᵀw + c],   γ = Σᵢ λᵢ/(α + λᵢ) = D − α tr S,
+        d ln p(y|α) / dα = ½ [γ/α − wᵀw + c],   γ = Σᵢ λᵢ/(α + λᵢ) = D − α tr S,
         c = Σ_n r'_n (φ_nᵀ S w)(φ_nᵀ S φ_n),     r' = dr/da = σ(a)σ(−a)(1 − 2σ(a)),
 
     so a stationary point satisfies ``α = γ / (wᵀw − c)``. MacKay's update (PRML 3.92 with
     the Laplace Hessian) drops ``c``, i.e. the change of ``R`` with ``w_MAP``; keeping it makes
     the fixed point an exact stationary point of the Laplace evidence.
     """
-    dtype = Phi.dtype
+    dtype = X.dtype
     tiny = jnp.finfo(dtype).tiny
-    a = Phi @ w
-    y = jax.nn.sigmoid(a)
-    r = y * jax.nn.sigmoid(-a)
-    lam = jnp.clip(jnp.linalg.eigvalsh((Phi.T * r[None, :]) @ Phi), 0.0, None)
+    a = X @ w
+    p = jax.nn.sigmoid(a)
+    r = p * jax.nn.sigmoid(-a)
+    lam = jnp.clip(jnp.linalg.eigvalsh((X.T * r[None, :]) @ X), 0.0, None)
     gamma = jnp.sum(lam / (alpha + lam))
-    r_prime = r * (1 - 2 * y)
-    leverage = jnp.sum((Phi @ cov) * Phi, axis=1)          # φ_nᵀ S φ_n
-    c = jnp.sum(r_prime * (Phi @ (cov @ w)) * leverage)
+    r_prime = r * (1 - 2 * p)
+    leverage = jnp.sum((X @ cov) * X, axis=1)          # φ_nᵀ S φ_n
+    c = jnp.sum(r_prime * (X @ (cov @ w)) * leverage)
     denom = w @ w - c
     # denom ≤ 0 means the evidence still increases with α: step α up by a factor 10.
     alpha_new = jnp.where(denom > 0, gamma / jnp.maximum(denom, tiny), 10 * alpha)
@@ -89,9 +89,9 @@ def _alpha_update(w, cov, alpha, Phi):
 
 
 @partial(jax.jit, static_argnames=("max_iter", "newton_max_iter"))
-def _evidence_impl(Phi, t, alpha0, tol, newton_tol, *, max_iter: int, newton_max_iter: int):
-    dtype = Phi.dtype
-    D = Phi.shape[1]
+def _evidence_impl(X, y, alpha0, tol, newton_tol, *, max_iter: int, newton_max_iter: int):
+    dtype = X.dtype
+    D = X.shape[1]
     eye = jnp.eye(D, dtype=dtype)
     zero = jnp.zeros(D, dtype)
     tol = jnp.asarray(tol, dtype)
@@ -99,15 +99,15 @@ def _evidence_impl(Phi, t, alpha0, tol, newton_tol, *, max_iter: int, newton_max
     def laplace(alpha, w0):
         """Warm-started Newton fit at α and its Laplace covariance / evidence."""
         prior = GaussianPrior(zero, alpha * eye)
-        run = newton_irls(Phi, t, prior, w0, newton_tol, newton_max_iter)
+        run = newton_irls(X, y, prior, w0, newton_tol, newton_max_iter)
         w, f, _ = run.params
-        cov, log_ev = laplace_at(w, f, Phi, t, prior)
+        cov, log_ev = laplace_at(w, f, X, y, prior)
         return w, cov, log_ev, run.converged
 
     def step(state):
         alpha, w = state
         w, cov, log_ev, _ = laplace(alpha, w)
-        alpha_new, _ = _alpha_update(w, cov, alpha, Phi)
+        alpha_new, _ = _alpha_update(w, cov, alpha, X)
         done = jnp.abs(jnp.log(alpha_new) - jnp.log(alpha)) <= tol
         return (alpha_new, w), log_ev, done
 
@@ -115,15 +115,15 @@ def _evidence_impl(Phi, t, alpha0, tol, newton_tol, *, max_iter: int, newton_max
     alpha, w = run.params
     # Final Laplace fit at the returned α, so mean, cov, γ and evidence are consistent.
     w, cov, log_ev, ok = laplace(alpha, w)
-    _, gamma = _alpha_update(w, cov, alpha, Phi)
+    _, gamma = _alpha_update(w, cov, alpha, X)
     return EvidenceResult(params=LaplaceParams(w, cov), history=run.history, n_iter=run.n_iter,
                           converged=run.converged & ok, gamma=gamma, log_evidence=log_ev,
                           alpha=alpha)
 
 
 def fit_evidence(
-    Phi: ArrayLike,
-    t: ArrayLike,
+    X: ArrayLike,
+    y: ArrayLike,
     *,
     alpha0: float = 1.0,
     tol: float = 1e-5,
@@ -135,15 +135,15 @@ def fit_evidence(
 
     Alternates a (warm-started) Newton fit at ``α`` with the fixed-point update
     ``α ← γ / (w_MAPᵀw_MAP − c)``, ``γ = Σᵢ λᵢ / (α + λᵢ)`` where ``λᵢ`` are the eigenvalues
-    of ``ΦᵀRΦ`` at the mode. With ``c = 0`` this is MacKay's update; the correction ``c``
+    of ``XᵀRX`` at the mode. With ``c = 0`` this is MacKay's update; the correction ``c``
     accounts for ``R`` changing with ``w_MAP(α)``, so the converged ``α`` is an exact
     stationary point of the Laplace log evidence (PRML 4.137), not just of its
     fixed-``R`` approximation (see ``_alpha_update``). The prior mean is zero and every
     weight, bias included, shares ``α``.
 
     Args:
-        Phi: ``(n_samples, n_features)`` design matrix.
-        t: ``(n_samples,)`` labels in {0, 1}.
+        X: ``(n_samples, n_features)`` design matrix, rows ``phi(x_n)``.
+        y: ``(n_samples,)`` labels in {0, 1}.
         alpha0: initial ``α``.
         tol: stop when ``|Δ ln α| ≤ tol``.
         max_iter: maximum re-estimation steps (static: the length of ``history``).
@@ -156,13 +156,13 @@ def fit_evidence(
     References:
         PRML §4.4.1 (4.137), §4.5 and §3.5.2 (3.91–3.92); MacKay (1992).
     """
-    Phi = check_design(Phi)
-    t = check_labels(t)
-    V.check_same_length(Phi=Phi, t=t)
+    X = check_design(X)
+    y = check_labels(y)
+    V.check_same_length(X=X, y=y)
     alpha0 = V.check_positive(alpha0, "alpha0")
     tol, max_iter = check_tolerance(tol, max_iter)
     newton_tol, newton_max_iter = check_tolerance(newton_tol, newton_max_iter, "newton_")
-    return _evidence_impl(Phi, t, alpha0, tol, newton_tol, max_iter=max_iter,
+    return _evidence_impl(X, y, alpha0, tol, newton_tol, max_iter=max_iter,
                           newton_max_iter=newton_max_iter)
 
 

@@ -37,12 +37,12 @@ class GaussianPrior(NamedTuple):
     precision: jax.Array
 
 
-def check_design(Phi: Any, name: str = "Phi") -> jax.Array:
+def check_design(X: Any, name: str = "X") -> jax.Array:
     """Validate a design matrix ``(n_samples, n_features)`` and return it in the working dtype."""
-    return V.as_float_array(Phi, name, ndim=2, shape_hint="(n_samples, n_features)")
+    return V.as_float_array(X, name, ndim=2, shape_hint="(n_samples, n_features)")
 
 
-def check_labels(t: Any, name: str = "t") -> jax.Array:
+def check_labels(y: Any, name: str = "y") -> jax.Array:
     """Validate binary labels ``(n_samples,)`` holding only 0 and 1 (bools accepted).
 
     Returns:
@@ -52,14 +52,14 @@ def check_labels(t: Any, name: str = "t") -> jax.Array:
         TypeError: non-numeric labels.
         ValueError: wrong rank, NaN/inf, or a value other than 0 and 1.
     """
-    t = V.as_float_array(t, name, ndim=1, shape_hint="(n_samples,)")
-    if not V.is_traced(t):
-        values = np.asarray(t)
+    y = V.as_float_array(y, name, ndim=1, shape_hint="(n_samples,)")
+    if not V.is_traced(y):
+        values = np.asarray(y)
         bad = (values != 0) & (values != 1)
         if bad.any():
             raise ValueError(f"{name} must hold binary labels 0 and 1 only, got "
                              f"{np.unique(values[bad])[:5].tolist()}")
-    return t
+    return y
 
 
 def gaussian_prior(

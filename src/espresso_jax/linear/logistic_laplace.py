@@ -1,10 +1,10 @@
 """Bayesian logistic regression: the Laplace approximation at the posterior mode.
 
-Model: ``p(t = 1 | φ, w) = σ(wᵀφ)`` with a Gaussian prior ``w ~ N(m₀, S₀)``
+Model: ``p(y = 1 | φ, w) = σ(wᵀφ)`` with a Gaussian prior ``w ~ N(m₀, S₀)``
 (:class:`~espresso_jax.linear.logistic_inputs.GaussianPrior`). The posterior mode ``w_MAP`` is
 found by damped Newton's method (iteratively reweighted least squares, PRML §4.3.3) on
 :func:`espresso_jax.em.iterate`; the Laplace approximation is ``q(w) = N(w_MAP, S_N)`` with
-``S_N⁻¹ = ΦᵀRΦ + S₀⁻¹`` (PRML 4.143), and the Laplace evidence is PRML 4.137. These traceable
+``S_N⁻¹ = XᵀRX + S₀⁻¹`` (PRML 4.143), and the Laplace evidence is PRML 4.137. These traceable
 pieces are what :func:`espresso_jax.linear.logistic.fit_laplace` and
 :func:`espresso_jax.linear.logistic_evidence.fit_evidence` run inside their jitted loops.
 
@@ -38,23 +38,23 @@ class LaplaceParams(NamedTuple):
 
     Attributes:
         mean: ``(n_features,)`` posterior mode ``w_MAP``.
-        cov: ``(n_features, n_features)`` ``S_N = (ΦᵀRΦ + S₀⁻¹)⁻¹`` at ``w_MAP``.
+        cov: ``(n_features, n_features)`` ``S_N = (XᵀRX + S₀⁻¹)⁻¹`` at ``w_MAP``.
     """
 
     mean: jax.Array
     cov: jax.Array
 
 
-def _log_lik_one(a: jax.Array, t: jax.Array) -> jax.Array:
-    """``ln p(t | a) = t ln σ(a) + (1 − t) ln σ(−a)`` for one example (stable for any ``a``)."""
-    return t * jax.nn.log_sigmoid(a) + (1 - t) * jax.nn.log_sigmoid(-a)
+def _log_lik_one(a: jax.Array, y: jax.Array) -> jax.Array:
+    """``ln p(y | a) = y ln σ(a) + (1 − y) ln σ(−a)`` for one example (stable for any ``a``)."""
+    return y * jax.nn.log_sigmoid(a) + (1 - y) * jax.nn.log_sigmoid(-a)
 
 
-def _neg_log_joint(w: jax.Array, Phi: jax.Array, t: jax.Array, prior: GaussianPrior):
-    """``−ln p(t | w) − ln N(w | m₀, S₀)`` up to the prior's normalising constant."""
-    a = Phi @ w
+def _neg_log_joint(w: jax.Array, X: jax.Array, y: jax.Array, prior: GaussianPrior):
+    """``−ln p(y | w) − ln N(w | m₀, S₀)`` up to the prior's normalising constant."""
+    a = X @ w
     d = w - prior.mean
-    return -jnp.sum(jax.vmap(_log_lik_one)(a, t)) + 0.5 * (d @ (prior.precision @ d))
+    return -jnp.sum(jax.vmap(_log_lik_one)(a, y)) + 0.5 * (d @ (prior.precision @ d))
 
 
 def _cholesky(H: jax.Array) -> jax.Array:
@@ -62,23 +62,23 @@ def _cholesky(H: jax.Array) -> jax.Array:
     return cholesky_with_jitter(H)[0]
 
 
-def _grad_hessian(w, Phi, t, prior):
+def _grad_hessian(w, X, y, prior):
     """Gradient and Hessian of the negative log joint (PRML 4.96–4.97 plus the prior)."""
-    a = Phi @ w
-    y = jax.nn.sigmoid(a)
-    r = y * jax.nn.sigmoid(-a)                  # σ(a)(1 − σ(a)) without cancellation
-    g = Phi.T @ (y - t) + prior.precision @ (w - prior.mean)
-    H = (Phi.T * r[None, :]) @ Phi + prior.precision
+    a = X @ w
+    p = jax.nn.sigmoid(a)
+    r = p * jax.nn.sigmoid(-a)                  # σ(a)(1 − σ(a)) without cancellation
+    g = X.T @ (p - y) + prior.precision @ (w - prior.mean)
+    H = (X.T * r[None, :]) @ X + prior.precision
     return g, 0.5 * (H + H.T)
 
 
-def newton_irls(Phi, t, prior, w0, tol, max_iter: int) -> em.EMResult:
+def newton_irls(X, y, prior, w0, tol, max_iter: int) -> em.EMResult:
     """Damped Newton (IRLS) for ``w_MAP`` on :func:`espresso_jax.em.iterate`, backtracking on
     the step. Traceable (call it inside ``jit``).
 
     Args:
-        Phi: ``(n_samples, n_features)`` design matrix.
-        t: ``(n_samples,)`` labels in {0, 1}.
+        X: ``(n_samples, n_features)`` design matrix, rows ``phi(x_n)``.
+        y: ``(n_samples,)`` labels in {0, 1}.
         prior: :class:`~espresso_jax.linear.logistic_inputs.GaussianPrior`.
         w0: ``(n_features,)`` starting point.
         tol: stop when ``max|Δw| ≤ tol · (1 + max|w|)``.
@@ -89,16 +89,16 @@ def newton_irls(Phi, t, prior, w0, tol, max_iter: int) -> em.EMResult:
         ``(n_features,)`` the mode, ``f`` ``()`` the negative log joint at ``w`` and ``ok``
         ``()`` False when no finite point was found along a step (then ``converged`` is False).
     """
-    dtype = Phi.dtype
+    dtype = X.dtype
     eps = jnp.finfo(dtype).eps
     tol = jnp.asarray(tol, dtype)
 
     def objective(w):
-        return _neg_log_joint(w, Phi, t, prior)
+        return _neg_log_joint(w, X, y, prior)
 
     def step(state):
         w, f, ok_in = state
-        g, H = _grad_hessian(w, Phi, t, prior)
+        g, H = _grad_hessian(w, X, y, prior)
         L = _cholesky(H)
         d = -jax.scipy.linalg.cho_solve((L, True), g)
         slope = g @ d                           # ≤ 0: d is a descent direction
@@ -129,27 +129,27 @@ def newton_irls(Phi, t, prior, w0, tol, max_iter: int) -> em.EMResult:
     return run._replace(converged=run.converged & run.params[2])
 
 
-def laplace_at(w, f, Phi, t, prior):
+def laplace_at(w, f, X, y, prior):
     """Covariance and Laplace log evidence (PRML 4.137) at the mode ``w``.
 
     Args:
         w: ``(n_features,)`` posterior mode (``newton_irls(...).params[0]``).
         f: ``()`` negative log joint at ``w`` (``newton_irls(...).params[1]``).
-        Phi: ``(n_samples, n_features)`` design matrix.
-        t: ``(n_samples,)`` labels in {0, 1}.
+        X: ``(n_samples, n_features)`` design matrix, rows ``phi(x_n)``.
+        y: ``(n_samples,)`` labels in {0, 1}.
         prior: :class:`~espresso_jax.linear.logistic_inputs.GaussianPrior`.
 
     Returns:
         ``cov (n_features, n_features)`` ``S_N = H⁻¹`` and ``log_evidence ()``.
     """
-    _, H = _grad_hessian(w, Phi, t, prior)
+    _, H = _grad_hessian(w, X, y, prior)
     L = _cholesky(H)
     eye = jnp.eye(w.shape[0], dtype=w.dtype)
     cov = jax.scipy.linalg.cho_solve((L, True), eye)
     cov = 0.5 * (cov + cov.T)
     logdet_h = 2 * jnp.sum(jnp.log(jnp.diag(L)))
     logdet_p = 2 * jnp.sum(jnp.log(jnp.diag(_cholesky(prior.precision))))
-    # ln p(t|w) + ln N(w|m0,S0) + (D/2) ln 2π − ½ ln|H|; the 2π terms cancel.
+    # ln p(y|w) + ln N(w|m0,S0) + (D/2) ln 2π − ½ ln|H|; the 2π terms cancel.
     log_ev = -f + 0.5 * logdet_p - 0.5 * logdet_h
     return cov, log_ev
 

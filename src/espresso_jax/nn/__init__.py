@@ -2,5 +2,7 @@
 variational auto-encoders and GANs, all trained with :mod:`espresso_jax.train`."""
 
 from espresso_jax.nn import autoencoder, conv, gan, gan_losses, modules, supervised, vae
+from espresso_jax.nn.gan_modules import GANOptimizers
 
-__all__ = ["autoencoder", "conv", "gan", "gan_losses", "modules", "supervised", "vae"]
+__all__ = ["GANOptimizers", "autoencoder", "conv", "gan", "gan_losses", "modules",
+           "supervised", "vae"]

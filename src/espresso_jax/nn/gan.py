@@ -47,9 +47,11 @@ from espresso_jax.nn.gan_modules import (
     DCGANDiscriminator,
     DCGANGenerator,
     GANModel,
+    GANOptimizers,
     MLPDiscriminator,
     MLPGenerator,
     dcgan,
+    gan_optimizers,
     mlp_gan,
 )
 from espresso_jax.validation import (
@@ -68,6 +70,7 @@ __all__ = [
     "DCGANGenerator",
     "DCGANDiscriminator",
     "GANModel",
+    "GANOptimizers",
     "mlp_gan",
     "dcgan",
     "PlayerState",
@@ -125,24 +128,27 @@ def _check_module(module: Any) -> GANModel:
     return module
 
 
-def init_state(key: jax.Array, module: GANModel, *, optimizer_g: optax.GradientTransformation,
-               optimizer_d: optax.GradientTransformation, dtype: Any = None) -> GANState:
+def init_state(key: jax.Array, module: GANModel, *,
+               optimizer: optax.GradientTransformation | GANOptimizers,
+               dtype: Any = None) -> GANState:
     """Initialise both players (flax default initialisers) and their optimisers.
 
     Args:
         key: PRNG key (split into generator, discriminator and step keys).
         module: a :class:`GANModel`.
-        optimizer_g, optimizer_d: optax optimisers of the generator and the discriminator.
+        optimizer: one optax optimiser for both players (each gets its own state of it) or a
+            :class:`GANOptimizers` ``(generator, discriminator)``.
         dtype: parameter dtype (default: float32, float64 under x64).
     """
     key = check_key(key)
     module = _check_module(module)
+    opts = gan_optimizers(optimizer)
     dtype = float_dtype() if dtype is None else np.dtype(dtype)
-    return _init_state(key, module, optimizer_g, optimizer_d, dtype.name)
+    return _init_state(key, module, opts, dtype.name)
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
-def _init_state(key, module, optimizer_g, optimizer_d, dtype):
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _init_state(key, module, opts, dtype):
     # One compiled program: flax's eager initialisation dispatches hundreds of small ops.
     gkey, dkey, skey = jax.random.split(key, 3)
 
@@ -157,8 +163,8 @@ def _init_state(key, module, optimizer_g, optimizer_d, dtype):
     # flax creates float32 parameters: trace the initialisation in float32, then cast.
     z = jnp.zeros((2, module.latent_dim), jnp.float32)
     x = jnp.zeros((2,) + tuple(module.sample_shape), jnp.float32)
-    return GANState(player(module.generator, gkey, z, optimizer_g),
-                    player(module.discriminator, dkey, x, optimizer_d), skey,
+    return GANState(player(module.generator, gkey, z, opts.generator),
+                    player(module.discriminator, dkey, x, opts.discriminator), skey,
                     jnp.zeros((), jnp.int32))
 
 
@@ -175,8 +181,8 @@ def _apply(module: nn.Module, params: PyTree, batch_stats: PyTree, x: jax.Array,
 
 
 # ----------------------------------------------------------------------------- step
-def make_step(module: GANModel, loss: str, k_disc: int, optimizer_g: optax.GradientTransformation,
-              optimizer_d: optax.GradientTransformation, gp_weight: float = 10.0
+def make_step(module: GANModel, loss: str, k_disc: int,
+              optimizer: optax.GradientTransformation | GANOptimizers, gp_weight: float = 10.0
               ) -> Callable[[GANState, jax.Array], tuple[GANState, dict[str, jax.Array]]]:
     """The pure two-player step ``(state, batch (k_disc * m, *sample_shape)) -> (state,
     metrics)``.
@@ -184,17 +190,19 @@ def make_step(module: GANModel, loss: str, k_disc: int, optimizer_g: optax.Gradi
     The batch is split into ``k_disc`` discriminator minibatches of ``m`` rows. Metrics
     (scalars): ``d_loss`` and ``d_real`` / ``d_fake`` (mean ``D(x)`` and ``D(G(z))``; raw critic
     scores for WGAN-GP, plus ``gp``) averaged over the ``k_disc`` discriminator updates, and
-    ``g_loss``. The same arguments give the same step object (no recompilation).
+    ``g_loss``. ``optimizer`` is as in :func:`init_state`. The same arguments give the same
+    step object (no recompilation).
     """
     module = _check_module(module)
     check_choice(loss, "loss", LOSSES)
     k_disc = check_int(k_disc, "k_disc", min_value=1)
+    opts = gan_optimizers(optimizer)
     gp_weight = check_positive(gp_weight, "gp_weight", allow_zero=True)
-    return _make_step(module, loss, k_disc, optimizer_g, optimizer_d, gp_weight)
+    return _make_step(module, loss, k_disc, opts, gp_weight)
 
 
 @functools.lru_cache(maxsize=64)
-def _make_step(module, loss, k_disc, optimizer_g, optimizer_d, gp_weight):
+def _make_step(module, loss, k_disc, opts, gp_weight):
     G, D, latent_dim = module.generator, module.discriminator, module.latent_dim
     wgan = loss == "wgan_gp"
     g_loss_one = {"minimax": L.generator_loss_minimax,
@@ -243,7 +251,8 @@ def _make_step(module, loss, k_disc, optimizer_g, optimizer_d, gp_weight):
             (value, (stats, metrics)), grads = d_grad(disc.params, disc.batch_stats, x, fake,
                                                       i_key)
             with standard_promotion():  # optax mixes int32 step counts with floats
-                updates, opt_state = optimizer_d.update(grads, disc.opt_state, disc.params)
+                updates, opt_state = opts.discriminator.update(grads, disc.opt_state,
+                                                                  disc.params)
                 params = optax.apply_updates(disc.params, updates)
             return PlayerState(params, stats, opt_state), {"d_loss": value, **metrics}
 
@@ -252,7 +261,7 @@ def _make_step(module, loss, k_disc, optimizer_g, optimizer_d, gp_weight):
         z = jax.random.normal(g_key, (m, latent_dim), dtype=batch.dtype)
         (g_value, g_stats), grads = g_grad(gen.params, gen, disc, z)
         with standard_promotion():
-            updates, opt_state = optimizer_g.update(grads, gen.opt_state, gen.params)
+            updates, opt_state = opts.generator.update(grads, gen.opt_state, gen.params)
             g_params = optax.apply_updates(gen.params, updates)
         gen = PlayerState(g_params, g_stats, opt_state)
         metrics = {k: jnp.mean(v) for k, v in d_metrics.items()}
@@ -274,8 +283,8 @@ def _check_data(data: Any, module: GANModel, name: str) -> jax.Array:
 
 
 def fit(key: jax.Array, X: Any, *, module: GANModel, loss: str, k_disc: int,
-        optimizer_g: optax.GradientTransformation, optimizer_d: optax.GradientTransformation,
-        batch_size: int, n_epochs: int, gp_weight: float = 10.0, state: GANState | None = None,
+        optimizer: optax.GradientTransformation | GANOptimizers, batch_size: int, n_epochs: int,
+        gp_weight: float = 10.0, state: GANState | None = None,
         **loop_options: Any) -> train.FitResult:
     """Train a GAN with :func:`espresso_jax.train.fit_loop` (progress bar, history, chunks).
 
@@ -290,7 +299,9 @@ def fit(key: jax.Array, X: Any, *, module: GANModel, loss: str, k_disc: int,
             (:func:`mlp_gan`, :func:`dcgan`).
         loss: one of :data:`LOSSES`.
         k_disc: discriminator updates per generator update (>= 1).
-        optimizer_g, optimizer_d: optax optimisers (e.g. ``optax.adam(2e-4, b1=0.5)``).
+        optimizer: one optax optimiser for both players, each with its own state of it (e.g.
+            ``optax.adam(2e-4, b1=0.5)``), or a :class:`GANOptimizers`
+            ``(generator=..., discriminator=...)``; anything else is a ``TypeError``.
         batch_size: ``m``, rows per discriminator update and noise draws per generator update.
         n_epochs: epochs to run.
         gp_weight: gradient-penalty weight lambda (``"wgan_gp"`` only).
@@ -310,10 +321,7 @@ def fit(key: jax.Array, X: Any, *, module: GANModel, loss: str, k_disc: int,
     k_disc = check_int(k_disc, "k_disc", min_value=1)
     batch_size = check_int(batch_size, "batch_size", min_value=1)
     gp_weight = check_positive(gp_weight, "gp_weight", allow_zero=True)
-    for name, opt in (("optimizer_g", optimizer_g), ("optimizer_d", optimizer_d)):
-        if not isinstance(opt, optax.GradientTransformation):
-            raise TypeError(f"{name} must be an optax GradientTransformation, got "
-                            f"{type(opt).__name__}")
+    opts = gan_optimizers(optimizer)
     data = _check_data(X, module, "X")
     if k_disc * batch_size > data.shape[0]:
         raise ValueError(f"k_disc * batch_size ({k_disc * batch_size}) exceeds the number of "
@@ -325,9 +333,8 @@ def fit(key: jax.Array, X: Any, *, module: GANModel, loss: str, k_disc: int,
                          "BatchNorm (use dcgan(d_norm='layer') or d_norm='none')")
     init_key, shuffle_key = jax.random.split(key)
     if state is None:
-        state = init_state(init_key, module, optimizer_g=optimizer_g, optimizer_d=optimizer_d,
-                           dtype=data.dtype)
-    step = make_step(module, loss, k_disc, optimizer_g, optimizer_d, gp_weight)
+        state = init_state(init_key, module, optimizer=opts, dtype=data.dtype)
+    step = make_step(module, loss, k_disc, opts, gp_weight)
     loop_options.setdefault("params_of", _generator_of)
     loop_options.setdefault("desc", f"gan[{loss}]")
     return train.fit_loop(shuffle_key, step, state, data, batch_size=k_disc * batch_size,
@@ -384,21 +391,22 @@ def sample(key: jax.Array, state: GANState | PlayerState, n: int, *, module: GAN
     return _forward(module.generator, gen.params, gen.batch_stats, z, bool(train))
 
 
-def discriminator_logits(state: GANState | PlayerState, x: Any, *, module: GANModel
+def discriminator_logits(state: GANState | PlayerState, X: Any, *, module: GANModel
                          ) -> jax.Array:
-    """Discriminator logits ``logit D(x)`` in evaluation mode (running BatchNorm averages).
+    """Discriminator logits ``logit D(x)`` of the rows ``x`` of ``X``, in evaluation mode
+    (running BatchNorm averages).
 
     Args:
         state: a :class:`GANState` or the discriminator's :class:`PlayerState`.
-        x: ``(n, *module.sample_shape)`` inputs.
+        X: ``(n, *module.sample_shape)`` inputs.
 
     Returns:
         ``(n,)`` logits; ``jax.nn.sigmoid`` gives ``D(x)`` (raw scores for a WGAN critic).
     """
     module = _check_module(module)
     disc = _player(state, "disc")
-    x = _check_data(x, module, "x").astype(jax.tree.leaves(disc.params)[0].dtype)
-    return _forward(module.discriminator, disc.params, disc.batch_stats, x, False)
+    X = _check_data(X, module, "X").astype(jax.tree.leaves(disc.params)[0].dtype)
+    return _forward(module.discriminator, disc.params, disc.batch_stats, X, False)
 
 
 # ----------------------------------------------------------------------------- benchmarks

@@ -1,5 +1,6 @@
-"""GAN players: MLP and DCGAN generators and discriminators, and :class:`GANModel`, the static
-description of a GAN that :mod:`espresso_jax.nn.gan` trains and samples.
+"""GAN players: MLP and DCGAN generators and discriminators, :class:`GANModel`, the static
+description of a GAN that :mod:`espresso_jax.nn.gan` trains and samples, and
+:class:`GANOptimizers`, one optax optimiser per player.
 
 Every player is called as ``module.apply(variables, inputs, train)``; ``train`` switches
 BatchNorm between batch statistics and running averages (the MLP players ignore it).
@@ -17,12 +18,13 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from espresso_jax.nn.modules import MLP
 from espresso_jax.validation import check_choice, check_int
@@ -33,6 +35,8 @@ __all__ = [
     "DCGANGenerator",
     "DCGANDiscriminator",
     "GANModel",
+    "GANOptimizers",
+    "gan_optimizers",
     "mlp_gan",
     "dcgan",
 ]
@@ -154,6 +158,45 @@ class GANModel(NamedTuple):
     discriminator: nn.Module
     latent_dim: int
     sample_shape: tuple[int, ...]
+
+
+class GANOptimizers(NamedTuple):
+    """One optax optimiser per player, the two-optimiser form of the ``optimizer`` argument of
+    :func:`espresso_jax.nn.gan.fit` (a single optax optimiser is used by both players).
+
+    Attributes:
+        generator: the generator's optax ``GradientTransformation``.
+        discriminator: the discriminator's optax ``GradientTransformation``.
+    """
+
+    generator: optax.GradientTransformation
+    discriminator: optax.GradientTransformation
+
+
+def gan_optimizers(optimizer: Any) -> GANOptimizers:
+    """Validate the ``optimizer`` argument of the GAN functions (on the host, nothing traced).
+
+    Args:
+        optimizer: one optax ``GradientTransformation`` (both players use it, each with its own
+            optimiser state) or a :class:`GANOptimizers`.
+
+    Returns:
+        :class:`GANOptimizers` ``(generator, discriminator)``.
+
+    Raises:
+        TypeError: anything else (a plain tuple included), naming ``optimizer``.
+    """
+    if isinstance(optimizer, GANOptimizers):
+        for name, opt in optimizer._asdict().items():
+            if not isinstance(opt, optax.GradientTransformation):
+                raise TypeError(f"optimizer.{name} must be an optax GradientTransformation, "
+                                f"got {type(opt).__name__}")
+        return optimizer
+    if isinstance(optimizer, optax.GradientTransformation):
+        return GANOptimizers(optimizer, optimizer)
+    raise TypeError("optimizer must be an optax GradientTransformation or a "
+                    "GANOptimizers(generator=..., discriminator=...), got "
+                    f"{type(optimizer).__name__}")
 
 
 def mlp_gan(sample_shape: int | Sequence[int], *, latent_dim: int,

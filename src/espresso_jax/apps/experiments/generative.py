@@ -104,8 +104,8 @@ def gan_ring(key: jax.Array, *, n_epochs: int = 200, progress: bool = True
     model = gan.mlp_gan(2, latent_dim=2, g_hidden=(128, 128), d_hidden=(128, 128))
     opt = optax.adam(1e-3, b1=0.5)
     start = time.perf_counter()
-    res = gan.fit(key, x, module=model, loss="non_saturating", k_disc=1, optimizer_g=opt,
-                  optimizer_d=opt, batch_size=128, n_epochs=n_epochs, progress=progress,
+    res = gan.fit(key, x, module=model, loss="non_saturating", k_disc=1, optimizer=opt,
+                  batch_size=128, n_epochs=n_epochs, progress=progress,
                   desc="gan-ring")
     samples = gan.sample(jax.random.fold_in(key, 2), res.state, 2500, module=model)
     cov = gan.mode_coverage(samples, centres, 0.02)
@@ -145,8 +145,8 @@ def gan_mnist(key: jax.Array, *, n_epochs: int = 10, architecture: str = "mlp",
         raise ValueError(f"architecture must be 'mlp' or 'dcgan', got {architecture!r}")
     opt = optax.adam(2e-4, b1=0.5)
     start = time.perf_counter()
-    res = gan.fit(key, data, module=model, loss="non_saturating", k_disc=1, optimizer_g=opt,
-                  optimizer_d=opt, batch_size=64, n_epochs=n_epochs, progress=progress,
+    res = gan.fit(key, data, module=model, loss="non_saturating", k_disc=1, optimizer=opt,
+                  batch_size=64, n_epochs=n_epochs, progress=progress,
                   desc=f"gan-mnist-{architecture}")
     h = res.history
     metrics = {"epochs": int(n_epochs), "seconds": time.perf_counter() - start,

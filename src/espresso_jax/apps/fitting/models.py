@@ -174,7 +174,7 @@ def _fit_blr(key, X, columns, *, target=-1, basis="polynomial", degree=None, n_b
     if basis in ("polynomial", "none") and (n_basis is not None or width is not None):
         raise ValueError(f"n_basis and width are only used by the gaussian and sigmoid bases, "
                          f"not {basis!r}")
-    x, t = np.delete(X, j, axis=1), X[:, j]
+    x, y = np.delete(X, j, axis=1), X[:, j]
     d = x.shape[1]
     if basis == "sigmoid" and d != 1:
         raise ValueError(f"the sigmoid basis needs exactly one input column; DATA has {d} "
@@ -200,16 +200,16 @@ def _fit_blr(key, X, columns, *, target=-1, basis="polynomial", degree=None, n_b
     else:
         centres, width = np.zeros((0, d)), 1.0
     scaling = tuple(jnp.asarray(a, dtype) for a in (mu, sd, centres, width))
-    Phi = blr_design(x, basis, degree, *scaling)
-    fit = bayes.fit_evidence(Phi, t, max_iter=max_iter, tol=tol, alpha_shape=0.0,
+    design = blr_design(x, basis, degree, *scaling)
+    fit = bayes.fit_evidence(design, y, max_iter=max_iter, tol=tol, alpha_shape=0.0,
                              alpha_rate=0.0, beta_shape=0.0, beta_rate=0.0)
     params = BLRParams(fit.params, *scaling)
-    pred = bayes.predict(fit.params, Phi)
+    pred = bayes.predict(fit.params, design)
     beta = fit.params.beta
     metrics = {"alpha": fit.params.alpha, "beta": beta, "noise_sd": 1.0 / jnp.sqrt(beta),
                "gamma": fit.gamma, "log_evidence": fit.log_evidence, "n_iter": fit.n_iter,
-               "converged": bool(fit.converged), "n_basis": Phi.shape[1],
-               "rmse": float(np.sqrt(np.mean((np.asarray(pred.mean) - t) ** 2))),
+               "converged": bool(fit.converged), "n_basis": design.shape[1],
+               "rmse": float(np.sqrt(np.mean((np.asarray(pred.mean) - y) ** 2))),
                "weights_mean": fit.params.mean}
     opts = dict(target=columns[j], target_index=j, basis=basis, degree=degree, n_basis=n_basis,
                 width=None if basis in ("polynomial", "none") else width, max_iter=max_iter,
