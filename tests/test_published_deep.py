@@ -254,7 +254,9 @@ def _dcgan_run(key, opt):
 
 
 def _dcgan_claims(state, res, fake, logit_gap):
-    """The DCGAN bounds; measured with init keys 0-5 and fit keys 100-105 (one run each)."""
+    """The DCGAN bounds. Ranges over six runs with init keys 0-5 (fit keys 100-105); with
+    the test's init key 0 and fit keys 100-105 the spread is far smaller (d_loss 1.06 ->
+    0.33-0.34, D(real) - D(fake) 0.70-0.71, logit gap 4.67-4.92, pixel std 0.31-0.32)."""
     h = res.history
     assert int(res.state.step) == GAN_EPOCHS * N_GAN // GAN_BATCH
     assert all(np.isfinite(v).all() for v in h.values())
