@@ -6,13 +6,13 @@ tests/test_bnn_bbb.py::test_uci_protocol_smoke_yacht: BBB on yacht). Here each c
 reduced run at the claim's own training length (10x the data folder's epochs, as the library's
 default) but with 2 splits, a one-point grid and 256 MC samples, bounded on both sides by the
 spread measured over keys, and the plausible bugs of the issue are injected (monkeypatch) to
-show that they leave those bounds.
+show that they leave those bounds (each bug test asserts the side of the bound it crosses).
 
-Cost (CPU time, /usr/bin/time, loaded 2-core machine, python start-up included): the default
-tests of this file ~36 s, almost all of it the jit compiles (MC dropout: two train_grid compiles
-and one evaluate, ~18 s; BBB: one train_grid and one evaluate, ~15 s); every further run reuses
-them (~1.3 s CPU per dropout run, ~0.35 s per BBB run). The slow KL-scaling tests add one BBB
-train_grid compile (~11 s).
+Cost (CPU time, /usr/bin/time, loaded 2-core machine, python start-up included): 45-48 s for
+the 15 tests of this file, almost all of it jit compiles (MC dropout: two train_grid compiles
+and one evaluate, ~18 s; BBB: one train_grid and one evaluate, ~15 s; the KL-patched BBB
+train_grid, ~9 s); every further run reuses them (~1.3 s CPU per dropout run, ~0.35 s per BBB
+run). Without the KL-scaling tests the file took 36-38 s.
 
 Injection without recompiling: every bug that acts on values (hyper-parameters, the target
 scale, the data rows) is injected by wrapping the protocol module's ``train_grid`` /
@@ -52,6 +52,7 @@ pytestmark = pytest.mark.skipif(default_data_dir() is None, reason="no UCI data 
 N_SPLITS, N_SAMPLES, VAL_FRACTION = 2, 256, 0.11  # 0.11: n_val == n_test (one evaluate compile)
 DROPOUT_OPT = optax.adam(1e-3)  # one object each: jit's cache is keyed on it
 BBB_OPT = optax.adam(1e-2)
+KL_TEST_OPT = optax.adam(1e-2)  # only for the KL-patched programs (a cache entry of their own)
 
 # MC dropout, boston, splits 0-1, grid {rate 0.05} x {tau 0.1}, 400 epochs, key(0). Measured
 # over keys 0-7: split-mean RMSE 2.424..2.585, LL -2.438..-2.406 (per split: RMSE 2.23..2.43 and
@@ -216,11 +217,11 @@ def test_dropout_bug_leaves_bounds(bug, expected, dropout_nominal, boston, monke
 # Bayes by Backprop on yacht
 
 # With a one-point grid run_protocol's grid stage selects nothing, and its second train_grid
-# compile (fit rows) costs ~15 s CPU for BBB, over this file's budget. So the BBB check runs the
-# protocol's refit-and-test stage alone, through the same public calls run_protocol makes
-# (stack_splits, method.standardize, train_grid on the full training rows with the balanced
-# batch, evaluate on the test rows); the whole run_protocol path for BBB stays in the slow
-# tests/test_bnn_bbb.py::test_uci_protocol_smoke_yacht.
+# compile (fit rows) costs another ~12-20 s CPU for BBB, over this file's budget. So the BBB
+# check runs the protocol's refit-and-test stage alone, through the same public calls
+# run_protocol makes (stack_splits, method.standardize, train_grid on the full training rows
+# with the balanced batch, evaluate on the test rows); the whole run_protocol path for BBB stays
+# in the slow tests/test_bnn_bbb.py::test_uci_protocol_smoke_yacht.
 BBB_PRIOR_SCALE = 1.0  # the KL-multiplier injection below relies on the nominal scale being 1
 
 
@@ -248,7 +249,7 @@ def _bbb_run(ds, key=0, optimizer=BBB_OPT):
 # by ~0.15 each side. Injected bugs (keys 0-2): the learned noise variance used as a precision LL
 # -5.63..-5.69; predictions not un-standardised RMSE 0.07..0.08 / LL 0.80..0.82; test rows
 # standardised with their own statistics RMSE 2.76..3.24 / LL -2.29..-2.45; the KL term (see
-# the slow test below) dropped RMSE 0.54..0.64 / LL -0.76..-0.98, not divided by N RMSE
+# the KL-scaling test below) dropped RMSE 0.54..0.64 / LL -0.76..-0.98, not divided by N RMSE
 # 16.5..21.2, divided by the batch size M instead of N RMSE 4.28..5.69, times N instead of
 # divided by N RMSE 16.3..18.5. Not caught: the test rows leaked into training (RMSE 0.73..1.10,
 # LL -1.83..-1.92: the KL-regularised net does not memorise them in 400 epochs).
@@ -277,35 +278,26 @@ def test_bbb_bug_leaves_bounds(bug, expected, bbb_nominal, yacht, monkeypatch):
     assert expected.items() <= _violations(r, _BBB_BOUNDS).items(), _split_means(r)
 
 
-@pytest.mark.slow  # its own train_grid compile (~12 s CPU): over the default budget
-@pytest.mark.parametrize("name, factor, expected", [
-    ("nominal", lambda n, m: 1.0, {}),
-    ("kl_dropped", lambda n, m: 0.0, {"rmse": "low", "ll": "high"}),
-    ("kl_not_divided_by_n", lambda n, m: float(n), {"rmse": "high", "ll": "low"}),
-    ("kl_divided_by_batch", lambda n, m: n / m, {"rmse": "high", "ll": "low"}),
-    ("kl_times_n", lambda n, m: float(n) ** 2, {"rmse": "high", "ll": "low"}),
-], ids=lambda v: v if isinstance(v, str) else "")
-def test_bbb_kl_scaling_bug_leaves_bounds(name, factor, expected, bbb_nominal, yacht,
-                                          monkeypatch):
+# Its own train_grid compile: ~9 s CPU, reused by the five factors (~0.3 s each).
+@pytest.mark.parametrize("factor, expected", [
+    pytest.param(lambda n, m: 1.0, None, id="nominal"),
+    pytest.param(lambda n, m: 0.0, {"rmse": "low", "ll": "high"}, id="kl_dropped"),
+    pytest.param(lambda n, m: float(n), {"rmse": "high", "ll": "low"},
+                 id="kl_not_divided_by_n"),
+    pytest.param(lambda n, m: n / m, {"rmse": "high", "ll": "low"}, id="kl_divided_by_batch"),
+    pytest.param(lambda n, m: float(n) ** 2, {"rmse": "high", "ll": "low"}, id="kl_times_n"),
+])
+def test_bbb_kl_scaling_bug_leaves_bounds(factor, expected, bbb_nominal, yacht, monkeypatch):
     """The library's loss computes ``KL / N``; the KL is replaced by ``factor(N, M) * KL`` at
     prior scale 1 (the factor travels in the traced prior-scale slot, so one compile serves
-    every factor; a fresh optimizer object keeps this program out of the nominal cache)."""
+    every factor; its own optimizer object keeps this program out of the nominal cache)."""
     real_kl = bbb.gaussian_kl_tree
     monkeypatch.setattr(bbb, "gaussian_kl_tree", lambda v, s: real_kl(v, BBB_PRIOR_SCALE) * s)
     _wrap_train(monkeypatch, lambda h, n, m: h._replace(
         prior_scale=jnp.full_like(h.prior_scale, factor(n, m))))
-    r = _bbb_run(yacht, optimizer=_kl_optimizer())
-    if name == "nominal":  # the injection itself is faithful: factor 1 is the library's loss
+    r = _bbb_run(yacht, optimizer=KL_TEST_OPT)
+    if expected is None:  # the injection itself is faithful: factor 1 is the library's loss
         assert _violations(r, _BBB_BOUNDS) == {}, _split_means(r)
         np.testing.assert_allclose(r.rmse, bbb_nominal.rmse, rtol=1e-2)
     else:
         assert expected.items() <= _violations(r, _BBB_BOUNDS).items(), _split_means(r)
-
-
-_KL_OPT: list[optax.GradientTransformation] = []
-
-
-def _kl_optimizer():
-    if not _KL_OPT:
-        _KL_OPT.append(optax.adam(1e-2))
-    return _KL_OPT[0]
