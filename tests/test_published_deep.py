@@ -243,9 +243,9 @@ N_GAN, GAN_BATCH, GAN_EPOCHS = 64, 8, 5      # 8 steps an epoch, 40 in all
 
 def _dcgan_run(key, opt):
     x = load_mnist("test")[0][:N_GAN].reshape(N_GAN, 28, 28, 1) * 2.0 - 1.0
-    state = gan.init_state(jax.random.key(0), DCGAN, optimizer_g=opt, optimizer_d=opt)
-    res = gan.fit(key, x, module=DCGAN, loss="non_saturating", k_disc=1, optimizer_g=opt,
-                  optimizer_d=opt, batch_size=GAN_BATCH, n_epochs=GAN_EPOCHS, state=state,
+    state = gan.init_state(jax.random.key(0), DCGAN, optimizer=opt)
+    res = gan.fit(key, x, module=DCGAN, loss="non_saturating", k_disc=1, optimizer=opt,
+                  batch_size=GAN_BATCH, n_epochs=GAN_EPOCHS, state=state,
                   progress=False, epochs_per_chunk=GAN_EPOCHS)
     fake = gan.sample(jax.random.key(3), res.best_params, 32, module=DCGAN)
     logit_gap = float(jnp.mean(gan.discriminator_logits(res.state, x[:32], module=DCGAN))
