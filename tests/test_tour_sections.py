@@ -5,9 +5,11 @@ key-dependent numbers) a bound from the measured spread over seeds.
 Each test runs one section through :func:`run_tour` (seed 0; a section's key is
 ``fold_in(key(0), its index in SECTIONS)`` whichever others run, so a test can regenerate the
 section's data). Figures are built but not encoded as PNG (``Report.figure`` only closes them):
-test_report_cli.py checks the written images. CPU cost per section (quick mode, one process,
-loaded 2-core machine) is in each test's comment. The deep sections (VAE, GAN, BNNs) are not
-here: 30-50 s CPU each in quick mode, over this file's budget.
+test_report_cli.py checks the written images. CPU time per test (quick mode, one pytest
+process, loaded 2-core machine, scikit-learn references included) is in each test's comment:
+~91 s for the nine default-suite tests, 17 s more for the two slow-marked ones. The deep
+sections (VAE, GAN, BNNs) are not here: in quick mode they cost 45 (vae), 29 (gan), 46 (bnn
+regression) and 79 s CPU (bnn mnist), each about half this file's budget or more.
 """
 
 import json
@@ -63,10 +65,13 @@ def _evidence_fixed_point(Phi, t, alpha=1.0, beta=1.0, iters=500):
     return alpha, beta, gamma, log_ev, m, np.linalg.inv(A)
 
 
-def test_beta_binomial(section_metrics):   # ~6 s CPU
+# Slow: test_report_cli.py already runs this section in the default suite (and checks the
+# posterior mean); un-mark when that test stops running it. 7.6 s CPU.
+@pytest.mark.slow
+def test_beta_binomial(section_metrics):
     m = section_metrics("beta-binomial")
     h = m["heads_in_100"]
-    # 100 Bernoulli(0.7) flips: 70 +- 4.6; 4.5 sd either side.
+    # 100 Bernoulli(0.7) flips: 70 +- 4.6; 4.5 sd either side (seeds 0-9: 61 to 74).
     assert 49 <= h <= 91
     a, b = 2 + h, 2 + 100 - h
     post, prior = sps.beta(a, b), sps.beta(2, 2)
@@ -86,7 +91,7 @@ def _gauss_design(x):
                            np.exp(-0.5 * (x[:, None] - centres) ** 2 / 0.1 ** 2)], 1)
 
 
-def test_bayesian_linear_regression(section_metrics):   # ~9 s CPU
+def test_bayesian_linear_regression(section_metrics):   # 9.9 s CPU
     m = section_metrics("bayesian linear regression")
     k_data, _ = jax.random.split(_key("bayesian linear regression"))
     x, t = (np.asarray(v, np.float64) for v in datasets.sinusoidal(k_data, 25, noise_std=0.2))
@@ -99,13 +104,17 @@ def test_bayesian_linear_regression(section_metrics):   # ~9 s CPU
     assert m["true_beta"] == 25.0
     # The predictive noise is 1/beta at the evidence optimum (a swapped alpha/beta fails).
     assert m["noise_sd"] == pytest.approx(beta ** -0.5, rel=1e-2)
-    # Model sd on [0, 1] with 25 points of noise sd 0.2 and ~5.6 effective parameters: about
-    # 0.2 * sqrt(gamma / N) = 0.09 inside the data, larger near the ends (measured 0.19).
+    # Model sd on [0, 1] with 25 points of noise sd 0.2 and ~6 effective parameters: about
+    # 0.2 * sqrt(gamma / N) = 0.1 inside the data, larger near the ends and in gaps (seeds
+    # 0-9: 0.099 to 0.191; 3 to 10 re-estimation steps).
     assert 0.05 < m["mean_model_sd_on_grid"] < 0.4
-    assert 1 <= m["n_iter"] <= 100
+    assert 1 <= m["n_iter"] <= 30
 
 
-def test_evidence_vs_order(section_metrics):   # ~9 s CPU
+# Slow for the same reason as the beta-binomial test (test_report_cli.py checks the best
+# orders in the default suite). 9.8 s CPU.
+@pytest.mark.slow
+def test_evidence_vs_order(section_metrics):
     m = section_metrics("evidence vs order")
     log_ev, rms_train, rms_test = (np.asarray(m[k]) for k in ("log_evidence", "rms_train",
                                                                "rms_test"))
@@ -123,7 +132,7 @@ def test_evidence_vs_order(section_metrics):   # ~9 s CPU
     assert rms_test[0] > 0.6 and rms_test[9] > rms_test.min()
 
 
-def test_sequential_weights(section_metrics):   # ~5 s CPU
+def test_sequential_weights(section_metrics):   # 5.7 s CPU
     m = section_metrics("sequential weights")
     k_x, k_noise, _ = jax.random.split(_key("sequential weights"), 3)
     x = np.asarray(jax.random.uniform(k_x, (20,), minval=-1.0, maxval=1.0), np.float64)
@@ -135,7 +144,7 @@ def test_sequential_weights(section_metrics):   # ~5 s CPU
     assert m["true_w"] == [-0.3, 0.5]
 
 
-def test_gaussian_process(section_metrics):   # ~7 s CPU
+def test_gaussian_process(section_metrics):   # 6.8 s CPU
     from sklearn.gaussian_process import GaussianProcessRegressor
     from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
 
@@ -167,7 +176,7 @@ def _logistic_grid(Phi, y, alpha=1.0):
     return p @ W, p
 
 
-def test_logistic_regression(section_metrics):   # ~14 s CPU (NUTS compile)
+def test_logistic_regression(section_metrics):   # 16.3 s CPU (NUTS compile)
     m = section_metrics("logistic regression")
     X, Z = _faithful_std()
     y = (X[:, 0] > 3.0).astype(np.float64)
@@ -183,16 +192,17 @@ def test_logistic_regression(section_metrics):   # ~14 s CPU (NUTS compile)
     # NUTS (300 draws) against the grid posterior mean (1.487, 4.464); posterior sd 0.31 /
     # 0.49, so the Monte Carlo error is ~0.02 / ~0.03. Seed 0: (1.515, 4.515). The posterior
     # is skewed: its mean is 0.1 from the mode, which a sampler stuck at the MAP would miss.
+    # Seeds 0-9: w0 1.478 to 1.520, w1 4.439 to 4.558.
     gap = np.abs(np.asarray(m["nuts_posterior_mean"]) - mean)
     assert np.all(gap <= [0.1, 0.15]), gap
     assert np.abs(mean - w).max() > 0.05
     # Probit-approximated Laplace predictive against NUTS: within a few percent everywhere
-    # (MacKay 1992); seed 0: 0.0077.
+    # (MacKay 1992); seeds 0-9: 0.004 to 0.014.
     assert 1e-3 < m["max_abs_gap_probit_vs_nuts"] < 0.05
     assert m["nuts_samples"] == 300
 
 
-def test_fully_bayesian_linear(section_metrics):   # ~11 s CPU (NUTS compile)
+def test_fully_bayesian_linear(section_metrics):   # 10.3 s CPU (NUTS compile)
     m = section_metrics("fully bayesian linear")
     _, Z = _faithful_std()
     Phi = np.vander(Z[:, 0], 4, increasing=True)
@@ -204,14 +214,15 @@ def test_fully_bayesian_linear(section_metrics):   # ~11 s CPU (NUTS compile)
     np.testing.assert_allclose(m["closed_form_weights_sd"], sd, rtol=1e-3)
     # NUTS with weak Gamma(0.01, 0.01) hyperpriors on 272 points: beta is pinned (posterior sd
     # ~beta * sqrt(2 / N) = 0.5), alpha (4 weights) is broad. 400 draws: weight means within
-    # ~4 Monte Carlo errors (sd / 20) of the evidence posterior, sds within 25%.
+    # ~4 Monte Carlo errors (sd / 20) of the evidence posterior, sds within 25%. Seeds 0-9:
+    # alpha 3.20 to 3.52 (evidence 3.28), beta 5.67 to 5.75 (evidence 5.70).
     assert m["nuts_beta_mean"] == pytest.approx(beta, rel=0.1)
     assert 0.5 * alpha < m["nuts_alpha_mean"] < 2.5 * alpha
     np.testing.assert_allclose(m["nuts_weights_mean"], mean, atol=0.25 * sd.max())
     np.testing.assert_allclose(m["nuts_weights_sd"], sd, rtol=0.25)
 
 
-def test_gmm(section_metrics):   # ~20 s CPU (six compiled EM programs)
+def test_gmm(section_metrics):   # 20.1 s CPU (six compiled EM programs)
     from sklearn.mixture import GaussianMixture
 
     m = section_metrics("gmm")
@@ -232,7 +243,7 @@ def test_gmm(section_metrics):   # ~20 s CPU (six compiled EM programs)
     assert m["bic_k2"] < m["bic_k3"] < m["bic_k2"] + 20.0
 
 
-def test_vbgmm(section_metrics):   # ~14 s CPU
+def test_vbgmm(section_metrics):   # 11.2 s CPU
     from sklearn.mixture import BayesianGaussianMixture
 
     m = section_metrics("vbgmm")
@@ -254,7 +265,7 @@ def test_vbgmm(section_metrics):   # ~14 s CPU
     assert dp - 80.0 <= m["final_elbo_dirichlet_process"] <= dp + 0.5
 
 
-def test_kmeans(section_metrics):   # ~4 s CPU
+def test_kmeans(section_metrics):   # 4.1 s CPU
     from sklearn.cluster import KMeans
 
     m = section_metrics("kmeans")
@@ -265,7 +276,7 @@ def test_kmeans(section_metrics):   # ~4 s CPU
     assert m["n_iter"] == 10     # tol = 0: every one of the 10 Lloyd steps runs
 
 
-def test_pca(section_metrics):   # ~8 s CPU
+def test_pca(section_metrics):   # 6.5 s CPU
     m = section_metrics("pca")
     images, labels = datasets.load_mnist("train")
     X = images[labels == 3][:300].astype(np.float64)
@@ -279,6 +290,6 @@ def test_pca(section_metrics):   # ~8 s CPU
     ll = -0.5 * (D * np.log(2 * np.pi) + np.log(lam[:M]).sum() + (D - M) * np.log(sigma2) + D)
     assert m["closed_form_loglik"] == pytest.approx(ll, rel=1e-4)
     # 100 EM steps from a random start climb to within a few nats of the maximum, never
-    # above it (seed 0: 344.24 against 345.46).
+    # above it (seeds 0-9: 344.06 to 344.36 against 345.46).
     assert ll - 3.0 < m["em_final_loglik"] <= ll + 1e-3 * abs(ll)
     assert m["em_iterations"] == 100
