@@ -55,18 +55,15 @@ def test_report_discard_leaves_destination_untouched(tmp_path):
 
 
 def test_tour_sections_write_a_complete_report(tmp_path):
-    out = run_tour(0, tmp_path / "r", quick=True,
-                   sections=["beta-binomial", "sequential weights", "evidence vs order",
-                             "kmeans"])
+    # Two cheap sections: the report's shape (one figure each, metrics.json keyed by section
+    # title). Every section's metrics are checked against references in test_tour_sections.py.
+    out = run_tour(0, tmp_path / "r", quick=True, sections=["beta-binomial", "kmeans"])
     images = _images(out / "index.html")
-    assert len(images) == 4 and all((out / src).stat().st_size > 1000 for src in images)
+    assert len(images) == 2 and all((out / src).stat().st_size > 1000 for src in images)
     metrics = json.loads((out / "metrics.json").read_text())
     beta = metrics["Beta–Bernoulli sequential update"]
     # Conjugacy: Beta(2 + heads, 2 + tails) has mean (2 + heads) / 104.
     assert beta["posterior_mean"] == pytest.approx((2 + beta["heads_in_100"]) / 104, rel=1e-5)
-    order = metrics["Model evidence against polynomial order"]
-    assert order["best_order"] <= 4 and 2 <= order["best_order_of_mean_curve"] <= 4
-    assert sum(order["best_order_counts"]) == 20
 
 
 def test_tour_rejects_unknown_section(tmp_path):

@@ -7,7 +7,7 @@ Each test runs one section through :func:`run_tour` (seed 0; a section's key is
 section's data). Figures are built but not encoded as PNG (``Report.figure`` only closes them):
 test_report_cli.py checks the written images. CPU time per test (quick mode, one pytest
 process, loaded 2-core machine, scikit-learn references included) is in each test's comment:
-~91 s for the nine default-suite tests, 17 s more for the two slow-marked ones. The deep
+~108 s for the eleven sections. The deep
 sections (VAE, GAN, BNNs) are not here: in quick mode they cost 45 (vae), 29 (gan), 46 (bnn
 regression) and 79 s CPU (bnn mnist), each about half this file's budget or more.
 """
@@ -65,10 +65,7 @@ def _evidence_fixed_point(Phi, t, alpha=1.0, beta=1.0, iters=500):
     return alpha, beta, gamma, log_ev, m, np.linalg.inv(A)
 
 
-# Slow: test_report_cli.py already runs this section in the default suite (and checks the
-# posterior mean); un-mark when that test stops running it. 7.6 s CPU.
-@pytest.mark.slow
-def test_beta_binomial(section_metrics):
+def test_beta_binomial(section_metrics):   # 7.6 s CPU
     m = section_metrics("beta-binomial")
     h = m["heads_in_100"]
     # 100 Bernoulli(0.7) flips: 70 +- 4.6; 4.5 sd either side (seeds 0-9: 61 to 74).
@@ -111,10 +108,7 @@ def test_bayesian_linear_regression(section_metrics):   # 9.9 s CPU
     assert 1 <= m["n_iter"] <= 30
 
 
-# Slow for the same reason as the beta-binomial test (test_report_cli.py checks the best
-# orders in the default suite). 9.8 s CPU.
-@pytest.mark.slow
-def test_evidence_vs_order(section_metrics):
+def test_evidence_vs_order(section_metrics):   # 9.8 s CPU
     m = section_metrics("evidence vs order")
     log_ev, rms_train, rms_test = (np.asarray(m[k]) for k in ("log_evidence", "rms_train",
                                                                "rms_test"))
