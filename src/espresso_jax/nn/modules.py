@@ -3,12 +3,26 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
-__all__ = ["MLP"]
+__all__ = ["MLP", "init_on_rows"]
+
+
+@functools.partial(jax.jit, static_argnames=("module",))
+def init_on_rows(key: jax.Array, module: Any) -> Any:
+    """``module.init(key, x)`` on a zero ``x: (1, module.data_dim)`` float32 row, compiled once
+    per module configuration (``module`` is static: flax modules hash by their fields), so a
+    second call with another key or an equal module reuses the compiled program.
+
+    Returns the flax variables dict (float32, as flax creates them).
+    """
+    return module.init(key, jnp.zeros((1, module.data_dim), dtype=jnp.float32))
 
 
 class MLP(nn.Module):
