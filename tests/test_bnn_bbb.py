@@ -279,19 +279,19 @@ def test_minibatch_losses_average_to_full_negative_elbo(x64):
     key = jax.random.key(2)
 
     @jax.jit
-    def full_data(params, key):  # the reference pass and the normalized loss: one compile
+    def evaluate(params, key, weights):
+        """The reference pass, the normalized full-data loss and the loss of every minibatch
+        (rows i b .. (i + 1) b, KL weight weights[i]; vmapped): one compiled program."""
         out, kl = bbb.apply(key, module, params.net, x)
-        return out, kl, normalized(params, {"x": x, "y": y}, key)[0]
+        batches = {"x": x.reshape(n // b, b, 1), "y": y.reshape(n // b, b), "kl_weight": weights}
+        losses = jax.vmap(lambda batch: loss(params, batch, key)[0])(batches)
+        return out, kl, normalized(params, {"x": x, "y": y}, key)[0], losses
 
-    out, kl, normalized_loss = full_data(params, key)
-    assert out.dtype == jnp.float64
-    ll = norm.logpdf(np.asarray(y), np.asarray(out)[:, 0], 0.3).sum()
-    jloss = jax.jit(loss)
-    xs, ys = np.asarray(x), np.asarray(y)  # host slices: no eager slicing ops to compile
     for schedule in bbb_elbo.SCHEDULES:
-        weights = np.asarray(bbb_elbo.kl_weights(n // b, schedule))
-        losses = [jloss(params, {"x": xs[i * b:(i + 1) * b], "y": ys[i * b:(i + 1) * b],
-                                 "kl_weight": weights[i]}, key)[0] for i in range(n // b)]
+        weights = bbb_elbo.kl_weights(n // b, schedule)
+        out, kl, normalized_loss, losses = evaluate(params, key, weights)
+        assert out.dtype == jnp.float64
+        ll = norm.logpdf(np.asarray(y), np.asarray(out)[:, 0], 0.3).sum()
         np.testing.assert_allclose(np.mean(losses), float(kl) - ll, rtol=1e-12)
     np.testing.assert_allclose(normalized_loss * n, float(kl) - ll, rtol=1e-12)
 

@@ -224,7 +224,8 @@ def test_fit_evidence_float32_accuracy_at_high_snr():
 
 
 def test_fit_evidence_jit_nojit_recompile_and_max_iter():
-    Phi, t = _data(n=50, d=5)
+    # The closed-form tests' design: the eager run shares their shapes' primitives.
+    Phi, t = _data()
     fit = bayes.fit_evidence(Phi, t)
     size = bayes._fit_evidence_impl._cache_size()
     bayes.fit_evidence(Phi, t + 1.0, tol=1e-4, alpha0=3.0, beta0=2.0, alpha_shape=1.0)

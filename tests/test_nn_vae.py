@@ -15,7 +15,7 @@ from scipy.stats import bernoulli, multivariate_normal, norm
 from espresso_jax import train
 from espresso_jax.datasets.bundled import load_mnist
 from espresso_jax.mixture import ppca
-from espresso_jax.nn import vae
+from espresso_jax.nn import modules, vae
 from espresso_jax.prob import info
 
 SMALL = vae.VAE(data_dim=12, latent_dim=3, hidden=(16,), activation=jax.nn.tanh)
@@ -30,6 +30,18 @@ def small():
     params = vae.init(jax.random.key(0), SMALL)
     X = np.random.default_rng(0).integers(0, 2, size=(5, 12)).astype(np.float32)
     return params, X
+
+
+def test_second_init_does_not_recompile():
+    # init is one module-level program with the module static: another key and an equal,
+    # separately built module reuse it (the second call compiles nothing; the test ~0.5 s CPU).
+    first = vae.init(jax.random.key(1), SMALL)
+    size = modules.init_on_rows._cache_size()
+    again = vae.init(jax.random.key(2), vae.VAE(data_dim=12, latent_dim=3, hidden=(16,),
+                                                activation=jax.nn.tanh))
+    assert modules.init_on_rows._cache_size() == size >= 1
+    assert not np.allclose(again["params"]["body"]["dense_0"]["kernel"],
+                           first["params"]["body"]["dense_0"]["kernel"])
 
 
 def _repeated(fn, key, params, X, **options):
@@ -292,9 +304,23 @@ def _np_forward(params, X, eps):
 def test_elbo_of_a_fixed_network_matches_an_independent_numpy_computation(x64, likelihood):
     model, params, X = _tiny(likelihood)
     key = jax.random.key(7)
-    # elbo_per_example's documented draw: example n uses split(key, n)[n] for its (L, k) noise
-    eps = np.asarray(jax.vmap(lambda k: jax.random.normal(k, (TINY_L, 2), dtype=jnp.float64))(
-        jax.random.split(key, TINY_N)))
+
+    @jax.jit
+    def library(params, X):
+        """The noise and every library value checked below, in one compiled program."""
+        # elbo_per_example's documented draw: example n uses split(key, n)[n] for its (L, k)
+        # noise
+        eps = jax.vmap(lambda k: jax.random.normal(k, (TINY_L, 2), dtype=jnp.float64))(
+            jax.random.split(key, TINY_N))
+        elbos = {e: vae.elbo_per_example(key, model, params, X, estimator=e,
+                                         n_samples=TINY_L, batch_size=3)  # padded last batch
+                 for e in ("A", "B")}
+        loss_kl = vae.make_loss(model, 100, estimator="B")(params, X, key)[1]["kl"]
+        return (eps, vae.encode(model, params, X)[0], vae.kl_divergence(model, params, X),
+                elbos, loss_kl)
+
+    eps, got_mu, got_kl, elbos, loss_kl = library(params, jnp.asarray(X))
+    eps = np.asarray(eps)
     mu, logvar, z, out = _np_forward(params, X, eps)
     sd = np.exp(0.5 * logvar)
     if likelihood == "bernoulli":        # decoder outputs logits
@@ -310,15 +336,13 @@ def test_elbo_of_a_fixed_network_matches_an_independent_numpy_computation(x64, l
     assert np.all(kl > 0.05) and np.all(np.abs(ref_a - ref_b) > 1e-3)   # the check is not vacuous
     # float64 on both sides; the formulas differ only by rounding (log_sigmoid vs log(expit),
     # the change-of-variables log q vs scipy's density), so 1e-9 relative
-    np.testing.assert_allclose(np.asarray(vae.encode(model, params, X)[0]), mu, rtol=1e-9)
-    np.testing.assert_allclose(np.asarray(vae.kl_divergence(model, params, X)), kl, rtol=1e-9)
+    np.testing.assert_allclose(np.asarray(got_mu), mu, rtol=1e-9)
+    np.testing.assert_allclose(np.asarray(got_kl), kl, rtol=1e-9)
     for estimator, ref in (("A", ref_a), ("B", ref_b)):
-        got = vae.elbo_per_example(key, model, params, X, estimator=estimator,
-                                   n_samples=TINY_L, batch_size=3)       # padded last batch
-        np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-9, err_msg=estimator)
+        np.testing.assert_allclose(np.asarray(elbos[estimator]), ref, rtol=1e-9,
+                                   err_msg=estimator)
     # the training loss reports the same analytic KL (mean over the batch)
-    _, aux = jax.jit(vae.make_loss(model, 100, estimator="B"))(params, jnp.asarray(X), key)
-    np.testing.assert_allclose(float(aux["kl"]), kl.mean(), rtol=1e-9)
+    np.testing.assert_allclose(float(loss_kl), kl.mean(), rtol=1e-9)
 
 
 # --------------------------------------------------------------------------------------------

@@ -59,6 +59,7 @@ import optax
 from jax.typing import ArrayLike
 
 from espresso_jax import train
+from espresso_jax.prob.draws import draw_flat
 from espresso_jax.validation import (
     as_float_array,
     check_choice,
@@ -140,16 +141,16 @@ class DropoutMLP(nn.Module):
     def __call__(self, x: jax.Array, rate: ArrayLike, *, deterministic: bool) -> jax.Array:
         widths = (x.shape[-1], *self.hidden)
         if not deterministic and self.input_dropout:
-            u = jax.random.uniform(self.make_rng("dropout"), x.shape[:-1] + (sum(widths),),
-                                   x.dtype)
+            u = draw_flat(jax.random.uniform, self.make_rng("dropout"),
+                          x.shape[:-1] + (sum(widths),), x.dtype)
             offsets = np.cumsum((0, *widths))
 
         def drop(h, i):
             if deterministic or (i == 0 and not self.input_dropout):
                 return h
             if not self.input_dropout:
-                return apply_dropout(h, jax.random.uniform(self.make_rng("dropout"), h.shape,
-                                                           h.dtype), rate)
+                return apply_dropout(h, draw_flat(jax.random.uniform, self.make_rng("dropout"),
+                                                  h.shape, h.dtype), rate)
             return apply_dropout(h, u[..., offsets[i]:offsets[i + 1]], rate)
 
         x = drop(x, 0)

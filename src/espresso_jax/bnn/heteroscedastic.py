@@ -44,6 +44,7 @@ from jax.typing import ArrayLike
 
 from espresso_jax import metrics, train
 from espresso_jax import validation as V
+from espresso_jax.prob.draws import draw_flat
 
 __all__ = [
     "LOG_VAR_BOUND",
@@ -128,7 +129,7 @@ def _logit_noise_loss_one(key: jax.Array, label: jax.Array, mean: jax.Array,
                           log_var: jax.Array, n_samples: int) -> jax.Array:
     """One example, ``mean, log_var (C,)``: ``-log 1/T sum_t softmax(f + sigma eps_t)_y``."""
     s = jnp.clip(log_var, -LOG_VAR_BOUND, LOG_VAR_BOUND)
-    eps = jax.random.normal(key, (n_samples,) + mean.shape, mean.dtype)
+    eps = draw_flat(jax.random.normal, key, (n_samples,) + mean.shape, mean.dtype)
     u = mean[None, :] + jnp.exp(0.5 * s)[None, :] * eps                  # (T, C)
     log_p_y = jax.nn.log_softmax(u, axis=-1)[:, label]                   # (T,)
     return -(logsumexp(log_p_y) - math.log(n_samples))
@@ -347,7 +348,7 @@ def mc_predict(key: jax.Array, module: HeteroscedasticHead, params: Any, X: Arra
 @functools.partial(jax.jit, static_argnames="n_samples")
 def _logit_noise_probs(key, mean, log_var, n_samples):
     s = jnp.clip(log_var, -LOG_VAR_BOUND, LOG_VAR_BOUND)
-    eps = jax.random.normal(key, (n_samples,) + mean.shape, mean.dtype)
+    eps = draw_flat(jax.random.normal, key, (n_samples,) + mean.shape, mean.dtype)
     u = mean[None] + jnp.exp(0.5 * s)[None] * eps
     return jnp.mean(jax.nn.softmax(u, axis=-1), axis=0)
 

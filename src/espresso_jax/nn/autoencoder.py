@@ -40,7 +40,7 @@ from espresso_jax.nn.conv import (
     flatten_images,
     unflatten_images,
 )
-from espresso_jax.nn.modules import MLP
+from espresso_jax.nn.modules import MLP, init_on_rows
 from espresso_jax.validation import (
     as_float_array,
     check_choice,
@@ -191,7 +191,7 @@ def init(key: jax.Array, module: AutoEncoder) -> Any:
     key = check_key(key)
     module = check_module(module, AutoEncoder)
     # flax creates float32 parameters; trace in float32, then cast to the working dtype
-    params = jax.jit(module.init)(key, jnp.zeros((1, module.data_dim), dtype=jnp.float32))
+    params = init_on_rows(key, module)
     return jax.tree.map(lambda a: a.astype(float_dtype()), params)
 
 

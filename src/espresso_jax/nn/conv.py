@@ -23,6 +23,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from espresso_jax.nn.modules import KERNEL_INIT
+
 __all__ = [
     "ConvDecoder",
     "ConvEncoder",
@@ -67,7 +69,8 @@ class ConvEncoder(nn.Module):
         batch = x.shape[:-3]
         h = x.reshape((-1,) + x.shape[-3:])
         for i, width in enumerate(self.features):
-            h = nn.Conv(width, (4, 4), strides=(2, 2), padding="SAME", name=f"conv_{i}")(h)
+            h = nn.Conv(width, (4, 4), strides=(2, 2), padding="SAME",
+                        kernel_init=KERNEL_INIT, name=f"conv_{i}")(h)
             h = self.activation(h)
         h = h.reshape(h.shape[0], -1)
         h = self.activation(nn.Dense(self.out_features, name="dense")(h))
@@ -102,7 +105,7 @@ class ConvDecoder(nn.Module):
         widths = tuple(self.features[1:]) + (channels,)
         for i, out in enumerate(widths):
             h = nn.ConvTranspose(out, (4, 4), strides=(2, 2), padding="SAME",
-                                 name=f"deconv_{i}")(h)
+                                 kernel_init=KERNEL_INIT, name=f"deconv_{i}")(h)
             if i < len(widths) - 1:
                 h = self.activation(h)
         return h.reshape(batch + (height, width, channels))

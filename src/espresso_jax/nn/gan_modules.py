@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from espresso_jax.nn.modules import MLP
+from espresso_jax.nn.modules import KERNEL_INIT, MLP
 from espresso_jax.validation import check_choice, check_int
 
 __all__ = [
@@ -108,9 +108,10 @@ class DCGANGenerator(nn.Module):
         x = nn.relu(_batch_norm(train, "bn_0")(x))
         x = x.reshape((z.shape[0], 7, 7, 2 * f))
         x = nn.ConvTranspose(f, (4, 4), strides=(2, 2), padding="SAME", use_bias=False,
-                             name="deconv_0")(x)
+                             kernel_init=KERNEL_INIT, name="deconv_0")(x)
         x = nn.relu(_batch_norm(train, "bn_1")(x))
-        x = nn.ConvTranspose(1, (4, 4), strides=(2, 2), padding="SAME", name="deconv_1")(x)
+        x = nn.ConvTranspose(1, (4, 4), strides=(2, 2), padding="SAME",
+                             kernel_init=KERNEL_INIT, name="deconv_1")(x)
         return jnp.tanh(x)
 
 
@@ -132,10 +133,11 @@ class DCGANDiscriminator(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         f = self.features
-        x = nn.leaky_relu(nn.Conv(f, (4, 4), strides=(2, 2), padding="SAME", name="conv_0")(x),
+        x = nn.leaky_relu(nn.Conv(f, (4, 4), strides=(2, 2), padding="SAME",
+                                  kernel_init=KERNEL_INIT, name="conv_0")(x),
                           0.2)
         x = nn.Conv(2 * f, (4, 4), strides=(2, 2), padding="SAME", use_bias=self.norm == "none",
-                    name="conv_1")(x)
+                    kernel_init=KERNEL_INIT, name="conv_1")(x)
         if self.norm == "batch":
             x = _batch_norm(train, "bn_1")(x)
         elif self.norm == "layer":

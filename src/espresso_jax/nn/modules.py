@@ -3,12 +3,33 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
-__all__ = ["MLP"]
+from espresso_jax.prob.draws import draw_flat
+
+__all__ = ["KERNEL_INIT", "MLP", "init_on_rows"]
+
+#: flax's default kernel initialiser (LeCun normal) drawn as a matrix and reshaped
+#: (:func:`~espresso_jax.prob.draws.draw_flat`): the same values as ``nn.initializers.
+#: lecun_normal()``, and a convolution kernel's init compiles in ~0.5 s instead of ~2 s on CPU.
+KERNEL_INIT = functools.partial(draw_flat, nn.initializers.lecun_normal(), matrix=True)
+
+
+@functools.partial(jax.jit, static_argnames=("module",))
+def init_on_rows(key: jax.Array, module: Any) -> Any:
+    """``module.init(key, x)`` on a zero ``x: (1, module.data_dim)`` float32 row, compiled once
+    per module configuration (``module`` is static: flax modules hash by their fields), so a
+    second call with another key or an equal module reuses the compiled program.
+
+    Returns the flax variables dict (float32, as flax creates them).
+    """
+    return module.init(key, jnp.zeros((1, module.data_dim), dtype=jnp.float32))
 
 
 class MLP(nn.Module):

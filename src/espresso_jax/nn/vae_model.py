@@ -33,6 +33,7 @@ from espresso_jax.nn.autoencoder import (
     to_flat,
     to_images,
 )
+from espresso_jax.nn.modules import init_on_rows
 from espresso_jax.prob.gaussian import gaussian_log_density
 from espresso_jax.validation import check_choice, check_key, float_dtype, is_traced
 
@@ -138,7 +139,7 @@ def init(key: jax.Array, module: VAE) -> Any:
     key = check_key(key)
     module = check_vae(module)
     # flax creates float32 parameters; trace in float32, then cast to the working dtype
-    params = jax.jit(module.init)(key, jnp.zeros((1, module.data_dim), dtype=jnp.float32))
+    params = init_on_rows(key, module)
     return jax.tree.map(lambda a: a.astype(float_dtype()), params)
 
 

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from espresso_jax.nn.vae_model import VAE, check_vae, check_vae_data
+from espresso_jax.prob.draws import draw_flat
 from espresso_jax.prob.gaussian import gaussian_log_density
 from espresso_jax.prob.info import normal_kl
 from espresso_jax.validation import check_choice, check_int, check_key
@@ -84,7 +85,7 @@ def _elbo_and_kl_one(module: VAE, params: Any, x: jax.Array, key: jax.Array, est
     """SGVB estimate of one example's ELBO and its analytic ``KL(q(z|x) ‖ p(z))``,
     ``x: (D,)`` → ``((), ())`` (one encoder pass for both)."""
     mu, logvar = cast(tuple[jax.Array, jax.Array], module.apply(params, x, method=VAE.encode))
-    eps = jax.random.normal(key, (n_samples, module.latent_dim), dtype=mu.dtype)
+    eps = draw_flat(jax.random.normal, key, (n_samples, module.latent_dim), dtype=mu.dtype)
     log_w, log_px = _log_weights(module, params, x, mu, logvar, eps)
     kl = kl_to_prior(mu, logvar)
     if estimator == "A":
@@ -106,7 +107,7 @@ def _iwae_one(module: VAE, params: Any, x: jax.Array, key: jax.Array, k: int,
     not depend on ``chunk_size``); the decoder sees ``chunk_size`` of them at a time."""
     mu, logvar = cast(tuple[jax.Array, jax.Array], module.apply(params, x, method=VAE.encode))
     n_chunks = -(-k // chunk_size)
-    eps = jax.random.normal(key, (k, module.latent_dim), dtype=mu.dtype)
+    eps = draw_flat(jax.random.normal, key, (k, module.latent_dim), dtype=mu.dtype)
     eps = jnp.pad(eps, ((0, n_chunks * chunk_size - k), (0, 0)))
     eps = eps.reshape(n_chunks, chunk_size, module.latent_dim)
 

@@ -8,6 +8,6 @@ Importing this package registers the closed-form KL divergences that numpyro lac
 (:data:`espresso_jax.prob.info.REGISTERED_PAIRS`).
 """
 
-from espresso_jax.prob import conjugate, estimate, gaussian, info, linalg, moments
+from espresso_jax.prob import conjugate, draws, estimate, gaussian, info, linalg, moments
 
-__all__ = ["conjugate", "estimate", "gaussian", "info", "linalg", "moments"]
+__all__ = ["conjugate", "draws", "estimate", "gaussian", "info", "linalg", "moments"]
