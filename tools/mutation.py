@@ -1,0 +1,417 @@
+"""A small, time-boxed mutation-testing runner for espresso_jax (issue 12 §4).
+
+Why not mutmut: running the whole default suite per mutant is impossible on a 2-core machine
+(~12 min per run). This runner instead runs, for each mutant, only the default-suite tests that
+execute the mutated line (mapped once under ``coverage`` with one context per test).
+
+Steps (all from the repository root, with the project's Python)::
+
+    # 1. map lines -> tests: run the given test files once under coverage, one context per
+    #    pytest node id (set-up included, so module fixtures count for the first test that
+    #    uses them); records each passing test's duration too.
+    python tools/mutation.py map --tests tests/test_bnn_bbb.py ... --out .mutation/map.json
+
+    # 2. enumerate the mutants of the target modules, sample a fixed number per module with a
+    #    fixed seed, run each one's mapped tests; results go to a JSON file (resumable: mutants
+    #    already in the file are not run again).
+    python tools/mutation.py run --map .mutation/map.json --per-module 25 --seed 12 \\
+        --out benchmarks/mutation_results.json --time-box 3600
+
+    # 3. after adding tests: map the new test files, then re-run only the survivors (a killed
+    #    mutant cannot be revived by adding tests) and record the "after" outcome.
+    python tools/mutation.py map --tests tests/test_bnn_terms.py --out .mutation/map_new.json
+    python tools/mutation.py rerun --map .mutation/map.json .mutation/map_new.json \\
+        --out benchmarks/mutation_results.json
+
+    # 4. per-module table (before/after, standard errors); equivalent mutants are read from
+    #    benchmarks/mutation_equivalent.json ({mutant id: one-line reason}).
+    python tools/mutation.py summary --out benchmarks/mutation_results.json
+
+``make mutation`` runs steps 1, 2 and 4 (not run by CI).
+
+Mutation operators (AST, deterministic enumeration in file order; id ``file:line:col:op``):
+``+``/``-`` and ``*``/``/`` swaps, ``**`` -> ``*`` (binary and augmented assignment); ``<``
+<-> ``<=``, ``>`` <-> ``>=``, ``==`` <-> ``!=``, ``is``/``is not``, ``in``/``not in``;
+numbers ``0`` <-> ``1``, other ints ``c -> c + 1``, floats ``c -> 2c``; ``True`` <-> ``False``;
+``and`` <-> ``or``; unary minus removed; ``return <expr>`` -> ``return None`` (not in
+``__init__``, not where the value already is ``None``). Skipped: docstrings and all strings,
+type annotations, ``raise`` statements, ``assert`` messages, f-strings, ``__all__``.
+
+A mutant is *killed* when its tests fail, error or time out (timeout = 3 x the mapped tests'
+baseline duration + 60 s; the baseline is measured in the map step), *survived* when they
+pass, and *uncovered* (counted as a survivor) when no mapped test executes its line. The
+mutated module is written into a temporary copy of ``src/`` that goes first on PYTHONPATH;
+tests run in one worker process with ``pytest -x -q -p no:cacheprovider -p no:xdist``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import math
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
+PKG = "src/espresso_jax"
+TARGETS = [f"{PKG}/bnn/{m}.py" for m in ("bbb", "bbb_elbo", "bbb_prune", "bbb_recurrent",
+                                          "dropout", "heteroscedastic")]
+TARGETS += [f"{PKG}/nn/{m}.py" for m in ("vae", "vae_model", "vae_objectives")]
+TARGETS += [f"{PKG}/train.py", f"{PKG}/em.py"]
+DEFAULT_TESTS = ["tests/test_bnn_bbb.py", "tests/test_bnn_dropout.py",
+                 "tests/test_bnn_heteroscedastic.py", "tests/test_bnn_experiments.py",
+                 "tests/test_bnn_uci.py", "tests/test_nn_vae.py", "tests/test_train.py",
+                 "tests/test_em.py", "tests/test_fit_contract_neural.py"]
+EQUIVALENT = ROOT / "benchmarks" / "mutation_equivalent.json"
+
+# ----------------------------------------------------------------------------- operators
+
+BINOP_SWAP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult,
+              ast.Pow: ast.Mult}
+CMP_SWAP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt,
+            ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.Is: ast.IsNot, ast.IsNot: ast.Is,
+            ast.In: ast.NotIn, ast.NotIn: ast.In}
+SYM = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**", ast.Lt: "<",
+       ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!=",
+       ast.Is: "is", ast.IsNot: "isnot", ast.In: "in", ast.NotIn: "notin", ast.And: "and",
+       ast.Or: "or"}
+
+
+def _is_all_or_type_checking(node: ast.AST) -> bool:
+    if isinstance(node, ast.Assign):
+        return any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
+    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+
+
+def _skipped_nodes(tree: ast.AST) -> set[int]:
+    """ids of every node inside a docstring, annotation, raise, assert message, f-string."""
+    roots: list[ast.AST] = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            roots += [a.annotation for a in (node.args.args + node.args.kwonlyargs
+                                             + node.args.posonlyargs) if a.annotation]
+            roots += [a.annotation for a in (node.args.vararg, node.args.kwarg)
+                      if a is not None and a.annotation]
+            if node.returns is not None:
+                roots.append(node.returns)
+        elif isinstance(node, ast.AnnAssign):
+            roots.append(node.annotation)
+        elif isinstance(node, (ast.Raise, ast.JoinedStr)):
+            roots.append(node)
+        elif isinstance(node, ast.Assert) and node.msg is not None:
+            roots.append(node.msg)
+        elif _is_all_or_type_checking(node):
+            roots.append(node)
+    return {id(n) for r in roots for n in ast.walk(r)}
+
+
+def _tweak_number(v: int | float | complex) -> int | float | None:
+    if isinstance(v, (bool, complex)):
+        return None
+    if v == 0:
+        return 1 if isinstance(v, int) else 1.0
+    if v == 1:
+        return 0 if isinstance(v, int) else 0.0
+    return v + 1 if isinstance(v, int) else v * 2
+
+
+def _mutations(node: ast.AST, parents: dict[int, ast.AST]):
+    """Yield (op name, replacement node) for one AST node."""
+    if isinstance(node, (ast.BinOp, ast.AugAssign)) and type(node.op) in BINOP_SWAP:
+        old_op = type(node.op)
+        rep = ast.BinOp if isinstance(node, ast.BinOp) else ast.AugAssign
+        swapped = ast.copy_location(rep(**{**{f: getattr(node, f) for f in node._fields},
+                                           "op": BINOP_SWAP[old_op]()}), node)
+        yield f"{SYM[old_op]}->{SYM[BINOP_SWAP[old_op]]}", swapped
+    elif isinstance(node, ast.Compare):
+        for i, op in enumerate(node.ops):
+            if type(op) in CMP_SWAP:
+                ops = list(node.ops)
+                ops[i] = CMP_SWAP[type(op)]()
+                cmp = ast.Compare(left=node.left, ops=ops, comparators=node.comparators)
+                yield f"{SYM[type(op)]}->{SYM[type(ops[i])]}#{i}", cmp
+    elif isinstance(node, ast.Constant):
+        if isinstance(node.value, bool):
+            yield f"{node.value}->{not node.value}", ast.Constant(not node.value)
+        elif isinstance(node.value, (int, float)):
+            tweaked = _tweak_number(node.value)
+            if tweaked is not None:
+                yield f"{node.value!r}->{tweaked!r}", ast.Constant(tweaked)
+    elif isinstance(node, ast.BoolOp):
+        other = ast.Or if isinstance(node.op, ast.And) else ast.And
+        yield f"{SYM[type(node.op)]}->{SYM[other]}", ast.BoolOp(op=other(), values=node.values)
+    elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        yield "-x->x", node.operand
+    elif isinstance(node, ast.Return) and node.value is not None and not (
+            isinstance(node.value, ast.Constant) and node.value.value is None):
+        fn = parents.get(id(node))
+        while fn is not None and not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            fn = parents.get(id(fn))
+        if fn is not None and fn.name != "__init__":
+            yield "return->None", ast.Return(value=ast.Constant(None))
+
+
+def enumerate_mutants(rel: str) -> list[dict]:
+    """Every mutant of one file: id, line, col, end position, op and replacement text."""
+    text = (ROOT / rel).read_text()
+    tree = ast.parse(text)
+    skip = _skipped_nodes(tree)
+    parents = {id(c): p for p in ast.walk(tree) for c in ast.iter_child_nodes(p)}
+    out = []
+    for node in ast.walk(tree):
+        if id(node) in skip or not isinstance(node, (ast.expr, ast.stmt)):
+            continue
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue  # docstrings
+        for op, new in _mutations(node, parents):
+            src = ast.unparse(new)
+            if isinstance(node, ast.expr):
+                src = f"({src})"
+            out.append({"id": f"{rel}:{node.lineno}:{node.col_offset}:{op}", "file": rel,
+                        "line": node.lineno, "col": node.col_offset,
+                        "end_line": node.end_lineno, "end_col": node.end_col_offset,
+                        "op": op, "replacement": src})
+    out.sort(key=lambda m: (m["line"], m["col"], m["op"]))
+    return out
+
+
+def apply_mutant(text: str, m: dict) -> str:
+    """The source with the node at (line, col)-(end_line, end_col) replaced."""
+    lines = text.splitlines(keepends=True)
+    offs = [0]
+    for ln in lines:
+        offs.append(offs[-1] + len(ln.encode()))
+    raw = text.encode()
+    a = offs[m["line"] - 1] + m["col"]  # AST offsets are UTF-8 byte offsets
+    b = offs[m["end_line"] - 1] + m["end_col"]
+    return (raw[:a] + m["replacement"].encode() + raw[b:]).decode()
+
+
+# ----------------------------------------------------------------------------- mapping
+
+class _ContextPlugin:
+    """pytest plugin: one coverage context per test node id (set-up, call and tear-down)."""
+
+    def __init__(self, cov):
+        self.cov = cov
+        self.durations: dict[str, float] = {}
+        self.failed: set[str] = set()
+
+    def pytest_runtest_setup(self, item):
+        self.cov.switch_context(item.nodeid)
+
+    def pytest_runtest_logreport(self, report):
+        self.durations[report.nodeid] = self.durations.get(report.nodeid, 0.0) + report.duration
+        if report.failed:
+            self.failed.add(report.nodeid)
+
+
+def cmd_map(args) -> None:
+    import coverage
+    import pytest
+
+    sys.path.insert(0, str(SRC))
+    data_file = str(Path(args.out).with_suffix(".coverage"))
+    cov = coverage.Coverage(data_file=data_file, include=[str(ROOT / t) for t in TARGETS])
+    plugin = _ContextPlugin(cov)
+    t0 = time.process_time()
+    cov.start()
+    try:
+        rc = pytest.main(["-q", "-p", "no:cacheprovider", "-p", "no:xdist", *args.tests],
+                         plugins=[plugin])
+    finally:
+        cov.stop()
+        cov.save()
+    data = cov.get_data()
+    lines: dict[str, dict[str, list[str]]] = {}
+    for rel in TARGETS:
+        by_line = data.contexts_by_lineno(str(ROOT / rel)) or {}
+        lines[rel] = {str(k): sorted(c for c in v if c and c not in plugin.failed)
+                      for k, v in by_line.items()}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({
+        "tests": args.tests, "pytest_rc": int(rc), "cpu_s": time.process_time() - t0,
+        "durations": plugin.durations, "failed": sorted(plugin.failed), "lines": lines}))
+    print(f"map: pytest rc={int(rc)}, {len(plugin.durations)} tests, wrote {args.out}")
+
+
+def _load_maps(paths: list[str]) -> tuple[dict[str, dict[str, list[str]]], dict[str, float]]:
+    lines: dict[str, dict[str, list[str]]] = {}
+    durations: dict[str, float] = {}
+    for p in paths:
+        d = json.loads(Path(p).read_text())
+        durations.update(d["durations"])
+        for rel, by_line in d["lines"].items():
+            for ln, tests in by_line.items():
+                lines.setdefault(rel, {}).setdefault(ln, [])
+                lines[rel][ln] = sorted(set(lines[rel][ln]) | set(tests))
+    return lines, durations
+
+
+# ----------------------------------------------------------------------------- running
+
+def run_mutant(m: dict, lines, durations, tmp_src: Path, python: str) -> dict:
+    """Run one mutant's mapped tests; returns outcome, tests run, wall and CPU seconds."""
+    tests = sorted(lines.get(m["file"], {}).get(str(m["line"]), []),
+                   key=lambda t: durations.get(t, 0.0))
+    if not tests:
+        return {"outcome": "uncovered", "n_tests": 0, "wall_s": 0.0}
+    rel = Path(m["file"]).relative_to("src")
+    orig = (SRC / rel).read_text()
+    mutated = apply_mutant(orig, m)
+    try:
+        compile(mutated, str(rel), "exec")
+    except SyntaxError as e:  # an operator bug, never a kill
+        return {"outcome": "invalid", "n_tests": 0, "wall_s": 0.0, "detail": str(e)}
+    (tmp_src / rel).write_text(mutated)
+    timeout = 3 * sum(durations.get(t, 0.0) for t in tests) + 60
+    env = {**os.environ, "PYTHONPATH": str(tmp_src), "PYTHONDONTWRITEBYTECODE": "1"}
+    cmd = [python, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+           *tests]
+    t0 = time.time()
+    r0 = os.times()
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=timeout)
+        outcome = "survived" if proc.returncode == 0 else "killed"
+        detail = proc.stdout.strip().splitlines()[-1:] if proc.stdout else []
+        if proc.returncode not in (0, 1):
+            detail.append(f"pytest rc={proc.returncode}")
+    except subprocess.TimeoutExpired:
+        outcome, detail = "killed", [f"timeout after {timeout:.0f} s"]
+    finally:
+        (tmp_src / rel).write_text(orig)
+    r1 = os.times()
+    cpu = (r1.children_user - r0.children_user) + (r1.children_system - r0.children_system)
+    return {"outcome": outcome, "n_tests": len(tests), "wall_s": round(time.time() - t0, 1),
+            "cpu_s": round(cpu, 1), "detail": " | ".join(detail)[-300:]}
+
+
+def _sample(per_module: int, seed: int) -> list[dict]:
+    chosen = []
+    for rel in TARGETS:
+        ms = enumerate_mutants(rel)
+        rng = random.Random(f"{seed}:{rel}")
+        pick = ms if len(ms) <= per_module else rng.sample(ms, per_module)
+        for m in sorted(pick, key=lambda m: (m["line"], m["col"], m["op"])):
+            chosen.append({**m, "population": len(ms)})
+    return chosen
+
+
+def _save(path: str, results: dict) -> None:
+    tmp = Path(path).with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=1))
+    tmp.replace(path)
+
+
+def _loop(todo: list[dict], key: str, results: dict, args, lines, durations) -> None:
+    deadline = time.time() + args.time_box
+    with tempfile.TemporaryDirectory(prefix="mut_src_") as tmp:
+        tmp_src = Path(tmp) / "src"
+        shutil.copytree(SRC, tmp_src, ignore=shutil.ignore_patterns("__pycache__"))
+        for i, m in enumerate(todo):
+            if time.time() > deadline:
+                print(f"time box reached after {i} of {len(todo)} mutants")
+                break
+            res = run_mutant(m, lines, durations, tmp_src, args.python)
+            results["mutants"][m["id"]][key] = res
+            _save(args.out, results)
+            print(f"[{i + 1}/{len(todo)}] {res['outcome']:9s} {res['wall_s']:6.1f}s {m['id']}",
+                  flush=True)
+
+
+def cmd_run(args) -> None:
+    lines, durations = _load_maps(args.map)
+    out = Path(args.out)
+    results = json.loads(out.read_text()) if out.exists() else {"mutants": {}}
+    results.update({"per_module": args.per_module, "seed": args.seed, "maps": args.map})
+    for m in _sample(args.per_module, args.seed):
+        results["mutants"].setdefault(m["id"], m)
+    todo = [m for m in results["mutants"].values() if "before" not in m]
+    _loop(todo, "before", results, args, lines, durations)
+
+
+def cmd_rerun(args) -> None:
+    lines, durations = _load_maps(args.map)
+    results = json.loads(Path(args.out).read_text())
+    todo = [m for m in results["mutants"].values() if "before" in m and "after" not in m
+            and m["before"]["outcome"] in ("survived", "uncovered")]
+    _loop(todo, "after", results, args, lines, durations)
+
+
+def _score(ms: list[dict], key: str, equiv: dict[str, str]) -> tuple[int, int, float, float]:
+    """(killed, non-equivalent mutants, score, binomial SE); killed stays killed after."""
+    def outcome(m):
+        if key == "after" and m["before"]["outcome"] == "killed":
+            return "killed"
+        return m.get(key, m["before"])["outcome"]
+    ms = [m for m in ms if m["id"] not in equiv and m["before"]["outcome"] != "invalid"]
+    k = sum(outcome(m) == "killed" for m in ms)
+    n = len(ms)
+    p = k / n if n else float("nan")
+    return k, n, p, math.sqrt(p * (1 - p) / n) if n else float("nan")
+
+
+def cmd_summary(args) -> None:
+    results = json.loads(Path(args.out).read_text())
+    equiv = json.loads(EQUIVALENT.read_text()) if EQUIVALENT.exists() else {}
+    ms = [m for m in results["mutants"].values() if "before" in m]
+    rows = ["| module | mutants (sampled / all) | equivalent | before killed | before score "
+            "| after killed | after score |", "|---|---|---|---|---|---|---|"]
+    for rel in [*TARGETS, "ALL"]:
+        sel = ms if rel == "ALL" else [m for m in ms if m["file"] == rel]
+        if not sel:
+            continue
+        pop = sum({m["file"]: m["population"] for m in sel}.values())
+        ne = sum(m["id"] in equiv for m in sel)
+        kb, n, pb, sb = _score(sel, "before", equiv)
+        ka, _, pa, sa = _score(sel, "after", equiv)
+        name = rel.replace(f"{PKG}/", "")
+        rows.append(f"| {name} | {len(sel)} / {pop} | {ne} | {kb}/{n} | {pb:.0%} ± {sb:.0%} "
+                    f"| {ka}/{n} | {pa:.0%} ± {sa:.0%} |")
+    print("\n".join(rows))
+    if args.survivors:
+        for m in ms:
+            last = m.get("after", m["before"])["outcome"]
+            if last != "killed" and m["before"]["outcome"] != "killed":
+                tag = f"EQUIV: {equiv[m['id']]}" if m["id"] in equiv else last
+                print(f"{m['id']}  ->  {m['replacement']}  [{tag}]")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("map", help="map target lines to the tests that execute them")
+    p.add_argument("--tests", nargs="+", default=DEFAULT_TESTS)
+    p.add_argument("--out", default=".mutation/map.json")
+    for name in ("run", "rerun"):
+        p = sub.add_parser(name)
+        p.add_argument("--map", nargs="+", default=[".mutation/map.json"])
+        p.add_argument("--out", default="benchmarks/mutation_results.json")
+        p.add_argument("--per-module", type=int, default=25)
+        p.add_argument("--seed", type=int, default=12)
+        p.add_argument("--time-box", type=float, default=3600.0, help="seconds")
+        p.add_argument("--python", default=sys.executable)
+    p = sub.add_parser("summary")
+    p.add_argument("--out", default="benchmarks/mutation_results.json")
+    p.add_argument("--survivors", action="store_true")
+    p = sub.add_parser("list", help="print the mutants of one file")
+    p.add_argument("file")
+    args = ap.parse_args(argv)
+    if args.cmd == "list":
+        for m in enumerate_mutants(args.file):
+            print(m["id"], "->", m["replacement"])
+        return
+    {"map": cmd_map, "run": cmd_run, "rerun": cmd_rerun, "summary": cmd_summary}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
