@@ -48,11 +48,13 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import math
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -258,7 +260,7 @@ def _load_maps(paths: list[str]) -> tuple[dict[str, dict[str, list[str]]], dict[
 
 # ----------------------------------------------------------------------------- running
 
-def run_mutant(m: dict, lines, durations, tmp_src: Path, python: str) -> dict:
+def run_mutant(m: dict, lines, durations, tmp_src: Path, python: str, fork: bool) -> dict:
     """Run one mutant's mapped tests; returns outcome, tests run, wall and CPU seconds."""
     tests = sorted(lines.get(m["file"], {}).get(str(m["line"]), []),
                    key=lambda t: durations.get(t, 0.0))
@@ -273,26 +275,75 @@ def run_mutant(m: dict, lines, durations, tmp_src: Path, python: str) -> dict:
         return {"outcome": "invalid", "n_tests": 0, "wall_s": 0.0, "detail": str(e)}
     (tmp_src / rel).write_text(mutated)
     timeout = 3 * sum(durations.get(t, 0.0) for t in tests) + 60
-    env = {**os.environ, "PYTHONPATH": str(tmp_src), "PYTHONDONTWRITEBYTECODE": "1"}
-    cmd = [python, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
-           *tests]
+    args = ["-x", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", *tests]
     t0 = time.time()
     r0 = os.times()
     try:
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=timeout)
-        outcome = "survived" if proc.returncode == 0 else "killed"
-        detail = proc.stdout.strip().splitlines()[-1:] if proc.stdout else []
-        if proc.returncode not in (0, 1):
-            detail.append(f"pytest rc={proc.returncode}")
-    except subprocess.TimeoutExpired:
-        outcome, detail = "killed", [f"timeout after {timeout:.0f} s"]
+        rc, last = (_pytest_forked(args, tmp_src, timeout) if fork
+                    else _pytest_subprocess(args, tmp_src, timeout, python))
     finally:
         (tmp_src / rel).write_text(orig)
     r1 = os.times()
     cpu = (r1.children_user - r0.children_user) + (r1.children_system - r0.children_system)
-    return {"outcome": outcome, "n_tests": len(tests), "wall_s": round(time.time() - t0, 1),
-            "cpu_s": round(cpu, 1), "detail": " | ".join(detail)[-300:]}
+    detail = last if rc in (0, 1, None) else f"{last} | pytest rc={rc}"
+    return {"outcome": "survived" if rc == 0 else "killed", "n_tests": len(tests),
+            "wall_s": round(time.time() - t0, 1), "cpu_s": round(cpu, 1),
+            "detail": (detail if rc is not None else f"timeout after {timeout:.0f} s")[-300:]}
+
+
+def _pytest_subprocess(args: list[str], tmp_src: Path, timeout: float, python: str
+                       ) -> tuple[int | None, str]:
+    """pytest in a fresh interpreter: (return code or None on timeout, last output line)."""
+    env = {**os.environ, "PYTHONPATH": str(tmp_src), "PYTHONDONTWRITEBYTECODE": "1"}
+    try:
+        proc = subprocess.run([python, "-m", "pytest", *args], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None, ""
+    return proc.returncode, (proc.stdout.strip().splitlines() or [""])[-1]
+
+
+def _preimport() -> None:
+    """Import the heavy third-party packages once in the parent (never espresso_jax), so each
+    forked child only imports the (mutated) library and the tests: saves seconds per mutant."""
+    import importlib
+    for name in ("numpy", "scipy.stats", "scipy.special", "jax", "jax.numpy", "flax.linen",
+                 "optax", "numpyro", "numpyro.distributions", "sklearn.metrics", "pytest",
+                 "threadpoolctl", "tqdm.auto"):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    assert not any(m.startswith("espresso_jax") for m in sys.modules)
+
+
+def _pytest_forked(args: list[str], tmp_src: Path, timeout: float) -> tuple[int | None, str]:
+    """pytest in a forked child of this (pre-imported) process; output to a temp file."""
+    log = tmp_src.parent / "pytest.log"
+    pid = os.fork()
+    if pid == 0:  # child: never returns
+        try:
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            sys.path.insert(0, str(tmp_src))
+            import pytest
+            rc = int(pytest.main(args))
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(rc)
+        except BaseException:
+            os._exit(99)
+    deadline = time.time() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.time() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return None, ""
+        time.sleep(0.1)
+    lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
+    return os.waitstatus_to_exitcode(status), (lines or [""])[-1]
 
 
 def _sample(per_module: int, seed: int) -> list[dict]:
@@ -314,6 +365,9 @@ def _save(path: str, results: dict) -> None:
 
 def _loop(todo: list[dict], key: str, results: dict, args, lines, durations) -> None:
     deadline = time.time() + args.time_box
+    os.chdir(ROOT)
+    if args.fork:
+        _preimport()
     with tempfile.TemporaryDirectory(prefix="mut_src_") as tmp:
         tmp_src = Path(tmp) / "src"
         shutil.copytree(SRC, tmp_src, ignore=shutil.ignore_patterns("__pycache__"))
@@ -321,7 +375,7 @@ def _loop(todo: list[dict], key: str, results: dict, args, lines, durations) -> 
             if time.time() > deadline:
                 print(f"time box reached after {i} of {len(todo)} mutants")
                 break
-            res = run_mutant(m, lines, durations, tmp_src, args.python)
+            res = run_mutant(m, lines, durations, tmp_src, args.python, args.fork)
             results["mutants"][m["id"]][key] = res
             _save(args.out, results)
             print(f"[{i + 1}/{len(todo)}] {res['outcome']:9s} {res['wall_s']:6.1f}s {m['id']}",
@@ -336,6 +390,13 @@ def cmd_run(args) -> None:
     for m in _sample(args.per_module, args.seed):
         results["mutants"].setdefault(m["id"], m)
     todo = [m for m in results["mutants"].values() if "before" not in m]
+    # round robin over the modules, each in a seeded random order, so that a run cut by the
+    # time box is still a random sample of every module, balanced across them
+    groups = {rel: [m for m in todo if m["file"] == rel] for rel in TARGETS}
+    for rel, group in groups.items():
+        random.Random(f"{args.seed}:order:{rel}").shuffle(group)
+    todo = [g[i] for i in range(max(map(len, groups.values()), default=0))
+            for g in groups.values() if i < len(g)]
     _loop(todo, "before", results, args, lines, durations)
 
 
@@ -400,6 +461,8 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--seed", type=int, default=12)
         p.add_argument("--time-box", type=float, default=3600.0, help="seconds")
         p.add_argument("--python", default=sys.executable)
+        p.add_argument("--no-fork", dest="fork", action="store_false",
+                       help="a fresh interpreter per mutant instead of a forked child")
     p = sub.add_parser("summary")
     p.add_argument("--out", default="benchmarks/mutation_results.json")
     p.add_argument("--survivors", action="store_true")
