@@ -39,7 +39,9 @@ type annotations, ``raise`` statements, ``assert`` messages, f-strings, ``__all_
 
 A mutant is *killed* when its tests fail, error or time out (timeout = 3 x the mapped tests'
 baseline duration + 60 s; the baseline is measured in the map step), *survived* when they
-pass, and *uncovered* (counted as a survivor) when no mapped test executes its line. Only the
+pass, and *uncovered* (counted as a survivor) when no mapped test executes its statement
+(code run at import time, e.g. defaults, decorators and class attributes, is mapped to the
+tests that run its function, class or module). Only the
 ``--max-tests`` (default 10) fastest covering tests run, fastest first: a time-box cap that can
 only lower the score (a survivor might have been killed by a slower test). The mutated module
 is written into a temporary copy of ``src/`` that goes first on ``sys.path``; tests run in one
@@ -166,6 +168,25 @@ def _mutations(node: ast.AST, parents: dict[int, ast.AST]):
             yield "return->None", ast.Return(value=ast.Constant(None))
 
 
+def _coverage_lines(node: ast.AST, parents: dict[int, ast.AST]) -> tuple[int, list[int] | None]:
+    """The line coverage reports for ``node`` (the first line of its statement) and, for code
+    run at import time (module and class level, function defaults and decorators: coverage
+    sees it before any test starts), the line range whose tests use it: the function's body,
+    the class, or the whole module."""
+    stmt = node
+    while not isinstance(stmt, ast.stmt):
+        stmt = parents[id(stmt)]
+    parent = parents.get(id(stmt))
+    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and (
+            node is not stmt):
+        return stmt.lineno, [stmt.body[0].lineno, stmt.end_lineno or stmt.lineno]
+    if isinstance(parent, ast.ClassDef):
+        return stmt.lineno, [parent.lineno, parent.end_lineno or parent.lineno]
+    if isinstance(parent, ast.Module):
+        return stmt.lineno, [1, 10**9]
+    return stmt.lineno, None
+
+
 def enumerate_mutants(rel: str) -> list[dict]:
     """Every mutant of one file: id, line, col, end position, op and replacement text."""
     text = (ROOT / rel).read_text()
@@ -182,10 +203,12 @@ def enumerate_mutants(rel: str) -> list[dict]:
             src = ast.unparse(new)
             if isinstance(node, ast.expr):
                 src = f"({src})"
+            stmt_line, scope = _coverage_lines(node, parents)
             out.append({"id": f"{rel}:{node.lineno}:{node.col_offset}:{op}", "file": rel,
                         "line": node.lineno, "col": node.col_offset,
                         "end_line": node.end_lineno, "end_col": node.end_col_offset,
-                        "op": op, "replacement": src})
+                        "op": op, "replacement": src, "stmt_line": stmt_line,
+                        "scope": scope})
     out.sort(key=lambda m: (m["line"], m["col"], m["op"]))
     return out
 
@@ -269,8 +292,12 @@ def run_mutant(m: dict, lines, durations, tmp_src: Path, python: str, fork: bool
                max_tests: int) -> dict:
     """Run one mutant's mapped tests (the ``max_tests`` fastest, fastest first); returns the
     outcome, the number of tests covering the line and run, wall and CPU seconds."""
-    covering = sorted(lines.get(m["file"], {}).get(str(m["line"]), []),
-                      key=lambda t: (durations.get(t, 0.0), t))
+    by_line = lines.get(m["file"], {})
+    covering = by_line.get(str(m["stmt_line"]), [])
+    if not covering and m["scope"] is not None:    # import-time code: the tests of its scope
+        lo, hi = m["scope"]
+        covering = sorted({t for ln, ts in by_line.items() if lo <= int(ln) <= hi for t in ts})
+    covering = sorted(covering, key=lambda t: (durations.get(t, 0.0), t))
     if not covering:
         return {"outcome": "uncovered", "n_tests": 0, "wall_s": 0.0}
     tests = covering[:max_tests]
