@@ -28,14 +28,17 @@ def _shift_model(n_rows: int) -> em.EMModel:
                       objective=lambda p, new, s: new)
 
 
-@pytest.mark.parametrize("batch_size", [4, 12])
-def test_stepwise_em_follows_the_step_size_recursion(batch_size):
+@pytest.mark.parametrize(("batch_size", "kappa", "t0"), [(4, None, None), (12, 0.9, 0.5)])
+def test_stepwise_em_follows_the_step_size_recursion(batch_size, kappa, t0):
     """Constant rows make every minibatch's statistic ``B (c + p)`` whatever the shuffle, so
-    the run must equal the documented recursion iterated in NumPy, step by step."""
-    n, c, p0, kappa, t0, n_epochs = 12, 3.0, 1.0, 0.6, 2.0, 2
+    the run must equal the documented recursion iterated in NumPy, step by step (``None``:
+    the documented defaults ``kappa = 0.6``, ``t0 = 2``)."""
+    n, c, p0, n_epochs = 12, 3.0, 1.0, 2
     X = jnp.full((n, 1), c, jnp.float32)
+    options = {} if kappa is None else {"kappa": kappa, "t0": t0}
     res = em.fit_stepwise_em(jax.random.key(0), _shift_model(n), jnp.float32(p0), X,
-                             batch_size=batch_size, n_epochs=n_epochs, kappa=kappa, t0=t0)
+                             batch_size=batch_size, n_epochs=n_epochs, **options)
+    kappa, t0 = (0.6, 2.0) if kappa is None else (kappa, t0)
     s = (n / batch_size) * batch_size * (c + p0)            # stats0 from the first batch
     p = s / (2 * n)
     history = []
