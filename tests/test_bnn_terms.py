@@ -50,3 +50,20 @@ def test_classification_pruning_table_is_the_error_of_the_pruned_predictive():
     np.testing.assert_array_equal(table.n_kept, [n_weights - round(f * n_weights)
                                                  for f in fractions])
     np.testing.assert_allclose(table.error, errors)
+
+
+def test_normalized_elbo_loss_divides_every_term_by_n():
+    """``normalize=True`` is the per-example scale: loss, ``nll`` and ``kl`` all divided by N;
+    the unnormalised loss is ``kl_term + nll`` with ``kl_term = M pi_i KL``."""
+    params, x = _net_and_inputs()
+    batch = {"x": x[:2], "y": np.array([0, 2]), "kl_weight": jnp.float32(0.125)}
+    key = jax.random.key(3)
+    plain = bbb_elbo.ELBOLoss(NET, 10, "categorical")
+    scaled = bbb_elbo.ELBOLoss(NET, 10, "categorical", normalize=True)
+    loss, aux = plain(params, batch, key)
+    loss_n, aux_n = scaled(params, batch, key)
+    _, kl = bbb.apply(key, NET, params.net, x[:2])
+    np.testing.assert_allclose(float(aux["kl"]), 5 * 0.125 * float(kl), rtol=1e-5)
+    np.testing.assert_allclose(float(loss), float(aux["kl"] + aux["nll"]), rtol=1e-6)
+    for a, b in ((loss_n, loss), (aux_n["nll"], aux["nll"]), (aux_n["kl"], aux["kl"])):
+        np.testing.assert_allclose(float(a), float(b) / 10, rtol=1e-6)
