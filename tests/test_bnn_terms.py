@@ -67,3 +67,22 @@ def test_normalized_elbo_loss_divides_every_term_by_n():
     np.testing.assert_allclose(float(loss), float(aux["kl"] + aux["nll"]), rtol=1e-6)
     for a, b in ((loss_n, loss), (aux_n["nll"], aux["nll"]), (aux_n["kl"], aux["kl"])):
         np.testing.assert_allclose(float(a), float(b) / 10, rtol=1e-6)
+
+
+def test_default_bayes_conv_is_a_3x3_same_stride_1_correlation():
+    """With sigma = 0 (rho = PRUNED_RHO) the default BayesConv (3 x 3 window, stride 1, "SAME"
+    zero padding) is the cross-correlation with the posterior means plus the bias, computed
+    here by explicit loops."""
+    x = np.random.default_rng(0).normal(size=(1, 4, 5, 2)).astype(np.float32)
+    conv = bbb.BayesConv(3)
+    variables = bbb.init(jax.random.key(0), conv, x)
+    p = variables["params"]
+    kernel, bias = np.asarray(p["kernel_mu"]), np.asarray(p["bias_mu"])
+    assert kernel.shape == (3, 3, 2, 3)
+    det = {"params": {k: (jnp.full_like(v, bbb.PRUNED_RHO) if k.endswith("_rho") else v)
+                      for k, v in p.items()}}
+    out, _ = bbb.apply(jax.random.key(1), conv, det, x)
+    padded = np.pad(x[0], ((1, 1), (1, 1), (0, 0)))
+    ref = np.array([[np.einsum("abc,abcf->f", padded[i:i + 3, j:j + 3], kernel) + bias
+                     for j in range(5)] for i in range(4)])
+    np.testing.assert_allclose(np.asarray(out[0]), ref, rtol=1e-4, atol=1e-5)
