@@ -5,6 +5,7 @@ Added for the mutation score of issue 12.
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -86,3 +87,29 @@ def test_default_bayes_conv_is_a_3x3_same_stride_1_correlation():
     ref = np.array([[np.einsum("abc,abcf->f", padded[i:i + 3, j:j + 3], kernel) + bias
                      for j in range(5)] for i in range(4)])
     np.testing.assert_allclose(np.asarray(out[0]), ref, rtol=1e-4, atol=1e-5)
+
+
+class _Nested(nn.Module):
+    """A BayesMLP inside another module: posterior paths three levels deep."""
+
+    @nn.compact
+    def __call__(self, x):
+        return bbb.BayesMLP(features=(3, 2), sigma_init=0.05, name="mlp")(x)
+
+
+def test_signal_to_noise_of_a_nested_module_matches_numpy():
+    """``10 log10(|mu| / softplus(rho))`` for every posterior tensor, named by its path."""
+    x = np.ones((1, 2), np.float32)
+    variables = bbb.init(jax.random.key(4), _Nested(), x)
+    snr = bbb_prune.signal_to_noise(variables)
+    layers = variables["params"]["mlp"]
+    expected = {}
+    for layer, p in layers.items():
+        for name in ("kernel", "bias"):
+            mu, rho = np.asarray(p[f"{name}_mu"], np.float64), np.asarray(p[f"{name}_rho"])
+            with np.errstate(divide="ignore"):     # biases start at mu = 0: -inf dB
+                expected[f"mlp/{layer}/{name}"] = 10 * np.log10(np.abs(mu)
+                                                                / np.log1p(np.exp(rho)))
+    assert sorted(snr) == sorted(expected)
+    for name, value in expected.items():
+        np.testing.assert_allclose(np.asarray(snr[name]), value, rtol=1e-4, atol=1e-4)
