@@ -68,3 +68,12 @@ def test_generate_gaussian_samples_have_the_decoder_variance():
                       - vae.generate(key, model, params, 3000))
     assert abs(diff.std() - 0.5) < 6 * 0.5 / np.sqrt(2 * diff.size)
     assert abs(diff.mean()) < 6 * 0.5 / np.sqrt(diff.size)
+
+
+def test_make_loss_rejects_bad_options():
+    model = vae.VAE(data_dim=4, latent_dim=2, hidden=())
+    for options, name in (({"n_samples": 0}, "n_samples"), ({"estimator": "C"}, "estimator")):
+        with pytest.raises(ValueError, match=name):
+            vae.make_loss(model, 10, **options)
+    with pytest.raises(ValueError, match="n_data"):
+        vae.make_loss(model, 0)
