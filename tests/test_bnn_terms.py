@@ -9,6 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from scipy.integrate import quad
 from scipy.special import expit
 from scipy.stats import norm
@@ -149,3 +150,32 @@ def test_logit_noise_probs_match_quadrature_for_two_classes():
         m1 = quad(lambda z, d=d, s=s: expit(d + s * z) * norm.pdf(z), -12, 12)[0]
         m2 = quad(lambda z, d=d, s=s: expit(d + s * z) ** 2 * norm.pdf(z), -12, 12)[0]
         assert abs(probs[i, 1] - m1) < 6 * np.sqrt((m2 - m1 ** 2) / T)
+
+
+def test_heteroscedastic_head_drops_every_dense_input_but_the_raw_x():
+    """Dropout acts on the input of every Dense layer of the head except the raw ``x`` (no
+    body): two dropout keys give the same output exactly when no dropout layer exists."""
+    x = np.linspace(0.5, 2.0, 12, dtype=np.float32).reshape(4, 3)
+    cases = [(None, (), False), (None, (6,), True), (nn.Dense(5), (), True),
+             (nn.Dense(5), (6, 6), True)]
+    for body, hidden, random in cases:
+        head = heteroscedastic.HeteroscedasticHead(out_features=2, hidden=hidden, body=body,
+                                                   dropout_rate=0.5)
+        params = head.init(jax.random.key(0), x, deterministic=True)
+        a = head.apply(params, x, rngs={"dropout": jax.random.key(1)})
+        b = head.apply(params, x, rngs={"dropout": jax.random.key(2)})
+        det = head.apply(params, x, deterministic=True)
+        assert a[0].shape == a[1].shape == (4, 2)
+        same = all(np.array_equal(u, v) for u, v in zip(a, b, strict=True))
+        assert same != random, (body, hidden)
+        if not random:
+            np.testing.assert_array_equal(np.asarray(a[0]), np.asarray(det[0]))
+
+
+def test_scale_mixture_prior_weight_must_lie_strictly_inside_0_1():
+    for pi in (0.0, 1.0):
+        with pytest.raises(ValueError, match="pi"):
+            bbb.check_prior(bbb.ScaleMixturePrior(pi, 1.0, 0.1))
+        with pytest.raises(ValueError, match="pi"):
+            bbb.scale_mixture_prior(pi, 1.0, 0.1)
+    assert bbb.check_prior(bbb.ScaleMixturePrior(0.5, 1.0, 0.1)).pi == 0.5
