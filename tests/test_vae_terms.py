@@ -77,3 +77,16 @@ def test_make_loss_rejects_bad_options():
             vae.make_loss(model, 10, **options)
     with pytest.raises(ValueError, match="n_data"):
         vae.make_loss(model, 0)
+
+
+def test_recognition_model_takes_real_valued_data_and_kl_is_closed_form():
+    """A Gaussian-decoder VAE models real data: encode, kl_divergence and reconstruct accept
+    values outside [0, 1], and the KL is ``½ Σ_j (μ_j² + σ_j² − 1 − log σ_j²)``."""
+    model = vae.VAE(data_dim=4, latent_dim=2, hidden=(), likelihood="gaussian")
+    params = _random_params(model, seed=6)
+    X = np.random.default_rng(7).normal(scale=3.0, size=(6, 4)).astype(np.float32)
+    mu, logvar = (np.asarray(a, np.float64) for a in vae.encode(model, params, X))
+    kl = np.asarray(vae.kl_divergence(model, params, X))
+    np.testing.assert_allclose(kl, 0.5 * np.sum(mu ** 2 + np.exp(logvar) - 1 - logvar, axis=1),
+                               rtol=1e-4, atol=1e-5)
+    assert vae.reconstruct(model, params, X).shape == (6, 4)
