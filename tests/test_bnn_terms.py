@@ -14,7 +14,7 @@ from scipy.integrate import quad
 from scipy.special import expit
 from scipy.stats import norm
 
-from espresso_jax.bnn import bbb, bbb_elbo, bbb_prune, heteroscedastic
+from espresso_jax.bnn import bbb, bbb_elbo, bbb_prune, bbb_recurrent, heteroscedastic
 
 NET = bbb.BayesMLP(features=(8, 3), sigma_init=0.1, activation=jnp.tanh)
 
@@ -179,3 +179,27 @@ def test_scale_mixture_prior_weight_must_lie_strictly_inside_0_1():
         with pytest.raises(ValueError, match="pi"):
             bbb.scale_mixture_prior(pi, 1.0, 0.1)
     assert bbb.check_prior(bbb.ScaleMixturePrior(0.5, 1.0, 0.1)).pi == 0.5
+
+
+def test_deterministic_gru_with_a_bias_matches_numpy():
+    """sigma = 0 and random posterior means (a non-zero bias too): ``x_proj = x W + b`` and the
+    documented GRU update ``h' = (1 - z) n + z h``, unrolled in NumPy; ``return_sequences=False``
+    returns the last state."""
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(2, 3, 2)).astype(np.float32)
+    gru = bbb_recurrent.BayesGRU(4, return_sequences=False)
+    shapes = bbb.init(jax.random.key(0), gru, x)["params"]
+    mus = {k: rng.normal(scale=0.7, size=v.shape).astype(np.float32)
+           for k, v in shapes.items() if k.endswith("_mu")}
+    det = {"params": {**{k: jnp.asarray(v) for k, v in mus.items()},
+                      **{k: jnp.full_like(v, bbb.PRUNED_RHO)
+                         for k, v in shapes.items() if k.endswith("_rho")}}}
+    last, _ = bbb.apply(jax.random.key(1), gru, det, x)
+    w_in, w_rec, b = (mus[f"{n}_mu"].astype(np.float64)
+                      for n in ("input_kernel", "recurrent_kernel", "bias"))
+    h = np.zeros((2, 4))
+    for t in range(3):
+        xp, hu = x[:, t] @ w_in + b, h @ w_rec
+        z, r = expit(xp[:, :4] + hu[:, :4]), expit(xp[:, 4:8] + hu[:, 4:8])
+        h = (1 - z) * np.tanh(xp[:, 8:] + r * hu[:, 8:]) + z * h
+    np.testing.assert_allclose(np.asarray(last), h, rtol=1e-4, atol=1e-5)
