@@ -185,13 +185,18 @@ def test_scale_mixture_prior_weight_must_lie_strictly_inside_0_1():
 
 
 def test_deterministic_gru_with_a_bias_matches_numpy():
-    """sigma = 0 and random posterior means (a non-zero bias too): ``x_proj = x W + b`` and the
-    documented GRU update ``h' = (1 - z) n + z h``, unrolled in NumPy; ``return_sequences=False``
-    returns the last state."""
+    """The initial posterior stds are the default ``sigma_init = 0.01``. With sigma = 0 and
+    random posterior means (a non-zero bias too): ``x_proj = x W + b`` and the documented GRU
+    update ``h' = (1 - z) n + z h``, unrolled in NumPy; ``return_sequences=False`` returns the
+    last state."""
     rng = np.random.default_rng(8)
     x = rng.normal(size=(2, 3, 2)).astype(np.float32)
     gru = bbb_recurrent.BayesGRU(4, return_sequences=False)
     shapes = bbb.init(jax.random.key(0), gru, x)["params"]
+    for name, rho in shapes.items():      # every posterior std starts at sigma_init = 0.01
+        if name.endswith("_rho"):
+            np.testing.assert_allclose(np.log1p(np.exp(np.asarray(rho, np.float64))), 0.01,
+                                       rtol=1e-5)
     mus = {k: rng.normal(scale=0.7, size=v.shape).astype(np.float32)
            for k, v in shapes.items() if k.endswith("_mu")}
     det = {"params": {**{k: jnp.asarray(v) for k, v in mus.items()},
