@@ -90,3 +90,17 @@ def test_recognition_model_takes_real_valued_data_and_kl_is_closed_form():
     np.testing.assert_allclose(kl, 0.5 * np.sum(mu ** 2 + np.exp(logvar) - 1 - logvar, axis=1),
                                rtol=1e-4, atol=1e-5)
     assert vae.reconstruct(model, params, X).shape == (6, 4)
+
+
+def test_only_a_learned_gaussian_variance_is_a_parameter():
+    """``dec_logvar`` exists for a Gaussian decoder with a learned variance only: ``()`` when
+    shared, ``(D,)`` per feature; a Bernoulli or fixed-variance decoder has none."""
+    def tree(**options):
+        model = vae.VAE(data_dim=4, latent_dim=2, hidden=(), **options)
+        return jax.eval_shape(lambda k: vae.init(k, model), jax.random.key(0))["params"]
+
+    assert "dec_logvar" not in tree(likelihood="bernoulli")
+    assert "dec_logvar" not in tree(likelihood="bernoulli", variance="per_feature")
+    assert "dec_logvar" not in tree(likelihood="gaussian", variance="fixed")
+    assert tree(likelihood="gaussian")["dec_logvar"].shape == ()
+    assert tree(likelihood="gaussian", variance="per_feature")["dec_logvar"].shape == (4,)
