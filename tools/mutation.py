@@ -51,9 +51,8 @@ tests that run its function, class or module). Only the
 only lower the score (a survivor might have been killed by a slower test). The mutated module
 is written into a temporary copy of ``src/`` that goes first on ``sys.path``; tests run in one
 worker process, ``pytest -x -q -p no:cacheprovider -p no:xdist``, in a child forked from a
-runner that imported jax, flax, optax, numpyro, scipy and pytest once (``--no-fork``: a fresh
-interpreter per mutant, PYTHONPATH set). The map and the runs use the project's pytest
-configuration, so ``slow`` tests are excluded as in the default suite.
+runner that imported jax, flax, optax, numpyro, scipy and pytest once. The map and the runs
+use the project's pytest configuration, so ``slow`` tests are excluded as in the default suite.
 """
 
 from __future__ import annotations
@@ -67,7 +66,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -293,8 +291,7 @@ def _load_maps(paths: list[str]) -> tuple[dict[str, dict[str, list[str]]], dict[
 
 # ----------------------------------------------------------------------------- running
 
-def run_mutant(m: dict, lines, durations, tmp_src: Path, python: str, fork: bool,
-               max_tests: int) -> dict:
+def run_mutant(m: dict, lines, durations, tmp_src: Path, max_tests: int) -> dict:
     """Run one mutant's mapped tests (the ``max_tests`` fastest, fastest first); returns the
     outcome, the number of tests covering the line and run, wall and CPU seconds."""
     by_line = lines.get(m["file"], {})
@@ -319,8 +316,7 @@ def run_mutant(m: dict, lines, durations, tmp_src: Path, python: str, fork: bool
     t0 = time.time()
     r0 = os.times()
     try:
-        rc, last = (_pytest_forked(args, tmp_src, timeout) if fork
-                    else _pytest_subprocess(args, tmp_src, timeout, python))
+        rc, last = _pytest_forked(args, tmp_src, timeout)
     finally:
         (tmp_src / rel).write_text(orig)
     r1 = os.times()
@@ -330,18 +326,6 @@ def run_mutant(m: dict, lines, durations, tmp_src: Path, python: str, fork: bool
             "n_tests": len(tests),
             "wall_s": round(time.time() - t0, 1), "cpu_s": round(cpu, 1),
             "detail": (detail if rc is not None else f"timeout after {timeout:.0f} s")[-300:]}
-
-
-def _pytest_subprocess(args: list[str], tmp_src: Path, timeout: float, python: str
-                       ) -> tuple[int | None, str]:
-    """pytest in a fresh interpreter: (return code or None on timeout, last output line)."""
-    env = {**os.environ, "PYTHONPATH": str(tmp_src), "PYTHONDONTWRITEBYTECODE": "1"}
-    try:
-        proc = subprocess.run([python, "-m", "pytest", *args], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return None, ""
-    return proc.returncode, (proc.stdout.strip().splitlines() or [""])[-1]
 
 
 def _preimport() -> None:
@@ -407,8 +391,7 @@ def _save(path: str, results: dict) -> None:
 def _loop(todo: list[dict], key: str, results: dict, args, lines, durations) -> None:
     deadline = time.time() + args.time_box
     os.chdir(ROOT)
-    if args.fork:
-        _preimport()
+    _preimport()
     with tempfile.TemporaryDirectory(prefix="mut_src_") as tmp:
         tmp_src = Path(tmp) / "src"
         shutil.copytree(SRC, tmp_src, ignore=shutil.ignore_patterns("__pycache__"))
@@ -416,8 +399,7 @@ def _loop(todo: list[dict], key: str, results: dict, args, lines, durations) -> 
             if time.time() > deadline:
                 print(f"time box reached after {i} of {len(todo)} mutants")
                 break
-            res = run_mutant(m, lines, durations, tmp_src, args.python, args.fork,
-                             args.max_tests)
+            res = run_mutant(m, lines, durations, tmp_src, args.max_tests)
             results["mutants"][m["id"]][key] = res
             _save(args.out, results)
             print(f"[{i + 1}/{len(todo)}] {res['outcome']:9s} {res['wall_s']:6.1f}s {m['id']}",
@@ -502,21 +484,12 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--per-module", type=int, default=25)
         p.add_argument("--seed", type=int, default=12)
         p.add_argument("--time-box", type=float, default=3600.0, help="seconds")
-        p.add_argument("--python", default=sys.executable)
         p.add_argument("--max-tests", type=int, default=10,
                        help="run at most the N fastest covering tests (a conservative cap)")
-        p.add_argument("--no-fork", dest="fork", action="store_false",
-                       help="a fresh interpreter per mutant instead of a forked child")
     p = sub.add_parser("summary")
     p.add_argument("--out", default="benchmarks/mutation_results.json")
     p.add_argument("--survivors", action="store_true")
-    p = sub.add_parser("list", help="print the mutants of one file")
-    p.add_argument("file")
     args = ap.parse_args(argv)
-    if args.cmd == "list":
-        for m in enumerate_mutants(args.file):
-            print(m["id"], "->", m["replacement"])
-        return
     {"map": cmd_map, "run": cmd_run, "rerun": cmd_rerun, "summary": cmd_summary}[args.cmd](args)
 
 
