@@ -1,58 +1,47 @@
 """A small, time-boxed mutation-testing runner for espresso_jax (issue 12 §4).
 
-Why not mutmut: running the whole default suite per mutant is impossible on a 2-core machine
-(~12 min per run). This runner instead runs, for each mutant, only the default-suite tests that
-execute the mutated line (mapped once under ``coverage`` with one context per test).
+The whole default suite per mutant is impossible on a 2-core machine (~12 min a run), so each
+mutant runs only the default-suite tests that execute its statement, mapped once under
+``coverage`` with one context per test. Steps (repository root, the project's Python)::
 
-Steps (all from the repository root, with the project's Python)::
-
-    # 1. map lines -> tests: run the given test files once under coverage, one context per
-    #    pytest node id (set-up included, so module fixtures count for the first test that
-    #    uses them); records each passing test's duration too.
-    python tools/mutation.py map --tests tests/test_bnn_bbb.py ... --out .mutation/map.json
-
-    # 2. enumerate the mutants of the target modules, sample a fixed number per module with a
-    #    fixed seed, run each one's mapped tests; results go to a JSON file (resumable: mutants
-    #    already in the file are not run again).
+    # 1. map statements -> tests: the test files once under coverage, one context per pytest
+    #    node id (set-up included, so a module fixture counts for its first test); records
+    #    each passing test's duration too.
+    PYTHONPATH=src python tools/mutation.py map --out .mutation/map.json
+    # 2. enumerate the mutants of the target modules, sample ``--per-module`` of each with a
+    #    seed, run each one's tests; results go to a JSON file (resumable: mutants already in
+    #    it are skipped; a seeded random order, round robin over the modules, so a run cut by
+    #    the time box is still a balanced random sample).
     python tools/mutation.py run --map .mutation/map.json --per-module 25 --seed 12 \\
-        --out benchmarks/mutation_results.json --time-box 3600
+        --time-box 3600 --out benchmarks/mutation_results.json
+    # 3. after adding tests: map the new files, re-run the survivors with the new tests only
+    #    (adding tests cannot revive a killed mutant; the old tests passed on every survivor).
+    PYTHONPATH=src python tools/mutation.py map --tests tests/test_bnn_terms.py \\
+        --out .mutation/map_new.json
+    python tools/mutation.py rerun --map .mutation/map_new.json
+    # 4. per-module table, before and after (equivalent mutants, {id: one-line reason}, are
+    #    read from benchmarks/mutation_equivalent.json and left out of the score).
+    python tools/mutation.py summary --survivors
 
-    # 3. after adding tests: map the new test files, then re-run only the survivors with the
-    #    new tests only (a killed mutant cannot be revived by adding tests, and the old tests
-    #    already passed on every survivor) and record the "after" outcome.
-    python tools/mutation.py map --tests tests/test_bnn_terms.py --out .mutation/map_new.json
-    python tools/mutation.py rerun --map .mutation/map_new.json \\
-        --out benchmarks/mutation_results.json
+``make mutation`` runs steps 1, 2 and 4 (not in CI). Only the target modules' own test files
+(``DEFAULT_TESTS``) are mapped; the mixture, linear and GP tests that also run ``train.py`` and
+``em.py`` are not, so a mutant only they would kill counts as a survivor (a lower bound).
 
-    # 4. per-module table (before/after, standard errors); equivalent mutants are read from
-    #    benchmarks/mutation_equivalent.json ({mutant id: one-line reason}).
-    python tools/mutation.py summary --out benchmarks/mutation_results.json
+Operators (AST; id ``file:line:col:op``): ``+``/``-`` and ``*``/``/`` swaps, ``**`` -> ``*``
+(also augmented assignments); ``<``/``<=``, ``>``/``>=``, ``==``/``!=``, ``is``/``is not``,
+``in``/``not in``; numbers ``0`` <-> ``1``, other ints ``c + 1``, floats ``2c``; ``True`` <->
+``False``; ``and`` <-> ``or``; unary minus removed; ``return <expr>`` -> ``return None`` (not
+in ``__init__``, not where it is ``None``). Never mutated: docstrings and all strings, type
+annotations, ``raise`` statements, ``assert`` messages, f-strings, ``__all__``.
 
-``make mutation`` runs steps 1, 2 and 4 (not run by CI). The map covers the target modules'
-own test files (``DEFAULT_TESTS``); other default-suite files that also run ``train.py`` and
-``em.py`` (the mixture, linear and GP tests) are not mapped, so a mutant they would kill counts
-as a survivor: the score is a lower bound. Modules with more mutants than ``--per-module`` are
-sampled (seeded); the summary gives each score with its binomial standard error.
-
-Mutation operators (AST, deterministic enumeration in file order; id ``file:line:col:op``):
-``+``/``-`` and ``*``/``/`` swaps, ``**`` -> ``*`` (binary and augmented assignment); ``<``
-<-> ``<=``, ``>`` <-> ``>=``, ``==`` <-> ``!=``, ``is``/``is not``, ``in``/``not in``;
-numbers ``0`` <-> ``1``, other ints ``c -> c + 1``, floats ``c -> 2c``; ``True`` <-> ``False``;
-``and`` <-> ``or``; unary minus removed; ``return <expr>`` -> ``return None`` (not in
-``__init__``, not where the value already is ``None``). Skipped: docstrings and all strings,
-type annotations, ``raise`` statements, ``assert`` messages, f-strings, ``__all__``.
-
-A mutant is *killed* when its tests fail, error or time out (timeout = 3 x the mapped tests'
-baseline duration + 60 s; the baseline is measured in the map step), *survived* when they
-pass, and *uncovered* (counted as a survivor) when no mapped test executes its statement
-(code run at import time, e.g. defaults, decorators and class attributes, is mapped to the
-tests that run its function, class or module). Only the
-``--max-tests`` (default 10) fastest covering tests run, fastest first: a time-box cap that can
-only lower the score (a survivor might have been killed by a slower test). The mutated module
-is written into a temporary copy of ``src/`` that goes first on ``sys.path``; tests run in one
-worker process, ``pytest -x -q -p no:cacheprovider -p no:xdist``, in a child forked from a
-runner that imported jax, flax, optax, numpyro, scipy and pytest once. The map and the runs
-use the project's pytest configuration, so ``slow`` tests are excluded as in the default suite.
+A mutant is *killed* when its tests fail, error or time out (3 x their baseline duration +
+60 s), *survived* when they pass, *uncovered* (a survivor) when no mapped test runs its
+statement (import-time code, e.g. defaults, decorators, class attributes, maps to the tests
+of its function, class or module). At most ``--max-tests`` (10) covering tests run, fastest
+first: a cap that can only lower the score. The mutated module is written into a temporary
+copy of ``src/`` first on ``sys.path``; tests run in one worker, ``pytest -x -q -p
+no:cacheprovider -p no:xdist`` (project configuration: ``slow`` tests excluded), in a child
+forked from a runner that imported jax, flax, optax, numpyro, scipy and pytest once.
 """
 
 from __future__ import annotations
@@ -332,9 +321,8 @@ def _preimport() -> None:
     """Import the heavy third-party packages once in the parent (never espresso_jax), so each
     forked child only imports the (mutated) library and the tests: saves seconds per mutant."""
     import importlib
-    for name in ("numpy", "scipy.stats", "scipy.special", "jax", "jax.numpy", "flax.linen",
-                 "optax", "numpyro", "numpyro.distributions", "sklearn.metrics", "pytest",
-                 "threadpoolctl", "tqdm.auto"):
+    for name in ("numpy", "scipy.stats", "scipy.special", "jax.numpy", "flax.linen", "optax",
+                 "numpyro.distributions", "sklearn.metrics", "pytest", "threadpoolctl", "tqdm"):
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
     assert not any(m.startswith("espresso_jax") for m in sys.modules)
@@ -382,12 +370,6 @@ def _sample(per_module: int, seed: int) -> list[dict]:
     return chosen
 
 
-def _save(path: str, results: dict) -> None:
-    tmp = Path(path).with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=1))
-    tmp.replace(path)
-
-
 def _loop(todo: list[dict], key: str, results: dict, args, lines, durations) -> None:
     deadline = time.time() + args.time_box
     os.chdir(ROOT)
@@ -401,7 +383,9 @@ def _loop(todo: list[dict], key: str, results: dict, args, lines, durations) -> 
                 break
             res = run_mutant(m, lines, durations, tmp_src, args.max_tests)
             results["mutants"][m["id"]][key] = res
-            _save(args.out, results)
+            part = Path(args.out).with_suffix(".tmp")      # atomic: a cut run leaves valid JSON
+            part.write_text(json.dumps(results, indent=1))
+            part.replace(args.out)
             print(f"[{i + 1}/{len(todo)}] {res['outcome']:9s} {res['wall_s']:6.1f}s {m['id']}",
                   flush=True)
 
@@ -445,23 +429,42 @@ def _score(ms: list[dict], key: str, equiv: dict[str, str]) -> tuple[int, int, f
     return k, n, p, math.sqrt(p * (1 - p) / n) if n else float("nan")
 
 
+def _wilson_low(k: int, n: int, z: float = 1.645) -> float:
+    """One-sided 95 % Wilson lower bound of a proportion (useful where p = 1 and SE = 0)."""
+    p = k / n
+    return (p + z * z / (2 * n) - z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))) / (
+        1 + z * z / n)
+
+
 def cmd_summary(args) -> None:
     results = json.loads(Path(args.out).read_text())
     equiv = json.loads(EQUIVALENT.read_text()) if EQUIVALENT.exists() else {}
     ms = [m for m in results["mutants"].values() if "before" in m]
-    rows = ["| module | mutants (sampled / all) | equivalent | before killed | before score "
-            "| after killed | after score |", "|---|---|---|---|---|---|---|"]
-    for rel in [*TARGETS, "ALL"]:
-        sel = ms if rel == "ALL" else [m for m in ms if m["file"] == rel]
+    rows = ["| module | mutants (sampled / all) | equivalent | before: killed, score ± SE "
+            "(95 % low) | after: killed, score ± SE (95 % low) |", "|---|---|---|---|---|"]
+    strata: dict[str, list[tuple[int, float, float]]] = {"before": [], "after": []}
+    for rel in TARGETS:
+        sel = [m for m in ms if m["file"] == rel]
         if not sel:
             continue
-        pop = sum({m["file"]: m["population"] for m in sel}.values())
-        ne = sum(m["id"] in equiv for m in sel)
-        kb, n, pb, sb = _score(sel, "before", equiv)
-        ka, _, pa, sa = _score(sel, "after", equiv)
-        name = rel.replace(f"{PKG}/", "")
-        rows.append(f"| {name} | {len(sel)} / {pop} | {ne} | {kb}/{n} | {pb:.0%} ± {sb:.0%} "
-                    f"| {ka}/{n} | {pa:.0%} ± {sa:.0%} |")
+        pop = sel[0]["population"]
+        cells = []
+        for key in ("before", "after"):
+            k, n, p, se = _score(sel, key, equiv)
+            strata[key].append((pop, p, se))
+            cells.append(f"{k}/{n}, {p:.0%} ± {se:.0%} ({_wilson_low(k, n):.0%})")
+        rows.append(f"| {rel.replace(f'{PKG}/', '')} | {len(sel)} / {pop} | "
+                    f"{sum(m['id'] in equiv for m in sel)} | {cells[0]} | {cells[1]} |")
+    # all modules: the stratified estimate, each module weighted by its number of mutants
+    total = sum(pop for pop, _, _ in strata["before"])
+    cells = []
+    for key in ("before", "after"):
+        p = sum(pop * q for pop, q, _ in strata[key]) / total
+        se = math.sqrt(sum((pop / total) ** 2 * s * s for pop, _, s in strata[key]))
+        k, n, _, _ = _score(ms, key, equiv)
+        cells.append(f"{k}/{n}, {p:.0%} ± {se:.0%} (weighted by module size)")
+    rows.append(f"| all | {len(ms)} / {total} | {sum(m['id'] in equiv for m in ms)} | "
+                f"{cells[0]} | {cells[1]} |")
     print("\n".join(rows))
     if args.survivors:
         for m in ms:
