@@ -120,6 +120,11 @@ def test_signal_to_noise_of_a_nested_module_matches_numpy():
     assert sorted(snr) == sorted(expected)
     for name, value in expected.items():
         np.testing.assert_allclose(np.asarray(snr[name]), value, rtol=1e-4, atol=1e-4)
+    pruned, n_pruned = bbb_prune.prune(variables, 0.5)      # plain flax variables in and out
+    assert n_pruned == round(0.5 * (2 * 3 + 3 + 3 * 2 + 2))
+    zeros = sum(int(np.sum(np.asarray(p[f"{n}_rho"]) == bbb.PRUNED_RHO))
+                for p in pruned["params"]["mlp"].values() for n in ("kernel", "bias"))
+    assert zeros == n_pruned
 
 
 def test_gaussian_kl_tree_sums_only_complete_pairs():
@@ -127,10 +132,9 @@ def test_gaussian_kl_tree_sums_only_complete_pairs():
     the KL is the closed form summed over the complete pairs alone."""
     rng = np.random.default_rng(5)
     mu, rho = rng.normal(size=(3, 2)), rng.normal(size=(3, 2)) - 2.0
-    tree = {"params": {"layer": {"kernel_mu": jnp.asarray(mu, jnp.float32),
-                                 "kernel_rho": jnp.asarray(rho, jnp.float32),
-                                 "shift_mu": jnp.ones((2,), jnp.float32),
-                                 "scale": jnp.ones((2,), jnp.float32)}}}
+    layer = {"kernel_mu": jnp.asarray(mu, jnp.float32), "kernel_rho": jnp.asarray(rho, jnp.float32),
+             "shift_mu": jnp.ones((2,), jnp.float32), "scale": jnp.ones((2,), jnp.float32)}
+    tree = {"params": {"outer": {"layer": layer}}}          # paths three levels deep
     var = np.log1p(np.exp(rho)) ** 2
     scale = 0.7
     expected = np.sum(0.5 * (var + mu ** 2) / scale ** 2 - 0.5 * np.log(var / scale ** 2) - 0.5)
@@ -211,3 +215,28 @@ def test_deterministic_gru_with_a_bias_matches_numpy():
         z, r = expit(xp[:, :4] + hu[:, :4]), expit(xp[:, 4:8] + hu[:, 4:8])
         h = (1 - z) * np.tanh(xp[:, 8:] + r * hu[:, 8:]) + z * h
     np.testing.assert_allclose(np.asarray(last), h, rtol=1e-4, atol=1e-5)
+
+
+def test_gaussian_log_likelihood_squeezes_a_single_output_column():
+    """Outputs ``(batch, 1)`` for a ``(batch,)`` target: ``log N(y; f, s^2)`` per example."""
+    f = np.array([[0.5], [-1.0], [2.0]], np.float32)
+    y = np.array([0.0, -0.5, 3.0], np.float32)
+    ll = bbb_elbo.log_likelihood("gaussian", jnp.asarray(f), jnp.asarray(y),
+                                 jnp.log(jnp.float32(0.5)))
+    np.testing.assert_allclose(np.asarray(ll), norm.logpdf(y, f[:, 0], 0.5), rtol=1e-5)
+
+
+class _Flatten(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return x.reshape(x.shape[0], -1)
+
+
+def test_mc_predict_takes_image_batches_through_a_body():
+    """``x`` may be ``(n, h, w, c)`` for a body that takes images: ``(T, n, D)`` outputs."""
+    head = heteroscedastic.HeteroscedasticHead(out_features=2, body=_Flatten(),
+                                               dropout_rate=0.2)
+    x = np.ones((3, 2, 2, 1), np.float32)
+    params = head.init(jax.random.key(0), x, deterministic=True)
+    mean, log_var = heteroscedastic.mc_predict(jax.random.key(1), head, params, x, n_samples=4)
+    assert mean.shape == log_var.shape == (4, 3, 2)

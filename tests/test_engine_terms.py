@@ -59,6 +59,9 @@ def test_stepwise_em_step_size_exponent_is_checked():
         with pytest.raises(ValueError, match="kappa must lie in"):
             em.fit_stepwise_em(jax.random.key(0), _shift_model(4), jnp.float32(0.0), X,
                                batch_size=2, n_epochs=1, kappa=kappa)
+    with pytest.raises(ValueError, match="n_epochs"):
+        em.fit_stepwise_em(jax.random.key(0), _shift_model(4), jnp.float32(0.0), X,
+                           batch_size=2, n_epochs=0)
 
 
 def test_sum_blocks_sums_strided_blocks():

@@ -104,3 +104,34 @@ def test_only_a_learned_gaussian_variance_is_a_parameter():
     assert "dec_logvar" not in tree(likelihood="gaussian", variance="fixed")
     assert tree(likelihood="gaussian")["dec_logvar"].shape == ()
     assert tree(likelihood="gaussian", variance="per_feature")["dec_logvar"].shape == (4,)
+
+
+def test_manifold_and_log_likelihood_shape_contracts():
+    """``manifold`` rejects a latent coordinate out of range and an empty grid (naming the
+    argument); ``log_likelihood(x (D,), z (..., k)) -> (...)`` for any leading shape of z,
+    the Bernoulli log-likelihood summed over the D pixels."""
+    model = vae.VAE(data_dim=4, latent_dim=2, hidden=())
+    params = _random_params(model, seed=8)
+    with pytest.raises(ValueError, match="dims"):
+        vae.manifold(model, params, 3, dims=(0, 2))
+    with pytest.raises(ValueError, match="n_grid"):
+        vae.manifold(model, params, 0)
+    x = np.array([1.0, 0.0, 1.0, 1.0], np.float32)
+    z = np.random.default_rng(9).normal(size=(2, 3, 2)).astype(np.float32)
+    p = params["params"]["decoder"]["dense_0"]
+    logits = z @ np.asarray(p["kernel"]) + np.asarray(p["bias"])
+    ref = np.sum(x * np.log(expit(logits)) + (1 - x) * np.log(expit(-logits)), axis=-1)
+    for zz, expected in ((z, ref), (z[0, 0], ref[0, 0])):
+        ll = model.apply(params, x, zz, method=vae.VAE.log_likelihood)
+        assert ll.shape == np.shape(expected)
+        np.testing.assert_allclose(np.asarray(ll), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_default_conv_vae_takes_28x28_single_channel_images():
+    """The default ``image_shape (28, 28, 1)`` fits the default ``data_dim = 784`` (traced
+    only, nothing compiled)."""
+    model = vae.VAE(architecture="conv", latent_dim=2)
+    shapes = jax.eval_shape(lambda k: vae.init(k, model), jax.random.key(0))
+    out = jax.eval_shape(lambda p, X: vae.encode(model, p, X), shapes,
+                         jax.ShapeDtypeStruct((3, 784), jnp.float32))
+    assert out[0].shape == out[1].shape == (3, 2)
