@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.integrate import quad
-from scipy.special import expit
+from scipy.special import expit, log_softmax
 from scipy.stats import norm
 
 from espresso_jax.bnn import bbb, bbb_elbo, bbb_prune, bbb_recurrent, heteroscedastic
@@ -240,3 +240,11 @@ def test_mc_predict_takes_image_batches_through_a_body():
     params = head.init(jax.random.key(0), x, deterministic=True)
     mean, log_var = heteroscedastic.mc_predict(jax.random.key(1), head, params, x, n_samples=4)
     assert mean.shape == log_var.shape == (4, 3, 2)
+
+
+def test_categorical_log_likelihood_is_the_log_softmax_of_the_label():
+    logits = np.random.default_rng(11).normal(size=(4, 3)).astype(np.float32)
+    y = np.array([2, 0, 1, 2])
+    ll = bbb_elbo.log_likelihood("categorical", jnp.asarray(logits), jnp.asarray(y))
+    np.testing.assert_allclose(np.asarray(ll), log_softmax(logits, axis=1)[np.arange(4), y],
+                               rtol=1e-5)
