@@ -248,3 +248,26 @@ def test_categorical_log_likelihood_is_the_log_softmax_of_the_label():
     ll = bbb_elbo.log_likelihood("categorical", jnp.asarray(logits), jnp.asarray(y))
     np.testing.assert_allclose(np.asarray(ll), log_softmax(logits, axis=1)[np.arange(4), y],
                                rtol=1e-5)
+
+
+@pytest.mark.parametrize("use_x64", [False, True])
+def test_bayes_dense_defaults_sigma_init_and_parameter_dtype(use_x64, request):
+    """A default ``BayesDense`` starts every posterior std at ``sigma_init = 0.01`` and keeps
+    its parameters in the default float dtype: float32, or float64 under x64."""
+    if use_x64:
+        request.getfixturevalue("x64")
+    dtype = np.float64 if use_x64 else np.float32
+    x = np.linspace(-1.0, 1.0, 6, dtype=dtype).reshape(3, 2)
+    params = bbb.init(jax.random.key(0), bbb.BayesDense(4), x)["params"]
+    rhos = {k: v for k, v in params.items() if k.endswith("_rho")}
+    assert set(rhos) == {"kernel_rho", "bias_rho"}
+    for rho in rhos.values():
+        np.testing.assert_allclose(np.log1p(np.exp(np.asarray(rho, np.float64))), 0.01,
+                                   rtol=1e-5)
+    assert {np.dtype(v.dtype) for v in params.values()} == {np.dtype(dtype)}
+
+
+def test_heteroscedastic_classification_loss_needs_a_sample():
+    head = heteroscedastic.HeteroscedasticHead(out_features=3)
+    with pytest.raises(ValueError, match=r"^n_samples must be >= 1"):
+        heteroscedastic.make_classification_loss(head, n_samples=0)

@@ -139,3 +139,31 @@ def test_fit_loop_default_chunks_give_about_twenty_updates():
                   callbacks=[lambda epoch, state, last, seen=seen: seen.append(epoch)])
         chunk = max(1, math.ceil(n_epochs / 20))
         assert seen == [min(n_epochs, k) for k in range(chunk, n_epochs + chunk, chunk)]
+
+
+def test_fit_loop_minimize_keeps_the_lowest_evaluation_and_stops_after_patience():
+    """Minimising a validation metric that improves and then worsens: the best parameters are
+    those of the lowest evaluation (not the first), and the loop stops after ``patience``
+    evaluations without improvement."""
+    data = jnp.linspace(0.0, 2.0, 8, dtype=jnp.float32)
+    res = train.fit(jax.random.key(0), _mean_loss, jnp.float32(0.0), data,
+                    optimizer=optax.sgd(0.5), batch_size=8, n_epochs=20, eval_every=1,
+                    eval_fn=lambda p: (p - 0.75) ** 2, patience=2, progress=False)
+    # p_t = 1 - 0.5^t = 0.5, 0.75, 0.875, 0.9375: lowest at epoch 2, two worse ones, stop at 4.
+    p = [1.0 - 0.5 ** t for t in (1, 2, 3, 4)]
+    np.testing.assert_allclose(res.eval_history, [(q - 0.75) ** 2 for q in p], rtol=1e-5,
+                               atol=1e-7)
+    np.testing.assert_allclose(float(res.best_params), p[1], rtol=1e-6)
+    assert res.converged and res.n_iter == 4
+
+
+@pytest.mark.parametrize("patience", [1, 2, 3])
+def test_fit_loop_counts_every_evaluation_without_improvement(patience):
+    """A validation metric that never improves on +inf (a diverged model) stops the loop after
+    exactly ``patience`` evaluations, and the best parameters fall back to the last ones."""
+    data = jnp.linspace(0.0, 2.0, 8, dtype=jnp.float32)
+    res = train.fit(jax.random.key(0), _mean_loss, jnp.float32(0.0), data,
+                    optimizer=optax.sgd(0.5), batch_size=8, n_epochs=10, eval_every=1,
+                    eval_fn=lambda p: math.inf, patience=patience, progress=False)
+    assert res.converged and res.n_iter == patience and len(res.eval_history) == patience
+    np.testing.assert_allclose(float(res.best_params), 1.0 - 0.5 ** patience, rtol=1e-6)
