@@ -5,15 +5,6 @@ import os
 # The library never selects a matplotlib backend; tests run headless.
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-# Most of the default suite's CPU time is XLA compiling small programs. LLVM optimisation
-# level 1 (XLA's default is 2) cut the CPU time of the BBB and GAN test files by ~23% with
-# every test passing; level 0 broke a test. Appended to the user's XLA_FLAGS (read when the
-# backend starts, after this import), unless they already choose a level.
-os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "")
-    if "--xla_backend_optimization_level" in os.environ.get("XLA_FLAGS", "")
-    else f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=1".strip())
-
 import jax
 import pytest
 from threadpoolctl import threadpool_limits
