@@ -444,3 +444,19 @@ def test_tour_seed_out_of_range_is_a_usage_error(tmp_path, capsys):
         "espresso-jax: error: argument --seed: must be an integer in 0..4294967295 (32 bits), "
         "got 4294967296 (see espresso-jax tour --help)")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_unexpected_exception_is_still_one_line_exit_2(tmp_path, capsys, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(fitting, "run_fit", broken)
+    monkeypatch.delenv("ESPRESSO_JAX_TRACEBACK", raising=False)
+    assert main(["fit", "ppca", CSV, "--out", str(tmp_path / "out")]) == 2
+    assert _one_error_line(capsys) == (
+        "espresso-jax: error: internal error (RuntimeError: boom second line); rerun with "
+        "ESPRESSO_JAX_TRACEBACK=1 for the traceback and please report it")
+    monkeypatch.setenv("ESPRESSO_JAX_TRACEBACK", "1")
+    with pytest.raises(RuntimeError, match="boom"):
+        main(["fit", "ppca", CSV, "--out", str(tmp_path / "out")])
+    assert list(tmp_path.iterdir()) == []

@@ -12,7 +12,8 @@ lists the model's options.
 checkout one at a time and prints their ratio table (:mod:`espresso_jax.apps.bench`).
 
 Errors are one line on stderr (``espresso-jax: error: ...``), exit status 2, no traceback, and
-nothing written.
+nothing written; an unexpected exception (a bug) is reported the same way, and
+``ESPRESSO_JAX_TRACEBACK=1`` shows its traceback instead.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -223,8 +225,6 @@ def _one_line(err: BaseException) -> str:
 def _use_headless_backend() -> None:
     """The CLI writes figures to files and never shows a window: select Agg unless the user
     chose a backend through ``MPLBACKEND``. Only the CLI does this; the library never does."""
-    import os
-
     if "MPLBACKEND" not in os.environ:
         import matplotlib
 
@@ -254,6 +254,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{_PROG}: interrupted; nothing written", file=sys.stderr)
         return 130
+    except Exception as err:   # a bug: still one line, exit 2, and how to see the traceback
+        if os.environ.get("ESPRESSO_JAX_TRACEBACK"):
+            raise
+        print(f"{_PROG}: error: internal error ({type(err).__name__}: {_one_line(err)}); "
+              "rerun with ESPRESSO_JAX_TRACEBACK=1 for the traceback and please report it",
+              file=sys.stderr)
+        return 2
     return 0
 
 
