@@ -243,10 +243,11 @@ BAD_CASES = {
     "zero-length 1-d npy": (lambda d: ["ppca", _npy(d / "zero1.npy", np.zeros(0))],
                             "zero1.npy is empty (shape (0,))"),
     "ppca max-iter without em": (lambda d: ["ppca", CSV, "--max-iter", "5"],
-                                 f"DATA {CSV}: max_iter is only used by the EM fit (em=True, "
-                                 "--em)"),
+                                 f"ppca fit of {CSV}: max_iter (--max-iter) is only used by the EM "
+                                 "fit (em=True, --em), not by the closed form"),
     "ppca tol without em": (lambda d: ["ppca", CSV, "--tol", "1e-3", "--max-iter", "5"],
-                            "max_iter and tol are only used by the EM fit"),
+                            "max_iter and tol (--max-iter, --tol) are only used by the EM "
+                            "fit"),
     "constant target": (lambda d: ["blr", _write(d / "c.csv", "x,y\n1,5\n2,5\n3,5\n")],
                         "c.csv: the target column 'y' is constant (every row is 5): there is "
                         "nothing to regress; choose another target (--target)"),
@@ -256,8 +257,8 @@ BAD_CASES = {
     # The design overflows (standardised |x| up to 2.1, 2.1**200 > float32's max): refused
     # before the fit compiles. (Iris with --degree 40 fits to NaN and gets the same message.)
     "blr degree 200": (lambda d: ["blr", CSV, "--degree", "200"],
-                       f"DATA {CSV}: degree=200 (--degree) is too high for float32: the fit is "
-                       "not finite; use a lower degree or fit in float64 (--x64)"),
+                       f"blr fit of {CSV}: degree=200 (--degree) is too high for float32: the "
+                       "fit is not finite; use a lower degree or fit in float64 (--x64)"),
     "unparsable option": (lambda d: ["gmm", CSV, "--n-components", "two"],
                           "argument --n-components: invalid int value: 'two'"),
     "bad choice": (lambda d: ["vbgmm", CSV, "--weight-prior", "beta"],
@@ -397,10 +398,12 @@ def test_non_finite_fit_or_library_error_names_the_data_file(tmp_path, capsys, m
     out = tmp_path / "out"
     assert main(["fit", "kmeans", CSV, "--out", str(out)]) == 2
     assert _one_error_line(capsys) == (
-        f"espresso-jax: error: DATA {CSV}: the kmeans fit is not finite in float32 (the data's "
-        "|values| range from 1.6 to 96): rescale the columns or fit in float64 (--x64)")
+        f"espresso-jax: error: kmeans fit of {CSV}: the kmeans result is not finite in float32 "
+        "(the data's |values| range from 1.6 to 96): rescale the columns or fit in float64 "
+        "(--x64)")
     assert main(["fit", "ppca", CSV, "--out", str(out)]) == 2
-    assert _one_error_line(capsys).startswith(f"espresso-jax: error: DATA {CSV}: ")
+    assert _one_error_line(capsys) == (
+        f"espresso-jax: error: ppca fit of {CSV}: params.W contains NaN")
     assert list(tmp_path.iterdir()) == []
 
 

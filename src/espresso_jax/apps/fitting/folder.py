@@ -123,6 +123,9 @@ def run_fit(key: jax.Array, model: str, data: str | os.PathLike, out_dir: str | 
             **options: Any) -> dict:
     """Read ``data``, fit ``model`` and write the fit folder (see the module docstring).
 
+    A ``ValueError`` of the fit (bad options, a result that is not finite) is raised again
+    with ``"<model> fit of <data>: "`` in front, so the message names the file.
+
     Returns:
         The summary written to ``summary.json``.
     """
@@ -130,8 +133,8 @@ def run_fit(key: jax.Array, model: str, data: str | os.PathLike, out_dir: str | 
     table = load_table(data)
     try:
         fitted = fit_model(key, model, table.data, columns=table.columns, **options)
-    except ValueError as err:   # name the file the user gave (the messages say "the data")
-        raise ValueError(f"DATA {data}: {err}") from err
+    except ValueError as err:   # name the model and the file the user gave
+        raise ValueError(f"{model} fit of {data}: {err}") from err
     return write_fit(out_dir, fitted, table.data, data_name=str(data))
 
 

@@ -82,8 +82,8 @@ def _check_finite_fit(model: str, X: np.ndarray, params: Any, metrics: dict | No
     tiny = float(np.min(np.abs(X[X != 0]))) if np.any(X != 0) else 0.0
     hint = ("rescale the columns" if dtype == jnp.float64 else
             "rescale the columns or fit in float64 (--x64)")
-    raise ValueError(f"the {model} fit is not finite in {dtype} (the data's |values| range from "
-                     f"{tiny:.3g} to {big:.3g}): {hint}")
+    raise ValueError(f"the {model} result is not finite in {dtype} (the data's |values| range "
+                     f"from {tiny:.3g} to {big:.3g}): {hint}")
 
 
 def _fit_gmm(key, X, *, n_components=2, covariance_type="full", n_init=1, max_iter=100,
@@ -146,8 +146,9 @@ def _fit_ppca(key, X, *, n_components=1, em=False, max_iter=None, tol=None):
     if not em and (max_iter is not None or tol is not None):
         given = [n for n, v in (("max_iter", max_iter), ("tol", tol)) if v is not None]
         verb = "is" if len(given) == 1 else "are"
-        raise ValueError(f"{' and '.join(given)} {verb} only used by the EM fit (em=True, "
-                         "--em), not by the closed form")
+        flags = ", ".join("--" + n.replace("_", "-") for n in given)
+        raise ValueError(f"{' and '.join(given)} ({flags}) {verb} only used by the EM fit "
+                         "(em=True, --em), not by the closed form")
     max_iter = 1000 if max_iter is None else max_iter
     tol = 1e-6 if tol is None else tol
     metrics: dict[str, Any] = {}
