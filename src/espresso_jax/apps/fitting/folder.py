@@ -167,6 +167,10 @@ def load_fitted(path: str | os.PathLike) -> Any:
     Returns:
         ``GMMParams`` (gmm), ``VBGMMParams`` (vbgmm), :class:`KMeansParams`, ``PPCAParams`` or
         :class:`BLRParams`, as the fit produced them.
+
+    Raises:
+        ValueError: ``params.msgpack`` does not match ``params.msgpack.sha256`` (a folder from
+            before checksums loads with a ``UserWarning``; see :mod:`espresso_jax.io`).
     """
     file, _ = _paths(path)
     info = load_info(path)
