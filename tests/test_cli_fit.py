@@ -5,7 +5,10 @@ References: scikit-learn (GaussianMixture, KMeans, PCA) and the closed-form evid
 (PRML eqs. 3.91-3.95) computed here in NumPy float64.
 """
 
+import hashlib
 import json
+import os
+import stat
 import subprocess
 import sys
 
@@ -230,7 +233,32 @@ BAD_CASES = {
                                 "--n-clusters", "3"], "n_clusters=3 must be <= n_samples=2"),
     "bad option value": (lambda d: ["gmm", CSV, "--reg-covar", "-1"],
                          "reg_covar must be > 0"),
-    "negative seed": (lambda d: ["kmeans", CSV, "--seed", "-3"], "seed must be >= 0, got -3"),
+    "negative seed": (lambda d: ["kmeans", CSV, "--seed", "-3"],
+                      "argument --seed: must be an integer in 0..4294967295 (32 bits), got -3"),
+    "seed beyond 64 bits": (lambda d: ["kmeans", CSV, "--seed", "18446744073709551616"],
+                            "argument --seed: must be an integer in 0..4294967295 (32 bits), "
+                            "got 18446744073709551616"),
+    "zero-row npy": (lambda d: ["kmeans", _npy(d / "zero.npy", np.zeros((0, 2)))],
+                     "zero.npy is empty (shape (0, 2))"),
+    "zero-length 1-d npy": (lambda d: ["ppca", _npy(d / "zero1.npy", np.zeros(0))],
+                            "zero1.npy is empty (shape (0,))"),
+    "ppca max-iter without em": (lambda d: ["ppca", CSV, "--max-iter", "5"],
+                                 f"ppca fit of {CSV}: max_iter (--max-iter) is only used by the EM "
+                                 "fit (em=True, --em), not by the closed form"),
+    "ppca tol without em": (lambda d: ["ppca", CSV, "--tol", "1e-3", "--max-iter", "5"],
+                            "max_iter and tol (--max-iter, --tol) are only used by the EM "
+                            "fit"),
+    "constant target": (lambda d: ["blr", _write(d / "c.csv", "x,y\n1,5\n2,5\n3,5\n")],
+                        "c.csv: the target column 'y' is constant (every row is 5): there is "
+                        "nothing to regress; choose another target (--target)"),
+    "huge target": (lambda d: ["blr", _npy(d / "huge.npy", X * 1e30)],
+                    "huge.npy: the target column 'col1' has variance 1.84e+62, beyond what "
+                    "float32 resolves: rescale it or fit in float64 (--x64)"),
+    # The design overflows (standardised |x| up to 2.1, 2.1**200 > float32's max): refused
+    # before the fit compiles. (Iris with --degree 40 fits to NaN and gets the same message.)
+    "blr degree 200": (lambda d: ["blr", CSV, "--degree", "200"],
+                       f"blr fit of {CSV}: degree=200 (--degree) is too high for float32: the "
+                       "fit is not finite; use a lower degree or fit in float64 (--x64)"),
     "unparsable option": (lambda d: ["gmm", CSV, "--n-components", "two"],
                           "argument --n-components: invalid int value: 'two'"),
     "bad choice": (lambda d: ["vbgmm", CSV, "--weight-prior", "beta"],
@@ -335,7 +363,103 @@ def test_cli_fit_subprocess_smoke(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "load_fitted" in proc.stdout and "Traceback" not in proc.stderr
-    assert {p.name for p in out.iterdir()} == {"params.msgpack", "params.json",
-                                               "summary.json", "plot.png"}
+    assert {p.name for p in out.iterdir()} == {"params.msgpack", "params.msgpack.sha256",
+                                               "params.json", "summary.json", "plot.png"}
     info = fitting.load_info(out)
     assert info["options"]["basis"] == "none" and info["leaves"][0]["dtype"] == "float64"
+
+
+# ------------------------------------------------------- library failures, checksums, folder modes
+
+def _one_error_line(capsys):
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("espresso-jax: error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_non_finite_fit_or_library_error_names_the_data_file(tmp_path, capsys, monkeypatch):
+    """Whatever the library's scale handling, a fit that comes back non-finite (faked here: no
+    compile) or a ValueError from inside the library is one line naming DATA, nothing written."""
+    from types import SimpleNamespace
+
+    from espresso_jax.mixture import kmeans
+
+    def nan_fit(key, X, k, **options):
+        return SimpleNamespace(params=kmeans.KMeansParams(np.full((k, X.shape[1]), np.nan)),
+                               inertia=np.inf)
+
+    def failing_fit(X, n_components, **options):
+        raise ValueError("params.W contains NaN")
+
+    monkeypatch.setattr(kmeans, "fit", nan_fit)
+    monkeypatch.setattr(ppca, "fit", failing_fit)
+    out = tmp_path / "out"
+    assert main(["fit", "kmeans", CSV, "--out", str(out)]) == 2
+    assert _one_error_line(capsys) == (
+        f"espresso-jax: error: kmeans fit of {CSV}: the kmeans result is not finite in float32 "
+        "(the data's |values| range from 1.6 to 96): rescale the columns or fit in float64 "
+        "(--x64)")
+    assert main(["fit", "ppca", CSV, "--out", str(out)]) == 2
+    assert _one_error_line(capsys) == (
+        f"espresso-jax: error: ppca fit of {CSV}: params.W contains NaN")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fit_folder_params_are_checksummed(tmp_path, capsys):
+    out = tmp_path / "fit"
+    assert main(["fit", "ppca", CSV, "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["files"]["params_checksum"] == "params.msgpack.sha256"
+    digest = (out / "params.msgpack.sha256").read_text().split()[0]
+    assert digest == hashlib.sha256((out / "params.msgpack").read_bytes()).hexdigest()
+    data = bytearray((out / "params.msgpack").read_bytes())
+    data[-3] ^= 0xFF                                   # a byte of the last array
+    (out / "params.msgpack").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="params.msgpack does not match its checksum"):
+        fitting.load_fitted(out)
+
+
+@pytest.mark.parametrize("umask", [0o027, 0o002], ids=["umask027", "umask002"])
+def test_output_folders_follow_the_umask(tmp_path, capsys, umask):
+    from espresso_jax.apps.report import Report
+
+    old = os.umask(umask)
+    try:
+        assert main(["fit", "ppca", CSV, "--out", str(tmp_path / "fit")]) == 0
+        report = Report(tmp_path / "report", title="t")
+        report.metrics({"x": 1.0})
+        report.write()
+    finally:
+        os.umask(old)
+    for folder in ("fit", "report"):
+        assert stat.S_IMODE((tmp_path / folder).stat().st_mode) == 0o777 & ~umask, folder
+    assert stat.S_IMODE((tmp_path / "fit" / "params.msgpack").stat().st_mode) == \
+        0o666 & ~umask
+
+
+def test_tour_seed_out_of_range_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["tour", "--seed", "4294967296", "--out", str(tmp_path / "r")])
+    assert exc.value.code == 2
+    assert _one_error_line(capsys) == (
+        "espresso-jax: error: argument --seed: must be an integer in 0..4294967295 (32 bits), "
+        "got 4294967296 (see espresso-jax tour --help)")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unexpected_exception_is_still_one_line_exit_2(tmp_path, capsys, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(fitting, "run_fit", broken)
+    monkeypatch.delenv("ESPRESSO_JAX_TRACEBACK", raising=False)
+    assert main(["fit", "ppca", CSV, "--out", str(tmp_path / "out")]) == 2
+    assert _one_error_line(capsys) == (
+        "espresso-jax: error: internal error (RuntimeError: boom second line); rerun with "
+        "ESPRESSO_JAX_TRACEBACK=1 for the traceback and please report it")
+    monkeypatch.setenv("ESPRESSO_JAX_TRACEBACK", "1")
+    with pytest.raises(RuntimeError, match="boom"):
+        main(["fit", "ppca", CSV, "--out", str(tmp_path / "out")])
+    assert list(tmp_path.iterdir()) == []

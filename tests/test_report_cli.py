@@ -76,7 +76,9 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "espresso_jax.apps.cli", "tour", "--seed", "-1",
                            "--out", str(tmp_path / "r")], capture_output=True, text=True)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == ["espresso-jax: error: seed must be >= 0, got -1"]
+    assert proc.stderr.strip().splitlines() == [
+        "espresso-jax: error: argument --seed: must be an integer in 0..4294967295 (32 bits), "
+        "got -1 (see espresso-jax tour --help)"]
     assert not (tmp_path / "r").exists()
 
 

@@ -15,7 +15,8 @@ rest the same way for every model:
   and, between chunks, updates a progress bar, the loss history, evaluation callbacks and early
   stopping; :func:`fit` is ``init_state`` + ``make_step`` + ``fit_loop``.
 
-States save and load with flax's msgpack serializer (:func:`save_state`, :func:`load_state`).
+States save and load with flax's msgpack serializer and a checksum sidecar (:func:`save_state`,
+:func:`load_state`; see :mod:`espresso_jax.io`).
 """
 
 from __future__ import annotations
@@ -377,9 +378,11 @@ def _key_to_data(tree: PyTree) -> PyTree:
 def save_state(path: str | os.PathLike, state: Any) -> Path:
     """Save a training state (or any pytree with typed keys) with flax's msgpack serializer.
 
-    Typed PRNG keys are stored as their raw key data.
+    Typed PRNG keys are stored as their raw key data. The file gets the same ``.sha256``
+    checksum sidecar as :func:`espresso_jax.io.save_params` (one writer: :func:`io.save_tree`),
+    verified by :func:`load_state`.
     """
-    return io.save_params(path, _key_to_data(state))
+    return io.save_tree(path, _key_to_data(state))
 
 
 def load_state(path: str | os.PathLike, like: Any) -> Any:
@@ -388,7 +391,7 @@ def load_state(path: str | os.PathLike, like: Any) -> Any:
     ``like`` is a state of the same model and optimiser (e.g. a freshly initialised one);
     typed keys in ``like`` come back as typed keys of the same implementation.
     """
-    loaded = io.load_params(path, _key_to_data(like))
+    loaded = io.load_tree(path, _key_to_data(like))
 
     def restore(template, leaf):
         if isinstance(template, jax.Array) and jnp.issubdtype(template.dtype,

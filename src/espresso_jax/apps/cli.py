@@ -12,7 +12,8 @@ lists the model's options.
 checkout one at a time and prints their ratio table (:mod:`espresso_jax.apps.bench`).
 
 Errors are one line on stderr (``espresso-jax: error: ...``), exit status 2, no traceback, and
-nothing written.
+nothing written; an unexpected exception (a bug) is reported the same way, and
+``ESPRESSO_JAX_TRACEBACK=1`` shows its traceback instead.
 """
 
 from __future__ import annotations
@@ -20,11 +21,30 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 _PROG = "espresso-jax"
+
+
+SEED_MAX = 2**32 - 1
+"""Largest ``--seed``: a 32-bit seed gives the same key with and without ``--x64`` (JAX keeps
+only the low 32 bits of a larger seed in float32 mode)."""
+
+
+def _seed(text: str) -> int:
+    """argparse type of ``--seed``: an integer in ``0..SEED_MAX``."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer in 0..{SEED_MAX}, got "
+                                         f"{text!r}") from None
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must be an integer in 0..{SEED_MAX} (32 bits), got "
+                                         f"{value}")
+    return value
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,7 +64,8 @@ def _add_fit_parsers(fit: argparse.ArgumentParser) -> None:
                        help=".csv (header optional) or .npy file, one row per sample")
         p.add_argument("--out", default=None,
                        help=f"output folder (default: <DATA stem>_{name})")
-        p.add_argument("--seed", type=int, default=0, help="PRNG seed (default: 0)")
+        p.add_argument("--seed", type=_seed, default=0,
+                       help=f"PRNG seed in 0..{SEED_MAX} (default: 0)")
         p.add_argument("--x64", action="store_true", help="fit in float64 (default float32)")
         return p
 
@@ -81,8 +102,9 @@ def _add_fit_parsers(fit: argparse.ArgumentParser) -> None:
     p = model("ppca", "probabilistic PCA (closed form, or EM with --em)")
     opt(p, "--n-components", int, 1, "latent dimension M")
     p.add_argument("--em", action="store_true", help="fit by EM instead of the closed form")
-    opt(p, "--max-iter", int, 1000, "maximum EM iterations (with --em)")
-    opt(p, "--tol", float, 1e-6, "EM tolerance on the mean log-likelihood (with --em)")
+    opt(p, "--max-iter", int, None, "maximum EM iterations (only with --em; default: 1000)")
+    opt(p, "--tol", float, None, "EM tolerance on the mean log-likelihood (only with --em; "
+        "default: 1e-6)")
 
     p = model("blr", "Bayesian linear regression, alpha and beta by evidence maximisation")
     opt(p, "--target", str, "-1", "target column: index (negative from the end) or name")
@@ -109,7 +131,8 @@ def _parser() -> argparse.ArgumentParser:
     tour.add_argument("--quick", action="store_true",
                       help="small settings, same code paths (under a minute on 2 CPU cores)")
     tour.add_argument("--out", default="report", help="report folder (default: report)")
-    tour.add_argument("--seed", type=int, default=0, help="PRNG seed (default: 0)")
+    tour.add_argument("--seed", type=_seed, default=0,
+                      help=f"PRNG seed in 0..{SEED_MAX} (default: 0)")
     fit = sub.add_parser(
         "fit", help="fit a model to your CSV/NPY table and save params, summary and plot",
         description="Fit a model to a CSV or NPY table; `espresso-jax fit MODEL -h` lists "
@@ -151,8 +174,6 @@ def _run_fit(args: argparse.Namespace) -> None:
 
     from espresso_jax.apps.fitting import run_fit
 
-    if args.seed < 0:
-        raise ValueError(f"seed must be >= 0, got {args.seed}")
     out = Path(args.out) if args.out else Path(f"{Path(args.data).stem}_{args.model}")
     options = {k: v for k, v in vars(args).items() if k not in _FIT_COMMON}
     if args.model == "blr":
@@ -170,8 +191,8 @@ def _run_fit(args: argparse.Namespace) -> None:
         if isinstance(value, (bool, int, float)):
             text = f"{value:.6g}" if isinstance(value, float) else str(value)
             print(f"  {name:<24} {text}")
-    print(f"\nwritten to {out}/ (params.msgpack, params.json, summary.json, plot.png) in "
-          f"{time.perf_counter() - start:.1f} s")
+    print(f"\nwritten to {out}/ (params.msgpack + .sha256, params.json, summary.json, "
+          f"plot.png) in {time.perf_counter() - start:.1f} s")
     print(f"load in Python: {summary['load']}")
 
 
@@ -204,8 +225,6 @@ def _one_line(err: BaseException) -> str:
 def _use_headless_backend() -> None:
     """The CLI writes figures to files and never shows a window: select Agg unless the user
     chose a backend through ``MPLBACKEND``. Only the CLI does this; the library never does."""
-    import os
-
     if "MPLBACKEND" not in os.environ:
         import matplotlib
 
@@ -229,12 +248,19 @@ def main(argv: list[str] | None = None) -> int:
             _run_fit(args)
         elif args.command == "bench":
             return _run_bench(args)
-    except (ValueError, TypeError, FileNotFoundError, OSError) as err:
+    except (ValueError, TypeError, OSError, ArithmeticError) as err:
         print(f"{_PROG}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{_PROG}: interrupted; nothing written", file=sys.stderr)
         return 130
+    except Exception as err:   # a bug: still one line, exit 2, and how to see the traceback
+        if os.environ.get("ESPRESSO_JAX_TRACEBACK"):
+            raise
+        print(f"{_PROG}: error: internal error ({type(err).__name__}: {_one_line(err)}); "
+              "rerun with ESPRESSO_JAX_TRACEBACK=1 for the traceback and please report it",
+              file=sys.stderr)
+        return 2
     return 0
 
 

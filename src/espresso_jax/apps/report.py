@@ -11,15 +11,30 @@ import html
 import json
 import math
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["Report", "to_jsonable"]
+__all__ = ["Report", "to_jsonable", "make_staging_dir"]
+
+
+def make_staging_dir(parent: str | os.PathLike, prefix: str) -> Path:
+    """A new, uniquely named folder ``parent/<prefix><random hex>`` made with the user's umask,
+    as ``mkdir`` makes folders (``tempfile.mkdtemp`` makes them private, mode 0700, and a
+    staging folder renamed into place would keep that mode)."""
+    parent = Path(parent)
+    for _ in range(100):
+        path = parent / f"{prefix}{secrets.token_hex(6)}"
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"no free staging folder name {prefix}* in {parent}")
 
 
 def to_jsonable(value: Any) -> Any:
@@ -63,7 +78,7 @@ class Report:
         self.out_dir = Path(out_dir)
         self.title = title
         self._sections: list[dict[str, Any]] = []
-        self._staging = Path(tempfile.mkdtemp(prefix=".report-", dir=self._parent()))
+        self._staging = make_staging_dir(self._parent(), ".report-")
         self._figures: set[str] = set()
 
     def _parent(self) -> Path:

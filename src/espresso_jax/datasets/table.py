@@ -108,6 +108,8 @@ def load_table(path: str | os.PathLike) -> Table:
         if arr.ndim not in (1, 2):
             raise ValueError(f"DATA {path} must be a 1-D or 2-D array (n_rows, n_columns), got "
                              f"shape {arr.shape}")
+        if arr.size == 0:
+            raise ValueError(f"DATA {path} is empty (shape {arr.shape})")
         data = np.asarray(arr, np.float64).reshape(arr.shape[0], -1)
         header, where = None, [f"row {i}" for i in range(data.shape[0])]
     elif suffix in _TEXT_SUFFIXES:

@@ -5,15 +5,17 @@ to the rows), :mod:`~espresso_jax.apps.fitting.plots` (the figure) and
 
 A fit folder holds
 
-* ``params.msgpack``: the fitted parameters NamedTuple (:func:`espresso_jax.io.save_params`);
+* ``params.msgpack``: the fitted parameters NamedTuple (:func:`espresso_jax.io.save_params`),
+  with its SHA-256 in ``params.msgpack.sha256`` (checked by :func:`load_fitted`);
 * ``params.json``: a sidecar with the model name, the parameter structure, shapes and dtypes,
   the options and the column names, so :func:`load_fitted` needs no template;
 * ``summary.json``: data description, options, metrics and how to load the parameters;
 * ``plot.png``: clusters with 2-sd ellipses (2-D data; the first two principal axes otherwise),
   the PPCA latent space, or the BLR predictive band (one input column; residuals otherwise).
 
-The folder is assembled in a temporary folder beside the destination and renamed into place
-only when complete, so an error never leaves a half-written result.
+The folder is assembled in a temporary folder beside the destination (made with the user's
+umask) and renamed into place only when complete, so an error never leaves a half-written
+result.
 
 Example:
     >>> table = load_table("data.csv")

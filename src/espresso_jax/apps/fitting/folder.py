@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from espresso_jax.apps.fitting.models import (
     blr_design,
     fit_model,
 )
-from espresso_jax.apps.report import to_jsonable
+from espresso_jax.apps.report import make_staging_dir, to_jsonable
 from espresso_jax.datasets.table import load_table
 from espresso_jax.io import load_params, save_params
 from espresso_jax.linear import bayes
@@ -77,7 +76,8 @@ def _move_into_place(staging: Path, out_dir: Path) -> None:
 
 def write_fit(out_dir: str | os.PathLike, fitted: FitOutput, X: Any, *,
               data_name: str | None = None) -> dict:
-    """Write ``params.msgpack``, ``params.json``, ``summary.json`` and ``plot.png``.
+    """Write ``params.msgpack`` (+ ``params.msgpack.sha256``), ``params.json``, ``summary.json``
+    and ``plot.png``.
 
     Args:
         out_dir: destination folder; an earlier fit folder there is replaced, any other
@@ -94,7 +94,7 @@ def write_fit(out_dir: str | os.PathLike, fitted: FitOutput, X: Any, *,
     parent = out_dir.resolve().parent
     check_out_dir(out_dir)
     parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=parent))
+    staging = make_staging_dir(parent, f".{out_dir.name}-")
     try:
         save_params(staging / "params.msgpack", fitted.params)
         (staging / "params.json").write_text(json.dumps(fitted.info, indent=2))
@@ -106,8 +106,9 @@ def write_fit(out_dir: str | os.PathLike, fitted: FitOutput, X: Any, *,
         summary = {"model": fitted.model, "data": data_name, "n_samples": X.shape[0],
                    "columns": fitted.info["columns"], "options": fitted.info["options"],
                    "metrics": fitted.metrics,
-                   "files": {"params": "params.msgpack", "params_info": "params.json",
-                             "plot": "plot.png"},
+                   "files": {"params": "params.msgpack",
+                             "params_checksum": "params.msgpack.sha256",
+                             "params_info": "params.json", "plot": "plot.png"},
                    "load": load}
         (staging / "summary.json").write_text(json.dumps(to_jsonable(summary), indent=2,
                                                          allow_nan=False))
@@ -122,12 +123,18 @@ def run_fit(key: jax.Array, model: str, data: str | os.PathLike, out_dir: str | 
             **options: Any) -> dict:
     """Read ``data``, fit ``model`` and write the fit folder (see the module docstring).
 
+    A ``ValueError`` of the fit (bad options, a result that is not finite) is raised again
+    with ``"<model> fit of <data>: "`` in front, so the message names the file.
+
     Returns:
         The summary written to ``summary.json``.
     """
     check_out_dir(out_dir)
     table = load_table(data)
-    fitted = fit_model(key, model, table.data, columns=table.columns, **options)
+    try:
+        fitted = fit_model(key, model, table.data, columns=table.columns, **options)
+    except ValueError as err:   # name the model and the file the user gave
+        raise ValueError(f"{model} fit of {data}: {err}") from err
     return write_fit(out_dir, fitted, table.data, data_name=str(data))
 
 
@@ -160,6 +167,10 @@ def load_fitted(path: str | os.PathLike) -> Any:
     Returns:
         ``GMMParams`` (gmm), ``VBGMMParams`` (vbgmm), :class:`KMeansParams`, ``PPCAParams`` or
         :class:`BLRParams`, as the fit produced them.
+
+    Raises:
+        ValueError: ``params.msgpack`` does not match ``params.msgpack.sha256`` (a folder from
+            before checksums loads with a ``UserWarning``; see :mod:`espresso_jax.io`).
     """
     file, _ = _paths(path)
     info = load_info(path)

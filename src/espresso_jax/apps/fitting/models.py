@@ -68,11 +68,30 @@ def _need_columns(X: np.ndarray, n: int, what: str) -> None:
         raise ValueError(f"{what} needs at least {n} column(s); DATA has {X.shape[1]}")
 
 
+def _check_finite_fit(model: str, X: np.ndarray, params: Any, metrics: dict | None = None
+                      ) -> None:
+    """Refuse a fit whose parameters or summary numbers are not finite (data beyond what the
+    precision resolves): the message names the data and says what to do, not the field."""
+    leaves = jax.tree.leaves(params) + [
+        v for v in jax.tree.leaves(metrics or {})
+        if np.asarray(v).dtype.kind == "f"]
+    if all(np.all(np.isfinite(np.asarray(v))) for v in leaves):
+        return
+    dtype = jnp.asarray(0.0).dtype
+    big = float(np.max(np.abs(X)))
+    tiny = float(np.min(np.abs(X[X != 0]))) if np.any(X != 0) else 0.0
+    hint = ("rescale the columns" if dtype == jnp.float64 else
+            "rescale the columns or fit in float64 (--x64)")
+    raise ValueError(f"the {model} result is not finite in {dtype} (the data's |values| range "
+                     f"from {tiny:.3g} to {big:.3g}): {hint}")
+
+
 def _fit_gmm(key, X, *, n_components=2, covariance_type="full", n_init=1, max_iter=100,
              tol=1e-3, reg_covar=1e-6):
     res = gmm.fit(key, X, n_components, covariance_type=covariance_type, n_init=n_init,
                   max_iter=max_iter, tol=tol, reg_covar=reg_covar)
     p = res.params
+    _check_finite_fit("gmm", X, p)
     metrics = {"mean_log_likelihood": gmm.score(p, X), "bic": gmm.bic(p, X),
                "aic": gmm.aic(p, X), "n_iter": res.n_iter, "converged": bool(res.converged),
                "weights": p.weights, "means": p.means}
@@ -97,6 +116,7 @@ def _fit_vbgmm(key, X, *, n_components=5, weight_prior="dirichlet_process",
                     weight_concentration=weight_concentration, covariance_type=covariance_type,
                     n_init=n_init, max_iter=max_iter, tol=tol)
     p = res.params
+    _check_finite_fit("vbgmm", X, p)
     w = vbgmm.expected_weights(p)
     metrics = {"elbo": res.history[int(res.n_iter) - 1], "n_iter": res.n_iter,
                "converged": bool(res.converged),
@@ -111,6 +131,7 @@ def _fit_vbgmm(key, X, *, n_components=5, weight_prior="dirichlet_process",
 
 def _fit_kmeans(key, X, *, n_clusters=2, n_init=1, max_iter=300, tol=1e-4):
     res = kmeans.fit(key, X, n_clusters, n_init=n_init, max_iter=max_iter, tol=tol)
+    _check_finite_fit("kmeans", X, res.params, {"inertia": res.inertia})
     labels = np.asarray(kmeans.predict(res.params, X))
     metrics = {"inertia": res.inertia, "n_iter": res.n_iter, "converged": bool(res.converged),
                "cluster_sizes": np.bincount(labels, minlength=n_clusters),
@@ -119,9 +140,17 @@ def _fit_kmeans(key, X, *, n_clusters=2, n_init=1, max_iter=300, tol=1e-4):
     return res.params, opts, metrics
 
 
-def _fit_ppca(key, X, *, n_components=1, em=False, max_iter=1000, tol=1e-6):
+def _fit_ppca(key, X, *, n_components=1, em=False, max_iter=None, tol=None):
     n_components = check_int(n_components, "n_components", min_value=1)
     _need_columns(X, n_components, f"ppca with n_components={n_components}")
+    if not em and (max_iter is not None or tol is not None):
+        given = [n for n, v in (("max_iter", max_iter), ("tol", tol)) if v is not None]
+        verb = "is" if len(given) == 1 else "are"
+        flags = ", ".join("--" + n.replace("_", "-") for n in given)
+        raise ValueError(f"{' and '.join(given)} ({flags}) {verb} only used by the EM fit "
+                         "(em=True, --em), not by the closed form")
+    max_iter = 1000 if max_iter is None else max_iter
+    tol = 1e-6 if tol is None else tol
     metrics: dict[str, Any] = {}
     if em:
         res = ppca.fit_em(key, X, n_components, max_iter=max_iter, tol=tol)
@@ -129,6 +158,7 @@ def _fit_ppca(key, X, *, n_components=1, em=False, max_iter=1000, tol=1e-6):
     else:
         res = ppca.fit(X, n_components)
     p = res.params
+    _check_finite_fit("ppca", X, p)
     var = np.sum(np.asarray(p.W, np.float64) ** 2, axis=0) + float(p.sigma2)
     metrics.update(mean_log_likelihood=ppca.log_likelihood(p, X), sigma2=p.sigma2,
                    latent_variances=var)
@@ -164,6 +194,35 @@ def blr_design(X: Any, basis: str, degree: int | None, x_mean: jax.Array, x_scal
     return basis_fns.design_matrix(xs, basis, centres=centres, width=float(width), bias=True)
 
 
+def _check_target(y: np.ndarray, name: str) -> None:
+    """A constant target has no noise to estimate; a target whose variance or its inverse does
+    not fit the precision cannot give a finite noise precision ``beta``."""
+    if np.ptp(y) == 0:
+        raise ValueError(f"the target column {name!r} is constant (every row is {y[0]:.6g}): "
+                         "there is nothing to regress; choose another target (--target)")
+    dtype = jnp.asarray(0.0).dtype
+    info = np.finfo(dtype)
+    var = float(np.var(y))
+    if not (len(y) / float(info.max) < var < float(info.max) / len(y)):
+        hint = "rescale it" if dtype == jnp.float64 else "rescale it or fit in float64 (--x64)"
+        raise ValueError(f"the target column {name!r} has variance {var:.3g}, beyond what "
+                         f"{dtype} resolves: {hint}")
+
+
+def _basis_error(basis: str, degree: int | None, n_basis: int | None, width: float
+                 ) -> ValueError:
+    dtype = jnp.asarray(0.0).dtype
+    x64 = "" if dtype == jnp.float64 else " or fit in float64 (--x64)"
+    if basis == "polynomial":
+        return ValueError(f"degree={degree} (--degree) is too high for {dtype}: the fit is not "
+                          f"finite; use a lower degree{x64}")
+    if basis == "none":
+        return ValueError(f"the linear fit is not finite in {dtype}: rescale the columns{x64}")
+    return ValueError(f"the {basis} basis with n_basis={n_basis} and width={width:.3g} "
+                      f"(--n-basis, --width) gives a fit that is not finite in {dtype}: use "
+                      f"fewer functions or a larger width{x64}")
+
+
 def _fit_blr(key, X, columns, *, target=-1, basis="polynomial", degree=None, n_basis=None,
              width=None, max_iter=300, tol=1e-6):
     _need_columns(X, 2, "blr (inputs and a target)")
@@ -175,6 +234,7 @@ def _fit_blr(key, X, columns, *, target=-1, basis="polynomial", degree=None, n_b
         raise ValueError(f"n_basis and width are only used by the gaussian and sigmoid bases, "
                          f"not {basis!r}")
     x, y = np.delete(X, j, axis=1), X[:, j]
+    _check_target(y, columns[j])
     d = x.shape[1]
     if basis == "sigmoid" and d != 1:
         raise ValueError(f"the sigmoid basis needs exactly one input column; DATA has {d} "
@@ -201,8 +261,12 @@ def _fit_blr(key, X, columns, *, target=-1, basis="polynomial", degree=None, n_b
         centres, width = np.zeros((0, d)), 1.0
     scaling = tuple(jnp.asarray(a, dtype) for a in (mu, sd, centres, width))
     design = blr_design(x, basis, degree, *scaling)
+    if not bool(jnp.all(jnp.isfinite(design))):
+        raise _basis_error(basis, degree, n_basis, width)
     fit = bayes.fit_evidence(design, y, max_iter=max_iter, tol=tol, alpha_shape=0.0,
                              alpha_rate=0.0, beta_shape=0.0, beta_rate=0.0)
+    if not all(bool(jnp.all(jnp.isfinite(a))) for a in jax.tree.leaves(fit.params)):
+        raise _basis_error(basis, degree, n_basis, width)
     params = BLRParams(fit.params, *scaling)
     pred = bayes.predict(fit.params, design)
     beta = fit.params.beta
@@ -232,7 +296,8 @@ def fit_model(key: jax.Array, model: str, X: Any, *, columns: tuple[str, ...] | 
             vbgmm: n_components [5], weight_prior ["dirichlet_process" | "dirichlet"],
             weight_concentration [1/K], covariance_type, n_init, max_iter [100], tol [1e-3];
             kmeans: n_clusters [2], n_init [1], max_iter [300], tol [1e-4];
-            ppca: n_components [1], em [False: closed form], max_iter, tol (EM only);
+            ppca: n_components [1], em [False: closed form], max_iter [1000], tol [1e-6]
+            (EM only: given without em they are a ValueError);
             blr: target [-1: last column; index or name], basis ["polynomial" | "gaussian" |
             "sigmoid" | "none" (linear)], degree [3], n_basis [9], width [spacing of the
             centres, in standard deviations], max_iter [300], tol [1e-6]. Inputs are
@@ -263,6 +328,7 @@ def fit_model(key: jax.Array, model: str, X: Any, *, columns: tuple[str, ...] | 
             "gmm": _fit_gmm, "vbgmm": _fit_vbgmm, "kmeans": _fit_kmeans, "ppca": _fit_ppca}
         fitter = fitters[model]
         params, opts, metrics = fitter(key, X, **options)
+    _check_finite_fit(model, X, params, metrics)
     leaves = jax.tree.leaves(params)
     info = {"format": FORMAT_VERSION, "model": model, "params_type": type(params).__name__,
             "leaves": [{"shape": list(np.shape(a)), "dtype": str(np.asarray(a).dtype)}
