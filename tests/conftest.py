@@ -59,12 +59,17 @@ class _CompileLog(logging.Handler):
 MODEL_COMPILES = ("_run_chunk", "_init", "step", "dot_general", "conv_general_dilated")
 
 
-def _raises_before_compiling(call, match, exc=ValueError, forbid=()):
+def _raises_before_compiling(call, match, exc=ValueError, forbid=(), clear=True):
     """Run ``call()`` expecting ``exc`` matching ``match``, after clearing JAX's caches
     (otherwise work done by earlier tests would compile nothing here), and fail if anything
     model-like (:data:`MODEL_COMPILES`, plus the names in ``forbid``) compiled before the
-    error, as recorded with ``jax.log_compiles``. Returns the raised exception info."""
-    jax.clear_caches()
+    error, as recorded with ``jax.log_compiles``. Returns the raised exception info.
+
+    ``clear=False`` skips the clearing (0.5 s of CPU per call: the host checks' own small
+    programs compile again) for a test module that clears the caches once and never
+    compiles anything model-like itself."""
+    if clear:
+        jax.clear_caches()
     handler = _CompileLog()
     loggers = [logging.getLogger(n) for n in ("jax._src.interpreters.pxla",
                                               "jax._src.dispatch")]
