@@ -1,5 +1,7 @@
-"""Test configuration: strict dtype and rank promotion everywhere, an x64 fixture."""
+"""Test configuration: strict dtype and rank promotion everywhere, an x64 fixture, and the
+``raises_before_compiling`` check of host-side validation."""
 
+import logging
 import os
 
 # The library never selects a matplotlib backend; tests run headless.
@@ -38,3 +40,55 @@ def both_precisions(request):
     """Parametrise a test over float32 and float64; yields the dtype name."""
     with jax.enable_x64(request.param == "float64"):
         yield request.param
+
+
+class _CompileLog(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.names: list[str] = []
+
+    def emit(self, record):
+        text = record.getMessage()
+        if text.startswith("Compiling "):
+            self.names.append(text.split()[1])
+
+
+# What compiling the model looks like: the engine's chunk, a jitted init or step, or any
+# network arithmetic (flax's eager init runs its matmuls one primitive at a time). Host
+# validation compiles only small reductions, slices and key splits.
+MODEL_COMPILES = ("_run_chunk", "_init", "step", "dot_general", "conv_general_dilated")
+
+
+def _raises_before_compiling(call, match, exc=ValueError, forbid=(), clear=True):
+    """Run ``call()`` expecting ``exc`` matching ``match``, after clearing JAX's caches
+    (otherwise work done by earlier tests would compile nothing here), and fail if anything
+    model-like (:data:`MODEL_COMPILES`, plus the names in ``forbid``) compiled before the
+    error, as recorded with ``jax.log_compiles``. Returns the raised exception info.
+
+    ``clear=False`` skips the clearing (0.5 s of CPU per call: the host checks' own small
+    programs compile again) for a test module that clears the caches once and never
+    compiles anything model-like itself."""
+    if clear:
+        jax.clear_caches()
+    handler = _CompileLog()
+    loggers = [logging.getLogger(n) for n in ("jax._src.interpreters.pxla",
+                                              "jax._src.dispatch")]
+    for lg in loggers:
+        lg.addHandler(handler)
+    try:
+        with jax.log_compiles(True), pytest.raises(exc, match=match) as info:
+            call()
+    finally:
+        for lg in loggers:
+            lg.removeHandler(handler)
+    model_like = [n for n in handler.names if any(op in n for op in MODEL_COMPILES + forbid)]
+    assert not model_like, f"compiled {model_like} before rejecting the input"
+    return info
+
+
+@pytest.fixture
+def raises_before_compiling():
+    """``raises_before_compiling(call, match, exc=ValueError, forbid=())``: ``call()`` raises
+    ``exc`` matching ``match`` before anything of the model (or named in ``forbid``)
+    compiles."""
+    return _raises_before_compiling

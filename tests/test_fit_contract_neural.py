@@ -12,7 +12,8 @@ on tiny data for 2 epochs and must
   entry per compilation;
 * reject bad input (NaN in ``X``, a label outside the network's classes, an input width the
   network does not take) with a ``ValueError`` naming the argument before anything of the
-  model compiles: checked by clearing JAX's caches and recording, with ``jax.log_compiles``,
+  model compiles: checked (conftest's ``raises_before_compiling``) by clearing JAX's caches
+  and recording, with ``jax.log_compiles``,
   the names of the functions compiled during the failing call (host validation compiles at
   most small reductions, slices and key splits; never the training chunk, a jitted init or
   step, or a matmul of the network).
@@ -21,7 +22,6 @@ on tiny data for 2 epochs and must
 import functools
 import importlib
 import inspect
-import logging
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -145,40 +145,6 @@ def test_key_is_the_first_parameter():
     assert checked >= 20  # fits, inits, applies, samplers, predictives
 
 
-class _CompileLog(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.names: list[str] = []
-
-    def emit(self, record):
-        text = record.getMessage()
-        if text.startswith("Compiling "):
-            self.names.append(text.split()[1])
-
-
-# What compiling the model looks like: the engine's chunk, a jitted init or step, or any
-# network arithmetic (flax's eager init runs its matmuls one primitive at a time). Host
-# validation compiles only small reductions, slices and key splits.
-_MODEL_COMPILES = ("_run_chunk", "_init", "step", "dot_general", "conv_general_dilated")
-
-
-def _raises_before_compiling(fit_call, match):
-    jax.clear_caches()  # otherwise work done by earlier tests would compile nothing here
-    handler = _CompileLog()
-    loggers = [logging.getLogger(n) for n in ("jax._src.interpreters.pxla",
-                                              "jax._src.dispatch")]
-    for lg in loggers:
-        lg.addHandler(handler)
-    try:
-        with jax.log_compiles(True), pytest.raises(ValueError, match=match):
-            fit_call()
-    finally:
-        for lg in loggers:
-            lg.removeHandler(handler)
-    model_like = [n for n in handler.names if any(op in n for op in _MODEL_COMPILES)]
-    assert not model_like, f"compiled {model_like} before rejecting the input"
-
-
 _BAD_CASES = [(name, case) for name, family in FAMILIES.items()
               for case in ("nan", *(("label", "negative label") if family.labels else ()),
                            "width")]
@@ -204,6 +170,6 @@ def _bad_call(name: str, case: str) -> tuple[tuple[jax.Array, ...], dict, str]:
 
 
 @pytest.mark.parametrize("name,case", _BAD_CASES, ids=[f"{n}-{c}" for n, c in _BAD_CASES])
-def test_bad_input_raises_before_compiling(name, case):
+def test_bad_input_raises_before_compiling(name, case, raises_before_compiling):
     data, extra, match = _bad_call(name, case)
-    _raises_before_compiling(lambda: _fit(name, *data, **extra), match)
+    raises_before_compiling(lambda: _fit(name, *data, **extra), match)

@@ -19,6 +19,7 @@ from espresso_jax import (
     linear,
     metrics,
     mixture,
+    netcheck,
     nn,
     prob,
     train,
@@ -27,5 +28,5 @@ from espresso_jax import (
 
 __version__ = "0.1.0"
 __all__ = ["bnn", "datasets", "em", "fully_bayes", "interop", "io", "linear", "metrics", "mixture",
-           "nn",
+           "netcheck", "nn",
            "prob", "train", "validation", "__version__"]

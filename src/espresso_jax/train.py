@@ -35,7 +35,8 @@ import optax
 
 from espresso_jax import io
 from espresso_jax.interop import standard_promotion
-from espresso_jax.validation import check_forward, check_int, check_key
+from espresso_jax.netcheck import check_network, check_optimizer
+from espresso_jax.validation import check_int, check_key
 
 __all__ = [
     "TrainState",
@@ -101,7 +102,12 @@ class FitResult(NamedTuple):
 
 def init_state(key: jax.Array, params: PyTree, optimizer: optax.GradientTransformation
                ) -> TrainState:
-    """A fresh :class:`TrainState`: ``optimizer.init(params)``, step 0, ``key`` for the steps."""
+    """A fresh :class:`TrainState`: ``optimizer.init(params)``, step 0, ``key`` for the steps.
+
+    Raises:
+        TypeError: ``optimizer`` is not an optax ``GradientTransformation`` (e.g. ``"adam"``).
+    """
+    optimizer = check_optimizer(optimizer)
     with standard_promotion():
         opt_state = optimizer.init(params)
     return TrainState(params=params, opt_state=opt_state, key=key,
@@ -118,8 +124,15 @@ def make_step(loss_fn: Callable[..., Any], optimizer: optax.GradientTransformati
 
     The same ``(loss_fn, optimizer, has_aux)`` gives the same step object, so jitted loops over
     it are compiled once per shape (a second :func:`fit` call does not recompile).
+
+    Raises:
+        TypeError: ``loss_fn`` is not callable, or ``optimizer`` is not an optax
+            ``GradientTransformation``.
     """
-    return _make_step(loss_fn, optimizer, has_aux)
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be a function (params, batch, key) -> loss, got "
+                        f"{type(loss_fn).__name__}")
+    return _make_step(loss_fn, check_optimizer(optimizer), has_aux)
 
 
 @functools.lru_cache(maxsize=128)
@@ -143,6 +156,11 @@ def _n_rows(data: PyTree) -> int:
     leaves = jax.tree.leaves(data)
     if not leaves:
         raise ValueError("data has no array leaves")
+    for path, leaf in jax.tree_util.tree_flatten_with_path(data)[0]:
+        if not hasattr(leaf, "shape"):  # a Python list is a pytree node: its numbers are leaves
+            raise TypeError(f"data must be a pytree of arrays sharing the leading axis, but "
+                            f"data{jax.tree_util.keystr(path)} is a {type(leaf).__name__}: "
+                            "convert Python lists first, e.g. (np.asarray(X), np.asarray(y))")
     sizes = {int(np.shape(leaf)[0]) if np.ndim(leaf) else -1 for leaf in leaves}
     if len(sizes) != 1 or -1 in sizes:
         raise ValueError("every array in data must share the leading (example) axis, got "
@@ -339,20 +357,22 @@ def fit(key: jax.Array, loss_fn: Callable[..., Any], params: PyTree, data: PyTre
 
 def check_init(key: jax.Array, init: Callable[[jax.Array, Any], PyTree],
                forward: Callable[[PyTree, Any], Any], params: PyTree | None, x: Any, *,
-               name: str = "X") -> tuple[jax.Array, jax.Array | None, Any]:
+               name: str = "X", params_name: str = "params"
+               ) -> tuple[jax.Array, jax.Array | None, Any]:
     """Check on the host, before anything compiles, that a network takes the input ``x``.
 
     The neural fits share this step: without ``params``, ``key`` splits into an
-    initialisation key and a training key and ``init(init_key, x)`` is traced abstractly;
-    ``forward(params, x)`` is then traced abstractly too (:func:`~espresso_jax.validation.
-    check_forward`), so a wrong input width raises a ``ValueError`` naming ``name``.
+    initialisation key and a training key. ``init(key, x)`` and ``forward(params, x)`` are
+    traced abstractly (:func:`espresso_jax.netcheck.check_network`): a wrong input width
+    raises a ``ValueError`` naming ``name``, parameters of another network one naming
+    ``params_name``.
 
     Args:
         key: the fit's PRNG key.
         init: ``(init_key, x) -> params``. forward: ``(params, x) -> outputs``.
         params: given initial parameters, or None to initialise.
         x: an example input, e.g. ``X[:1]``.
-        name: the argument named in errors.
+        name, params_name: the arguments named in errors.
 
     Returns:
         ``(train_key, init_key, outputs)``: ``init_key`` is None when ``params`` was given
@@ -360,11 +380,12 @@ def check_init(key: jax.Array, init: Callable[[jax.Array, Any], PyTree],
         forward pass (e.g. its last axis is the number of classes).
     """
     init_key = None
-    shapes = params
     if params is None:
         init_key, key = jax.random.split(key)
-        shapes = check_forward(init, init_key, x, name=name)
-    return key, init_key, check_forward(forward, shapes, x, name=name)
+    trace_key = key if init_key is None else init_key
+    out = check_network(lambda a: init(trace_key, a), forward, params, x, name=name,
+                        params_name=params_name)
+    return key, init_key, out
 
 
 def _key_to_data(tree: PyTree) -> PyTree:

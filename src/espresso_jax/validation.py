@@ -337,8 +337,11 @@ def check_targets(y: Any, n_rows: int, *, n_classes: int | None = None,
     if n_classes is None:
         y = as_float_array(y, "y", ndim=ndim, shape_hint="(n_samples,)")
     else:
-        y = as_int_array(y, "y", ndim=1, shape_hint="(n_samples,)", min_value=0,
-                         max_value=int(n_classes) - 1)
+        y = as_int_array(y, "y", ndim=1, shape_hint="(n_samples,)", min_value=0)
+        top = None if is_traced(y) else int(np.asarray(y).max())
+        if top is not None and top >= n_classes:
+            raise ValueError(f"y has largest label {top} but the network has {n_classes} "
+                             f"outputs: labels must lie in [0, {n_classes - 1}]")
     if y.shape[0] != n_rows:
         raise ValueError(f"y must have one entry per row of X ({n_rows}), got {y.shape[0]}")
     return y

@@ -37,6 +37,7 @@ import optax
 
 from espresso_jax import train
 from espresso_jax.bnn import bbb
+from espresso_jax.netcheck import check_network, check_optimizer, check_outputs
 from espresso_jax.prob.gaussian import gaussian_log_density
 from espresso_jax.validation import (
     as_float_array,
@@ -254,11 +255,14 @@ def fit(key: jax.Array, X: Any, y: Any, *, module: nn.Module,
 
     Raises:
         ValueError: naming ``X`` (NaN, rank, a shape the module does not take), ``y`` (NaN, a
-            label out of range, a length other than ``X``'s) or ``noise_std``.
+            label out of range, a length other than ``X``'s, a shape other than the
+            network's outputs), ``params.net`` (another network's) or ``noise_std``.
+        TypeError: ``optimizer`` is not an optax ``GradientTransformation``.
     """
     key = check_key(key)
     check_choice(likelihood, "likelihood", LIKELIHOODS)
     check_choice(schedule, "schedule", SCHEDULES)
+    optimizer = check_optimizer(optimizer)
     X = jax.tree.map(lambda a: as_float_array(a, "X", ndim=(2, 3, 4, 5),
                                               shape_hint="(n, ...)"), X)
     if params is not None and not isinstance(params, BBBParams):
@@ -273,12 +277,14 @@ def fit(key: jax.Array, X: Any, y: Any, *, module: nn.Module,
         return bbb.apply(jax.random.key(0), module, p, x)[0]
 
     key, init_key, out = train.check_init(key, lambda k, x: bbb.init(k, module, x), forward,
-                                          None if params is None else params.net, x1)
+                                          None if params is None else params.net, x1,
+                                          params_name="params.net")
     n = check_same_length(**{f"X[{i}]": a for i, a in enumerate(jax.tree.leaves(X))})
     if likelihood == "categorical":
         y = check_targets(y, n, n_classes=out.shape[-1])
     else:
         y = check_targets(y, n, ndim=(1, 2))
+        check_outputs(y, out)
     if init_key is not None:
         params = init_params(init_key, module, x1)
     batch_size = check_int(batch_size, "batch_size", min_value=1, max_value=n)
@@ -309,6 +315,10 @@ def sample_outputs(key: jax.Array, module: nn.Module, params: BBBParams | Any, x
     n_samples = check_int(n_samples, "n_samples", min_value=1)
     x = jax.tree.map(lambda a: as_float_array(a, "x"), x)
     net = params.net if isinstance(params, BBBParams) else params
+    x1 = jax.tree.map(lambda a: a[:1], x)
+    check_network(lambda a: bbb.init(jax.random.key(0), module, a),
+                  lambda p, a: bbb.apply(jax.random.key(0), module, p, a)[0], net, x1,
+                  name="x")
     return _sample_outputs(key, module, net, x, n_samples)
 
 

@@ -48,7 +48,7 @@ References:
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import flax.linen as nn
@@ -59,15 +59,23 @@ import optax
 from jax.typing import ArrayLike
 
 from espresso_jax import train
+from espresso_jax.netcheck import (
+    check_network,
+    check_optimizer,
+    check_outputs,
+    check_variables,
+)
 from espresso_jax.prob.draws import draw_flat
 from espresso_jax.validation import (
     as_float_array,
+    as_positive_array,
     check_choice,
     check_int,
     check_key,
     check_positive,
     check_probability,
     check_targets,
+    is_traced,
 )
 
 __all__ = [
@@ -164,9 +172,23 @@ class DropoutMLP(nn.Module):
     @staticmethod
     def from_params(params: PyTree, activation: Callable[[jax.Array], jax.Array] = nn.relu,
                     input_dropout: bool = True) -> DropoutMLP:
-        """The module whose layer widths match ``params`` (static shapes; works under vmap)."""
-        layers = params["params"]
-        widths = [int(layers[f"dense_{i}"]["kernel"].shape[-1]) for i in range(len(layers))]
+        """The module whose layer widths match ``params`` (static shapes; works under vmap).
+
+        Raises:
+            TypeError, ValueError: naming ``params`` when it is not a DropoutMLP's variables
+                (``{"params": {"dense_0": {"kernel", "bias"}, ...}}``).
+        """
+        layers = check_variables(params).get("params")
+        if not isinstance(layers, Mapping):
+            raise ValueError("params are not DropoutMLP variables: they have no 'params' "
+                             f"collection (got {sorted(params)})")
+        names = [f"dense_{i}" for i in range(len(layers))]
+        if any(not isinstance(layers.get(n), Mapping) or np.ndim(layers[n].get("kernel")) != 2
+               for n in names):
+            raise ValueError("params are not DropoutMLP variables: they need "
+                             "params['params']['dense_0' ... 'dense_L']['kernel'] (2-D), got "
+                             f"layers {sorted(layers)}")
+        widths = [int(layers[n]["kernel"].shape[-1]) for n in names]
         return DropoutMLP(hidden=tuple(widths[:-1]), n_outputs=widths[-1],
                           activation=activation, input_dropout=input_dropout)
 
@@ -184,9 +206,19 @@ def weight_decay(length_scale: ArrayLike, rate: ArrayLike, n_train: int,
 
     Returns:
         scalar (or the broadcast shape of the array arguments).
+
+    Raises:
+        ValueError: naming ``n_train`` (< 1), ``tau`` or ``length_scale`` (<= 0) or ``rate``
+            (outside ``[0, 1)``); traced arguments (inside jit/vmap) are checked for dtype only.
     """
-    rate = jnp.asarray(rate)
-    return jnp.asarray(length_scale) ** 2 * (1.0 - rate) / (2.0 * n_train * jnp.asarray(tau))
+    n_train = check_int(n_train, "n_train", min_value=1)
+    tau = as_positive_array(tau, "tau")
+    length_scale = as_positive_array(length_scale, "length_scale")
+    rate = as_float_array(rate, "rate")
+    if not is_traced(rate) and not bool(np.all((np.asarray(rate) >= 0)
+                                               & (np.asarray(rate) < 1))):
+        raise ValueError(f"rate must lie in [0, 1), got {np.asarray(rate)}")
+    return length_scale ** 2 * (1.0 - rate) / (2.0 * n_train * tau)
 
 
 def kernel_l2(params: PyTree) -> jax.Array:
@@ -297,11 +329,14 @@ def fit(key: jax.Array, X: ArrayLike, y: ArrayLike, *, module: nn.Module,
 
     Raises:
         ValueError: naming ``X`` (NaN, rank, a width the network does not take), ``y`` (NaN,
-            a label out of range, a length other than ``X``'s), ``rate``, ``tau`` or
+            a label out of range, a length other than ``X``'s, a regression network with more
+            than one output), ``params`` (another network's), ``rate``, ``tau`` or
             ``length_scale``.
+        TypeError: ``optimizer`` is not an optax ``GradientTransformation``.
     """
     key = check_key(key)
     check_choice(task, "task", TASKS)
+    optimizer = check_optimizer(optimizer)
     rate = check_probability(rate, "rate")
     if rate >= 1.0:
         raise ValueError(f"rate must be < 1, got {rate}")
@@ -318,6 +353,8 @@ def fit(key: jax.Array, X: ArrayLike, y: ArrayLike, *, module: nn.Module,
     key, init_key, out = train.check_init(key, init, forward, params, X[:1])
     y = check_targets(y, X.shape[0],
                       n_classes=out.shape[-1] if task == "classification" else None)
+    if task == "regression":
+        check_outputs(y, out)
     if init_key is not None:
         params = init(init_key, X[:1])
     loss = make_loss(module, task, float(rate), int(X.shape[0]), float(tau),
@@ -360,6 +397,10 @@ def mc_forward(key: jax.Array, params: PyTree, X: ArrayLike, rate: ArrayLike, *,
 
     Returns:
         ``(T, n, n_outputs)`` outputs (regression: predictions; classification: logits).
+
+    Raises:
+        TypeError: ``params`` is not a dict of arrays. ValueError: naming ``X`` (a feature
+            count other than the one ``params`` take) or ``params`` (not a DropoutMLP's).
     """
     key = check_key(key)
     X = as_float_array(X, "X", ndim=2, shape_hint="(n_samples, n_features)")
@@ -368,6 +409,9 @@ def mc_forward(key: jax.Array, params: PyTree, X: ArrayLike, rate: ArrayLike, *,
     rate = check_probability(rate, "rate")
     if rate >= 1.0:
         raise ValueError(f"rate must be < 1, got {rate}")
+    module = DropoutMLP.from_params(params)
+    check_network(lambda x: module.init(jax.random.key(0), x, rate, deterministic=True),
+                  lambda p, x: module.apply(p, x, rate, deterministic=True), params, X[:1])
     return _mc_forward_jit(key, params, X, rate, n_samples, chunk_size)
 
 

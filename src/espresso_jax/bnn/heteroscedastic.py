@@ -44,6 +44,7 @@ from jax.typing import ArrayLike
 
 from espresso_jax import metrics, train
 from espresso_jax import validation as V
+from espresso_jax.netcheck import check_network, check_optimizer, check_outputs
 from espresso_jax.prob.draws import draw_flat
 
 __all__ = [
@@ -281,12 +282,15 @@ def fit(key: jax.Array, X: ArrayLike, y: ArrayLike, *, module: HeteroscedasticHe
         :class:`espresso_jax.train.FitResult`; ``history["loss"]`` is the per-epoch mean loss.
 
     Raises:
-        ValueError: naming ``X`` (NaN, rank, a width the head does not take) or ``y`` (NaN, a
-            label out of range, a length other than ``X``'s).
+        ValueError: naming ``X`` (NaN, rank, a width the head does not take), ``y`` (NaN, a
+            label out of range, a length other than ``X``'s, a shape other than the head's
+            outputs) or ``params`` (another network's).
+        TypeError: ``optimizer`` is not an optax ``GradientTransformation``.
     """
     key = V.check_key(key)
     V.check_choice(task, "task", ("regression", "classification"))
     module = _check_head(module)
+    optimizer = check_optimizer(optimizer)
     if task == "classification":
         loss = make_classification_loss(module, n_samples=n_samples)
     else:
@@ -304,9 +308,7 @@ def fit(key: jax.Array, X: ArrayLike, y: ArrayLike, *, module: HeteroscedasticHe
         y = V.check_targets(y, X.shape[0], n_classes=out.shape[-1])
     else:
         y = V.check_targets(y, X.shape[0], ndim=(1, 2))
-        if y.size != X.shape[0] * out.shape[-1]:
-            raise ValueError(f"y must have {out.shape[-1]} value(s) per row of X (the head's "
-                             f"out_features), got shape {y.shape}")
+        check_outputs(y, out)
     if init_key is not None:
         params = init(init_key, X[:1])
     loop_options.setdefault("desc", "heteroscedastic")
@@ -342,6 +344,8 @@ def mc_predict(key: jax.Array, module: HeteroscedasticHead, params: Any, X: Arra
     module = _check_head(module)
     n_samples = V.check_int(n_samples, "n_samples", min_value=1)
     X = V.as_float_array(X, "X", ndim=(2, 3, 4), shape_hint="(n, ...)")
+    check_network(lambda x: module.init(jax.random.key(0), x, deterministic=True),
+                  lambda p, x: module.apply(p, x, deterministic=True), params, X[:1])
     return _mc_predict(key, module, params, X, n_samples)
 
 

@@ -56,6 +56,7 @@ from espresso_jax.linear.gp_kernel import (
     noisy_kernel_matrix,
     rbf_kernel,
 )
+from espresso_jax.netcheck import check_optimizer
 from espresso_jax.prob.gaussian import gaussian_log_density
 from espresso_jax.prob.linalg import cholesky_with_jitter
 from espresso_jax.validation import (
@@ -427,9 +428,7 @@ def fit_hyperparameters(X: ArrayLike, y: ArrayLike, params0: GPParams, *,
     """
     X, y = _check_xy(X, y)
     params0 = check_params(params0, X.shape[1], X.dtype)
-    if not isinstance(optimizer, optax.GradientTransformation):
-        raise TypeError(f"optimizer must be an optax.GradientTransformation, got "
-                        f"{type(optimizer).__name__}")
+    optimizer = check_optimizer(optimizer)
     max_iter = check_int(max_iter, "max_iter", min_value=1)
     tol = check_positive(tol, "tol", allow_zero=True)
     return _fit_hyper_impl(params0, X, y, jnp.asarray(tol, X.dtype), optimizer=optimizer,

@@ -33,6 +33,7 @@ import optax
 from jax.typing import ArrayLike
 
 from espresso_jax import train
+from espresso_jax.netcheck import check_optimizer
 from espresso_jax.nn.conv import (
     ConvDecoder,
     ConvEncoder,
@@ -40,7 +41,7 @@ from espresso_jax.nn.conv import (
     flatten_images,
     unflatten_images,
 )
-from espresso_jax.nn.modules import MLP, init_on_rows
+from espresso_jax.nn.modules import MLP, check_params_on_rows, init_on_rows
 from espresso_jax.validation import (
     as_float_array,
     check_choice,
@@ -235,6 +236,9 @@ def fit(key: jax.Array, X: ArrayLike, *, module: AutoEncoder,
     key = check_key(key)
     module = check_module(module, AutoEncoder)
     X = check_data(module, X)
+    optimizer = check_optimizer(optimizer)
+    if params is not None:
+        params = check_params_on_rows(module, params)
     init_key, fit_key = jax.random.split(key)
     if params is None:
         params = init(init_key, module)
@@ -255,16 +259,19 @@ def _apply(module, params, X, what):
 def encode(module: AutoEncoder, params: Any, X: ArrayLike) -> jax.Array:
     """Codes (features) of ``X: (n, data_dim)`` → ``(n, latent_dim)``."""
     module = check_module(module, AutoEncoder)
+    params = check_params_on_rows(module, params)
     return _apply(module, params, check_data(module, X), "encode")
 
 
 def reconstruct(module: AutoEncoder, params: Any, X: ArrayLike) -> jax.Array:
     """Reconstructions ``decode(encode(X))``, ``(n, data_dim)``."""
     module = check_module(module, AutoEncoder)
+    params = check_params_on_rows(module, params)
     return _apply(module, params, check_data(module, X), "reconstruct")
 
 
 def reconstruction_error(module: AutoEncoder, params: Any, X: ArrayLike) -> jax.Array:
     """Per-example squared error ``‖x_n − x̂_n‖²``, ``(n,)``."""
     module = check_module(module, AutoEncoder)
+    params = check_params_on_rows(module, params)
     return _apply(module, params, check_data(module, X), "error")

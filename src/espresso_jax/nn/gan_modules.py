@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from espresso_jax.netcheck import check_optimizer
 from espresso_jax.nn.modules import KERNEL_INIT, MLP
 from espresso_jax.validation import check_choice, check_int
 
@@ -190,9 +191,7 @@ def gan_optimizers(optimizer: Any) -> GANOptimizers:
     """
     if isinstance(optimizer, GANOptimizers):
         for name, opt in optimizer._asdict().items():
-            if not isinstance(opt, optax.GradientTransformation):
-                raise TypeError(f"optimizer.{name} must be an optax GradientTransformation, "
-                                f"got {type(opt).__name__}")
+            check_optimizer(opt, f"optimizer.{name}")
         return optimizer
     if isinstance(optimizer, optax.GradientTransformation):
         return GANOptimizers(optimizer, optimizer)

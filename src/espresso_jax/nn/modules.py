@@ -11,9 +11,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from espresso_jax.netcheck import check_params
 from espresso_jax.prob.draws import KERNEL_INIT
 
-__all__ = ["KERNEL_INIT", "MLP", "init_on_rows"]
+__all__ = ["KERNEL_INIT", "MLP", "init_on_rows", "check_params_on_rows"]
 
 
 @functools.partial(jax.jit, static_argnames=("module",))
@@ -25,6 +26,19 @@ def init_on_rows(key: jax.Array, module: Any) -> Any:
     Returns the flax variables dict (float32, as flax creates them).
     """
     return module.init(key, jnp.zeros((1, module.data_dim), dtype=jnp.float32))
+
+
+def check_params_on_rows(module: Any, params: Any, name: str = "params") -> Any:
+    """Check ``params`` against the shapes :func:`init_on_rows` gives ``module`` (traced
+    abstractly with ``jax.eval_shape``: nothing compiles), on the host.
+
+    Raises:
+        TypeError: ``params`` is not a dict of arrays.
+        ValueError: naming ``name``: parameters of another configuration (the first differing
+            array and both shapes).
+    """
+    needed = jax.eval_shape(lambda: init_on_rows(jax.random.key(0), module))
+    return check_params(params, needed, name)
 
 
 class MLP(nn.Module):

@@ -19,6 +19,7 @@ import optax
 from jax.typing import ArrayLike
 
 from espresso_jax import train
+from espresso_jax.netcheck import check_optimizer, check_outputs
 from espresso_jax.validation import as_float_array, check_choice, check_key, check_targets
 
 __all__ = ["TASKS", "make_loss", "fit"]
@@ -71,15 +72,20 @@ def fit(key: jax.Array, X: ArrayLike, y: ArrayLike, *, module: nn.Module,
         :class:`espresso_jax.train.FitResult`; ``history["loss"]`` is the per-epoch mean loss.
 
     Raises:
-        ValueError: naming ``X`` (NaN, rank, a width the network does not take) or ``y``
-            (NaN, a label outside the network's classes, a length other than ``X``'s).
+        ValueError: naming ``X`` (NaN, rank, a width the network does not take), ``y``
+            (NaN, a label outside the network's classes, a length other than ``X``'s, a
+            regression network with more than one output) or ``params`` (another network's).
+        TypeError: ``optimizer`` is not an optax ``GradientTransformation``.
     """
     key = check_key(key)
     check_choice(task, "task", TASKS)
+    optimizer = check_optimizer(optimizer)
     X = as_float_array(X, "X", ndim=2, shape_hint="(n_samples, n_features)")
     key, init_key, out = train.check_init(key, module.init, module.apply, params, X[:1])
     y = check_targets(y, X.shape[0],
                       n_classes=out.shape[-1] if task == "classification" else None)
+    if task == "regression":
+        check_outputs(y, out)
     if init_key is not None:
         params = module.init(init_key, X[:1])
     loop_options.setdefault("desc", task)

@@ -32,6 +32,8 @@ from jax.scipy.special import ndtri
 from jax.typing import ArrayLike
 
 from espresso_jax import train
+from espresso_jax.netcheck import check_optimizer
+from espresso_jax.nn.modules import check_params_on_rows
 from espresso_jax.nn.vae_model import LIKELIHOODS as LIKELIHOODS  # the option tuples, importable
 from espresso_jax.nn.vae_model import VAE, check_vae, check_vae_data, init
 from espresso_jax.nn.vae_model import VARIANCES as VARIANCES  # from here as before the split
@@ -92,6 +94,9 @@ def fit(key: jax.Array, X: ArrayLike, *, module: VAE, optimizer: optax.GradientT
     n_samples = check_int(n_samples, "n_samples", min_value=1)
     module = check_vae(module)
     module, X = check_vae_data(module, X, module.likelihood == "bernoulli" or bool(binarize))
+    optimizer = check_optimizer(optimizer)
+    if params is not None:
+        params = check_params_on_rows(module, params)
     init_key, fit_key = jax.random.split(key)
     if params is None:
         params = init(init_key, module)
@@ -123,20 +128,20 @@ def _mean_of(module: VAE, loc: jax.Array) -> jax.Array:
 def encode(module: VAE, params: Any, X: ArrayLike) -> tuple[jax.Array, jax.Array]:
     """Posterior parameters ``(μ, log σ²)`` of ``q(z | x)``, each ``(n, latent_dim)``."""
     module, X = check_vae_data(module, X, False)
-    return _deterministic(module, params, X, "encode")
+    return _deterministic(module, check_params_on_rows(module, params), X, "encode")
 
 
 def kl_divergence(module: VAE, params: Any, X: ArrayLike) -> jax.Array:
     """Analytic ``KL(q(z | x_n) ‖ N(0, I))`` per example, ``(n,)``."""
     module, X = check_vae_data(module, X, False)
-    return _deterministic(module, params, X, "kl")
+    return _deterministic(module, check_params_on_rows(module, params), X, "kl")
 
 
 def reconstruct(module: VAE, params: Any, X: ArrayLike) -> jax.Array:
     """Decoder means at the posterior means, ``E[x | z = μ(x)]``: ``(n, data_dim)``
     (pixel probabilities for a Bernoulli decoder)."""
     module, X = check_vae_data(module, X, False)
-    return _deterministic(module, params, X, "reconstruct")
+    return _deterministic(module, check_params_on_rows(module, params), X, "reconstruct")
 
 
 @functools.partial(jax.jit, static_argnames=("module", "n", "sample"))
@@ -160,6 +165,7 @@ def generate(key: jax.Array, module: VAE, params: Any, n: int, *,
     key = check_key(key)
     module = check_vae(module)
     n = check_int(n, "n", min_value=1)
+    params = check_params_on_rows(module, params)
     return _generate_impl(key, module, params, n, bool(sample))
 
 
@@ -198,4 +204,4 @@ def manifold(module: VAE, params: Any, n_grid: int, *, dims: Sequence[int] = (0,
                  for d in dims)
     if len(dims) != 2 or dims[0] == dims[1]:
         raise ValueError(f"dims must name two different latent coordinates, got {dims}")
-    return _manifold_impl(module, params, n_grid, dims)
+    return _manifold_impl(module, check_params_on_rows(module, params), n_grid, dims)

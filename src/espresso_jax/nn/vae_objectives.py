@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from espresso_jax.nn.modules import check_params_on_rows
 from espresso_jax.nn.vae_model import VAE, check_vae, check_vae_data
 from espresso_jax.prob.draws import draw_flat
 from espresso_jax.prob.gaussian import gaussian_log_density
@@ -211,6 +212,7 @@ def elbo_per_example(key: jax.Array, module: VAE, params: Any, X: ArrayLike, *,
     check_choice(estimator, "estimator", ESTIMATORS)
     n_samples = check_int(n_samples, "n_samples", min_value=1)
     module, X = check_vae_data(module, X, False)
+    params = check_params_on_rows(module, params)
     return _elbo_impl(key, module, params, X, estimator, n_samples,
                       _check_batch(batch_size, X.shape[0]))
 
@@ -243,6 +245,7 @@ def iwae_per_example(key: jax.Array, module: VAE, params: Any, X: ArrayLike, *, 
     k = check_int(k, "k", min_value=1)
     chunk_size = min(check_int(chunk_size, "chunk_size", min_value=1), k)
     module, X = check_vae_data(module, X, False)
+    params = check_params_on_rows(module, params)
     return _iwae_impl(key, module, params, X, k, chunk_size,
                       _check_batch(batch_size, X.shape[0]))
 

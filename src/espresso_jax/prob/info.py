@@ -24,6 +24,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro.distributions as dist
 from jax.scipy.special import digamma, gammaln, multigammaln, xlogy
 from jax.typing import ArrayLike
@@ -193,12 +194,28 @@ def entropy(d: dist.Distribution) -> jax.Array:
                               "use entropy_mc(key, d, num_samples)")
 
 
+def _n_categories(d: Any) -> int:
+    return int(np.shape(d.logits if isinstance(d, CategoricalLogits) else d.probs)[-1])
+
+
 def _check_pair(p: Any, q: Any) -> None:
+    """Both valid numpyro distributions on the same space: equal event shapes, batch shapes
+    that broadcast, and (two Categoricals) the same number of categories."""
     check_distribution(p, "p")
     check_distribution(q, "q")
     if p.event_shape != q.event_shape:
         raise ValueError(f"p and q must have the same event shape, got {p.event_shape} and "
                          f"{q.event_shape}")
+    try:
+        np.broadcast_shapes(p.batch_shape, q.batch_shape)
+    except ValueError:
+        raise ValueError(f"p and q must have broadcastable batch shapes, got p with batch "
+                         f"shape {p.batch_shape} and q with {q.batch_shape}") from None
+    if isinstance(p, _CATEGORICAL) and isinstance(q, _CATEGORICAL):
+        kp, kq = _n_categories(p), _n_categories(q)
+        if kp != kq:
+            raise ValueError(f"p and q must have the same number of categories, got p with "
+                             f"{kp} and q with {kq}")
 
 
 @jax.jit
@@ -281,8 +298,6 @@ def js_divergence(p: dist.Distribution, q: dist.Distribution) -> jax.Array:
                             "js_divergence_mc(key, p, q, num_samples)")
     if p_bern != q_bern:
         raise TypeError("p and q must both be Bernoulli or both be Categorical")
-    if not p_bern and _probability_vector(p).shape[-1] != _probability_vector(q).shape[-1]:
-        raise ValueError("p and q must have the same number of categories")
     return _js_impl(p, q)
 
 
