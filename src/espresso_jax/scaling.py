@@ -54,13 +54,30 @@ def _observed(X: jax.Array, w: jax.Array | None) -> jax.Array:
     return obs if w is None else obs * w.astype(X.dtype)[:, None]
 
 
+def _magnitude(X: jax.Array) -> jax.Array:
+    a = jnp.max(jnp.where(jnp.isnan(X), 0.0, jnp.abs(X)))
+    _, e = jnp.frexp(a)
+    return jnp.where(a > 0, e, 0).astype(jnp.int32)
+
+
+def _spread(X: jax.Array, w: jax.Array | None) -> jax.Array:
+    ea = _magnitude(X)
+    Y = jnp.where(jnp.isnan(X), 0.0, X) * pow2(-ea, X.dtype)             # |Y| < 1, exact
+    ww = _observed(X, w)
+    count = jnp.sum(ww, axis=0)
+    safe = jnp.where(count > 0, count, 1.0)
+    mean = jnp.sum(ww * Y, axis=0) / safe
+    var = jnp.sum(ww * jnp.square(Y - mean[None, :]), axis=0) / safe
+    v = jnp.mean(var)
+    half_log2 = 0.5 * jnp.log2(jnp.where(v > 0, v, 1.0))
+    return jnp.where(v > 0, ea + jnp.round(half_log2).astype(jnp.int32), 0).astype(jnp.int32)
+
+
 @jax.jit
 def magnitude_exponent(X: jax.Array) -> jax.Array:
     """``()`` int32 ``e`` with ``2**(e−1) ≤ max |X| < 2**e`` over the non-NaN entries (0 when
     every entry is 0)."""
-    a = jnp.max(jnp.where(jnp.isnan(X), 0.0, jnp.abs(X)))
-    _, e = jnp.frexp(a)
-    return jnp.where(a > 0, e, 0).astype(jnp.int32)
+    return _magnitude(X)
 
 
 @jax.jit
@@ -75,16 +92,7 @@ def spread_exponent(X: jax.Array, w: jax.Array | None = None) -> jax.Array:
         X: ``(n_samples, n_features)`` data (NaN entries are ignored).
         w: ``(n_samples,)`` non-negative row weights (``None``: ones).
     """
-    ea = magnitude_exponent(X)
-    Y = jnp.where(jnp.isnan(X), 0.0, X) * pow2(-ea, X.dtype)             # |Y| < 1, exact
-    ww = _observed(X, w)
-    count = jnp.sum(ww, axis=0)
-    safe = jnp.where(count > 0, count, 1.0)
-    mean = jnp.sum(ww * Y, axis=0) / safe
-    var = jnp.sum(ww * jnp.square(Y - mean[None, :]), axis=0) / safe
-    v = jnp.mean(var)
-    half_log2 = 0.5 * jnp.log2(jnp.where(v > 0, v, 1.0))
-    return jnp.where(v > 0, ea + jnp.round(half_log2).astype(jnp.int32), 0).astype(jnp.int32)
+    return _spread(X, w)
 
 
 def _decimal(e: int) -> str:
@@ -112,13 +120,12 @@ def checked_exponent(X: jax.Array, name: str, *, w: jax.Array | None = None,
         ValueError: ``|e| > exponent_limit(X.dtype)``: the message names ``name``, the scale,
             and the two remedies (rescale ``name``, or enable float64).
     """
-    def compute():
-        return spread_exponent(X, w) if kind == "spread" else magnitude_exponent(X)
-
     if is_traced(X) or (w is not None and is_traced(w)):
-        return compute()
+        return spread_exponent(X, w) if kind == "spread" else magnitude_exponent(X)
+    # concrete: evaluated op by op (a few reductions; nothing of a fit is traced before the
+    # remaining arguments are checked)
     with jax.ensure_compile_time_eval():
-        e = int(compute())
+        e = int(_spread(X, w) if kind == "spread" else _magnitude(X))
     limit = exponent_limit(X.dtype)
     if abs(e) > limit:
         dtype = jnp.dtype(X.dtype).name
