@@ -77,7 +77,8 @@ class EMResult(NamedTuple):
         params: the final parameters (after the last M-step).
         history: ``(max_iter,)`` objective at every iteration, NaN after ``n_iter``.
         n_iter: ``()`` int32 number of EM iterations run.
-        converged: ``()`` bool, the objective changed by less than ``tol``.
+        converged: ``()`` bool, the (finite) objective changed by less than a ``tol`` that
+            the dtype resolves (see :func:`fit_em`).
     """
 
     params: Params
@@ -179,7 +180,8 @@ def iterate(step: Callable[[Any], tuple[Any, jax.Array, jax.Array]], state0: Any
 
     Returns:
         :class:`EMResult` with ``params`` the final state, ``history`` ``(max_iter,)`` padded
-        with NaN after ``n_iter``, and ``converged`` the last ``done``.
+        with NaN after ``n_iter``, and ``converged`` the last ``done`` (False whenever the last
+        ``value`` is not finite: a non-finite objective never stops the loop as converged).
     """
     history0 = jnp.full((max_iter,), jnp.nan, dtype=dtype)
 
@@ -190,7 +192,9 @@ def iterate(step: Callable[[Any], tuple[Any, jax.Array, jax.Array]], state0: Any
     def body(carry):
         state, history, i, _ = carry
         state, value, done = step(state)
-        return state, history.at[i].set(jnp.asarray(value, dtype)), i + 1, done
+        value = jnp.asarray(value, dtype)
+        # a non-finite objective never counts as converged
+        return state, history.at[i].set(value), i + 1, done & jnp.isfinite(value)
 
     init = (state0, history0, jnp.zeros((), jnp.int32), jnp.zeros((), bool))
     state, history, n_iter, converged = lax.while_loop(cond, body, init)
@@ -211,7 +215,10 @@ def _fit_em_impl(model: EMModel, params0, X, w, tol, max_iter: int, chunk_size):
         stats = sum_stats(model.e_step, params, X, w, chunk_size)
         new = model.m_step(params, stats)
         value = model.objective(params, new, stats).astype(X.dtype)
-        return (new, value), value, jnp.abs(value - previous) < tol
+        # a change below tol is only evidence when tol is at least the objective's own
+        # rounding error (half a unit in its last place)
+        resolved = tol >= 0.5 * jnp.abs(jnp.spacing(value))
+        return (new, value), value, (jnp.abs(value - previous) < tol) & resolved
 
     first = jnp.asarray(-jnp.inf, X.dtype)
     res = iterate(step, (params0, first), max_iter=max_iter, dtype=X.dtype)
@@ -225,7 +232,11 @@ def fit_em(model: EMModel, params0: Params, X: jax.Array, w: jax.Array | None = 
     Each iteration: ``stats = Σ_blocks e_step(params, X_b, w_b)``,
     ``new = m_step(params, stats)``,
     ``history[i] = objective(params, new, stats)``; it stops when
-    ``|history[i] − history[i−1]| < tol`` or after ``max_iter`` iterations.
+    ``|history[i] − history[i−1]| < tol`` or after ``max_iter`` iterations. ``converged``
+    means that test was met with a finite objective and a ``tol`` the dtype can resolve: a
+    ``tol`` below the objective's own rounding error, half a unit in its last place (float32:
+    about ``6e-8 · |objective|``), cannot tell convergence from rounding, so the loop then
+    runs ``max_iter`` iterations and reports ``converged = False``.
 
     Model code validates user input before calling this; here only the engine's own
     arguments are checked. ``vmap`` this function over ``params0`` for restarts (see

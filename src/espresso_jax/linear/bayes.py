@@ -51,6 +51,7 @@ from espresso_jax.linear.bayes_posterior import (
     sample_functions,
 )
 from espresso_jax.prob.gaussian import gaussian_log_density
+from espresso_jax.scaling import checked_exponent
 from espresso_jax.validation import (
     as_float_array,
     as_positive_array,
@@ -271,6 +272,9 @@ def fit_evidence(X: ArrayLike, y: ArrayLike, *, alpha0: float = 1.0,
         Bishop, PRML (2006), §3.5.2; MacKay (1992); Tipping (2001).
     """
     X, y = check_regression_data(X, y)
+    # the default beta0 = 1 / var(y) and the fitted 1 / beta scale with the square of y
+    checked_exponent(y[:, None], "y", what="its variance (1 / beta)")
+    checked_exponent(X, "X", kind="magnitude", what="XᵀX")
     alpha0_arr = as_positive_array(alpha0, "alpha0", ndim=0)
     if beta0 is None:
         var = float(np.var(np.asarray(y, dtype=np.float64))) if not is_traced(y) else None

@@ -91,7 +91,8 @@ def _fit_impl(X, y, prior, tol, *, max_iter: int):
     w, f, _ = run.params
     cov, log_ev = laplace_at(w, f, X, y, prior)
     return LaplaceResult(params=LaplaceParams(w, cov), history=run.history, n_iter=run.n_iter,
-                         converged=run.converged, prior=prior, log_evidence=log_ev)
+                         converged=run.converged & jnp.isfinite(log_ev), prior=prior,
+                         log_evidence=log_ev)
 
 
 def fit_laplace(

@@ -21,6 +21,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from espresso_jax import validation as V
+from espresso_jax.scaling import checked_exponent
 
 __all__ = ["GaussianPrior", "check_design", "check_labels", "check_tolerance", "gaussian_prior"]
 
@@ -38,8 +39,15 @@ class GaussianPrior(NamedTuple):
 
 
 def check_design(X: Any, name: str = "X") -> jax.Array:
-    """Validate a design matrix ``(n_samples, n_features)`` and return it in the working dtype."""
-    return V.as_float_array(X, name, ndim=2, shape_hint="(n_samples, n_features)")
+    """Validate a design matrix ``(n_samples, n_features)`` and return it in the working dtype.
+
+    Raises:
+        ValueError: also when the largest ``|X|`` squared leaves the dtype's range (float32:
+            entries beyond about ``1e±17``): ``XᵀRX`` could not be represented.
+    """
+    X = V.as_float_array(X, name, ndim=2, shape_hint="(n_samples, n_features)")
+    checked_exponent(X, name, kind="magnitude", what="the Hessian XᵀRX")
+    return X
 
 
 def check_labels(y: Any, name: str = "y") -> jax.Array:

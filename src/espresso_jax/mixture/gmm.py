@@ -17,6 +17,16 @@ before the ``i``-th M-step, the same quantity as scikit-learn's ``lower_bounds_`
 when it changes by less than ``tol``. Restarts (``n_init``) are ``vmap``-ed over keys and the
 best is chosen on device.
 
+Scale: the fit runs on ``X / 2**e`` with ``2**e`` the power of two nearest to the RMS spread
+of ``X`` (:func:`espresso_jax.scaling.spread_exponent`; ``e = 0`` for data of unit order) and
+maps the parameters back; dividing by a power of two is exact, so data scaled by ``c`` fit to
+the same labels with means times ``c``, covariances times ``c²`` and the mean log-likelihood
+shifted by ``−D log c`` (exactly when ``c`` is a power of two). ``reg_covar`` keeps
+scikit-learn's meaning, a variance in the units of ``X`` (it is divided by ``4**e`` in the
+fitted frame). Data whose squared spread leaves the range of their dtype (float32: spread
+beyond about ``1e±17``), and a ``reg_covar`` larger than the data's variance, are rejected
+with a ``ValueError`` that says what to do.
+
 Initialisation (``init``):
 
 - ``"kmeans"``: a k-means fit (:func:`espresso_jax.mixture.kmeans.fit`, one start), then hard
@@ -72,6 +82,7 @@ from espresso_jax.mixture.gmm_params import (
     check_X,
     covariance_type,
 )
+from espresso_jax.scaling import check_regulariser, checked_exponent, pow2
 from espresso_jax.validation import (
     as_sample_weight,
     check_choice,
@@ -126,8 +137,17 @@ class GMMResult(NamedTuple):
 
 @functools.partial(jax.jit, static_argnames=("n_components", "ctype", "init", "n_init",
                                              "max_iter", "chunk_size"))
-def _fit_impl(key, X, w, tol, reg_covar, over: InitOverrides, *, n_components: int, ctype: str,
-              init: str, n_init: int, max_iter: int, chunk_size) -> GMMResult:
+def _fit_impl(key, X, w, tol, reg_covar, over: InitOverrides, e, *, n_components: int,
+              ctype: str, init: str, n_init: int, max_iter: int, chunk_size) -> GMMResult:
+    # EM runs on X / 2**e (exact): means, covariances and precisions are mapped back exactly,
+    # the mean log-likelihood is shifted by -D·e·log 2; reg_covar arrives in that frame.
+    dtype = X.dtype
+    s, inv = pow2(e, dtype), pow2(-e, dtype)
+    X = X * inv
+    over = InitOverrides(
+        over.weights, None if over.means is None else over.means * inv,
+        None if over.covariances is None else over.covariances * (inv * inv),
+        None if over.precisions is None else over.precisions * (s * s))
     Xp, wp = em.pad_rows(X, w, chunk_size)
     init_one = functools.partial(init_state, X=X, w=w, Xp=Xp, wp=wp, reg_covar=reg_covar,
                                  over=over, n_components=n_components, ctype=ctype, init=init,
@@ -143,10 +163,11 @@ def _fit_impl(key, X, w, tol, reg_covar, over: InitOverrides, *, n_components: i
     else:
         states = jax.vmap(lambda k: init_one(k))(jax.random.split(key, n_init))
         best = em.select_best(jax.vmap(run)(states))
-    s = best.params
-    params = GMMParams(weights=s.weights, means=s.shift + s.delta, covariances=s.covariances,
-                       precisions_cholesky=s.prec_chol)
-    return GMMResult(params=params, history=best.history, n_iter=best.n_iter,
+    st = best.params
+    params = GMMParams(weights=st.weights, means=(st.shift + st.delta) * s,
+                       covariances=st.covariances * (s * s), precisions_cholesky=st.prec_chol * inv)
+    shift = X.shape[1] * e.astype(dtype) * jnp.asarray(np.log(2.0), dtype)
+    return GMMResult(params=params, history=best.history - shift, n_iter=best.n_iter,
                      converged=best.converged)
 
 
@@ -168,7 +189,8 @@ def fit(key: jax.Array, X: ArrayLike, n_components: int, *, covariance_type: str
             With a fully explicit initialisation all restarts are the same, so one is run.
         max_iter: maximum EM iterations (also the length of ``history``).
         tol: stop when the mean log-likelihood changes by less than ``tol`` (0: run max_iter).
-        reg_covar: ``> 0`` added to the diagonal of every covariance.
+        reg_covar: ``> 0`` added to the diagonal of every covariance, in the units of ``X``
+            (at most the variance of ``X``).
         init: "kmeans++" (default), "kmeans" or "random" (see the module docstring).
         weights_init: ``(K,)`` initial weights (override the ``init`` result).
         means_init: ``(K, D)`` initial means.
@@ -186,7 +208,9 @@ def fit(key: jax.Array, X: ArrayLike, n_components: int, *, covariance_type: str
         :class:`GMMResult`.
 
     Raises:
-        ValueError / TypeError: invalid input (checked on the host before any compilation).
+        ValueError / TypeError: invalid input (checked on the host before any compilation),
+            including ``X`` whose squared spread its dtype cannot hold (rescale ``X`` or
+            enable float64) and ``reg_covar`` above the variance of ``X``.
     """
     check_key(key)
     X = check_X(X)
@@ -204,6 +228,12 @@ def fit(key: jax.Array, X: ArrayLike, n_components: int, *, covariance_type: str
     # per vmapped restart.
     chunk_size = em.resolve_chunk_size(chunk_size, n, n_init * k * d * X.dtype.itemsize)
     w = as_sample_weight(sample_weight, n)
+    e = checked_exponent(X, "X", w=w, what="the fitted covariances")
+    check_regulariser(reg_covar, e, "reg_covar")
+    if isinstance(e, int):
+        reg_frame: Any = reg_covar * 4.0 ** -e
+    else:
+        reg_frame = reg_covar * pow2(-2 * e, X.dtype)
 
     if init_params is not None:
         if any(a is not None for a in (weights_init, means_init, precisions_init)):
@@ -232,7 +262,8 @@ def fit(key: jax.Array, X: ArrayLike, n_components: int, *, covariance_type: str
     dtype = X.dtype
     over = jax.tree.map(lambda a: a.astype(dtype), over)
     return _fit_impl(key, X, w.astype(dtype), jnp.asarray(tol, dtype),
-                     jnp.asarray(reg_covar, dtype), over, n_components=k, ctype=ctype,
+                     jnp.asarray(reg_frame, dtype), over, jnp.asarray(e, jnp.int32),
+                     n_components=k, ctype=ctype,
                      init=init, n_init=1 if explicit else n_init, max_iter=max_iter,
                      chunk_size=chunk_size)
 

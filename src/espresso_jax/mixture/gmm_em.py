@@ -190,8 +190,9 @@ def init_state(key, X, w, Xp, wp, reg_covar, over: InitOverrides, *, n_component
                                      (n_components, X.shape[1]))
 
             def resp_fn(Xb, rows):
-                u = jax.vmap(lambda r: jax.random.uniform(jax.random.fold_in(key, r),
-                                                          (n_components,), dtype))(rows)
+                # drawn in float32 whatever the dtype: float32 and float64 data start alike
+                u = jax.vmap(lambda r: jax.random.uniform(
+                    jax.random.fold_in(key, r), (n_components,), jnp.float32))(rows).astype(dtype)
                 return u / jnp.sum(u, axis=1, keepdims=True)
         else:
             shift = _kmeans_centres(key, X, w, n_components, init, chunk_size).astype(dtype)

@@ -23,8 +23,15 @@ Conventions (differences from scikit-learn's ``KMeans`` are deliberate and docum
   ``inertia_``).
 - Restarts: run ``i`` is seeded with ``jax.random.split(key, n_init)[i]``; the run with the
   smallest final inertia is returned (chosen on device).
-- The data are centred on their weighted mean inside the fit (k-means is translation
-  equivariant), so squared distances ``‖x‖² − 2xᵀc + ‖c‖²`` keep their digits in float32.
+- The data are centred on their weighted mean and divided by ``2**e``, the power of two
+  nearest to their RMS spread (:func:`espresso_jax.scaling.spread_exponent`), inside the fit
+  (k-means is translation and scale equivariant; dividing by a power of two is exact), so
+  squared distances ``‖x‖² − 2xᵀc + ‖c‖²`` keep their digits in float32 and data scaled by
+  ``c`` give the same labels, centres times ``c`` and inertia times ``c²``. Data whose squared
+  spread leaves the dtype's range (float32: spread beyond about ``1e±17``) are rejected with
+  a ``ValueError`` (the inertia could not be represented).
+- Random choices (seeding) are drawn in float32 whatever the data's dtype, so float32 and
+  float64 data pick the same seeds (up to ties that rounding decides).
 
 References:
     S. Lloyd, "Least squares quantization in PCM", IEEE Trans. Inf. Theory 28(2), 1982.
@@ -48,6 +55,7 @@ from jax.typing import ArrayLike
 
 from espresso_jax import em
 from espresso_jax.prob.moments import MomentStats, centred_moments, data_moments, moment_stats
+from espresso_jax.scaling import checked_exponent, pow2, spread_exponent
 from espresso_jax.validation import (
     as_float_array,
     as_sample_weight,
@@ -153,7 +161,8 @@ def _model() -> em.EMModel:
 def _kmeanspp_indices(key: jax.Array, X: jax.Array, w: jax.Array, n_clusters: int) -> jax.Array:
     """Greedy k-means++ row indices ``(n_clusters,)`` (traceable; X should be centred)."""
     n_trials = 2 + int(math.log(n_clusters))
-    log_w = jnp.log(w)
+    # the draws use float32 logits whatever X's dtype: the same seeds in float32 and float64
+    log_w = jnp.log(w).astype(jnp.float32)
     key_first, key_rest = jax.random.split(key)
     first = jax.random.categorical(key_first, log_w)
     closest = _sq_dists(X, X[first][None, :])[:, 0]                       # (N,)
@@ -164,7 +173,7 @@ def _kmeanspp_indices(key: jax.Array, X: jax.Array, w: jax.Array, n_clusters: in
         key, sub = jax.random.split(key)
         mass = w * closest
         # D² sampling; when every row sits on a centre already, fall back to the weights.
-        logits = jnp.where(jnp.sum(mass) > 0, jnp.log(mass), log_w)
+        logits = jnp.where(jnp.sum(mass) > 0, jnp.log(mass).astype(jnp.float32), log_w)
         cand = jax.random.categorical(sub, logits, shape=(n_trials,))
         dist = jnp.minimum(closest[None, :], _sq_dists(X[cand], X))       # (T, N)
         best = jnp.argmin(dist @ w)
@@ -183,7 +192,8 @@ def _weighted_centre(X: jax.Array, w: jax.Array) -> tuple[jax.Array, jax.Array]:
 @partial(jax.jit, static_argnames=("n_clusters",))
 def _kmeanspp_impl(key, X, w, n_clusters: int):
     mean, _ = _weighted_centre(X, w)
-    return X[_kmeanspp_indices(key, X - mean[None, :], w, n_clusters)]
+    inv = pow2(-spread_exponent(X, w), X.dtype)
+    return X[_kmeanspp_indices(key, (X - mean[None, :]) * inv, w, n_clusters)]
 
 
 def kmeans_plusplus(key: jax.Array, X: ArrayLike, n_clusters: int, *,
@@ -227,16 +237,18 @@ def _check_n_clusters(n_clusters: Any, n_samples: int) -> int:
 # --------------------------------------------------------------------------------------------
 
 @partial(jax.jit, static_argnames=("n_clusters", "init"))
-def _prepare(keys, X, w, n_clusters: int, init: str | None):
-    """Centre the data; seed ``len(keys)`` runs (``init=None``: no seeding)."""
-    mean, var = _weighted_centre(X, w)
-    Xc = X - mean[None, :]
+def _prepare(keys, X, w, e, n_clusters: int, init: str | None):
+    """Centre the data and divide them by ``2**e``; seed ``len(keys)`` runs (``init=None``:
+    no seeding)."""
+    mean, _ = _weighted_centre(X, w)
+    Xc = (X - mean[None, :]) * pow2(-e, X.dtype)
+    _, var = _weighted_centre(Xc, w)
     scale = 1.0 / (jnp.sum(w) * jnp.where(var > 0, var, 1.0))
     if init == "kmeans++":
         idx = jax.vmap(lambda k: _kmeanspp_indices(k, Xc, w, n_clusters))(keys)
         centres0 = Xc[idx]
     elif init == "random":
-        p = w / jnp.sum(w)
+        p = (w / jnp.sum(w)).astype(jnp.float32)     # float32 draws whatever the dtype
         idx = jax.vmap(lambda k: jax.random.choice(k, X.shape[0], (n_clusters,),
                                                    replace=False, p=p))(keys)
         centres0 = Xc[idx]
@@ -246,17 +258,18 @@ def _prepare(keys, X, w, n_clusters: int, init: str | None):
 
 
 @partial(jax.jit, static_argnames=("chunk_size",))
-def _finish(runs: em.EMResult, Xc, w, mean, chunk_size):
+def _finish(runs: em.EMResult, Xc, w, mean, e, chunk_size):
     Xp, wp = em.pad_rows(Xc, w, chunk_size)
     final = jax.vmap(lambda p: em.sum_stats(_e_step, p, Xp, wp, chunk_size).inertia)(runs.params)
     best = jnp.argmin(jnp.where(jnp.isnan(final), jnp.inf, final))
     scale = runs.params.scale[best]
+    s = pow2(e, Xc.dtype)
     return KMeansResult(
-        params=KMeansParams(centres=runs.params.centres[best] + mean[None, :]),
-        history=-runs.history[best] / scale,
+        params=KMeansParams(centres=runs.params.centres[best] * s + mean[None, :]),
+        history=-runs.history[best] / scale * (s * s),
         n_iter=runs.n_iter[best],
         converged=runs.converged[best],
-        inertia=final[best],
+        inertia=final[best] * (s * s),
     )
 
 
@@ -284,7 +297,8 @@ def fit(key: jax.Array, X: ArrayLike, n_clusters: int, *, n_init: int = 1,
         :class:`KMeansResult`.
 
     Raises:
-        ValueError: non-finite or wrongly shaped ``X``/``init``/``sample_weight``,
+        ValueError: non-finite or wrongly shaped ``X``/``init``/``sample_weight``, ``X``
+            whose squared spread its dtype cannot hold (rescale ``X`` or enable float64),
             ``n_clusters > n_samples``, unknown ``init``, bad ``n_init``/``max_iter``/``tol``.
 
     References:
@@ -300,6 +314,7 @@ def fit(key: jax.Array, X: ArrayLike, n_clusters: int, *, n_init: int = 1,
     if chunk_size is not None:
         chunk_size = check_int(chunk_size, "chunk_size", min_value=1)
     w = as_sample_weight(sample_weight, n).astype(X.dtype)
+    e = jnp.asarray(checked_exponent(X, "X", w=w, what="the inertia"), jnp.int32)
 
     if isinstance(init, str):
         init_kind: str | None = check_choice(init, "init", INITS)
@@ -317,9 +332,9 @@ def fit(key: jax.Array, X: ArrayLike, n_clusters: int, *, n_init: int = 1,
         n_init = 1
 
     keys = jax.random.split(key, n_init)
-    Xc, mean, scale, centres0 = _prepare(keys, X, w, n_clusters, init_kind)
+    Xc, mean, scale, centres0 = _prepare(keys, X, w, e, n_clusters, init_kind)
     if centres0 is None:
-        centres0 = (centres_init - mean[None, :])[None]
+        centres0 = ((centres_init - mean[None, :]) * pow2(-e, X.dtype))[None]
 
     def one_run(c):
         params0 = _LloydParams(centres=c, shift=c, scale=scale)
@@ -327,7 +342,7 @@ def fit(key: jax.Array, X: ArrayLike, n_clusters: int, *, n_init: int = 1,
                          chunk_size=chunk_size)
 
     runs = jax.vmap(one_run)(centres0)
-    return _finish(runs, Xc, w, mean, chunk_size)
+    return _finish(runs, Xc, w, mean, e, chunk_size)
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,7 +11,10 @@ Conventions follow scikit-learn's ``PCA`` (``whiten=False``) so results can be c
 
 ``method="svd"`` (default) factorises the centred ``(N, D)`` data, which is more accurate (the
 covariance squares the condition number); ``method="eigh"`` factorises the ``(D, D)``
-covariance, cheaper when ``N ≫ D``.
+covariance, cheaper when ``N ≫ D``. Either runs on ``X / 2**e``, ``2**e`` the power of two
+nearest to the RMS spread of ``X`` (exact), and maps the mean, variances and singular values
+back, so float32 keeps its digits at any scale it can represent; data whose squared spread
+leaves the dtype's range (float32: beyond about ``1e±17``) are rejected with a ``ValueError``.
 
 References:
     C. M. Bishop, *Pattern Recognition and Machine Learning*, 2006, §12.1.
@@ -29,6 +32,7 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from espresso_jax import em
+from espresso_jax.scaling import checked_exponent, pow2
 from espresso_jax.validation import as_float_array, check_choice, check_int
 
 __all__ = ["PCAParams", "PCAResult", "fit", "inverse_transform", "transform"]
@@ -96,9 +100,11 @@ def spectrum(X: jax.Array, method: str) -> tuple[jax.Array, jax.Array, jax.Array
 
 
 @partial(jax.jit, static_argnames=("n_components", "method"))
-def _fit_impl(X, n_components: int, method: str) -> PCAResult:
+def _fit_impl(X, e, n_components: int, method: str) -> PCAResult:
     n = X.shape[0]
-    mean, scatter, Vt = spectrum(X, method)
+    s = pow2(e, X.dtype)
+    mean, scatter, Vt = spectrum(X * pow2(-e, X.dtype), method)
+    mean, scatter = mean * s, scatter * (s * s)
     ev_all = scatter / (n - 1)
     ev = ev_all[:n_components]
     total = jnp.sum(ev_all)
@@ -139,7 +145,7 @@ def fit(X: ArrayLike, n_components: int, *, method: str = "svd") -> PCAResult:
 
     Raises:
         ValueError: non-finite or non-2-D ``X``, fewer than 2 rows, bad ``n_components`` or
-            ``method``.
+            ``method``, ``X`` whose squared spread its dtype cannot hold.
 
     References:
         Bishop, PRML (2006), §12.1.
@@ -150,7 +156,8 @@ def fit(X: ArrayLike, n_components: int, *, method: str = "svd") -> PCAResult:
         raise ValueError(f"X must have at least 2 samples, got {n}")
     n_components = check_n_components(n_components, n, d)
     method = check_choice(method, "method", ("svd", "eigh"))
-    return _fit_impl(X, n_components, method)
+    e = checked_exponent(X, "X", what="the explained variances")
+    return _fit_impl(X, jnp.asarray(e, jnp.int32), n_components, method)
 
 
 def _check_params(params: PCAParams) -> None:

@@ -23,7 +23,10 @@ posterior is ``p(z | x) = N(M⁻¹ Wᵀ (x − μ), σ² M⁻¹)`` (PRML eq. 12.
 
 Numerics: the log-density uses the thin SVD of ``W``, ``C⁻¹ = U (S² + σ²)⁻¹ Uᵀ +
 σ⁻² (I − U Uᵀ)``, with the residual ``x − U Uᵀ x`` formed explicitly (no cancellation when σ²
-is small); σ² is floored at ``eps · (mean variance)`` so ``n_components = D`` stays finite.
+is small); σ² is floored at ``eps · (mean variance)`` (``eps`` for constant data) so
+``n_components = D`` stays finite. Both fits run on ``X / 2**e`` (exact; ``2**e`` nearest
+to the RMS spread, :mod:`espresso_jax.scaling`) and map ``μ, W, σ²`` and the log-likelihood
+back; data whose squared spread float32 cannot hold (beyond ``1e±17``) raise ``ValueError``.
 
 References:
     M. E. Tipping and C. M. Bishop, "Probabilistic principal component analysis", JRSS B 61(3),
@@ -48,6 +51,7 @@ from jax.typing import ArrayLike
 from espresso_jax import em
 from espresso_jax.mixture.pca import check_n_components, spectrum
 from espresso_jax.prob.gaussian import gaussian_log_density
+from espresso_jax.scaling import checked_exponent, pow2
 from espresso_jax.validation import (
     as_float_array,
     check_int,
@@ -103,16 +107,19 @@ class PPCAResult(NamedTuple):
     converged: jax.Array
 
 
-# --------------------------------------------------------------------------------------------
-# Closed form
-# --------------------------------------------------------------------------------------------
+# Closed form --------------------------------------------------------------------------------------
+
+def _floor(vbar: jax.Array) -> jax.Array:
+    """The σ² floor ``eps · v̄`` (``eps`` for constant data, ``v̄ = 0``)."""
+    return float(jnp.finfo(vbar.dtype).eps) * jnp.where(vbar > 0, vbar, 1.0)
+
 
 @partial(jax.jit, static_argnames=("n_components", "ddof"))
-def _fit_impl(X, n_components: int, ddof: int) -> PPCAResult:
-    n, d = X.shape
-    mean, scatter, Vt = spectrum(X, "svd")
+def _fit_impl(X, e, n_components: int, ddof: int) -> PPCAResult:
+    (n, d), s = X.shape, pow2(e, X.dtype)
+    mean, scatter, Vt = spectrum(X * pow2(-e, X.dtype), "svd")
     lam = scatter / (n - ddof)                                   # (R,) R = min(n, d)
-    floor = float(jnp.finfo(X.dtype).eps) * jnp.sum(lam) / d
+    floor = _floor(jnp.sum(lam) / d)
     if n_components < d:
         # the D − M discarded eigenvalues, zeros beyond the rank R included
         sigma2 = jnp.sum(lam[n_components:]) / (d - n_components)
@@ -120,7 +127,8 @@ def _fit_impl(X, n_components: int, ddof: int) -> PPCAResult:
         sigma2 = jnp.zeros((), X.dtype)
     sigma2 = jnp.maximum(sigma2, floor)
     scale = jnp.sqrt(jnp.maximum(lam[:n_components] - sigma2, 0.0))
-    params = PPCAParams(mean=mean, W=Vt[:n_components].T * scale[None, :], sigma2=sigma2)
+    params = PPCAParams(mean=mean * s, W=Vt[:n_components].T * (scale * s)[None, :],
+                        sigma2=sigma2 * (s * s))
     return PPCAResult(params=params, **em.closed_form(X.dtype))
 
 
@@ -147,12 +155,11 @@ def fit(X: ArrayLike, n_components: int, *, ddof: int = 0) -> PPCAResult:
         raise ValueError(f"X must have at least 2 samples, got {n}")
     n_components = check_n_components(n_components, n, d)
     ddof = check_int(ddof, "ddof", min_value=0, max_value=1)
-    return _fit_impl(X, n_components, ddof)
+    e = checked_exponent(X, "X", what="the noise variance")
+    return _fit_impl(X, jnp.asarray(e, jnp.int32), n_components, ddof)
 
 
-# --------------------------------------------------------------------------------------------
-# Densities, posterior, sampling
-# --------------------------------------------------------------------------------------------
+# Densities, posterior, sampling -------------------------------------------------------------------
 
 def _score_complete(params: PPCAParams, X: jax.Array) -> jax.Array:
     """Per-row log N(x | μ, W Wᵀ + σ² I) via the thin SVD of W (traceable)."""
@@ -312,9 +319,7 @@ def sample(key: jax.Array, params: PPCAParams, n_samples: int) -> jax.Array:
     return _sample_impl(key, params, check_int(n_samples, "n_samples", min_value=1))
 
 
-# --------------------------------------------------------------------------------------------
-# EM
-# --------------------------------------------------------------------------------------------
+# EM -----------------------------------------------------------------------------------------------
 
 class _Stats(NamedTuple):
     n: jax.Array      # () Σ w
@@ -361,8 +366,7 @@ def _m_step(params: PPCAParams, s: _Stats) -> PPCAParams:
     W = jnp.linalg.solve(s.szz, s.sxz.T).T                           # PRML 12.56
     # PRML 12.57: Σ‖x−μ‖² − 2 tr(Wᵀ Σ(x−μ)E[z]ᵀ) + tr(Σ E[zzᵀ] WᵀW)
     resid = s.sxx - 2.0 * jnp.sum(W * s.sxz) + jnp.sum(s.szz * jnp.matmul(W.T, W, precision=_HI))
-    floor = float(jnp.finfo(W.dtype).eps) * s.sxx / (s.n * d)
-    sigma2 = jnp.maximum(resid / (s.n * d), floor)
+    sigma2 = jnp.maximum(resid / (s.n * d), _floor(s.sxx / (s.n * d)))
     return params._replace(W=W, sigma2=sigma2)
 
 
@@ -400,8 +404,7 @@ def _m_step_missing(params: PPCAParams, s: _MissingStats) -> PPCAParams:
         jnp.einsum("di,dij,dj->d", old, s.B, old, precision=_HI)
     resid = jnp.sum(sxx_full) - jnp.sum(new * r)
     n_observed = jnp.maximum(s.n * d - jnp.sum(s.n_miss), 1)
-    floor = float(jnp.finfo(A.dtype).eps) * jnp.sum(s.sxx) / n_observed
-    sigma2 = jnp.maximum(resid / (s.n * d), floor)
+    sigma2 = jnp.maximum(resid / (s.n * d), _floor(jnp.sum(s.sxx) / n_observed))
     return PPCAParams(mean=new[:, -1], W=new[:, :-1], sigma2=sigma2)
 
 
@@ -418,14 +421,14 @@ def _model(missing: bool) -> em.EMModel:
 
 
 @partial(jax.jit, static_argnames=("n_components",))
-def _init_em(keys, X, n_components: int):
-    """Column (nan)means, centred data and one random start ``W ~ N(0, v̄/M)``, ``σ² = v̄``
-    per key (stacked parameters, one row per restart)."""
+def _init_em(keys, X, e, n_components: int):
+    """Column (nan)means, the data centred and divided by ``2**e``, and one random start
+    ``W ~ N(0, v̄/M)``, ``σ² = v̄`` per key (stacked parameters, one row per restart)."""
     d = X.shape[1]
     obs = ~jnp.isnan(X)
     count = jnp.sum(obs, axis=0).astype(X.dtype)
     centre = jnp.sum(jnp.where(obs, X, 0.0), axis=0) / count
-    Xc = X - centre[None, :]
+    Xc = (X - centre[None, :]) * pow2(-e, X.dtype)
     var = jnp.sum(jnp.where(obs, Xc * Xc, 0.0), axis=0) / count
     vbar = jnp.mean(var)
     vbar = jnp.where(vbar > 0, vbar, 1.0)
@@ -483,13 +486,15 @@ def fit_em(key: jax.Array, X: ArrayLike, n_components: int, *, n_init: int = 1,
             raise ValueError(f"X has columns with no observed value: "
                              f"{np.flatnonzero(observed == 0).tolist()}")
     keys = key[None] if n_init == 1 else jax.random.split(key, n_init)
-    Xc, centre, starts = _init_em(keys, X, n_components)
+    e = jnp.asarray(checked_exponent(X, "X", what="the noise variance"), jnp.int32)
+    Xc, centre, starts = _init_em(keys, X, e, n_components)
     run = partial(em.fit_em, _model(missing), X=Xc, tol=tol, max_iter=max_iter,
                   chunk_size=chunk_size)
     if n_init == 1:   # no restarts: skip the batched program
         res = run(jax.tree.map(lambda a: a[0], starts))
     else:
         res = em.select_best(jax.vmap(run)(starts))
-    params = res.params._replace(mean=res.params.mean + centre)
-    return PPCAResult(params=params, history=res.history, n_iter=res.n_iter,
-                        converged=res.converged)
+    s, p, obs = pow2(e, X.dtype), res.params, jnp.sum(~jnp.isnan(X)).astype(X.dtype) / n
+    params = PPCAParams(mean=p.mean * s + centre, W=p.W * s, sigma2=p.sigma2 * (s * s))
+    return PPCAResult(params=params, n_iter=res.n_iter, converged=res.converged,
+                      history=res.history - obs * e.astype(X.dtype) * np.log(2.0).astype(X.dtype))

@@ -46,6 +46,7 @@ from espresso_jax import em
 from espresso_jax.mixture import vb_terms
 from espresso_jax.mixture.vb_terms import VBGMMParams, VBGMMPrior
 from espresso_jax.prob.moments import MomentStats, centred_moments, data_moments, moment_stats
+from espresso_jax.scaling import check_regulariser, checked_exponent
 from espresso_jax.validation import (
     as_float_array,
     as_sample_weight,
@@ -167,8 +168,9 @@ def _initial_states(model: em.EMModel, X, w, resp, prior: VBGMMPrior, reg_covar)
 @partial(jax.jit, static_argnames=("n_samples", "n_components", "dtype"))
 def _random_resp(keys, n_samples: int, n_components: int, dtype):
     """``(R, N, K)`` uniform responsibilities normalised per row, one draw per key."""
-    r = jax.vmap(lambda k: jax.random.uniform(k, (n_samples, n_components), dtype))(keys)
-    return r / jnp.sum(r, axis=2, keepdims=True)
+    # drawn in float32 whatever the dtype: float32 and float64 data start alike
+    r = jax.vmap(lambda k: jax.random.uniform(k, (n_samples, n_components), jnp.float32))(keys)
+    return (r / jnp.sum(r, axis=2, keepdims=True)).astype(dtype)
 
 
 @partial(jax.jit, static_argnames=("n_components",))
@@ -275,7 +277,8 @@ def fit(key: jax.Array, X: ArrayLike, n_components: int, *,
         n_init: restarts, run as a ``vmap``; the best final lower bound is kept.
         max_iter: maximum number of variational EM iterations.
         tol: stop when the lower bound (a total, as scikit-learn's) changes by less than this.
-        reg_covar: > 0, added to the diagonal of every component covariance estimate.
+        reg_covar: > 0, added to the diagonal of every component covariance estimate, in the
+            units of ``X`` (at most the variance of ``X``).
         sample_weight: ``(n_samples,)`` non-negative row weights (integer weights equal
             repeated rows).
         chunk_size: rows per E-step block (memory O(chunk_size · K · D)); ``None``: all rows;
@@ -286,7 +289,9 @@ def fit(key: jax.Array, X: ArrayLike, n_components: int, *,
         :class:`VBGMMResult`.
 
     Raises:
-        ValueError / TypeError: invalid input, before anything is compiled.
+        ValueError / TypeError: invalid input, before anything is compiled, including ``X``
+            whose squared spread its dtype cannot hold (float32: beyond about ``1e±17``;
+            rescale ``X`` or enable float64) and ``reg_covar`` above the variance of ``X``.
 
     References:
         Bishop, PRML (2006), §10.2; Blei & Jordan (2006).
@@ -308,6 +313,8 @@ def fit(key: jax.Array, X: ArrayLike, n_components: int, *,
     chunk_size = em.resolve_chunk_size(chunk_size, n,
                                        n_init * K * X.shape[1] * X.dtype.itemsize)
     w = as_sample_weight(sample_weight, n).astype(X.dtype)
+    check_regulariser(reg, checked_exponent(X, "X", w=w, what="the fitted covariances"),
+                      "reg_covar")
     if isinstance(init, str):
         check_choice(init, "init", INITS)
     else:
