@@ -56,10 +56,11 @@ def profile(max_examples: int) -> settings:
 
 
 _EVENTS: list[str] = []
+_LISTENING = [False]   # record only during a check (the listener stays registered)
 
 
 def _record(event: str, duration: float, **kwargs: Any) -> None:
-    if event == "/jax/core/compile/jaxpr_trace_duration":
+    if _LISTENING[0] and event == "/jax/core/compile/jaxpr_trace_duration":
         _EVENTS.append(str(kwargs.get("fun_name", "")))
 
 
@@ -105,6 +106,7 @@ def check(case: str, arg: str, call: Callable[[], Any],
     jax.config.update("jax_traceback_filtering", "off")
     _EVENTS.clear()
     problem = None
+    _LISTENING[0] = True
     try:
         result = call()
     except (ValueError, TypeError) as err:
@@ -114,12 +116,14 @@ def check(case: str, arg: str, call: Callable[[], Any],
     except Exception as err:  # any other type is the failure this suite looks for
         problem = f"{type(err).__module__}.{type(err).__name__}: {str(err)[:300]}"
     else:
+        _LISTENING[0] = False
         outcome = "finite"
         try:
             accept(result)
         except Exception as err:
             problem = f"result not accepted: {type(err).__name__}: {str(err)[:300]}"
     finally:
+        _LISTENING[0] = False
         jax.config.update("jax_traceback_filtering", filtering)
     if problem is not None:
         outcome = "failure"

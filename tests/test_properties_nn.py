@@ -14,6 +14,7 @@ import functools
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -42,8 +43,8 @@ HEAD = heteroscedastic.HeteroscedasticHead(hidden=(8,), dropout_rate=0.1)
 
 
 def _mse(params: Any, batch: tuple, key: jax.Array) -> jax.Array:
-    x, y = batch   # a user's loss that takes int data too (the engine passes data as given)
-    return ((x.astype(np.float32) @ params["w"] - y) ** 2).mean()
+    x, y = batch   # a user's loss that takes any numeric data (the engine passes it as given)
+    return ((jnp.real(x).astype(np.float32) @ params["w"] - y) ** 2).mean()
 
 
 def _engine(res: Any, d: dict) -> None:
