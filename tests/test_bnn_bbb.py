@@ -330,7 +330,7 @@ def _toy_fit():
     params = bbb_elbo.init_params(jax.random.key(1), module, x, noise_std=0.5)
     res = bbb_elbo.fit(jax.random.key(2), x, y, module=module, params=params,
                        optimizer=optax.adam(1e-2), batch_size=40, n_epochs=200,
-                       likelihood="gaussian", progress=False, epochs_per_chunk=200)
+                       task="regression", progress=False, epochs_per_chunk=200)
     return module, res, x, y
 
 
@@ -436,7 +436,7 @@ def test_gru_learns_sequence_sum():
     params = bbb_elbo.init_params(jax.random.key(1), module, x)
     res = bbb_elbo.fit(jax.random.key(2), x, y, module=module, params=params,
                        optimizer=optax.adam(2e-2), batch_size=32, n_epochs=40,
-                       likelihood="gaussian", noise_std=0.3, schedule="blundell",
+                       task="regression", noise_std=0.3, schedule="blundell",
                        progress=False, epochs_per_chunk=40)
     xt = jax.random.uniform(kt, (200, 5, 1), minval=-1.0, maxval=1.0)
     mean, _ = bbb_elbo.regression_predictive(jax.random.key(3), module, res.params, xt,
@@ -483,10 +483,10 @@ def test_bad_input_raises():
     params = bbb_elbo.init_params(jax.random.key(0), module, x)
     with pytest.raises(ValueError, match="noise_std"):
         bbb_elbo.fit(jax.random.key(0), x, y, module=module, params=params,
-                     optimizer=optax.sgd(0.1), batch_size=5, n_epochs=1, likelihood="gaussian")
+                     optimizer=optax.sgd(0.1), batch_size=5, n_epochs=1, task="regression")
     with pytest.raises(ValueError, match="y must have one entry per row of X"):
         bbb_elbo.fit(jax.random.key(0), x, y[:5], module=module, params=params,
-                     optimizer=optax.sgd(0.1), batch_size=5, n_epochs=1, likelihood="gaussian",
+                     optimizer=optax.sgd(0.1), batch_size=5, n_epochs=1, task="regression",
                      noise_std=0.1)
     with pytest.raises(ValueError, match="n_samples"):
         bbb_elbo.sample_outputs(jax.random.key(0), module, params, x, n_samples=0)

@@ -71,7 +71,7 @@ FAMILIES = {
     "deterministic": Family(supervised.fit, True, True,
                             dict(module=_MLP, optimizer=OPT, task="classification"), True),
     "bbb": Family(bbb_elbo.fit, True, True,
-                  dict(module=_BBB, optimizer=OPT, likelihood="categorical"), True),
+                  dict(module=_BBB, optimizer=OPT, task="classification"), True),
     "mc_dropout": Family(dropout.fit, True, True,
                          dict(module=_DROP, optimizer=OPT, task="classification", rate=0.1),
                          True),
@@ -144,6 +144,26 @@ def test_key_is_the_first_parameter():
                 checked += 1
     assert checked >= 20  # fits, inits, applies, samplers, predictives
 
+
+
+def test_one_signature_shape_and_vocabulary():
+    # fit(key, data..., *, module, optimizer, batch_size, n_epochs, ...); a supervised family
+    # names what it does `task` with the same two values (bbb_elbo said `likelihood=` before).
+    for name, family in FAMILIES.items():
+        sig = inspect.signature(family.fit).parameters
+        keyword_only = [p for p, v in sig.items() if v.kind is inspect.Parameter.KEYWORD_ONLY]
+        assert {"module", "optimizer", "batch_size", "n_epochs"} <= set(keyword_only), name
+        positional = [p for p, v in sig.items()
+                      if v.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+        assert positional == (["key", "X", "y"] if family.has_y else ["key", "X"]), name
+        if family.has_y:
+            assert "task" in sig and "likelihood" not in sig, name
+    for name in ("deterministic", "bbb", "mc_dropout", "heteroscedastic"):
+        kwargs = {**FAMILIES[name].kwargs, "task": "gaussian"}
+        with pytest.raises(ValueError, match=r"^task must be one of \['classification', "
+                                             r"'regression'\], got 'gaussian'"):
+            FAMILIES[name].fit(jax.random.key(0), *_data(name), batch_size=8, n_epochs=1,
+                               **kwargs)
 
 _BAD_CASES = [(name, case) for name, family in FAMILIES.items()
               for case in ("nan", *(("label", "negative label") if family.labels else ()),

@@ -83,9 +83,9 @@ def _params(name: str, width: int = D, other: bool = False):
 
 
 def _fit(name: str, X, y, **extra):
-    """One classification (or, with ``task``/``likelihood`` in ``extra``, regression) fit."""
+    """One classification (or, with ``task`` in ``extra``, regression) fit."""
     if name == "bbb":
-        kw = dict(module=_BBB, optimizer=OPT, likelihood="categorical")
+        kw = dict(module=_BBB, optimizer=OPT, task="classification")
         return bbb_elbo.fit(KEY, X, y, **{**kw, **_FIT, **extra})
     if name == "dropout":
         kw = dict(module=_DROP, optimizer=OPT, task="classification", rate=0.1)
@@ -259,8 +259,7 @@ def test_vae_with_another_models_params_names_params(fn, which, raises_before_co
 @pytest.mark.parametrize("name", SUPERVISED)
 def test_regression_target_of_another_shape_than_the_outputs_names_y(name,
                                                                      raises_before_compiling):
-    extra = ({"likelihood": "gaussian", "noise_std": 1.0} if name == "bbb"
-             else {"task": "regression"})
+    extra = {"task": "regression", **({"noise_std": 1.0} if name == "bbb" else {})}
     raises_before_compiling(lambda: _fit(name, X, TARGET, **extra),
                             rf"^y has shape \({N},\) but the network gives {C} outputs per "
                             rf"row: pass y of shape \(n, {C}\) or use a network with 1 output "

@@ -91,7 +91,7 @@ TARGETS: dict[str, Target] = {
         {"X": X}, {"X": "matrix"}),
     "bbb_elbo.fit": Target(
         lambda d: bbb_elbo.fit(KEY, d["X"], d["y"], module=BBB, optimizer=OPT,
-                               likelihood="categorical", **FIT),
+                               task="classification", **FIT),
         lambda r, d: (fit_result(r), finite(bbb_elbo.classification_predictive(
             KEY, BBB, r.params, d["X"], n_samples=2))),
         {"X": X, "y": LABELS}, {"X": "matrix", "y": "labels3"}),

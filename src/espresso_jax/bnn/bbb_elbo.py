@@ -38,6 +38,7 @@ import optax
 from espresso_jax import train
 from espresso_jax.bnn import bbb
 from espresso_jax.netcheck import check_network, check_optimizer, check_outputs
+from espresso_jax.nn.supervised import TASKS
 from espresso_jax.prob.gaussian import gaussian_log_density
 from espresso_jax.validation import (
     as_float_array,
@@ -53,6 +54,7 @@ from espresso_jax.validation import (
 __all__ = [
     "SCHEDULES",
     "LIKELIHOODS",
+    "LIKELIHOOD_OF_TASK",
     "BBBParams",
     "init_params",
     "kl_weight",
@@ -68,6 +70,8 @@ __all__ = [
 
 SCHEDULES = ("uniform", "blundell")
 LIKELIHOODS = ("gaussian", "categorical")
+# the likelihood of each supervised task, as every neural fit names it (``task=``)
+LIKELIHOOD_OF_TASK = {"regression": "gaussian", "classification": "categorical"}
 
 
 class BBBParams(NamedTuple):
@@ -228,7 +232,7 @@ def _make_step(loss_fn, optimizer, n_batches, schedule):
 
 def fit(key: jax.Array, X: Any, y: Any, *, module: nn.Module,
         optimizer: optax.GradientTransformation, batch_size: int, n_epochs: int,
-        likelihood: str, params: BBBParams | None = None, noise_std: float | None = None,
+        task: str, params: BBBParams | None = None, noise_std: float | None = None,
         schedule: str = "uniform", normalize: bool = False,
         **loop_options: Any) -> train.FitResult:
     """Fit a Bayes-by-Backprop model with the engine's :func:`~espresso_jax.train.fit_loop`.
@@ -238,11 +242,12 @@ def fit(key: jax.Array, X: Any, y: Any, *, module: nn.Module,
             training key; the training key splits into the shuffling key and the state's step
             key.
         X: ``(n, ...)`` inputs (or a pytree of them for a multi-input module).
-        y: ``(n,)`` or ``(n, k)`` targets (``"gaussian"``) or ``(n,)`` integer labels in
-            ``[0, n_classes)`` (``"categorical"``).
+        y: ``(n,)`` or ``(n, k)`` targets (``"regression"``) or ``(n,)`` integer labels in
+            ``[0, n_classes)`` (``"classification"``).
         module: flax module of Bayesian layers.
         optimizer: optax optimiser. batch_size, n_epochs: as in the engine.
-        likelihood: ``"gaussian"`` or ``"categorical"``.
+        task: ``"regression"`` (Gaussian likelihood) or ``"classification"`` (categorical),
+            as in every neural fit of the library (:data:`LIKELIHOOD_OF_TASK`).
         params: initial :class:`BBBParams` (default :func:`init_params` without a learned
             noise; pass ``init_params(..., noise_std=...)`` to learn the noise std).
         noise_std: fixed noise std (Gaussian); None learns ``params.log_noise_std``.
@@ -260,7 +265,7 @@ def fit(key: jax.Array, X: Any, y: Any, *, module: nn.Module,
         TypeError: ``optimizer`` is not an optax ``GradientTransformation``.
     """
     key = check_key(key)
-    check_choice(likelihood, "likelihood", LIKELIHOODS)
+    likelihood = LIKELIHOOD_OF_TASK[check_choice(task, "task", TASKS)]
     check_choice(schedule, "schedule", SCHEDULES)
     optimizer = check_optimizer(optimizer)
     X = jax.tree.map(lambda a: as_float_array(a, "X", ndim=(2, 3, 4, 5),

@@ -65,6 +65,7 @@ from espresso_jax.netcheck import (
     check_outputs,
     check_variables,
 )
+from espresso_jax.nn.supervised import TASKS
 from espresso_jax.prob.draws import draw_flat
 from espresso_jax.validation import (
     as_float_array,
@@ -280,8 +281,6 @@ def classification_loss(params: PyTree, batch: tuple[jax.Array, jax.Array], key:
     decay = weight_decay(length_scale, rate, n_train, 1.0).astype(logits.dtype)
     return jnp.mean(nll) + decay * kernel_l2(params)
 
-
-TASKS = ("classification", "regression")
 
 
 @functools.lru_cache(maxsize=32)

@@ -45,6 +45,7 @@ from jax.typing import ArrayLike
 from espresso_jax import metrics, train
 from espresso_jax import validation as V
 from espresso_jax.netcheck import check_network, check_optimizer, check_outputs
+from espresso_jax.nn.supervised import TASKS
 from espresso_jax.prob.draws import draw_flat
 
 __all__ = [
@@ -288,7 +289,7 @@ def fit(key: jax.Array, X: ArrayLike, y: ArrayLike, *, module: HeteroscedasticHe
         TypeError: ``optimizer`` is not an optax ``GradientTransformation``.
     """
     key = V.check_key(key)
-    V.check_choice(task, "task", ("regression", "classification"))
+    V.check_choice(task, "task", TASKS)
     module = _check_head(module)
     optimizer = check_optimizer(optimizer)
     if task == "classification":

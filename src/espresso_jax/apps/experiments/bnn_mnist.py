@@ -333,7 +333,7 @@ def train_mnist_models(key: jax.Array, *, quick: bool = False, n_train: int | No
     batch_size = check_int(batch_size, "batch_size", min_value=1, max_value=int(x.shape[0]))
     opts: dict[str, Any] = dict(learning_rate=learning_rate, batch_size=batch_size,
                                 n_epochs=n_epochs, progress=progress)
-    bbb_options = dict(likelihood="categorical", normalize=True)
+    bbb_options = dict(task="classification", normalize=True)
     specs: dict[str, ModelSpec] = {
         "deterministic": ("deterministic", supervised.fit,
                           dict(module=MLP(features=(*hidden, 10)), task="classification")),

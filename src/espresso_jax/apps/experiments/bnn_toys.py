@@ -173,7 +173,7 @@ def gap_regression(key: jax.Array, *, quick: bool = False, n: int = 80,
                           dict(module=MLP(features=(*hidden, 1)), task="regression")),
         "bbb": ("bbb", bbb_elbo.fit,
                 dict(module=bbb.BayesMLP((*hidden, 1), prior=bbb.gaussian_prior(bbb_prior_scale)),
-                     likelihood="gaussian", noise_std=noise_std, normalize=True)),
+                     task="regression", noise_std=noise_std, normalize=True)),
         "mc_dropout": ("dropout", dropout.fit,
                        dict(module=dropout.DropoutMLP(
                            hidden, kernel_init=nn.initializers.lecun_normal(),
