@@ -22,11 +22,11 @@ from espresso_jax import (
     netcheck,
     nn,
     prob,
+    scaling,
     train,
     validation,
 )
 
 __version__ = "0.1.0"
 __all__ = ["bnn", "datasets", "em", "fully_bayes", "interop", "io", "linear", "metrics", "mixture",
-           "netcheck", "nn",
-           "prob", "train", "validation", "__version__"]
+           "netcheck", "nn", "prob", "scaling", "train", "validation", "__version__"]
