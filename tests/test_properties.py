@@ -148,26 +148,15 @@ TARGETS: dict[str, Target] = {
 CASES = [(t, a, k) for t, target in TARGETS.items() for a, at in target.args.items()
          for k in kinds(at)]
 
-S1 = "issue 13 section 1: data at float32's edges returns garbage silently"
-# Failures on main, by section of issue 13 (benchmarks/RESULTS.md, "Property-based inputs").
-XFAIL: dict[tuple[str, str, str], str] = {
-    ("gmm.fit", "X", "scale"): S1 + " (log-likelihood history -inf)",
-    ("vbgmm.fit", "X", "scale"): S1 + " (means NaN)",
-    ("kmeans.fit", "X", "scale"): S1 + " (inertia inf)",
-    ("ppca.fit", "X", "scale"): S1 + " (W NaN, sigma2 0 rejected by log_likelihood)",
-    ("logistic.fit_laplace", "X", "scale"): S1 + " (log evidence -inf)",
-    ("bayes.fit_evidence", "y", "scale"):
-        "issue 13 section 3: y*1e30 says 'beta0 must be > 0' (names beta0, not y)",
-    ("info.kl_divergence", "q", "mismatch"):
-        "issue 13 section 2: KL of batch (3,) vs (2,) or 3 vs 2 classes: JAX's shape error",
-}
+# Failures on main, by section of issue 13 (benchmarks/RESULTS.md, "Property-based inputs"):
+# none since sections 1-5 were merged.
+XFAIL: dict[tuple[str, str, str], str] = {}
 # Failures none of sections 1-5 lists (reported to the lead, who decides).
 UNL = "not in issue 13 sections 1-5: "
 UNLISTED: dict[tuple[str, str, str], str] = {
     ("estimate.gaussian", "x", "scale"): UNL + "x*1e20+: scale inf (variance overflows)",
     ("conjugate.normal_gamma", "x", "scale"): UNL + "x*1e20+: 'stats.scatter contains inf'",
     ("regression.fit_least_squares", "X", "scale"): UNL + "X*1e-20 or less: weights NaN/inf",
-    ("bayes.fit_evidence", "X", "scale"): UNL + "X*1e20+: posterior mean NaN",
     ("gp.fit", "X", "scale"): UNL + "X*1e20+: 'K + noise_var*I is not positive definite', no X",
     ("bayes.predict", "X_new", "scale"): UNL + "X_new*1e30: predictive variance inf",
     ("gmm.score_samples", "X", "scale"): UNL + "X*1e20+: log-density -inf",
@@ -187,7 +176,6 @@ def test_property(target, arg, kind):
     run_property(TARGETS, target, arg, kind, N)
 
 
-@pytest.mark.xfail(strict=True, reason=XFAIL["info.kl_divergence", "q", "mismatch"])
 def test_info_kl_divergence_mismatched():
     """KL between distributions that do not pair: batch (3,) vs (2,), 3 vs 2 classes, not a
     distribution; ``q`` is the argument at fault."""

@@ -119,17 +119,7 @@ CASES = [(m, k) for m in MODELS
          for k in ("scale", "nonfinite", "degenerate", "shape", "text", "options")]
 S3 = "issue 13 section 3: CLI errors name the file or option, one line, exit 2: "
 XFAIL: dict[tuple[str, str], str] = {
-    ("gmm", "scale"): "issue 13 section 1: the CLI on a x1e30 table exits 0 and writes null",
-    ("kmeans", "scale"): "issue 13 section 1: the CLI on a x1e30 table exits 0 and writes null",
-    ("ppca", "scale"): S3 + "'params.W contains NaN' on huge data",
-    ("blr", "scale"): S3 + "'beta0 must be > 0' on huge data",
-    ("blr", "degenerate"): S3 + "constant target: 'pass beta0 explicitly' (no --beta0)",
     ("blr", "options"): S3 + "a huge --degree: an MLIR get() error",
-    ("kmeans", "options"): S3 + "--seed 2**64: OverflowError escapes main",
-    ("gmm", "shape"): S3 + "zero-row .npy: 'cannot reshape array of size 0', no file name",
-    ("kmeans", "shape"): S3 + "zero-row .npy: 'cannot reshape array of size 0', no file name",
-    ("ppca", "shape"): S3 + "zero-row .npy: 'cannot reshape array of size 0', no file name",
-    ("blr", "shape"): S3 + "one-column .npy: 'DATA has 1', not the file's name",
 }
 UNLISTED: dict[tuple[str, str], str] = {}
 EXAMPLES = {"scale": 3, "nonfinite": 2, "degenerate": 2, "shape": 3, "text": 4, "options": 5}
