@@ -21,7 +21,16 @@ import jax
 import numpy as np
 import numpyro.distributions as dist
 import pytest
-from property_harness import Target, check, finite, fit_result, kinds, run_property
+from property_harness import (
+    Target,
+    as_float64,
+    check,
+    finite,
+    fit_result,
+    kinds,
+    log_density,
+    run_property,
+)
 
 from espresso_jax.linear import bayes, gp, logistic, regression
 from espresso_jax.mixture import gmm, kmeans, pca, ppca, vbgmm
@@ -55,17 +64,28 @@ def _mixture(score: Callable[[Any, Any], Any]) -> Callable[[Any, dict], None]:
     return accept
 
 
+def _density(score: Callable[[Any, Any], Any], name: str) -> Callable[[Any, dict], None]:
+    """A log-density at the generated X: finite, or -inf where float64 says it is below
+    float32's range (``property_harness.log_density``)."""
+    return lambda r, d: log_density(r, lambda: score(*as_float64(fitted(name), d["X"])))
+
+
 @functools.cache
 def fitted(name: str) -> Any:
     """Good parameters for the prediction-time targets."""
-    return {"gmm": lambda: gmm.fit(KEY, X, K, max_iter=10).params,
-            "kmeans": lambda: kmeans.fit(KEY, X, K, max_iter=10).params,
-            "vbgmm": lambda: vbgmm.fit(KEY, X, K, max_iter=10).params,
-            "pca": lambda: pca.fit(X, 1).params,
-            "ppca": lambda: ppca.fit(X, 1).params,
-            "bayes": lambda: bayes.fit_evidence(PHI, T).params,
-            "logistic": lambda: logistic.fit_laplace(PHI, LABELS, alpha=1.0).params,
-            "gp": lambda: gp.fit(PHI, T, GP0).params}[name]()
+    return FITTED[name]()
+
+
+FITTED: dict[str, Callable[[], Any]] = {
+    "gmm": lambda: gmm.fit(KEY, X, K, max_iter=10).params,
+    "kmeans": lambda: kmeans.fit(KEY, X, K, max_iter=10).params,
+    "vbgmm": lambda: vbgmm.fit(KEY, X, K, max_iter=10).params,
+    "pca": lambda: pca.fit(X, 1).params,
+    "ppca": lambda: ppca.fit(X, 1).params,
+    "bayes": lambda: bayes.fit_evidence(PHI, T).params,
+    "logistic": lambda: logistic.fit_laplace(PHI, LABELS, alpha=1.0).params,
+    "gp": lambda: gp.fit(PHI, T, GP0).params,
+}
 
 
 TARGETS: dict[str, Target] = {
@@ -123,13 +143,13 @@ TARGETS: dict[str, Target] = {
         _mixture(gmm.score_samples),
         {"X": X, "n_components": K}, {"X": "matrix", "n_components": "count"}),
     "gmm.score_samples": Target(lambda d: gmm.score_samples(fitted("gmm"), d["X"]),
-                                lambda r, d: finite(r), {"X": X}, {"X": "predict"}),
+                                _density(gmm.score_samples, "gmm"), {"X": X}, {"X": "predict"}),
     "vbgmm.fit": Target(
         lambda d: vbgmm.fit(KEY, d["X"], d["n_components"], max_iter=10),
         _mixture(vbgmm.score_samples),
         {"X": X, "n_components": K}, {"X": "matrix", "n_components": "count"}),
     "vbgmm.score_samples": Target(lambda d: vbgmm.score_samples(fitted("vbgmm"), d["X"]),
-                                  lambda r, d: finite(r), {"X": X}, {"X": "predict"}),
+                                _density(vbgmm.score_samples, "vbgmm"), {"X": X}, {"X": "predict"}),
     "pca.fit": Target(lambda d: pca.fit(d["X"], d["n_components"]),
                       lambda r, d: finite(r.params, pca.transform(r.params, d["X"])),
                       {"X": X, "n_components": 1}, {"X": "matrix", "n_components": "count"}),
@@ -141,7 +161,7 @@ TARGETS: dict[str, Target] = {
                             ppca.log_likelihood(r.params, d["X"])),
         {"X": X, "n_components": 1}, {"X": "matrix", "n_components": "count"}),
     "ppca.score_samples": Target(lambda d: ppca.score_samples(fitted("ppca"), d["X"]),
-                                 lambda r, d: finite(r), {"X": X}, {"X": "predict"}),
+                                _density(ppca.score_samples, "ppca"), {"X": X}, {"X": "predict"}),
 }
 
 
@@ -159,9 +179,6 @@ UNLISTED: dict[tuple[str, str, str], str] = {
     ("regression.fit_least_squares", "X", "scale"): UNL + "X*1e-20 or less: weights NaN/inf",
     ("gp.fit", "X", "scale"): UNL + "X*1e20+: 'K + noise_var*I is not positive definite', no X",
     ("bayes.predict", "X_new", "scale"): UNL + "X_new*1e30: predictive variance inf",
-    ("gmm.score_samples", "X", "scale"): UNL + "X*1e20+: log-density -inf",
-    ("vbgmm.score_samples", "X", "scale"): UNL + "X*1e20+: log-density -inf",
-    ("ppca.score_samples", "X", "scale"): UNL + "X*1e20+: log-density -inf",
 }
 
 
@@ -173,6 +190,9 @@ def _param(case: tuple[str, str, str]) -> Any:
 
 @pytest.mark.parametrize("target,arg,kind", [_param(c) for c in CASES])
 def test_property(target, arg, kind):
+    module, function = target.split(".")
+    if module in FITTED and not function.startswith("fit"):
+        fitted(module)   # fitted before the check: its trace is not the call's
     run_property(TARGETS, target, arg, kind, N)
 
 
