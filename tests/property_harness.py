@@ -195,10 +195,12 @@ def fit_result(res: Any) -> None:
         finite(np.asarray(history)[: int(res.n_iter)])
 
 
-#: examples per generated case, by kind of input (the discrete kinds have few values)
 NUMERIC_KINDS = ("scale", "degenerate")
-EXAMPLES = {"scale": 6, "shape": 4, "dtype": 6, "nonfinite": 4, "degenerate": 3, "labels": 5,
-            "count": 6, "key": 4, "width": 2}
+#: examples per generated case, by kind of input (the discrete kinds have few values); fewer
+#: than the first version's 6/4/6/4/3/5/6/4/2 for the default suite's budget, but scale keeps
+#: 6 (fewer draws miss the x1e-20 extreme that regression.fit_least_squares fails on)
+EXAMPLES = {"scale": 6, "shape": 3, "dtype": 4, "nonfinite": 2, "degenerate": 2, "labels": 3,
+            "count": 4, "key": 3, "width": 2}
 
 
 # --- generated inputs ---------------------------------------------------------------------
