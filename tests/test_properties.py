@@ -174,10 +174,7 @@ XFAIL: dict[tuple[str, str, str], str] = {}
 # Failures none of sections 1-5 lists (reported to the lead, who decides).
 UNL = "not in issue 13 sections 1-5: "
 UNLISTED: dict[tuple[str, str, str], str] = {
-    ("estimate.gaussian", "x", "scale"): UNL + "x*1e20+: scale inf (variance overflows)",
-    ("conjugate.normal_gamma", "x", "scale"): UNL + "x*1e20+: 'stats.scatter contains inf'",
     ("regression.fit_least_squares", "X", "scale"): UNL + "X*1e-20 or less: weights NaN/inf",
-    ("gp.fit", "X", "scale"): UNL + "X*1e20+: 'K + noise_var*I is not positive definite', no X",
     ("bayes.predict", "X_new", "scale"): UNL + "X_new*1e30: predictive variance inf",
 }
 
