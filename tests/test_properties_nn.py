@@ -122,7 +122,6 @@ XFAIL: dict[tuple[str, str, str], str] = {
 }
 UNL = "not in issue 13 sections 1-5: "
 UNLISTED: dict[tuple[str, str, str], str] = {
-    ("vae.elbo", "X", "scale"): UNL + "X*1e30 (outside [0, 1]) for the Bernoulli VAE: ELBO NaN",
 }
 
 
