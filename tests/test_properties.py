@@ -174,8 +174,6 @@ XFAIL: dict[tuple[str, str, str], str] = {}
 # Failures none of sections 1-5 lists (reported to the lead, who decides).
 UNL = "not in issue 13 sections 1-5: "
 UNLISTED: dict[tuple[str, str, str], str] = {
-    ("regression.fit_least_squares", "X", "scale"): UNL + "X*1e-20 or less: weights NaN/inf",
-    ("bayes.predict", "X_new", "scale"): UNL + "X_new*1e30: predictive variance inf",
 }
 
 
