@@ -117,8 +117,6 @@ CASES = [(t, a, k) for t, target in TARGETS.items() for a, at in target.args.ite
 
 S2 = "issue 13 section 2: neural-net mistakes caught before compiling, in the user's words: "
 XFAIL: dict[tuple[str, str, str], str] = {
-    ("bbb_elbo.fit", "X", "shape"): S2 + "3-D X: JAX's 'indices and arr must have the same "
-                                         "number of dimensions'",
 }
 UNL = "not in issue 13 sections 1-5: "
 UNLISTED: dict[tuple[str, str, str], str] = {
