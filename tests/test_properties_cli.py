@@ -119,9 +119,7 @@ def run_cli(case: str, argv: list[str], out: Path, names: tuple[str, ...]) -> st
 
 CASES = [(m, k) for m in MODELS
          for k in ("scale", "nonfinite", "degenerate", "shape", "text", "options")]
-S3 = "issue 13 section 3: CLI errors name the file or option, one line, exit 2: "
 XFAIL: dict[tuple[str, str], str] = {
-    ("blr", "options"): S3 + "a huge --degree: an MLIR get() error",
 }
 UNLISTED: dict[tuple[str, str], str] = {}
 EXAMPLES = {"scale": 2, "nonfinite": 2, "degenerate": 2, "shape": 2, "text": 3, "options": 5}
