@@ -21,7 +21,16 @@ import jax
 import numpy as np
 import numpyro.distributions as dist
 import pytest
-from property_harness import Target, check, finite, fit_result, kinds, run_property
+from property_harness import (
+    Target,
+    as_float64,
+    check,
+    finite,
+    fit_result,
+    kinds,
+    log_density,
+    run_property,
+)
 
 from espresso_jax.linear import bayes, gp, logistic, regression
 from espresso_jax.mixture import gmm, kmeans, pca, ppca, vbgmm
@@ -55,17 +64,28 @@ def _mixture(score: Callable[[Any, Any], Any]) -> Callable[[Any, dict], None]:
     return accept
 
 
+def _density(score: Callable[[Any, Any], Any], name: str) -> Callable[[Any, dict], None]:
+    """A log-density at the generated X: finite, or -inf where float64 says it is below
+    float32's range (``property_harness.log_density``)."""
+    return lambda r, d: log_density(r, lambda: score(*as_float64(fitted(name), d["X"])))
+
+
 @functools.cache
 def fitted(name: str) -> Any:
     """Good parameters for the prediction-time targets."""
-    return {"gmm": lambda: gmm.fit(KEY, X, K, max_iter=10).params,
-            "kmeans": lambda: kmeans.fit(KEY, X, K, max_iter=10).params,
-            "vbgmm": lambda: vbgmm.fit(KEY, X, K, max_iter=10).params,
-            "pca": lambda: pca.fit(X, 1).params,
-            "ppca": lambda: ppca.fit(X, 1).params,
-            "bayes": lambda: bayes.fit_evidence(PHI, T).params,
-            "logistic": lambda: logistic.fit_laplace(PHI, LABELS, alpha=1.0).params,
-            "gp": lambda: gp.fit(PHI, T, GP0).params}[name]()
+    return FITTED[name]()
+
+
+FITTED: dict[str, Callable[[], Any]] = {
+    "gmm": lambda: gmm.fit(KEY, X, K, max_iter=10).params,
+    "kmeans": lambda: kmeans.fit(KEY, X, K, max_iter=10).params,
+    "vbgmm": lambda: vbgmm.fit(KEY, X, K, max_iter=10).params,
+    "pca": lambda: pca.fit(X, 1).params,
+    "ppca": lambda: ppca.fit(X, 1).params,
+    "bayes": lambda: bayes.fit_evidence(PHI, T).params,
+    "logistic": lambda: logistic.fit_laplace(PHI, LABELS, alpha=1.0).params,
+    "gp": lambda: gp.fit(PHI, T, GP0).params,
+}
 
 
 TARGETS: dict[str, Target] = {
@@ -123,13 +143,13 @@ TARGETS: dict[str, Target] = {
         _mixture(gmm.score_samples),
         {"X": X, "n_components": K}, {"X": "matrix", "n_components": "count"}),
     "gmm.score_samples": Target(lambda d: gmm.score_samples(fitted("gmm"), d["X"]),
-                                lambda r, d: finite(r), {"X": X}, {"X": "predict"}),
+                                _density(gmm.score_samples, "gmm"), {"X": X}, {"X": "predict"}),
     "vbgmm.fit": Target(
         lambda d: vbgmm.fit(KEY, d["X"], d["n_components"], max_iter=10),
         _mixture(vbgmm.score_samples),
         {"X": X, "n_components": K}, {"X": "matrix", "n_components": "count"}),
     "vbgmm.score_samples": Target(lambda d: vbgmm.score_samples(fitted("vbgmm"), d["X"]),
-                                  lambda r, d: finite(r), {"X": X}, {"X": "predict"}),
+                                _density(vbgmm.score_samples, "vbgmm"), {"X": X}, {"X": "predict"}),
     "pca.fit": Target(lambda d: pca.fit(d["X"], d["n_components"]),
                       lambda r, d: finite(r.params, pca.transform(r.params, d["X"])),
                       {"X": X, "n_components": 1}, {"X": "matrix", "n_components": "count"}),
@@ -141,38 +161,19 @@ TARGETS: dict[str, Target] = {
                             ppca.log_likelihood(r.params, d["X"])),
         {"X": X, "n_components": 1}, {"X": "matrix", "n_components": "count"}),
     "ppca.score_samples": Target(lambda d: ppca.score_samples(fitted("ppca"), d["X"]),
-                                 lambda r, d: finite(r), {"X": X}, {"X": "predict"}),
+                                _density(ppca.score_samples, "ppca"), {"X": X}, {"X": "predict"}),
 }
 
 
 CASES = [(t, a, k) for t, target in TARGETS.items() for a, at in target.args.items()
          for k in kinds(at)]
 
-S1 = "issue 13 section 1: data at float32's edges returns garbage silently"
-# Failures on main, by section of issue 13 (benchmarks/RESULTS.md, "Property-based inputs").
-XFAIL: dict[tuple[str, str, str], str] = {
-    ("gmm.fit", "X", "scale"): S1 + " (log-likelihood history -inf)",
-    ("vbgmm.fit", "X", "scale"): S1 + " (means NaN)",
-    ("kmeans.fit", "X", "scale"): S1 + " (inertia inf)",
-    ("ppca.fit", "X", "scale"): S1 + " (W NaN, sigma2 0 rejected by log_likelihood)",
-    ("logistic.fit_laplace", "X", "scale"): S1 + " (log evidence -inf)",
-    ("bayes.fit_evidence", "y", "scale"):
-        "issue 13 section 3: y*1e30 says 'beta0 must be > 0' (names beta0, not y)",
-    ("info.kl_divergence", "q", "mismatch"):
-        "issue 13 section 2: KL of batch (3,) vs (2,) or 3 vs 2 classes: JAX's shape error",
-}
+# Failures on main, by section of issue 13 (benchmarks/RESULTS.md, "Property-based inputs"):
+# none since sections 1-5 were merged.
+XFAIL: dict[tuple[str, str, str], str] = {}
 # Failures none of sections 1-5 lists (reported to the lead, who decides).
 UNL = "not in issue 13 sections 1-5: "
 UNLISTED: dict[tuple[str, str, str], str] = {
-    ("estimate.gaussian", "x", "scale"): UNL + "x*1e20+: scale inf (variance overflows)",
-    ("conjugate.normal_gamma", "x", "scale"): UNL + "x*1e20+: 'stats.scatter contains inf'",
-    ("regression.fit_least_squares", "X", "scale"): UNL + "X*1e-20 or less: weights NaN/inf",
-    ("bayes.fit_evidence", "X", "scale"): UNL + "X*1e20+: posterior mean NaN",
-    ("gp.fit", "X", "scale"): UNL + "X*1e20+: 'K + noise_var*I is not positive definite', no X",
-    ("bayes.predict", "X_new", "scale"): UNL + "X_new*1e30: predictive variance inf",
-    ("gmm.score_samples", "X", "scale"): UNL + "X*1e20+: log-density -inf",
-    ("vbgmm.score_samples", "X", "scale"): UNL + "X*1e20+: log-density -inf",
-    ("ppca.score_samples", "X", "scale"): UNL + "X*1e20+: log-density -inf",
 }
 
 
@@ -184,10 +185,12 @@ def _param(case: tuple[str, str, str]) -> Any:
 
 @pytest.mark.parametrize("target,arg,kind", [_param(c) for c in CASES])
 def test_property(target, arg, kind):
+    module, function = target.split(".")
+    if module in FITTED and not function.startswith("fit"):
+        fitted(module)   # fitted before the check: its trace is not the call's
     run_property(TARGETS, target, arg, kind, N)
 
 
-@pytest.mark.xfail(strict=True, reason=XFAIL["info.kl_divergence", "q", "mismatch"])
 def test_info_kl_divergence_mismatched():
     """KL between distributions that do not pair: batch (3,) vs (2,), 3 vs 2 classes, not a
     distribution; ``q`` is the argument at fault."""

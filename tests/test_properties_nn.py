@@ -117,23 +117,9 @@ CASES = [(t, a, k) for t, target in TARGETS.items() for a, at in target.args.ite
 
 S2 = "issue 13 section 2: neural-net mistakes caught before compiling, in the user's words: "
 XFAIL: dict[tuple[str, str, str], str] = {
-    ("dropout.fit", "y", "labels"): S2 + "a label is checked after the network's init",
-    ("heteroscedastic.fit", "y", "dtype"): S2 + "y is checked after the network's init",
-    ("heteroscedastic.fit", "y", "nonfinite"): S2 + "y is checked after the network's init",
-    ("heteroscedastic.fit", "y", "shape"): S2 + "y is checked after the network's init",
-    ("bbb_elbo.fit", "X", "shape"): S2 + "3-D X: JAX's 'indices and arr must have the same "
-                                         "number of dimensions'",
-    ("dropout.mc_forward", "X", "width"): S2 + "flax ScopeParamShapeError",
-    ("dropout.mc_forward", "params", "params"): S2 + "flax ScopeParamShapeError",
-    ("vae.elbo", "params", "params"): S2 + "flax ScopeParamShapeError",
-    ("train.fit", "optimizer", "optimizer"): S2 + "optimizer='adam': AttributeError",
 }
 UNL = "not in issue 13 sections 1-5: "
 UNLISTED: dict[tuple[str, str, str], str] = {
-    ("autoencoder.fit", "X", "scale"): UNL + "X*1e20+: FloatingPointError 'training diverged'",
-    ("heteroscedastic.fit", "X", "scale"): UNL + "X*1e20+: FloatingPointError 'training diverged'",
-    ("heteroscedastic.fit", "y", "scale"): UNL + "y*1e20+: FloatingPointError 'training diverged'",
-    ("vae.elbo", "X", "scale"): UNL + "X*1e30 (outside [0, 1]) for the Bernoulli VAE: ELBO NaN",
 }
 
 

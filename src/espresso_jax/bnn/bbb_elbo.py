@@ -286,6 +286,12 @@ def fit(key: jax.Array, X: Any, y: Any, *, module: nn.Module,
                                           params_name="params.net")
     n = check_same_length(**{f"X[{i}]": a for i, a in enumerate(jax.tree.leaves(X))})
     if likelihood == "categorical":
+        if len(out.shape) != 2:   # e.g. a dense net applied to the last axis of a 3-D X
+            raise ValueError(
+                f"X has rows of shape {tuple(jax.tree.leaves(x1)[0].shape[1:])} and the network "
+                f"gives outputs of shape {tuple(out.shape[1:])} per row; the categorical "
+                f"likelihood needs one vector of class logits per row: pass X of the shape "
+                f"the network takes (a BayesMLP: (n, n_features))")
         y = check_targets(y, n, n_classes=out.shape[-1])
     else:
         y = check_targets(y, n, ndim=(1, 2))

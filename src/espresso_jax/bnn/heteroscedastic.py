@@ -47,6 +47,7 @@ from espresso_jax import validation as V
 from espresso_jax.netcheck import check_network, check_optimizer, check_outputs
 from espresso_jax.nn.supervised import TASKS
 from espresso_jax.prob.draws import draw_flat
+from espresso_jax.scaling import checked_exponent
 
 __all__ = [
     "LOG_VAR_BOUND",
@@ -297,6 +298,9 @@ def fit(key: jax.Array, X: ArrayLike, y: ArrayLike, *, module: HeteroscedasticHe
     else:
         loss = make_regression_loss(module)
     X = V.as_float_array(X, "X", ndim=2, shape_hint="(n_samples, d)")
+    # a magnitude of X whose square leaves the dtype ends in "training diverged": say instead
+    # how to rescale X (and y below, whose squared residuals the Gaussian loss takes)
+    checked_exponent(X, "X", kind="magnitude", what="the network's squared activations")
 
     def init(k, x):
         return module.init(k, x, deterministic=True)
@@ -310,6 +314,8 @@ def fit(key: jax.Array, X: ArrayLike, y: ArrayLike, *, module: HeteroscedasticHe
     else:
         y = V.check_targets(y, X.shape[0], ndim=(1, 2))
         check_outputs(y, out)
+        checked_exponent(y.reshape(y.shape[0], -1), "y", kind="magnitude",
+                         what="the squared residuals of the Gaussian loss")
     if init_key is not None:
         params = init(init_key, X[:1])
     loop_options.setdefault("desc", "heteroscedastic")

@@ -30,6 +30,7 @@ from jax.scipy.linalg import cho_solve, solve_triangular
 from jax.typing import ArrayLike
 
 from espresso_jax.linear.regression import LeastSquaresParams
+from espresso_jax.scaling import checked_exponent
 from espresso_jax.validation import (
     as_float_array,
     as_positive_array,
@@ -276,6 +277,8 @@ def predict(params: BayesParams | Posterior | LeastSquaresParams, X_new: ArrayLi
     else:
         beta_arr = as_positive_array(beta, "beta", ndim=0)
     X_new = _new_design(X_new, mean.shape[0])
+    # the model variance phi^T S_N phi scales with the square of X_new (as XᵀX in the fit)
+    checked_exponent(X_new, "X_new", kind="magnitude", what="the predictive variance")
     dtype = X_new.dtype
     return _predict_impl(mean.astype(dtype), cov.astype(dtype), X_new, beta_arr.astype(dtype))
 

@@ -59,6 +59,7 @@ from espresso_jax.linear.gp_kernel import (
 from espresso_jax.netcheck import check_optimizer
 from espresso_jax.prob.gaussian import gaussian_log_density
 from espresso_jax.prob.linalg import cholesky_with_jitter
+from espresso_jax.scaling import checked_exponent
 from espresso_jax.validation import (
     as_float_array,
     check_int,
@@ -148,6 +149,8 @@ def _check_xy(X: ArrayLike, y: ArrayLike) -> tuple[jax.Array, jax.Array]:
     X = as_float_array(X, "X", ndim=2, shape_hint="(n_samples, n_features)")
     y = as_float_array(y, "y", ndim=1, shape_hint="(n_samples,)")
     check_same_length(X=X, y=y)
+    # the kernel takes squared distances between rows of X: their spread must square in range
+    checked_exponent(X, "X", what="the kernel's squared distances")
     return X, y
 
 

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from espresso_jax import em
+from espresso_jax.scaling import checked_exponent
 from espresso_jax.validation import as_float_array, check_positive, check_same_length
 
 __all__ = ["LeastSquaresParams", "LeastSquaresResult", "fit_least_squares", "predict"]
@@ -110,6 +111,8 @@ def fit_least_squares(X: ArrayLike, y: ArrayLike, *, ridge: float = 0.0,
     X = as_float_array(X, "X", ndim=2, shape_hint="(n_samples, n_basis)")
     y = as_float_array(y, "y", ndim=1, shape_hint="(n_samples,)")
     check_same_length(X=X, y=y)
+    # the solve works with XᵀX: a magnitude whose square leaves the dtype gives NaN weights
+    checked_exponent(X, "X", kind="magnitude", what="XᵀX")
     ridge = check_positive(ridge, "ridge", allow_zero=True)
     if rcond is None:
         rcond = float(jnp.finfo(X.dtype).eps) * max(X.shape)

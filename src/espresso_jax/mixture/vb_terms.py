@@ -137,6 +137,16 @@ def _mahalanobis(X: jax.Array, means: jax.Array, U: jax.Array, shift: jax.Array)
     return precision_mahalanobis(dx, means - shift, U).T
 
 
+def _log_mahalanobis(X: jax.Array, means: jax.Array, U: jax.Array) -> jax.Array:
+    """``(B, K)`` ``ln((x − m_k)ᵀ U_k U_kᵀ (x − m_k))`` without forming the square: the
+    whitened residual is divided by its largest entry first, so the log stays finite where the
+    squared distance overflows float32 (``-inf`` at a zero distance)."""
+    y = jnp.matmul(X[None, :, :] - means[:, None, :], U, precision=lax.Precision.HIGHEST)
+    r = jnp.max(jnp.abs(y), axis=-1, keepdims=True)                      # (K, B, 1)
+    r = jnp.where(r > 0, r, 1.0)
+    return (2.0 * jnp.log(r[..., 0]) + jnp.log(jnp.sum(jnp.square(y / r), axis=-1))).T
+
+
 def weighted_log_prob(params: VBGMMParams, X: jax.Array, shift: jax.Array) -> jax.Array:
     """``(B, K)`` ``ln ρ_nk = E[ln π_k] + ½E[ln|Λ_k|] − (D/2) ln 2π
     − ½(D/β_k + ν_k (x−m_k)ᵀ W_k (x−m_k))`` (PRML 10.46, 10.64–10.66); responsibilities are
@@ -274,10 +284,13 @@ def predictive_log_density(params: VBGMMParams, X: jax.Array) -> jax.Array:
     nu, beta = params.degrees_of_freedom, params.mean_precision
     dof = nu + 1.0 - D
     c = dof * beta / ((1.0 + beta) * nu)           # L_k = c_k · (ν_k W_k)
-    maha = c[None, :] * _mahalanobis(X, params.means, params.precisions_cholesky, params.means)
+    log_maha = _log_mahalanobis(X, params.means, params.precisions_cholesky)
     log_t = (gammaln(0.5 * (dof + D)) - gammaln(0.5 * dof) - 0.5 * D * jnp.log(dof * math.pi)
              + _log_det_cholesky(params.precisions_cholesky) + 0.5 * D * jnp.log(c))
-    log_t = log_t[None, :] - 0.5 * (dof + D)[None, :] * jnp.log1p(maha / dof[None, :])
+    # ln(1 + c·maha/dof) = softplus(ln maha + ln(c/dof)): finite where maha overflows float32
+    # (a row 1e20 from a unit-scale component: maha ~ 1e40, yet ln p ~ -700)
+    log1p_term = jnp.logaddexp(0.0, log_maha + jnp.log(c / dof)[None, :])
+    log_t = log_t[None, :] - 0.5 * (dof + D)[None, :] * log1p_term
     log_w = jnp.log(expected_weights(params.weight_concentration))
     return jax.nn.logsumexp(log_t + log_w[None, :], axis=1)
 

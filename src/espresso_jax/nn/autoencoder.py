@@ -42,6 +42,7 @@ from espresso_jax.nn.conv import (
     unflatten_images,
 )
 from espresso_jax.nn.modules import MLP, check_params_on_rows, init_on_rows
+from espresso_jax.scaling import checked_exponent
 from espresso_jax.validation import (
     as_float_array,
     check_choice,
@@ -236,6 +237,9 @@ def fit(key: jax.Array, X: ArrayLike, *, module: AutoEncoder,
     key = check_key(key)
     module = check_module(module, AutoEncoder)
     X = check_data(module, X)
+    # the loss squares reconstructions of X: a magnitude whose square leaves the dtype would
+    # end in "training diverged"; say instead how to rescale X
+    checked_exponent(X, "X", kind="magnitude", what="the squared reconstruction error")
     optimizer = check_optimizer(optimizer)
     if params is not None:
         params = check_params_on_rows(module, params)

@@ -211,7 +211,8 @@ def elbo_per_example(key: jax.Array, module: VAE, params: Any, X: ArrayLike, *,
     key = check_key(key)
     check_choice(estimator, "estimator", ESTIMATORS)
     n_samples = check_int(n_samples, "n_samples", min_value=1)
-    module, X = check_vae_data(module, X, False)
+    module = check_vae(module)   # a Bernoulli decoder's likelihood needs X in [0, 1]
+    module, X = check_vae_data(module, X, module.likelihood == "bernoulli")
     params = check_params_on_rows(module, params)
     return _elbo_impl(key, module, params, X, estimator, n_samples,
                       _check_batch(batch_size, X.shape[0]))
@@ -244,7 +245,8 @@ def iwae_per_example(key: jax.Array, module: VAE, params: Any, X: ArrayLike, *, 
     key = check_key(key)
     k = check_int(k, "k", min_value=1)
     chunk_size = min(check_int(chunk_size, "chunk_size", min_value=1), k)
-    module, X = check_vae_data(module, X, False)
+    module = check_vae(module)   # a Bernoulli decoder's likelihood needs X in [0, 1]
+    module, X = check_vae_data(module, X, module.likelihood == "bernoulli")
     params = check_params_on_rows(module, params)
     return _iwae_impl(key, module, params, X, k, chunk_size,
                       _check_batch(batch_size, X.shape[0]))

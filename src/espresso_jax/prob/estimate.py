@@ -28,6 +28,7 @@ import numpyro.distributions as dist
 from jax.typing import ArrayLike
 
 from espresso_jax.prob.moments import data_moments
+from espresso_jax.scaling import checked_exponent
 from espresso_jax.validation import (
     as_float_array,
     as_int_array,
@@ -215,9 +216,16 @@ def gaussian_stats(x: ArrayLike, sample_weight: ArrayLike | None = None) -> Gaus
 
     Returns:
         :class:`GaussianStats` with ``mean``/``scatter`` of shape ``()`` or ``(n_features,)``.
+
+    Raises:
+        ValueError: ``x``'s spread is so large or small that its square leaves the dtype's
+            range (``scaling.checked_exponent``; the message says how to rescale).
     """
     xf = as_float_array(x, "x", ndim=(1, 2), shape_hint="(n_samples,) or (n_samples, n_features)")
-    return _gaussian_impl(xf, as_sample_weight(sample_weight, xf.shape[0]))
+    w = as_sample_weight(sample_weight, xf.shape[0])
+    # the scatter is in x's units squared: reject a spread whose square leaves the dtype
+    checked_exponent(xf.reshape(xf.shape[0], -1), "x", w=w, what="the scatter (variance)")
+    return _gaussian_impl(xf, w)
 
 
 def multivariate_gaussian_stats(X: ArrayLike,

@@ -14,6 +14,7 @@ from espresso_jax.apps.report import to_jsonable
 from espresso_jax.linear import basis as basis_fns
 from espresso_jax.linear import bayes
 from espresso_jax.mixture import gmm, kmeans, ppca, vbgmm
+from espresso_jax.scaling import exponent_limit
 from espresso_jax.validation import check_choice, check_int, check_key
 
 __all__ = ["MODELS", "BLR_BASES", "FORMAT_VERSION", "BLRParams", "FitOutput", "blr_design",
@@ -209,6 +210,15 @@ def _check_target(y: np.ndarray, name: str) -> None:
                          f"{dtype} resolves: {hint}")
 
 
+def _max_degree(xs: np.ndarray, dtype: Any) -> int:
+    """The highest polynomial degree whose features of the standardised inputs ``xs`` (and of
+    the plot's grid, 5% beyond their range) stay ``scaling.exponent_limit`` powers of two
+    below the dtype's overflow (bayes.fit_evidence and bayes.predict check that range)."""
+    span = xs.max(0) - xs.min(0)
+    m = float(np.max(np.abs(np.concatenate([xs.min(0) - 0.05 * span, xs.max(0) + 0.05 * span]))))
+    return int(exponent_limit(dtype) / np.log2(m)) if m > 1.0 else 10_000
+
+
 def _basis_error(basis: str, degree: int | None, n_basis: int | None, width: float
                  ) -> ValueError:
     dtype = jnp.asarray(0.0).dtype
@@ -245,6 +255,8 @@ def _fit_blr(key, X, columns, *, target=-1, basis="polynomial", degree=None, n_b
     xs = (x - mu) / sd
     if basis == "polynomial":
         degree = 3 if degree is None else check_int(degree, "degree", min_value=0)
+        if degree > _max_degree(xs, dtype):   # before building the (n, degree + 1) design
+            raise _basis_error(basis, degree, n_basis, 1.0)
     if basis in ("gaussian", "sigmoid"):
         n_basis = 9 if n_basis is None else check_int(n_basis, "n_basis", min_value=1)
         if d == 1:                                   # evenly spaced over the data range
