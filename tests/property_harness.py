@@ -54,7 +54,7 @@ def profile(max_examples: int) -> settings:
     as generated, with its ``note`` lines saying what was changed)."""
     return settings(max_examples=max_examples, derandomize=True, database=None, deadline=None,
                     suppress_health_check=list(HealthCheck), print_blob=False,
-                    phases=(Phase.explicit, Phase.generate))   # no shrinking: cheap xfails
+                    phases=(Phase.explicit, Phase.generate))   # no shrinking: cheap failures
 
 
 _EVENTS: list[str] = []

@@ -6,9 +6,9 @@ complex, object, list and string data, NaN/inf in one cell, a row or a column, e
 duplicated rows, a constant column, bad labels, bad component counts, bad keys, a wrong
 feature count at prediction time) and must follow the rule of ``property_harness``: a finite
 result the library's own functions accept, or a ValueError/TypeError from the library, before
-anything of it is traced, naming the argument. Cases that fail on main for a reason issue 13
-sections 1-5 list are ``xfail(strict=True)`` with the section; the lead removes the marks
-with the fixes. Data are tiny and of one shape per family, so XLA compiles each fit once.
+anything of it is traced, naming the argument. No case is expected to fail: a failure is a
+bug of the library (or of the rule), never marked xfail. Data are tiny and of one shape per
+family, so XLA compiles each fit once.
 """
 
 from __future__ import annotations
@@ -168,22 +168,10 @@ TARGETS: dict[str, Target] = {
 CASES = [(t, a, k) for t, target in TARGETS.items() for a, at in target.args.items()
          for k in kinds(at)]
 
-# Failures on main, by section of issue 13 (benchmarks/RESULTS.md, "Property-based inputs"):
-# none since sections 1-5 were merged.
-XFAIL: dict[tuple[str, str, str], str] = {}
-# Failures none of sections 1-5 lists (reported to the lead, who decides).
-UNL = "not in issue 13 sections 1-5: "
-UNLISTED: dict[tuple[str, str, str], str] = {
-}
 
 
-def _param(case: tuple[str, str, str]) -> Any:
-    reason = XFAIL.get(case) or UNLISTED.get(case)
-    marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-    return pytest.param(*case, marks=marks, id="-".join(case))
 
-
-@pytest.mark.parametrize("target,arg,kind", [_param(c) for c in CASES])
+@pytest.mark.parametrize("target,arg,kind", CASES, ids=["-".join(c) for c in CASES])
 def test_property(target, arg, kind):
     module, function = target.split(".")
     if module in FITTED and not function.startswith("fit"):

@@ -119,19 +119,11 @@ def run_cli(case: str, argv: list[str], out: Path, names: tuple[str, ...]) -> st
 
 CASES = [(m, k) for m in MODELS
          for k in ("scale", "nonfinite", "degenerate", "shape", "text", "options")]
-XFAIL: dict[tuple[str, str], str] = {
-}
-UNLISTED: dict[tuple[str, str], str] = {}
 EXAMPLES = {"scale": 2, "nonfinite": 2, "degenerate": 2, "shape": 2, "text": 3, "options": 5}
 
 
-def _param(case: tuple[str, str]) -> Any:
-    reason = XFAIL.get(case) or UNLISTED.get(case)
-    marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-    return pytest.param(*case, marks=marks, id="-".join(case))
 
-
-@pytest.mark.parametrize("model,kind", [_param(c) for c in CASES])
+@pytest.mark.parametrize("model,kind", CASES, ids=["-".join(c) for c in CASES])
 def test_cli_property(model, kind, tmp_path, monkeypatch):
     # the plot is not under test here (tests/test_cli*.py draw it): an empty figure saves
     # rendering it for every exit-0 case

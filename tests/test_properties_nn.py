@@ -115,18 +115,7 @@ TARGETS: dict[str, Target] = {
 CASES = [(t, a, k) for t, target in TARGETS.items() for a, at in target.args.items()
          for k in kinds(at)]
 
-S2 = "issue 13 section 2: neural-net mistakes caught before compiling, in the user's words: "
-XFAIL: dict[tuple[str, str, str], str] = {
-}
-UNL = "not in issue 13 sections 1-5: "
-UNLISTED: dict[tuple[str, str, str], str] = {
-}
 
-
-def _param(case: tuple[str, str, str]) -> Any:
-    reason = XFAIL.get(case) or UNLISTED.get(case)
-    marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-    return pytest.param(*case, marks=marks, id="-".join(case))
 
 
 def _params(data: Any, good: Any, other: str) -> Any:
@@ -143,7 +132,7 @@ def _optimizer(data: Any, good: Any) -> Any:
     return optax.adam if which == "factory" else which
 
 
-@pytest.mark.parametrize("target,arg,kind", [_param(c) for c in CASES])
+@pytest.mark.parametrize("target,arg,kind", CASES, ids=["-".join(c) for c in CASES])
 def test_property(target, arg, kind):
     t = TARGETS[target]
     inputs = {k: fitted(t.args[k].split(":")[1]) if v is None else v
