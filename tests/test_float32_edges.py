@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy.special import expit
 from sklearn.datasets import load_iris
 
 from espresso_jax import em
@@ -164,6 +165,24 @@ def test_linear_models_name_the_users_argument():
     with pytest.raises(ValueError, match="^y has a spread of about 1e\\+30") as err:
         bayes.fit_evidence(X[:, 1:], t * np.float32(1e30))
     assert "beta0" not in str(err.value)
+
+
+@pytest.mark.parametrize("c", [1e30, 1e-30, 1.0])
+def test_logistic_predictive_at_far_inputs_matches_float64(c):
+    """κμ = μ / sqrt(1 + πσ²/8) stays defined when μ ~ |x| and σ² ~ |x|² leave float32's range
+    (x ~ 1e30 gives σ² ~ 1e60: inf·0 was NaN, and which rows did depended on the compiler's
+    fusion). Reference: the same formula in float64 numpy. Tolerance 1e-5: float32 rounding of
+    the fit's mean and covariance, then a handful of operations (probabilities are in [0, 1])."""
+    y = (_IRIS.target == 1).astype(np.float32)
+    params = logistic.fit_laplace(X, y, alpha=1.0).params
+    X_new = np.concatenate([X[::15], -X[:3], np.zeros((1, D), np.float32)]) * np.float32(c)
+    m, S, x = (np.asarray(a, np.float64) for a in (params.mean, params.cov, X_new))
+    mu, var = x @ m, np.einsum("nd,de,ne->n", x, S, x)
+    want = {"probit": expit(mu / np.sqrt(1 + np.pi * var / 8)), "map": expit(mu)}
+    for method, p in want.items():
+        got = np.asarray(logistic.predict_proba(params, X_new, method=method))
+        assert got.dtype == np.float32 and np.all(np.isfinite(got))
+        np.testing.assert_allclose(got, p, atol=1e-5, err_msg=method)
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,6 +11,8 @@ what to do (rescale, or enable float64).
 - :func:`spread_exponent` (traceable): ``e`` with ``2**e`` the power of two nearest to the
   RMS spread of the columns about their weighted means (``0`` for constant data).
 - :func:`magnitude_exponent` (traceable): ``e`` with ``2**(e−1) ≤ max |x| < 2**e``.
+- :func:`row_exponents` (traceable): the same exponent for each row, to evaluate per-row
+  quadratic forms (predictive variances) without overflow.
 - :func:`checked_exponent`: either of them evaluated on the host for a concrete array and
   checked against :func:`exponent_limit` (a traced array is returned as a traced exponent,
   unchecked).
@@ -30,7 +32,7 @@ import numpy as np
 from espresso_jax.validation import is_traced
 
 __all__ = ["check_regulariser", "checked_exponent", "exponent_limit", "magnitude_exponent",
-           "pow2", "spread_exponent"]
+           "pow2", "row_exponents", "spread_exponent"]
 
 _MARGIN_BITS = 8
 """Head-room (in powers of two) left on each side of the squared scale for the spread of the
@@ -78,6 +80,18 @@ def magnitude_exponent(X: jax.Array) -> jax.Array:
     """``()`` int32 ``e`` with ``2**(e−1) ≤ max |X| < 2**e`` over the non-NaN entries (0 when
     every entry is 0)."""
     return _magnitude(X)
+
+
+def row_exponents(X: jax.Array) -> jax.Array:
+    """``(n_rows,)`` int32 ``e_i`` with ``2**(e_i−1) ≤ max_j |X_ij| < 2**e_i`` (0 for a row of
+    zeros); ``jnp.ldexp(X, -e[:, None])`` then has rows of max-abs in ``[0.5, 1)``, exactly.
+
+    Args:
+        X: ``(n_rows, n_features)`` finite data.
+    """
+    a = jnp.max(jnp.abs(X), axis=1)
+    _, e = jnp.frexp(a)
+    return jnp.where(a > 0, e, 0).astype(jnp.int32)
 
 
 @jax.jit

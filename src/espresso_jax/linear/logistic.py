@@ -29,7 +29,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 from jax.typing import ArrayLike
 
 from espresso_jax import validation as V
@@ -42,6 +41,7 @@ from espresso_jax.linear.logistic_inputs import (
     gaussian_prior,
 )
 from espresso_jax.linear.logistic_laplace import LaplaceParams, laplace_at, newton_irls
+from espresso_jax.scaling import row_exponents
 
 __all__ = [
     "GaussianPrior",
@@ -168,16 +168,24 @@ def _activation_impl(mean, cov, X_new):
     return mu, jnp.clip(var, 0.0, None)
 
 
+# The predictives evaluate each row x as 2**e · x' with max |x'| in [0.5, 1) (exact): the
+# activation's mean and variance grow like |x| and |x|² and leave float32's range (x ~ 1e20)
+# long before the probability stops being defined, and inf·0 would give NaN.
 @jax.jit
 def _map_impl(mean, X_new):
-    return jax.nn.sigmoid(X_new @ mean)
+    e = row_exponents(X_new)
+    return jax.nn.sigmoid(jnp.ldexp(jnp.ldexp(X_new, -e[:, None]) @ mean, e))
 
 
 @jax.jit
 def _probit_impl(mean, cov, X_new):
-    mu, var = _activation_impl(mean, cov, X_new)
-    kappa = lax.rsqrt(1 + (math.pi / 8) * var)          # PRML 4.154
-    return jax.nn.sigmoid(kappa * mu)                     # PRML 4.155
+    # κμ = μ / sqrt(1 + πσ²/8) (PRML 4.154–4.155) = μ' / hypot(2**-e, sqrt(πσ'²/8)) with
+    # μ = 2**e μ', σ² = 4**e σ'²: no intermediate overflows or underflows.
+    e = row_exponents(X_new)
+    mu, var = _activation_impl(mean, cov, jnp.ldexp(X_new, -e[:, None]))
+    one = jnp.ones((), X_new.dtype)
+    z = mu / jnp.hypot(jnp.ldexp(one, -e), jnp.sqrt((math.pi / 8) * var))
+    return jax.nn.sigmoid(z)
 
 
 @jax.jit(static_argnames=("n_samples",))
