@@ -132,12 +132,15 @@ def _ring_run(n_epochs, key=0):
 
 def test_ring_of_gaussians_short_run():
     res, cov = _ring_run(60)
-    # After 3,840 steps, measured over keys 0-5: modes hit 8, 7, 8, 8, 8, 8 and high quality
-    # 0.60, 0.59, 0.57, 0.51, 0.55, 0.65 (mean 0.58, sd 0.05); bounds at the worst key and
-    # about mean - 2.5 sd. The untrained generator puts no sample within 3 std of any mode; a
-    # collapsed generator hits 1-3 modes; a swapped or sign-flipped loss hits none.
-    assert cov.modes_hit >= 7
-    assert cov.high_quality >= 0.45
+    # After 3,840 steps: a GAN's trajectory is chaotic, so the compiler's rounding acts like
+    # another key. Measured 2026-12-06 over 24 runs (keys 0-11 compiled as `make test` does,
+    # XLA's LLVM level 0 with the legacy fusion emitters; keys 0-11 at XLA's default
+    # settings): modes hit 8 in 21 runs, 7 twice, 6 once; high-quality fraction 0.29-0.83
+    # (mean 0.59, sd 0.14). Bounds at the worst run. The untrained generator puts no sample
+    # within 3 std of any mode; a collapsed generator hits 1-3 modes; a swapped or
+    # sign-flipped loss hits none.
+    assert cov.modes_hit >= 6
+    assert cov.high_quality >= 0.25
     assert set(res.history) == {"d_loss", "g_loss", "d_real", "d_fake"}
     assert res.history["d_loss"].shape == (60,)
 
