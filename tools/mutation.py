@@ -70,7 +70,11 @@ TARGETS += [f"{PKG}/train.py", f"{PKG}/em.py"]
 DEFAULT_TESTS = ["tests/test_bnn_bbb.py", "tests/test_bnn_dropout.py",
                  "tests/test_bnn_heteroscedastic.py", "tests/test_bnn_experiments.py",
                  "tests/test_bnn_uci.py", "tests/test_nn_vae.py", "tests/test_train.py",
-                 "tests/test_em.py", "tests/test_fit_contract_neural.py"]
+                 "tests/test_em.py", "tests/test_fit_contract_neural.py",
+                 "tests/test_bnn_terms.py", "tests/test_vae_terms.py",
+                 "tests/test_engine_terms.py", "tests/test_nn_input_errors.py",
+                 "tests/test_published_deep.py", "tests/test_published_uci.py",
+                 "tests/test_published_vae.py", "tests/test_tour_deep_sections.py"]
 EQUIVALENT = ROOT / "benchmarks" / "mutation_equivalent.json"
 
 # ----------------------------------------------------------------------------- operators
