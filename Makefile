@@ -8,7 +8,7 @@ BENCH_STAMP := $(VENV)/.bench-stamp
 OUT    ?= report
 JOBS   ?= 2
 
-.PHONY: demo lint test test-slow test-all bench mutation clean
+.PHONY: demo lint test test-slow test-all bench device-check mutation clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,12 @@ test-all: $(STAMP)
 ## Benchmarks against the peers, one at a time (never run two at once).
 bench: $(BENCH_STAMP)
 	for script in benchmarks/bench_*.py; do $(PY) $$script || exit 1; done
+
+## Accelerator readiness in one command (issue 15): floors (GEMM, bandwidth), the GMM EM
+## iteration and VAE step against them, peak memory, the peers' ratios and the accelerator
+## test subset, on JAX's default device; writes device_check/device_check.{json,md}.
+device-check: $(BENCH_STAMP)
+	$(PY) benchmarks/device_check.py --out device_check
 
 ## Mutation score of bnn/, nn/vae*, train.py and em.py (issue 12; tools/mutation.py). Not run
 ## by CI: about an hour of one CPU. Resumable: mutants already in the results file are skipped.
