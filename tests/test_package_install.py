@@ -5,7 +5,8 @@ folders), never an index on the internet; without one the test is skipped. A dep
 mirror lacks (numpyro 0.22 on the 2-core machine in December 2026) is not downloaded: the
 fresh venv sees this environment's installed copy of it (and only of it) through a .pth file,
 and pip installs the rest from the mirror. The venv lives in a temporary folder removed at the
-end; every subprocess has a timeout.
+end; every subprocess has a timeout. Cost on the loaded 2-core machine (2026-12-06): 52 s of
+CPU, 2 min 23 s of wall time (mostly pip unpacking jaxlib and friends, and mypy).
 """
 
 from __future__ import annotations
