@@ -71,3 +71,10 @@ mutation: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache .mypy_cache build src/*.egg-info
+
+## The sdist and the wheel in dist/ (`python -m build`, isolated: setuptools from the package
+## index; `build` comes with the test extra). Install with `pip install dist/espresso_jax-*.whl`.
+.PHONY: wheel
+wheel: $(STAMP)
+	rm -f dist/espresso_jax-*
+	$(PY) -m build --outdir dist .

@@ -9,6 +9,8 @@ function validates its input on the host (:mod:`espresso_jax.validation`) before
 :mod:`espresso_jax.interop` runs third-party calls under standard promotion.
 """
 
+from importlib import metadata as _metadata
+
 from espresso_jax import (
     bnn,
     datasets,
@@ -27,6 +29,11 @@ from espresso_jax import (
     validation,
 )
 
-__version__ = "0.1.0"
+try:
+    # One home for the version: pyproject.toml's [project] version, read from the installed
+    # distribution's metadata (a wheel, or `pip install -e .`).
+    __version__ = _metadata.version("espresso_jax")
+except _metadata.PackageNotFoundError:  # the source tree on sys.path, never installed
+    __version__ = "0+unknown"
 __all__ = ["bnn", "datasets", "em", "fully_bayes", "interop", "io", "linear", "metrics", "mixture",
            "netcheck", "nn", "prob", "scaling", "train", "validation", "__version__"]
