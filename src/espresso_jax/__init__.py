@@ -11,6 +11,7 @@ function validates its input on the host (:mod:`espresso_jax.validation`) before
 
 from espresso_jax import (
     bnn,
+    conformal,
     datasets,
     em,
     fully_bayes,
@@ -28,5 +29,6 @@ from espresso_jax import (
 )
 
 __version__ = "0.1.0"
-__all__ = ["bnn", "datasets", "em", "fully_bayes", "interop", "io", "linear", "metrics", "mixture",
-           "netcheck", "nn", "prob", "scaling", "train", "validation", "__version__"]
+__all__ = ["bnn", "conformal", "datasets", "em", "fully_bayes", "interop", "io", "linear",
+           "metrics", "mixture", "netcheck", "nn", "prob", "scaling", "train", "validation",
+           "__version__"]
