@@ -13,6 +13,7 @@ from importlib import metadata as _metadata
 
 from espresso_jax import (
     bnn,
+    conformal,
     datasets,
     em,
     fully_bayes,
@@ -35,5 +36,6 @@ try:
     __version__ = _metadata.version("espresso_jax")
 except _metadata.PackageNotFoundError:  # the source tree on sys.path, never installed
     __version__ = "0+unknown"
-__all__ = ["bnn", "datasets", "em", "fully_bayes", "interop", "io", "linear", "metrics", "mixture",
-           "netcheck", "nn", "prob", "scaling", "train", "validation", "__version__"]
+__all__ = ["bnn", "conformal", "datasets", "em", "fully_bayes", "interop", "io", "linear",
+           "metrics", "mixture", "netcheck", "nn", "prob", "scaling", "train", "validation",
+           "__version__"]
