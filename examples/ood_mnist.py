@@ -6,7 +6,7 @@ training digits, and scores clean test digits against shifted copies of the same
 (rotated by 45 and 90 degrees, Gaussian pixel noise of standard deviation 0.5): test error,
 NLL and ECE (15 bins) before and after temperature scaling, and AUROC / AUPR-In / AUPR-Out /
 FPR at 95% TPR of the max-probability and entropy scores (plus BALD for MC dropout; the
-temperature divides each pass's logits). Writes ``ood.json`` to ``--out``.
+temperature divides the log predictive of the passes). Writes ``ood.json`` to ``--out``.
 
     python examples/ood_mnist.py             # 7000 training images, 20 epochs
     python examples/ood_mnist.py --quick     # smoke run: 1000 images, 2 epochs, 500 tests
@@ -27,15 +27,23 @@ from scipy import ndimage
 from espresso_jax import metrics
 from espresso_jax.apps.experiments import bnn_mnist as experiments
 from espresso_jax.datasets.bundled import MNIST_N_TRAIN, load_mnist
+from espresso_jax.metrics.class_predictive import log_predictive
 
 N_VAL = 1000          # the last N_VAL training digits fit the temperature, never the nets
 
 
-def _scores(logits: jax.Array, temperature: float) -> dict[str, jax.Array]:
-    z = metrics.apply_temperature(logits, temperature)
+def _log_predictive(logits: Any) -> jax.Array:
+    """``log E_t softmax(z_t)``, ``(n, C)``, of ``(n, C)`` or ``(T_mc, n, C)`` logits."""
+    z = jnp.asarray(logits)
+    return log_predictive(z if z.ndim == 3 else z[None], True)
+
+
+def _scores(logits: Any, temperature: float) -> dict[str, jax.Array]:
+    z = metrics.apply_temperature(_log_predictive(logits), temperature)
     out = {s: metrics.ood_score(z, score=s, from_logits=True) for s in ("max_prob", "entropy")}
-    if z.ndim == 3 and z.shape[0] > 1:
-        out["mutual_information"] = metrics.ood_score(z, score="mutual_information",
+    if np.ndim(logits) == 3 and np.shape(logits)[0] > 1:
+        passes = metrics.apply_temperature(logits, temperature)
+        out["mutual_information"] = metrics.ood_score(passes, score="mutual_information",
                                                       from_logits=True)
     return out
 
@@ -46,28 +54,25 @@ def calibration_ood_report(val_logits: Any, val_labels: Any, test_logits: Any,
     and the fitted ``T`` ("after"), the test error / NLL / ECE and the OOD metrics of each
     score for clean test inputs vs each ``shifted[name]`` set.
 
-    Logits are ``(n, C)`` or ``(T_mc, n, C)`` passes; the temperature is fitted on the log
-    predictive of the validation passes.
+    Logits are ``(n, C)`` or ``(T_mc, n, C)`` passes. The calibrated predictive is
+    ``softmax(log p / T)`` of the passes' predictive ``p = E_t softmax(z_t)`` (the temperature
+    is fitted on ``log p``); BALD, which needs the passes, is that of ``z_t / T``.
     """
-    val = jnp.asarray(val_logits)
-    log_pred = jnp.log(metrics.predictive_probs(val if val.ndim == 3 else val[None],
-                                                from_logits=True))
-    fit = metrics.fit_temperature(log_pred, val_labels)
+    fit = metrics.fit_temperature(_log_predictive(val_logits), val_labels)
     report: dict[str, Any] = {"temperature": float(fit.temperature),
                               "val_nll": [float(fit.nll_before), float(fit.nll_after)],
                               "shifted": {name: {} for name in shifted}}
     for stage, t in (("before", 1.0), ("after", float(fit.temperature))):
-        z = metrics.apply_temperature(test_logits, t)
+        z = metrics.apply_temperature(_log_predictive(test_logits), t)
         report[stage] = {
             "error": 1.0 - float(metrics.accuracy(test_labels, z, from_logits=True)),
             "nll": float(metrics.negative_log_likelihood(test_labels, z, from_logits=True)),
             "ece": float(metrics.expected_calibration_error(test_labels, z, from_logits=True))}
-        clean = _scores(jnp.asarray(test_logits), t)
+        clean = _scores(test_logits, t)
         for name, logits in shifted.items():
             report["shifted"][name][stage] = {
                 score: {k: float(v) for k, v in metrics.ood_metrics(s, out)._asdict().items()}
-                for (score, s), out in zip(clean.items(),
-                                           _scores(jnp.asarray(logits), t).values(),
+                for (score, s), out in zip(clean.items(), _scores(logits, t).values(),
                                            strict=True)}
     return report
 

@@ -120,7 +120,9 @@ def fit_temperature(logits: ArrayLike, labels: ArrayLike, *,
 
     Args:
         logits: ``(n, C)`` held-out logits, ``C >= 2`` (for an MC / ensemble predictive pass
-            the log of its probabilities, e.g. ``jnp.log(predictive_probs(...))``).
+            its log-probabilities, :func:`~espresso_jax.metrics.class_predictive.log_predictive`
+            of the ``(T, n, C)`` samples, which stay finite where ``log`` of the
+            probabilities would give ``-inf``).
         labels: ``(n,)`` integer classes in ``[0, C)``.
         sample_weight: optional ``(n,)`` non-negative weights with a positive sum.
         bounds: ``(t_min, t_max)`` search interval (default scikit-learn's
