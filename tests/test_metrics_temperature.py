@@ -105,6 +105,10 @@ def test_fit_is_the_minimum_and_composes_with_jit():
         assert float(nll) > float(fit.nll_after)
     jitted = jax.jit(M.fit_temperature)(jnp.asarray(Z, jnp.float32), jnp.asarray(y))
     np.testing.assert_allclose(float(jitted.temperature), t, rtol=1e-6)
+    # traced inputs skip the bracket check: separable logits put T on the lower bound.
+    Z_sep, y_sep = _separable()
+    t_sep = jax.jit(M.fit_temperature)(jnp.asarray(Z_sep, jnp.float32), jnp.asarray(y_sep))
+    np.testing.assert_allclose(float(t_sep.temperature), M.DEFAULT_T_BOUNDS[0], rtol=1e-5)
 
 
 def test_apply_temperature_keeps_argmax_and_lowers_ece():
@@ -134,7 +138,7 @@ def _uninformative():
 
 @pytest.mark.parametrize("call, match", [
     (lambda: M.fit_temperature(np.zeros((5, 3)) + [1.0, 2.0, 3.0], np.arange(4) % 3),
-     "labels has 4 entries"),
+     "logits and labels must have the same number of rows: logits has 5, labels has 4"),
     (lambda: M.fit_temperature(np.full((4, 3), np.nan), np.zeros(4, int)), "logits contains NaN"),
     (lambda: M.fit_temperature(np.full((4, 3), np.inf), np.zeros(4, int)), "logits contains inf"),
     (lambda: M.fit_temperature(np.ones((4, 1)), np.zeros(4, int)), "logits needs at least 2"),

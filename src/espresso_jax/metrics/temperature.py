@@ -147,6 +147,8 @@ def fit_temperature(logits: ArrayLike, labels: ArrayLike, *,
     x = V.as_float_array(logits, "logits", ndim=2, shape_hint="(n, C)")
     if x.shape[1] < 2:
         raise ValueError(f"logits needs at least 2 classes on its last axis, got {x.shape[1]}")
+    if np.ndim(labels) == 1:
+        V.check_same_length(logits=x, labels=labels)
     y = as_labels(labels, x.shape[0], x.shape[1])
     w = V.as_sample_weight(sample_weight, x.shape[0]).astype(x.dtype)
     t_min, t_max = _bounds(bounds)
