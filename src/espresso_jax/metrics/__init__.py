@@ -46,8 +46,10 @@ References:
 
 Modules: :mod:`~espresso_jax.metrics.regression`, :mod:`~espresso_jax.metrics.classification`
 (decomposition and scores of each task), :mod:`~espresso_jax.metrics.calibration` (ECE and
-reliability diagram), :mod:`~espresso_jax.metrics.class_predictive` (the categorical predictive
-and its input checks) and :mod:`~espresso_jax.metrics.reductions`.
+reliability diagram), :mod:`~espresso_jax.metrics.temperature` (temperature scaling),
+:mod:`~espresso_jax.metrics.ood` (AUROC, AUPR, FPR at a TPR and the OOD scores of a predictive),
+:mod:`~espresso_jax.metrics.class_predictive` (the categorical predictive and its input
+checks) and :mod:`~espresso_jax.metrics.reductions`.
 """
 
 from espresso_jax.metrics.calibration import (
@@ -65,6 +67,15 @@ from espresso_jax.metrics.classification import (
     entropy,
     negative_log_likelihood,
 )
+from espresso_jax.metrics.ood import (
+    OOD_SCORES,
+    OODMetrics,
+    aupr,
+    auroc,
+    fpr_at_tpr,
+    ood_metrics,
+    ood_score,
+)
 from espresso_jax.metrics.reductions import REDUCTIONS, apply_reduction, check_reduction
 from espresso_jax.metrics.regression import (
     RegressionUncertainty,
@@ -73,6 +84,12 @@ from espresso_jax.metrics.regression import (
     mc_log_likelihood,
     mixture_log_likelihood,
     rmse,
+)
+from espresso_jax.metrics.temperature import (
+    DEFAULT_T_BOUNDS,
+    TemperatureFit,
+    apply_temperature,
+    fit_temperature,
 )
 
 __all__ = [
@@ -96,4 +113,15 @@ __all__ = [
     "REDUCTIONS",
     "check_reduction",
     "apply_reduction",
+    "TemperatureFit",
+    "DEFAULT_T_BOUNDS",
+    "fit_temperature",
+    "apply_temperature",
+    "OODMetrics",
+    "OOD_SCORES",
+    "auroc",
+    "aupr",
+    "fpr_at_tpr",
+    "ood_metrics",
+    "ood_score",
 ]
