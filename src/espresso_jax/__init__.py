@@ -21,6 +21,7 @@ from espresso_jax import (
     mixture,
     netcheck,
     nn,
+    parallel,
     prob,
     scaling,
     train,
@@ -29,4 +30,4 @@ from espresso_jax import (
 
 __version__ = "0.1.0"
 __all__ = ["bnn", "datasets", "em", "fully_bayes", "interop", "io", "linear", "metrics", "mixture",
-           "netcheck", "nn", "prob", "scaling", "train", "validation", "__version__"]
+           "netcheck", "nn", "parallel", "prob", "scaling", "train", "validation", "__version__"]

@@ -1,5 +1,9 @@
 """Run by tests/test_parallel.py on 4 virtual CPU devices; prints ``four-devices-ok``.
 
+Checks, each on one device and on 4: VAE, BBB and MC-dropout fits; that the step sees every
+minibatch sharded; per-device dropout masks and BBB local-reparameterisation noise; the
+vmapped UCI grid (``train_grid``) and ``run_protocol(mesh=...)`` on yacht.
+
 Each fit runs on one device and on 4 (data row-sharded with ``parallel.shard_rows``) from the
 same key; losses and parameters must agree to float32 rounding (the gradient's sums are
 reduced in another order). Measured differences (jax 0.10.2, CPU): losses equal, parameters
@@ -136,4 +140,27 @@ except ValueError as err:
     assert "data" in str(err)
 else:
     raise AssertionError("63 rows on 4 devices did not raise")
+
+# -- run_protocol(mesh=...) on yacht, 4 splits over 4 devices (when the UCI data are found)
+from espresso_jax.datasets.uci import default_data_dir, load_uci  # noqa: E402
+
+if default_data_dir() is not None:
+    yacht = load_uci("yacht")
+    tiny = dict(optimizer=optax.adam(1e-3), n_splits=4, n_epochs=4, n_samples=16,
+                n_samples_val=8, progress=False)
+    one = uci.run_protocol(jax.random.key(0), yacht, uci.dropout_method(), **tiny)
+    four = uci.run_protocol(jax.random.key(0), yacht, uci.dropout_method(), mesh=nets, **tiny)
+    np.testing.assert_array_equal(four.chosen_index, one.chosen_index)
+    close(four.val_log_likelihood, one.val_log_likelihood, "protocol validation ll")
+    close((four.rmse, four.log_likelihood), (one.rmse, one.log_likelihood), "protocol test")
+    try:
+        uci.run_protocol(jax.random.key(0), yacht, uci.dropout_method(), mesh=nets,
+                         **{**tiny, "n_splits": 3})
+    except ValueError as err:
+        assert "mesh" in str(err)
+    else:
+        raise AssertionError("3 splits on 4 devices did not raise")
+    print("protocol-ok")
+else:
+    print("protocol-skipped: no UCI data directory")
 print("four-devices-ok")

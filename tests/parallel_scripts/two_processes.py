@@ -27,7 +27,7 @@ import optax  # noqa: E402
 from jax.experimental import multihost_utils  # noqa: E402
 from jax.sharding import Mesh  # noqa: E402
 
-from espresso_jax import parallel  # noqa: E402
+from espresso_jax import parallel, train  # noqa: E402
 from espresso_jax.bnn import bbb, bbb_elbo, dropout  # noqa: E402
 from espresso_jax.mixture import gmm, ppca, vbgmm  # noqa: E402
 from espresso_jax.nn import vae  # noqa: E402
@@ -75,6 +75,8 @@ for name, fit in fits.items():
     tree = {"params": result.params, "history": result.history}
     for i, leaf in enumerate(jax.tree.leaves(tree)):
         results[f"{name}/{i}"] = to_host(leaf)
+    if name == "vae":  # every process calls save_state (OUT.npz.<i>.msgpack): only 0 writes
+        train.save_state(f"{out_path}.{process_id}.msgpack", result.state)
 if jax.process_index() == 0:
     np.savez(out_path, **results)
 print("process", process_id, "done", os.getpid())
