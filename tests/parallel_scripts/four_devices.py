@@ -1,8 +1,9 @@
 """Run by tests/test_parallel.py on 4 virtual CPU devices; prints ``four-devices-ok``.
 
-Checks, each on one device and on 4: VAE, BBB and MC-dropout fits; that the step sees every
-minibatch sharded; per-device dropout masks and BBB local-reparameterisation noise; the
-vmapped UCI grid (``train_grid``) and ``run_protocol(mesh=...)`` on yacht.
+Checks, each on one device and on 4: VAE, BBB, MC-dropout, GAN and heteroscedastic fits;
+that the step sees every minibatch sharded; per-device dropout masks and BBB
+local-reparameterisation noise; the vmapped UCI grid (``train_grid``) and
+``run_protocol(mesh=...)`` on yacht.
 
 Each fit runs on one device and on 4 (data row-sharded with ``parallel.shard_rows``) from the
 same key; losses and parameters must agree to float32 rounding (the gradient's sums are
@@ -27,7 +28,8 @@ from jax.sharding import Mesh  # noqa: E402
 from espresso_jax import parallel, train  # noqa: E402
 from espresso_jax.apps.uci import protocol as uci  # noqa: E402
 from espresso_jax.bnn import bbb, bbb_elbo, dropout  # noqa: E402
-from espresso_jax.nn import vae  # noqa: E402
+from espresso_jax.bnn import heteroscedastic as het  # noqa: E402
+from espresso_jax.nn import gan, vae  # noqa: E402
 
 assert len(jax.devices()) == 4
 mesh = Mesh(np.array(jax.devices()), ("batch",))
@@ -83,6 +85,25 @@ one = dropout.fit(jax.random.key(3), Xd, yd, **kw)
 four = dropout.fit(jax.random.key(3), parallel.shard_rows(Xd, mesh), yd, **kw)
 close(four.history, one.history, "dropout history")
 close(four.params, one.params, "dropout params")
+
+# -- GAN (two-player step, k_disc = 2 discriminator batches per step) and a heteroscedastic
+# head with dropout (classification with logit noise): the same engine, nothing added
+Xg = rng.normal(size=(64, 2)).astype(np.float32)
+kw = dict(module=gan.mlp_gan(2, latent_dim=2, g_hidden=(8,), d_hidden=(8,)),
+          loss="non_saturating", k_disc=2, optimizer=optax.adam(1e-3), batch_size=8,
+          n_epochs=3, progress=False)
+one = gan.fit(jax.random.key(4), Xg, **kw)
+four = gan.fit(jax.random.key(4), parallel.shard_rows(Xg, mesh), **kw)
+close(four.history, one.history, "gan history")
+close(four.params, one.params, "gan params")
+head = het.HeteroscedasticHead(out_features=3, hidden=(8,), dropout_rate=0.1)
+labels = np.repeat(np.arange(4) % 3, 16).astype(np.int32)
+kw = dict(module=head, optimizer=optax.adam(1e-2), batch_size=16, n_epochs=3,
+          task="classification", n_samples=4, progress=False)
+one = het.fit(jax.random.key(6), Xd, labels, **kw)
+four = het.fit(jax.random.key(6), *parallel.shard_rows((Xd, labels), mesh), **kw)
+close(four.history, one.history, "heteroscedastic history")
+close(four.params, one.params, "heteroscedastic params")
 
 # -- every minibatch the step sees is sharded over the 4 devices
 seen = []
