@@ -2,10 +2,10 @@
 
 With ``N_PROCESSES=2`` the script joins a ``jax.distributed`` run on 127.0.0.1:PORT (gloo CPU
 collectives, one CPU device per process), feeds its half of the rows with
-``parallel.shard_rows`` (``jax.make_array_from_process_local_data``) and fits GMM, VB-GMM,
-PPCA (EM), BBB, MC dropout and a VAE (SGVB) on the global arrays; with ``N_PROCESSES=1`` it
-fits the same models on the whole data in one plain process (the reference). Process 0
-writes the fitted parameters and histories to OUT.npz.
+``parallel.shard_rows`` (``jax.make_array_from_process_local_data``) and fits GMM (sample
+weights, chunked E-steps), VB-GMM, PPCA (EM), BBB, MC dropout and a VAE (SGVB) on the global
+arrays; with ``N_PROCESSES=1`` it fits the same models on the whole data in one plain
+process (the reference). Process 0 writes the fitted parameters and histories to OUT.npz.
 """
 
 import os
@@ -38,17 +38,20 @@ X = np.concatenate([rng.normal(size=(40, 2)) * 0.5 + c
                     for c in ([0, 0], [3, 0], [0, 3])]).astype(np.float32)
 labels = np.repeat(np.arange(3), 40).astype(np.int32)
 target = (0.5 * X[:, 0] - X[:, 1]).astype(np.float32)
+weights = np.linspace(0.5, 1.5, 120, dtype=np.float32)
 if n_processes > 1:
     mesh = Mesh(np.array(jax.devices()), ("batch",))
     rows = slice(process_id * 60, (process_id + 1) * 60)   # this process's rows
-    X, labels, target = parallel.shard_rows((X[rows], labels[rows], target[rows]), mesh)
+    X, labels, target, weights = parallel.shard_rows(
+        (X[rows], labels[rows], target[rows], weights[rows]), mesh)
     assert not X.is_fully_addressable and X.shape == (120, 2)
 
 init = dict(means_init=np.array([[0.5, 0.5], [2.5, 0.5], [0.5, 2.5]]),
             weights_init=np.ones(3) / 3, precisions_init=np.stack([np.eye(2)] * 3))
 sgd = dict(optimizer=optax.adam(1e-2), batch_size=20, n_epochs=3, progress=False)
 fits = {
-    "gmm": lambda: gmm.fit(jax.random.key(0), X, 3, max_iter=10, tol=0.0, **init),
+    "gmm": lambda: gmm.fit(jax.random.key(0), X, 3, max_iter=10, tol=0.0, chunk_size=30,
+                           sample_weight=weights, **init),
     "vbgmm": lambda: vbgmm.fit(jax.random.key(0), X, 3, max_iter=10, tol=0.0),
     "ppca": lambda: ppca.fit_em(jax.random.key(0), X, 1, max_iter=10, tol=0.0),
     "bbb": lambda: bbb_elbo.fit(jax.random.key(0), X, labels, module=bbb.BayesMLP((8, 3)),
