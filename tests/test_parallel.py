@@ -123,7 +123,7 @@ def test_sgd_on_four_virtual_devices_matches_one_device():
     # VAE, BBB, MC dropout fits and the UCI grid and protocol: 1 device vs 4, minibatches
     # stay sharded, per-device noise differs, runs reproduce
     # (tests/parallel_scripts/four_devices.py; ~24 s CPU, 14 s without the UCI data).
-    out = _run_script("four_devices.py", [], timeout=500)
+    out = _run_script("four_devices.py", [], timeout=600)
     assert "four-devices-ok" in out, out[-3000:]
     if default_data_dir() is not None:
         assert "protocol-ok" in out, out[-3000:]
@@ -148,7 +148,7 @@ def test_two_processes_match_one_process(tmp_path):
                               env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for i in range(2)]
     try:
-        outs = [p.communicate(timeout=300) for p in procs]
+        outs = [p.communicate(timeout=400) for p in procs]
     finally:
         for p in procs:
             if p.poll() is None:
