@@ -139,23 +139,28 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.mark.slow  # ~35 s CPU: three interpreters, each compiling six fits
+@pytest.mark.slow  # ~40 s CPU: three interpreters, each compiling six fits
 def test_two_processes_match_one_process(tmp_path):
     script = os.path.join(HERE, "parallel_scripts", "two_processes.py")
     port = _free_port()
     out_path = str(tmp_path / "two.npz")
-    procs = [subprocess.Popen([sys.executable, script, str(i), "2", str(port), out_path],
-                              env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for i in range(2)]
+    logs = [tmp_path / f"process{i}.log" for i in range(2)]   # files: no pipe can fill up
+    procs = []
     try:
-        outs = [p.communicate(timeout=400) for p in procs]
+        for i, log in enumerate(logs):
+            with open(log, "w") as sink:
+                procs.append(subprocess.Popen(
+                    [sys.executable, script, str(i), "2", str(port), out_path], env=_env(),
+                    stdout=sink, stderr=subprocess.STDOUT))
+        for p in procs:
+            p.wait(timeout=400)
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    for p, (_, err) in zip(procs, outs, strict=True):
-        assert p.returncode == 0, err[-4000:]
+    for p, log in zip(procs, logs, strict=True):
+        assert p.returncode == 0, log.read_text()[-4000:]
     ref_path = str(tmp_path / "one.npz")
     _run_script("two_processes.py", ["0", "1", "0", ref_path], timeout=300)
     two, one = np.load(out_path), np.load(ref_path)
