@@ -24,6 +24,7 @@ from espresso_jax import (
     mixture,
     netcheck,
     nn,
+    parallel,
     prob,
     scaling,
     train,
@@ -37,5 +38,5 @@ try:
 except _metadata.PackageNotFoundError:  # the source tree on sys.path, never installed
     __version__ = "0+unknown"
 __all__ = ["bnn", "conformal", "datasets", "em", "fully_bayes", "interop", "io", "linear",
-           "metrics", "mixture", "netcheck", "nn", "prob", "scaling", "train", "validation",
-           "__version__"]
+           "metrics", "mixture", "netcheck", "nn", "parallel", "prob", "scaling", "train",
+           "validation", "__version__"]

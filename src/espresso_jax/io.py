@@ -114,7 +114,9 @@ def save_tree(path: str | os.PathLike, tree: Any) -> Path:
     Args:
         path: destination file (conventionally ``*.msgpack``); its folder must exist.
         tree: a pytree of arrays (device arrays are fetched to the host). Typed PRNG keys are
-            refused (``TypeError``): store ``jax.random.key_data(key)``.
+            refused (``TypeError``): store ``jax.random.key_data(key)``. Under
+            ``jax.distributed`` every process must call it (a sharded global array is gathered
+            by a collective) and only process 0 writes.
 
     Returns:
         The path written.
@@ -127,9 +129,22 @@ def save_tree(path: str | os.PathLike, tree: Any) -> Path:
     if not jax.tree.leaves(tree):
         raise ValueError("params has no array leaves to save")
     _reject_typed_keys(tree, "params")
-    host = jax.tree.map(np.asarray, tree)
-    _write_atomic(path, serialization.to_bytes(host))
+    host = jax.tree.map(_to_host, tree)
+    if jax.process_index() == 0:
+        _write_atomic(path, serialization.to_bytes(host))
     return path
+
+
+def _to_host(leaf: Any) -> np.ndarray:
+    """A leaf as a NumPy array; a global array of several processes is read from the local
+    copy when replicated, else all-gathered (a collective: every process must call this)."""
+    if not isinstance(leaf, jax.Array) or leaf.is_fully_addressable:
+        return np.asarray(leaf)
+    if leaf.is_fully_replicated:
+        return np.asarray(leaf.addressable_data(0))
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(leaf, tiled=True))
 
 
 def load_tree(path: str | os.PathLike, like: T) -> T:

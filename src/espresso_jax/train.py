@@ -11,6 +11,11 @@ rest the same way for every model:
   the data from a key and ``lax.scan``-s the step over its minibatches (the remainder that does
   not fill a batch is left out of that epoch). Vmapping it over keys, data splits or
   hyper-parameters trains many networks in one compiled call;
+* data parallelism: pass ``data`` sharded over its rows (every leaf put with
+  ``NamedSharding(mesh, P("batch"))``, e.g. by :func:`espresso_jax.parallel.shard_rows`);
+  :func:`fit_loop` then replicates the state over the mesh and keeps every gathered minibatch
+  sharded the same way, so each device computes the loss terms of its rows and the compiler
+  reduces the gradient. Every neural fit built on the engine inherits it;
 * :func:`fit_loop` runs any step (a GAN's two-player step included) in jitted chunks of epochs
   and, between chunks, updates a progress bar, the loss history, evaluation callbacks and early
   stopping; :func:`fit` is ``init_state`` + ``make_step`` + ``fit_loop``.
@@ -32,10 +37,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import NamedSharding
 
 from espresso_jax import io
 from espresso_jax.interop import standard_promotion
 from espresso_jax.netcheck import check_network, check_optimizer
+from espresso_jax.parallel import batch_sharding, place_on_rows
 from espresso_jax.validation import check_int, check_key
 
 __all__ = [
@@ -176,7 +183,8 @@ def epoch_batches(key: jax.Array, n_rows: int, batch_size: int) -> jax.Array:
 
 
 def run_epochs(key: jax.Array, step_fn: StepFn, state: Any, data: PyTree, *, batch_size: int,
-               n_epochs: int, on_epoch: Callable[[jax.Array], None] | None = None
+               n_epochs: int, on_epoch: Callable[[jax.Array], None] | None = None,
+               batch_sharding: NamedSharding | None = None
                ) -> tuple[Any, dict[str, jax.Array]]:
     """Run ``n_epochs`` shuffled epochs of ``step_fn`` (pure; jit and vmap it freely).
 
@@ -191,6 +199,11 @@ def run_epochs(key: jax.Array, step_fn: StepFn, state: Any, data: PyTree, *, bat
             through ``jax.debug.callback`` (a progress hook inside one compiled call; it sees
             no traced values but the index, is called once per epoch under ``vmap``, and does
             not change the results).
+        batch_sharding: optional sharding of the rows of each gathered minibatch (e.g.
+            ``NamedSharding(mesh, P("batch"))``, see
+            :func:`espresso_jax.parallel.batch_sharding`): every leaf of the batch is
+            constrained to it, so a gather from row-sharded data stays sharded and the step
+            runs data-parallel. None: the compiler's choice (one device: none).
 
     Returns:
         ``(state, metrics)`` with each metric averaged per epoch, ``(n_epochs,)``.
@@ -202,6 +215,9 @@ def run_epochs(key: jax.Array, step_fn: StepFn, state: Any, data: PyTree, *, bat
 
         def one_batch(state, rows):
             batch = jax.tree.map(lambda a: jnp.take(a, rows, axis=0), data)
+            if batch_sharding is not None:
+                batch = jax.tree.map(
+                    lambda a: jax.lax.with_sharding_constraint(a, batch_sharding), batch)
             return step_fn(state, batch)
 
         state, metrics = jax.lax.scan(one_batch, state, index)
@@ -220,9 +236,10 @@ def run_epochs(key: jax.Array, step_fn: StepFn, state: Any, data: PyTree, *, bat
     return jax.lax.scan(one_epoch_reported, state, (keys, jnp.arange(n_epochs)))
 
 
-@functools.partial(jax.jit, static_argnames=("step_fn", "batch_size", "n_epochs"))
-def _run_chunk(step_fn, state, data, key, batch_size, n_epochs):
-    return run_epochs(key, step_fn, state, data, batch_size=batch_size, n_epochs=n_epochs)
+@functools.partial(jax.jit, static_argnames=("step_fn", "batch_size", "n_epochs", "sharding"))
+def _run_chunk(step_fn, state, data, key, batch_size, n_epochs, sharding):
+    return run_epochs(key, step_fn, state, data, batch_size=batch_size, n_epochs=n_epochs,
+                      batch_sharding=sharding)
 
 
 def fit_loop(key: jax.Array, step_fn: StepFn, state: Any, data: PyTree, *, batch_size: int,
@@ -254,7 +271,14 @@ def fit_loop(key: jax.Array, step_fn: StepFn, state: Any, data: PyTree, *, batch
         patience: evaluations without improvement before stopping (None: never stop early).
         params_of: how to read the parameters out of the state (for custom states).
         callbacks: host functions called after every chunk.
-        progress: show a tqdm progress bar.
+        progress: show a tqdm progress bar (only on process 0 under ``jax.distributed``).
+
+    Data parallelism: when ``data`` is sharded over its rows
+    (:func:`espresso_jax.parallel.batch_sharding`), the
+    state is replicated over the same mesh, unsharded leaves of ``data`` are put on the row
+    sharding (one process only; with several, pass every leaf as a global array), and every
+    minibatch is constrained to the row sharding. The results equal those on one device up
+    to float rounding (the gradient's sums are reduced in another order).
 
     Returns:
         :class:`FitResult`.
@@ -278,6 +302,9 @@ def fit_loop(key: jax.Array, step_fn: StepFn, state: Any, data: PyTree, *, batch
         arr = np.asarray(leaf) if not isinstance(leaf, jax.Array) else leaf
         if jnp.issubdtype(arr.dtype, jnp.floating) and not bool(jnp.all(jnp.isfinite(arr))):
             raise ValueError("data contains NaN or inf")
+    sharding = batch_sharding(data)
+    if sharding is not None:
+        state, data = place_on_rows(state, data, sharding)
 
     from tqdm.auto import tqdm
 
@@ -286,12 +313,14 @@ def fit_loop(key: jax.Array, step_fn: StepFn, state: Any, data: PyTree, *, batch
     best_value, best_params, bad_evals = math.inf, None, 0
     sign = 1.0 if minimize else -1.0
     done, stopped_early = 0, False
-    bar = tqdm(total=n_epochs, desc=desc, disable=not progress, unit="epoch", leave=False)
+    bar = tqdm(total=n_epochs, desc=desc, disable=not progress or jax.process_index() != 0,
+               unit="epoch", leave=False)
     try:
         while done < n_epochs:
             todo = min(epochs_per_chunk, n_epochs - done)
             key, chunk_key = jax.random.split(key)
-            state, metrics = _run_chunk(step_fn, state, data, chunk_key, batch_size, todo)
+            state, metrics = _run_chunk(step_fn, state, data, chunk_key, batch_size, todo,
+                                        sharding)
             metrics = {k: np.asarray(v) for k, v in metrics.items()}
             for name, values in metrics.items():
                 history.setdefault(name, []).append(values)

@@ -144,7 +144,8 @@ def as_positive_array(
     arr = as_float_array(x, name, ndim=ndim, shape_hint=shape_hint)
     if is_traced(arr):
         return arr
-    low = float(np.asarray(arr).min())
+    with jax.ensure_compile_time_eval():  # on the device: arr may span several processes
+        low = float(jnp.min(arr))
     if low < 0 or (low == 0 and not allow_zero):
         raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {low:g}")
     return arr
@@ -172,6 +173,9 @@ def as_int_array(
         if np.dtype(x.dtype).kind not in "biu":
             raise TypeError(f"{name} must have an integer dtype, got {x.dtype}")
         return x.astype(jnp.int32)
+    if isinstance(x, jax.Array):  # checked on the device: x may be sharded over processes
+        with jax.ensure_compile_time_eval():
+            return _check_int_device(x, name, ndim, shape_hint, min_value, max_value)
     x = np.asarray(x)
     if x.dtype.kind not in "biuf":
         raise TypeError(f"{name} must have an integer dtype, got {x.dtype}")
@@ -188,6 +192,29 @@ def as_int_array(
     if max_value is not None and x.max() > max_value:
         raise ValueError(f"{name} must be <= {max_value}, got maximum {x.max()}")
     return jnp.asarray(x.astype(np.int32))
+
+
+def _check_int_device(x: jax.Array, name: str, ndim: int | Sequence[int] | None,
+                      shape_hint: str | None, min_value: int | None,
+                      max_value: int | None) -> jax.Array:
+    """:func:`as_int_array` for a concrete ``jax.Array``: the same checks as reductions on the
+    device (no host copy, so a global array of several processes passes), sharding kept."""
+    dtype = np.dtype(x.dtype)
+    if dtype.kind not in "biuf":
+        raise TypeError(f"{name} must have an integer dtype, got {dtype}")
+    _check_rank(tuple(x.shape), name, ndim, shape_hint)
+    if 0 in x.shape:
+        raise ValueError(f"{name} is empty (shape {_shape_text(x.shape)})")
+    if dtype.kind == "f":
+        if not bool(jnp.isfinite(x).all()):
+            raise ValueError(f"{name} contains NaN or inf")
+        if not bool((x == jnp.round(x)).all()):
+            raise TypeError(f"{name} must hold integers, got non-integral floats")
+    if min_value is not None and int(jnp.min(x)) < min_value:
+        raise ValueError(f"{name} must be >= {min_value}, got minimum {int(jnp.min(x))}")
+    if max_value is not None and int(jnp.max(x)) > max_value:
+        raise ValueError(f"{name} must be <= {max_value}, got maximum {int(jnp.max(x))}")
+    return x.astype(jnp.int32)
 
 
 def check_same_length(**arrays: Any) -> int:
@@ -307,11 +334,12 @@ def as_sample_weight(sample_weight: Any, n_samples: int) -> jax.Array:
     if w.shape[0] != n_samples:
         raise ValueError(f"sample_weight must have one entry per sample: got {w.shape[0]} "
                          f"weights for {n_samples} samples")
-    if not is_traced(w):
-        wn = np.asarray(w)
-        if (wn < 0).any():
-            raise ValueError(f"sample_weight must be non-negative, got minimum {wn.min()}")
-        if wn.sum() <= 0:
+    if not is_traced(w):  # reduced on the device: w may span several processes
+        with jax.ensure_compile_time_eval():
+            low, total = float(jnp.min(w)), float(jnp.sum(w))
+        if low < 0:
+            raise ValueError(f"sample_weight must be non-negative, got minimum {low:g}")
+        if total <= 0:
             raise ValueError("sample_weight must have a positive sum")
     return w
 
@@ -338,7 +366,8 @@ def check_targets(y: Any, n_rows: int, *, n_classes: int | None = None,
         y = as_float_array(y, "y", ndim=ndim, shape_hint="(n_samples,)")
     else:
         y = as_int_array(y, "y", ndim=1, shape_hint="(n_samples,)", min_value=0)
-        top = None if is_traced(y) else int(np.asarray(y).max())
+        with jax.ensure_compile_time_eval():
+            top = None if is_traced(y) else int(jnp.max(y))
         if top is not None and top >= n_classes:
             raise ValueError(f"y has largest label {top} but the network has {n_classes} "
                              f"outputs: labels must lie in [0, {n_classes - 1}]")

@@ -48,6 +48,16 @@ Backprop plugs in the same way (:func:`espresso_jax.apps.uci.bbb.bbb_method`). T
 splits are built in :mod:`espresso_jax.apps.uci.splits` and the networks trained and scored in
 :mod:`espresso_jax.apps.uci.grid_search`; this module runs the protocol and re-exports them.
 
+Several devices. ``run_protocol(..., mesh=Mesh(jax.devices(), ("nets",)))`` shards the split
+axis of the training inputs, keys and hyper-parameters over the mesh
+(:func:`espresso_jax.parallel.shard_rows`), so each device trains the ``S / D`` splits' grid
+networks in the same compiled call and the results equal the one-device results to float32
+rounding; the number of splits must divide by the number of devices (20 splits: 2, 4, 5, 10
+or 20 devices). Tested with the devices of one process (several processes under
+``jax.distributed`` are not: :func:`~espresso_jax.parallel.shard_rows` would read each
+process's data as its own rows). The same works one level down: call :func:`train_grid`
+with its ``(S, G)`` arguments placed by ``shard_rows(..., mesh, axis)``.
+
 Units. With ``a = y_std`` the original-unit predictive is the standardised one pushed through
 ``y -> a y + y_mean`` (means ``a m + y_mean``, precisions ``tau / a^2``), so the original-unit
 RMSE is ``a`` times the standardised one and the log-likelihood is the standardised one minus
@@ -87,6 +97,7 @@ from espresso_jax.apps.uci.grid_search import (
 from espresso_jax.apps.uci.method import PyTree, UCIMethod
 from espresso_jax.apps.uci.splits import StackedSplits, stack_splits
 from espresso_jax.datasets.uci import UCIDataset
+from espresso_jax.parallel import shard_rows
 from espresso_jax.validation import check_int, check_key, check_positive
 
 __all__ = [
@@ -160,7 +171,8 @@ def run_protocol(key: jax.Array, ds: UCIDataset, method: UCIMethod, *,
                  optimizer: optax.GradientTransformation, n_splits: int | None = None,
                  n_epochs: int | None = None, n_hidden: int | None = None,
                  batch_size: int = 128, n_samples: int = 10_000, n_samples_val: int = 1_000,
-                 val_fraction: float = 0.2, progress: bool = True) -> ProtocolResult:
+                 val_fraction: float = 0.2, progress: bool = True,
+                 mesh: jax.sharding.Mesh | None = None) -> ProtocolResult:
     """Grid search by validation log-likelihood, refit, test (see the module docstring).
 
     Args:
@@ -181,6 +193,8 @@ def run_protocol(key: jax.Array, ds: UCIDataset, method: UCIMethod, *,
             belongs to this call (its callback is a static argument of :func:`train_grid`), so
             a call with ``progress=True`` compiles its training again; ``progress=False``
             reuses the compiled training of an earlier call with the same shapes.
+        mesh: a 1-D device mesh to shard the split axis over (see the module docstring);
+            None: the default device.
 
     Returns:
         :class:`ProtocolResult`.
@@ -208,6 +222,12 @@ def run_protocol(key: jax.Array, ds: UCIDataset, method: UCIMethod, *,
 
     data = stack_splits(ds, n_splits)
     S, N = data.y_train.shape
+    if mesh is not None:
+        if not isinstance(mesh, jax.sharding.Mesh) or len(mesh.axis_names) != 1:
+            raise TypeError(f"mesh must be a 1-D jax.sharding.Mesh, got {mesh!r}")
+        if S % mesh.devices.size:
+            raise ValueError(f"mesh has {mesh.devices.size} devices but the {S} splits do not "
+                             f"divide among them: choose n_splits or the mesh to match")
     n_fit = int((1.0 - val_fraction) * N)
     if not 1 <= n_fit < N:
         raise ValueError(f"val_fraction={val_fraction} leaves no fit or no validation rows "
@@ -226,9 +246,13 @@ def run_protocol(key: jax.Array, ds: UCIDataset, method: UCIMethod, *,
         bar = tqdm(total=2 * n_epochs, desc=f"{ds.name}: {S}x{G} grid nets, {S} refits",
                    unit="epoch", leave=False)
         on_epoch = functools.partial(_advance, bar)
+    def place(tree):  # the split axis over the mesh's devices
+        return tree if mesh is None else shard_rows(tree, mesh, mesh.axis_names[0])
+
     try:
-        params, _ = train_grid(jax.random.split(grid_key, (S, G)), method,
-                               data.X_train[:, :n_fit], data.y_train[:, :n_fit], hp_std,
+        params, _ = train_grid(*place((jax.random.split(grid_key, (S, G)),)), method,
+                               *place((data.X_train[:, :n_fit], data.y_train[:, :n_fit],
+                                       hp_std)),
                                optimizer=optimizer, n_hidden=n_hidden, batch_size=fit_batch,
                                n_epochs=n_epochs, on_epoch=on_epoch)
 
@@ -243,8 +267,9 @@ def run_protocol(key: jax.Array, ds: UCIDataset, method: UCIMethod, *,
         best = select_best(val_ll)
 
         chosen_std = jax.tree.map(lambda a: a[np.arange(S), best], hp_std)
-        refit, _ = train_grid(jax.random.split(refit_key, (S, 1)), method, data.X_train,
-                              data.y_train, jax.tree.map(lambda a: a[:, None], chosen_std),
+        refit, _ = train_grid(*place((jax.random.split(refit_key, (S, 1)),)), method,
+                              *place((data.X_train, data.y_train,
+                                      jax.tree.map(lambda a: a[:, None], chosen_std))),
                               optimizer=optimizer, n_hidden=n_hidden, batch_size=full_batch,
                               n_epochs=n_epochs, on_epoch=on_epoch)
         jax.block_until_ready(refit)
