@@ -393,3 +393,23 @@ def test_mc_predictive_matches_numpy_with_the_same_masks(net):
     np.testing.assert_allclose(np.asarray(var), var_np, rtol=1e-5, atol=1e-5)
     # the passes do differ: the epistemic part is a real share of the variance
     assert np.min(var_np - 1.0 / tau) > 1e-4
+
+
+def test_pass_chunk_is_chosen_per_backend_and_never_changes_the_passes(monkeypatch):
+    """``chunk_size="auto"``: 10 passes per chunk on CPU, all passes in one vmap on an
+    accelerator; the passes themselves (pass t uses split t of the key) do not depend on it."""
+    assert dropout.pass_chunk("auto", 50) == dropout.CPU_PASS_CHUNK == 10
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert dropout.pass_chunk("auto", 50) == 50
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="chunk_size must be a positive int or 'auto'"):
+        dropout.pass_chunk("all", 50)
+    with pytest.raises(ValueError, match="chunk_size"):
+        dropout.pass_chunk(0, 50)
+    module = dropout.DropoutMLP(hidden=(8,), n_outputs=1)
+    X = jax.random.normal(jax.random.key(0), (5, 3))
+    params = module.init(jax.random.key(1), X, 0.2, deterministic=True)
+    auto = dropout.mc_forward(jax.random.key(2), params, X, 0.2, n_samples=12)
+    one_vmap = dropout.mc_forward(jax.random.key(2), params, X, 0.2, n_samples=12,
+                                  chunk_size=12)
+    np.testing.assert_allclose(auto, one_vmap, rtol=1e-6, atol=1e-6)

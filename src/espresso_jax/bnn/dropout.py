@@ -91,6 +91,8 @@ __all__ = [
     "fit",
     "mc_forward",
     "mc_passes",
+    "CPU_PASS_CHUNK",
+    "pass_chunk",
     "predictive_moments",
     "to_original_units",
     "predict_proba",
@@ -377,12 +379,30 @@ def mc_passes(key: jax.Array, params: PyTree, X: jax.Array, rate: ArrayLike, n_s
     return jax.lax.map(one, keys, batch_size=min(chunk_size, n_samples))
 
 
+CPU_PASS_CHUNK = 10
+"""Passes per vmapped chunk under ``chunk_size="auto"`` on CPU: measured fastest on a 2-core
+CPU (benchmarks/bench_mc_dropout.py: 2.7x the sequential loop for a UCI net, 0.8x with all
+100 passes in one vmap: one huge mask draw is slower per number there)."""
+
+
+def pass_chunk(chunk_size: int | str, n_samples: int) -> int:
+    """Validate ``chunk_size`` and resolve ``"auto"``: :data:`CPU_PASS_CHUNK` passes per chunk
+    on CPU (cache-sized), all ``n_samples`` passes in one vmap on an accelerator (GPU/TPU
+    parallelism wants the whole batch; memory ``n_samples * n * width`` activations)."""
+    if isinstance(chunk_size, str):
+        if chunk_size != "auto":
+            raise ValueError(f"chunk_size must be a positive int or 'auto', got {chunk_size!r}")
+        return CPU_PASS_CHUNK if jax.default_backend() == "cpu" else n_samples
+    return check_int(chunk_size, "chunk_size", min_value=1)
+
+
 def mc_forward(key: jax.Array, params: PyTree, X: ArrayLike, rate: ArrayLike, *,
-               n_samples: int, chunk_size: int = 10) -> jax.Array:
+               n_samples: int, chunk_size: int | str = "auto") -> jax.Array:
     """``T = n_samples`` stochastic forward passes (dropout on), vmapped over keys.
 
     Passes run in vmapped chunks of ``chunk_size`` (``lax.map``) to bound memory at
-    ``chunk_size * n * width`` activations.
+    ``chunk_size * n * width`` activations. The chunking never changes the passes (pass ``t``
+    always uses the ``t``-th split of ``key``), only speed and memory.
 
     Args:
         key: PRNG key, split into one key per pass.
@@ -390,9 +410,8 @@ def mc_forward(key: jax.Array, params: PyTree, X: ArrayLike, rate: ArrayLike, *,
         X: ``(n, d)`` inputs.
         rate: dropout rate.
         n_samples: number of passes ``T`` (static).
-        chunk_size: passes per vmapped chunk (static). The default 10 measured fastest on a
-            2-core CPU (benchmarks/bench_mc_dropout.py: 2.7x the sequential loop for a UCI net,
-            0.8x with all 100 passes in one vmap: one huge mask draw is slower per number).
+        chunk_size: passes per vmapped chunk (static), or ``"auto"``: :func:`pass_chunk`
+            (10 on CPU, all passes on an accelerator).
 
     Returns:
         ``(T, n, n_outputs)`` outputs (regression: predictions; classification: logits).
@@ -404,7 +423,7 @@ def mc_forward(key: jax.Array, params: PyTree, X: ArrayLike, rate: ArrayLike, *,
     key = check_key(key)
     X = as_float_array(X, "X", ndim=2, shape_hint="(n_samples, n_features)")
     n_samples = check_int(n_samples, "n_samples", min_value=1)
-    chunk_size = check_int(chunk_size, "chunk_size", min_value=1)
+    chunk_size = pass_chunk(chunk_size, n_samples)
     rate = check_probability(rate, "rate")
     if rate >= 1.0:
         raise ValueError(f"rate must be < 1, got {rate}")
@@ -443,12 +462,13 @@ def to_original_units(samples: ArrayLike, tau: ArrayLike, y_mean: float, y_std: 
 
 
 def predict_proba(key: jax.Array, params: PyTree, X: ArrayLike, rate: ArrayLike, *,
-                  n_samples: int, chunk_size: int = 10) -> jax.Array:
+                  n_samples: int, chunk_size: int | str = "auto") -> jax.Array:
     """MC dropout class probabilities: the softmax averaged over ``T`` stochastic passes.
 
     Args:
         key: PRNG key. params: classifier :class:`DropoutMLP` parameters.
         X: ``(n, d)`` inputs. rate: dropout rate. n_samples: ``T``.
+        chunk_size: passes per vmapped chunk, or ``"auto"`` (:func:`pass_chunk`).
 
     Returns:
         ``(n, n_classes)`` probabilities.
