@@ -5,7 +5,8 @@ Tools: Sphinx with autodoc + napoleon (the library's docstrings are Google style
 scripts in ``examples/`` run during the build and become pages with their printed output and
 figures; a failing example fails the build). myst-nb was not chosen: the examples are plain
 scripts, and sphinx-gallery runs scripts without a notebook kernel. No extension fetches
-anything (intersphinx is off), so the build runs offline.
+anything (intersphinx is off), so the build runs offline, and sphinx-mathjax-offline ships
+MathJax with the pages, so the formulas render without the network too.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ import os
 import re
 import shutil
 import sys
+import typing
 from pathlib import Path
 
 import matplotlib
+from sphinx.util.inspect import stringify_signature
 
 matplotlib.use("Agg")
 
@@ -35,6 +38,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",      # MathJax 3 copied into _static: formulas render offline
     "myst_parser",
     "sphinx_gallery.gen_gallery",
 ]
@@ -48,6 +52,7 @@ myst_heading_anchors = 3
 autodoc_typehints = "signature"
 autodoc_member_order = "bysource"
 autodoc_preserve_defaults = True
+python_use_unqualified_type_names = True
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 # Attribute types from annotations would be unqualified names (GaussianPrior exists twice).
@@ -57,7 +62,7 @@ html_theme = "alabaster"
 html_static_path: list[str] = []
 html_title = "espresso_jax"
 html_theme_options = {"description": "Bayesian ML as composable JAX functions",
-                      "fixed_sidebar": True}
+                      "fixed_sidebar": True, "page_width": "1180px"}
 
 # --- the example gallery ------------------------------------------------------------------
 # The scripts are copied to _gallery_src (ignored by git) and run there, so the files they write
@@ -146,5 +151,40 @@ def _drop_type_docstring(app, what, name, obj, options, lines) -> None:
             lines[:] = []
 
 
+def _namedtuple_signature(app, what, name, obj, options, signature, return_annotation):
+    """The signature of a NamedTuple class with the library's own classes fully qualified.
+
+    Under ``from __future__ import annotations`` the fields' annotations are strings that
+    autodoc cannot evaluate in the generated ``__new__``, so a bare ``GaussianPrior`` stays
+    ambiguous (two modules define one). Each capitalised name of an annotation that is an
+    ``espresso_jax`` class in the class's module becomes its full path (shown short by
+    ``python_use_unqualified_type_names``); other names (``jax.Array``, ``Any``) stay as
+    written."""
+    if what != "class" or not (isinstance(obj, type) and issubclass(obj, tuple)
+                               and hasattr(obj, "_fields")):
+        return None
+    namespace = vars(sys.modules[obj.__module__])
+
+    def qualify(match: re.Match) -> str:
+        found = namespace.get(match.group(0))
+        if isinstance(found, type) and found.__module__.startswith("espresso_jax"):
+            return f"{found.__module__}.{found.__qualname__}"
+        return match.group(0)
+
+    empty = inspect.Parameter.empty
+    params = []
+    for field in obj._fields:
+        annotation = obj.__annotations__.get(field, empty)
+        if isinstance(annotation, typing.ForwardRef):      # NamedTuple wraps the strings
+            annotation = annotation.__forward_arg__
+        if isinstance(annotation, str):
+            annotation = re.sub(r"(?<![\w.])[A-Z]\w*", qualify, annotation)
+        params.append(inspect.Parameter(field, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                        annotation=annotation,
+                                        default=obj._field_defaults.get(field, empty)))
+    return stringify_signature(inspect.Signature(params)), return_annotation
+
+
 def setup(app) -> None:
     app.connect("autodoc-process-docstring", _drop_type_docstring)
+    app.connect("autodoc-process-signature", _namedtuple_signature)

@@ -6,10 +6,11 @@ gallery (a failing example fails the build) and the tour's classical sections; t
 built HTML, every relative ``href``/``src`` must name a file on disk (and an ``id`` in it when
 it has a ``#fragment``): Sphinx's ``linkcheck`` would need the network. Last, headless Chromium
 (the ``browser`` fixture of conftest.py, as tests/test_report_browser.py uses it) loads
-``index.html`` and a family page and every image on them must be loaded
-(``naturalWidth > 0``). The link checker and the image check each have a negative control.
-All in one test, so that ``pytest -n 2`` never runs two builds over the same ``docs/`` folder
-(the gallery and the tour write there). The code blocks of the pages run as separate tests.
+``index.html`` and a family page: every image on them must be loaded (``naturalWidth > 0``)
+and the formulas typeset by the MathJax shipped in ``_static``. The link checker and the image
+check each have a negative control. All in one test, so that ``pytest -n 2`` never runs two
+builds over the same ``docs/`` folder (the gallery and the tour write there). The code blocks
+of the pages run as separate tests.
 """
 
 import functools
@@ -105,12 +106,14 @@ _CHECK_PAGE = """<!doctype html><html><head><meta charset="utf-8"></head><body>
 <iframe id="family" src="site/{family}" width="1000" height="800"></iframe>
 <iframe id="broken" src="broken/{family}" width="1000" height="800"></iframe>
 <script>
-window.addEventListener("load", function () {{
+window.addEventListener("load", function () {{ setTimeout(function () {{
+  // (virtual) seconds after the load event, so MathJax has typeset the formulas
   var out = {{}};
   ["index", "family", "broken"].forEach(function (id) {{
     var doc = document.getElementById(id).contentDocument;
-    out[id] = doc ? {{title: doc.title, images: Array.prototype.map.call(doc.images,
-      function (img) {{
+    out[id] = doc ? {{title: doc.title,
+      formulas: doc.querySelectorAll("mjx-container").length,
+      images: Array.prototype.map.call(doc.images, function (img) {{
         return {{src: img.getAttribute("src"), complete: img.complete,
                 naturalWidth: img.naturalWidth}};
       }})}} : null;
@@ -119,7 +122,7 @@ window.addEventListener("load", function () {{
   pre.id = "result";
   pre.textContent = JSON.stringify(out);
   document.body.appendChild(pre);
-}});
+}}, 5000); }});
 </script></body></html>"""
 
 
@@ -167,6 +170,7 @@ def check_images_in_chromium(built_html: Path, browser: str, tmp_path: Path) -> 
     result = json.loads(html.unescape(match.group(1)))
     assert "espresso_jax" in result["index"]["title"]
     assert "Mixtures" in result["family"]["title"]
+    assert result["family"]["formulas"] >= 5       # MathJax (shipped with the pages) ran
     family = result["family"]["images"]
     assert len(family) >= 4, family                                      # the tour's figures
     for page in ("index", "family"):
