@@ -106,6 +106,7 @@ sphinx_gallery_conf = {
     "download_all_examples": False,
     "remove_config_comments": True,
     "show_memory": False,
+    "write_computation_times": False,      # wall times of a shared machine: not a record
     "plot_gallery": "True",
     "abort_on_example_error": False,
     "only_warn_on_example_error": False,
