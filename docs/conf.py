@@ -67,7 +67,8 @@ html_theme_options = {"description": "Bayesian ML as composable JAX functions",
 # --- the example gallery ------------------------------------------------------------------
 # The scripts are copied to _gallery_src (ignored by git) and run there, so the files they write
 # (PNGs, msgpack, JSON) stay out of examples/. The copy gives each docstring an rst title (the
-# file name), which sphinx-gallery needs; the code itself is unchanged.
+# file name), which sphinx-gallery needs, and shows its indented command lines as a code block;
+# the code itself is unchanged.
 # Scripts that take more than about a minute of CPU even with --quick are shown with their
 # code but not run (the slow suite runs them: tests/test_examples.py::test_slow_example_runs).
 NOT_RUN = {
@@ -91,7 +92,10 @@ def _copy_examples() -> None:
         title = script.name
         if not text.startswith('"""'):
             raise RuntimeError(f"{script} has no module docstring")
-        text = f'"""{title}\n{"=" * len(title)}\n\n' + text[3:]
+        doc_end = text.index('"""', 3)
+        doc = re.sub(r"\n\n((?:    python .*\n(?:    .*\n)*))", r"\n\n.. code-block:: bash\n\n\1",
+                     text[3:doc_end] + "\n")
+        text = f'"""{title}\n{"=" * len(title)}\n\n' + doc.rstrip("\n") + "\n" + text[doc_end:]
         (GALLERY_SRC / script.name).write_text(text)
 
 

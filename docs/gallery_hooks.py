@@ -7,12 +7,13 @@ pickle the configuration).
   close them after saving, so matplotlib's own scraper would miss those); this one collects
   every PNG the script wrote under its folder, in sorted order of their paths, and moves them
   to the gallery's image names (``sphx_glr_<script>_001.png``, ...), so the next script starts
-  from none.
+  from none; it closes the script's matplotlib figures too (matplotlib's scraper would have).
 """
 
 import shutil
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 from sphinx_gallery.scrapers import figure_rst
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -33,4 +34,5 @@ def saved_pngs(block, block_vars: dict, gallery_conf: dict) -> str:
     for png, target in zip(found, block_vars["image_path_iterator"], strict=False):
         shutil.move(png, target)
         paths.append(target)
+    plt.close("all")
     return figure_rst(paths, gallery_conf["src_dir"]) if paths else ""
