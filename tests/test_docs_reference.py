@@ -129,9 +129,9 @@ def test_an_unlisted_name_would_be_caught(tmp_path):
         text = (tmp_path / name).read_text()
         assert line in text
         (tmp_path / name).write_text(text.replace(line, ""))
-    missing = _missing_from(tmp_path)
-    assert missing == ["espresso_jax.em.fit_em", "espresso_jax.metrics.DEFAULT_N_BINS",
-                       "espresso_jax.metrics.calibration.DEFAULT_N_BINS"]
+    removed = ["espresso_jax.em.fit_em", "espresso_jax.metrics.DEFAULT_N_BINS",
+               "espresso_jax.metrics.calibration.DEFAULT_N_BINS"]
+    assert _missing_from(tmp_path) == sorted(set(_missing_from(API)) | set(removed))
 
 
 def test_a_generated_namedtuple_docstring_does_not_count():
