@@ -5,10 +5,11 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 BENCH_STAMP := $(VENV)/.bench-stamp
+DOCS_STAMP := $(VENV)/.docs-stamp
 OUT    ?= report
 JOBS   ?= 2
 
-.PHONY: demo lint test test-slow test-all bench device-check mutation clean
+.PHONY: demo lint test test-slow test-all bench device-check mutation clean docs
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,10 +46,10 @@ test: lint
 	XLA_FLAGS="$(strip $(XLA_FLAGS) $(TEST_XLA_FLAGS))" $(PY) -m pytest -n $(JOBS) -q
 
 ## Slow reference checks only (NUTS cross-checks, large fits).
-test-slow: $(STAMP)
+test-slow: $(DOCS_STAMP)
 	$(PY) -m pytest -n $(JOBS) -q -m slow
 
-test-all: $(STAMP)
+test-all: $(DOCS_STAMP)
 	$(PY) -m pytest -n $(JOBS) -q -m "slow or not slow"
 
 ## Benchmarks against the peers, one at a time (never run two at once).
@@ -69,8 +70,17 @@ mutation: $(STAMP)
 	PYTHONPATH=src $(PY) tools/mutation.py run --map .mutation/map.json --per-module 25 --seed 12
 	$(PY) tools/mutation.py summary
 
+## The documentation (docs/README.md): installs the docs extra once, then builds the HTML into
+## docs/_build/html/ offline, warnings as errors; the example scripts run during the build.
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[test,docs]"
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(PY) -m sphinx -b html -W --keep-going -q docs docs/_build/html
+
 clean:
-	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache .mypy_cache build src/*.egg-info
+	rm -rf $(VENV) $(OUT) docs/_build docs/_gallery_src docs/examples docs/_tour .pytest_cache .ruff_cache .mypy_cache build src/*.egg-info
 
 ## The sdist and the wheel in dist/ (`python -m build`, isolated: setuptools from the package
 ## index; `build` comes with the test extra). Install with `pip install dist/espresso_jax-*.whl`.

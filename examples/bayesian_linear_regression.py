@@ -16,7 +16,7 @@ import espresso_jax as ej
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--out", default="blr.png")
     args = parser.parse_args()
 

@@ -37,7 +37,7 @@ def _snr_histogram(snr_db: np.ndarray) -> plt.Figure:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run (1000 images, 2 epochs)")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default 20)")
     parser.add_argument("--n-train", type=int, default=None, help="training images (max 8000)")

@@ -24,7 +24,7 @@ from espresso_jax.apps.viz import bnn as viz
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run")
     parser.add_argument("--out", default="bnn_regression_gap", help="folder for figures/JSON")
     parser.add_argument("--seed", type=int, default=0)

@@ -14,7 +14,7 @@ from espresso_jax.apps.experiments import generative as experiments
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--quick", action="store_true", help="short run (under a minute)")
     parser.add_argument("--out", type=Path, default=Path("."), help="folder for the PNGs")
     parser.add_argument("--mnist-model", choices=("mlp", "dcgan"), default="mlp")

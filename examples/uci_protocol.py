@@ -56,7 +56,7 @@ def _pm(mean: float, se: float | None, digits: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--datasets", nargs="+", default=None, choices=list(ORDER),
                         help="default: all nine (yacht and boston with --quick)")
     parser.add_argument("--quick", action="store_true",

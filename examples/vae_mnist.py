@@ -21,7 +21,7 @@ from espresso_jax.apps.experiments import generative as experiments
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run (< 1 min)")
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--epochs-2d", type=int, default=50)

@@ -3,6 +3,8 @@
 
 import logging
 import os
+import shutil
+import subprocess
 
 # The library never selects a matplotlib backend; tests run headless.
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -92,3 +94,41 @@ def raises_before_compiling():
     ``exc`` matching ``match`` before anything of the model (or named in ``forbid``)
     compiles."""
     return _raises_before_compiling
+
+
+_CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def _find_browser():
+    for name in _CANDIDATES:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Path of a headless Chromium (tests/test_report_browser.py, tests/test_docs_build.py):
+    Debian's ``chromium`` package; when it is missing it is installed with apt-get (root with
+    network only; set ESPRESSO_JAX_NO_APT=1 to forbid), or the test skips with the reason."""
+    path = _find_browser()
+    if path:
+        return path
+    if os.environ.get("ESPRESSO_JAX_NO_APT"):
+        pytest.skip("headless Chromium not found and ESPRESSO_JAX_NO_APT forbids installing it")
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.skip("headless Chromium not found; install Debian's `chromium` package (apt-get "
+                    "needs root, which this test does not have)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    try:
+        for cmd in (["apt-get", "update", "-q"],
+                    ["apt-get", "install", "-y", "-q", "chromium", "chromium-driver"]):
+            subprocess.run(cmd, check=True, capture_output=True, timeout=600, env=env)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as err:
+        pytest.skip(f"headless Chromium not found and `apt-get install chromium` failed "
+                    f"(no network to the Debian archive?): {type(err).__name__}")
+    path = _find_browser()
+    if not path:
+        pytest.skip("apt-get installed chromium but no chromium executable is on PATH")
+    return path

@@ -6,14 +6,13 @@ images) its script writes each <img>'s ``naturalWidth`` into the DOM, which
 ``chromium --headless --dump-dom`` prints. A copy of the report with one PNG removed is the
 negative control (its image must be reported as not loaded).
 
-The browser is Debian's ``chromium`` package; when it is missing the test installs it with
-apt-get (root with network only; set ESPRESSO_JAX_NO_APT=1 to forbid) or skips with the reason.
+The browser is Debian's ``chromium`` package, found (or installed) by the ``browser`` fixture of
+``conftest.py``, which tests/test_docs_build.py shares.
 """
 
 import functools
 import html
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -23,43 +22,8 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import matplotlib.pyplot as plt
 import numpy as np
-import pytest
 
 from espresso_jax.apps.report import Report
-
-_CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-
-
-def _find_browser():
-    for name in _CANDIDATES:
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
-@pytest.fixture(scope="module")
-def browser():
-    path = _find_browser()
-    if path:
-        return path
-    if os.environ.get("ESPRESSO_JAX_NO_APT"):
-        pytest.skip("headless Chromium not found and ESPRESSO_JAX_NO_APT forbids installing it")
-    if not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip("headless Chromium not found; install Debian's `chromium` package (apt-get "
-                    "needs root, which this test does not have)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    try:
-        for cmd in (["apt-get", "update", "-q"],
-                    ["apt-get", "install", "-y", "-q", "chromium", "chromium-driver"]):
-            subprocess.run(cmd, check=True, capture_output=True, timeout=600, env=env)
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as err:
-        pytest.skip(f"headless Chromium not found and `apt-get install chromium` failed "
-                    f"(no network to the Debian archive?): {type(err).__name__}")
-    path = _find_browser()
-    if not path:
-        pytest.skip("apt-get installed chromium but no chromium executable is on PATH")
-    return path
 
 
 class _Images(HTMLParser):

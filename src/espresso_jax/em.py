@@ -61,7 +61,7 @@ Stats = Any
 class EMModel(NamedTuple):
     """The three pure functions of an EM model (see the module docstring).
 
-    Build one per configuration and reuse it (e.g. from a ``functools.cache``d factory): the
+    Build one per configuration and reuse it (e.g. from a factory under ``functools.cache``): the
     functions are static arguments of the jitted loops, so a new object means a new compile.
     """
 

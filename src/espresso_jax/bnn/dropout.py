@@ -269,11 +269,11 @@ def classification_loss(params: PyTree, batch: tuple[jax.Array, jax.Array], key:
                         *, rate: ArrayLike, n_train: int, length_scale: float = 1e-2,
                         module: nn.Module | None = None) -> jax.Array:
     """Dropout classification objective: mean softmax cross-entropy plus
-    ``weight_decay(l, rate, N, tau=1) * kernel_l2(params)``.
+    ``weight_decay(l, rate, N, tau=1) * kernel_l2(params)``. The other arguments are those of
+    :func:`regression_loss`.
 
     Args:
         batch: ``(X, labels)`` with ``X: (m, d)`` and integer ``labels: (m,)``.
-        (other arguments as :func:`regression_loss`.)
     """
     X, labels = batch
     module = DropoutMLP.from_params(params) if module is None else module

@@ -316,9 +316,10 @@ def uci_reference(
         name: UCI data set (small ones are practical: ``"yacht"``, ``"bostonHousing"``).
         split: split index.
         data_dir: folder holding ``uci/`` (default: see :mod:`espresso_jax.datasets.uci`).
-        n_hidden, activation, weight_prior, **prior_options: see :func:`model`.
-        num_warmup, num_samples, num_chains, target_accept_prob, max_tree_depth,
-            progress_bar: NUTS settings (per chain). The long warm-up matters: on yacht
+        n_hidden, activation, weight_prior: see :func:`model`; so do the keyword arguments
+            ``prior_options``.
+        num_warmup, num_samples, num_chains, target_accept_prob, max_tree_depth, progress_bar:
+            NUTS settings (per chain). The long warm-up matters: on yacht
             split 0 with 500 warm-up steps the two chains had not reached the same noise level
             (R-hat 1.3, effective sample size 2-4 for the test LL of a draw); with 1500 the
             split R-hats were at most 1.09 (median 1.005).

@@ -9,7 +9,7 @@ Laplace log evidence; the loop runs on :func:`espresso_jax.em.iterate` and recor
 
 References:
     C. M. Bishop, *Pattern Recognition and Machine Learning* (PRML), §4.3.2–4.3.3, §4.4, §4.5.
-    D. J. C. MacKay, "The evidence framework applied to classification networks", Neural
+    MacKay, D. J. C., "The evidence framework applied to classification networks", Neural
     Computation 4(5), 1992.
 """
 

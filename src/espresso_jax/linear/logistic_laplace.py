@@ -10,7 +10,7 @@ pieces are what :func:`espresso_jax.linear.logistic.fit_laplace` and
 
 References:
     C. M. Bishop, *Pattern Recognition and Machine Learning* (PRML), §4.3.2–4.3.3, §4.4, §4.5.
-    D. J. C. MacKay, "The evidence framework applied to classification networks", Neural
+    MacKay, D. J. C., "The evidence framework applied to classification networks", Neural
     Computation 4(5), 1992.
 """
 

@@ -2,7 +2,7 @@
 
 Discriminator outputs are *logits* ``a = logit D(x)`` (standard GAN) or raw critic scores
 (WGAN-GP). Every log-probability goes through ``softplus`` / ``log_sigmoid`` so that saturated
-logits (|a| of hundreds) give finite losses and gradients:
+logits (``|a|`` of hundreds) give finite losses and gradients:
 
 * ``-log D(x) = softplus(-a)`` and ``-log(1 - D(x)) = softplus(a)``.
 

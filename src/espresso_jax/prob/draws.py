@@ -30,7 +30,7 @@ def draw_flat(sampler: Callable[..., jax.Array], key: jax.Array, shape: Sequence
             ``jax.random.uniform`` or (with ``matrix=True``) a flax/JAX initialiser.
         key: PRNG key.
         shape: the output shape.
-        *args, **kwargs: passed on to ``sampler`` (dtype, bounds, ...).
+        args, kwargs: positional and keyword arguments passed on to ``sampler`` (dtype, bounds).
         matrix: draw a ``(prod(shape[:-1]), shape[-1])`` matrix instead of a vector, for
             initialisers that read fans from the shape: variance scaling in ``fan_in`` mode
             (``lecun_normal``, ``he_normal``, ...) keeps its scale, since ``fan_in`` is

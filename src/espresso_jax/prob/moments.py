@@ -12,7 +12,7 @@ single data set uses its first row), so that
 
 are additive over rows (chunks, minibatches, devices), and the scatter
 ``sxx − nk δδᵀ`` with ``δ = mean − shift`` never subtracts two huge numbers: the one-pass
-``E[xxᵀ] − μμᵀ`` form loses every digit in float32 once |μ| ≫ σ (e.g. data offset by 1e4).
+``E[xxᵀ] − μμᵀ`` form loses every digit in float32 once ``|μ| ≫ σ`` (e.g. data offset by 1e4).
 ``r`` is a matrix of responsibilities (soft assignments) or a vector of integer labels (hard
 assignments, as k-means has).
 

@@ -76,12 +76,13 @@ def train_grid(keys: jax.Array, method: UCIMethod, X: jax.Array, y: jax.Array,
                ) -> tuple[PyTree, jax.Array]:
     """Train every (split, grid point) network in one compiled call.
 
+    The static settings are those of :func:`train_config`; ``on_epoch`` is static too, so a new
+    callback object compiles anew: pass None, or reuse one callback, to hit the cache.
+
     Args:
         keys: ``(S, G)`` keys, one per network.
         X: ``(S, N, d)`` and y: ``(S, N)``: one training set per split.
         hparams: pytree with ``(S, G)`` leaves (standardised units).
-        (static settings as :func:`train_config`; ``on_epoch`` is static too, so a new
-        callback object compiles anew: pass None, or reuse one callback, to hit the cache.)
 
     Returns:
         ``(params, history)`` with ``(S, G, ...)`` parameter leaves and ``(S, G, n_epochs)``
