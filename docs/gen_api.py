@@ -30,6 +30,8 @@ PAGES = {
     "bnn": "Bayesian neural networks",
     "fully_bayes": "Fully Bayesian models (NumPyro NUTS/SVI)",
     "datasets": "Datasets",
+    "conformal": "Conformal prediction: intervals and label sets",
+    "parallel": "Data parallelism: row-sharded data over a device mesh",
     "support": "Support: validation, network checks, scaling, I/O, interop",
     "apps": "Applications: CLI, tour, report, plots, experiments, UCI protocol",
 }
