@@ -200,3 +200,35 @@ def test_full_boston_protocol():
                          optimizer=OPT)
     assert r.rmse_mean < 3.6
     assert r.ll_mean > -2.9
+
+
+def test_accelerator_evaluation_batches_all_networks_with_the_same_results(tiny, yacht,
+                                                                             monkeypatch):
+    """On an accelerator ``evaluate`` runs all networks in one vmap (``lax.map`` with
+    ``batch_size=K``) instead of one after the other: per-network results are the same (rtol
+    1e-5: batched matmuls may sum in another order)."""
+    import espresso_jax.apps.uci.grid_search as gs
+
+    def rerun():
+        uci.evaluate.clear_cache()      # the backend is read when tracing
+        return uci.run_protocol(jax.random.key(0), yacht, uci.dropout_method(), optimizer=OPT,
+                                progress=False, **TINY)
+
+    sizes, lax_map = [], jax.lax.map
+
+    def recording_map(f, xs, *, batch_size=None):
+        sizes.append(batch_size)
+        return lax_map(f, xs, batch_size=batch_size)
+
+    monkeypatch.setattr(gs.jax, "default_backend", lambda: "gpu")
+    monkeypatch.setattr(gs.jax.lax, "map", recording_map)
+    batched = rerun()
+    monkeypatch.undo()
+    # evaluate's maps: validation S x G = 24 networks at once, test S = 2 (the others are the
+    # MC passes inside each network's predictive)
+    assert [b for b in sizes if b in (24, 2)] == [24, 2]
+    again = rerun()                      # leaves the CPU traces for the other tests
+    np.testing.assert_allclose(batched.val_log_likelihood, tiny.val_log_likelihood, rtol=1e-5)
+    np.testing.assert_allclose(batched.rmse, tiny.rmse, rtol=1e-5)
+    np.testing.assert_allclose(batched.log_likelihood, tiny.log_likelihood, rtol=1e-5)
+    np.testing.assert_array_equal(again.rmse, tiny.rmse)
