@@ -90,7 +90,7 @@ def shifted_digits(key: jax.Array, x: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="smoke run (1000 images, 2 epochs, 500 test digits)")
     parser.add_argument("--out", default="ood_mnist", help="folder for ood.json")

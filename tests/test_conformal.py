@@ -346,14 +346,14 @@ def test_bad_case_count_is_current():
 
 
 def test_example_script_runs(tmp_path):
-    """examples/conformal/uci_bayes_linear.py (UCI yacht, or its synthetic fallback) runs from
+    """examples/conformal_uci.py (UCI yacht, or its synthetic fallback) runs from
     a clean folder and prints the four intervals' coverage and width (its numbers are
     checked by the coverage tests, not here)."""
     import subprocess
     import sys
     from pathlib import Path
 
-    script = Path(__file__).parent.parent / "examples" / "conformal" / "uci_bayes_linear.py"
+    script = Path(__file__).parent.parent / "examples" / "conformal_uci.py"
     proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
                           text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -22,8 +22,10 @@ EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.py"))
 # The deep-learning experiments take 16-110 s of CPU even with --quick (gan.py 22 s, vae_mnist.py
 # 24 s on the 2-core Xeon); their functions are tested in tests/test_bnn_*.py, test_nn_*.py and
 # test_published_*.py, so the scripts themselves run with the slow tests (CI runs both suites).
+# conformal_uci.py runs in the default suite from tests/test_conformal.py (which also checks
+# its output), so here it runs only with the slow examples.
 SLOW = {"bnn_mnist.py", "bnn_regression_gap.py", "uci_protocol.py", "gan.py", "vae_mnist.py",
-        "ood_mnist.py"}
+        "ood_mnist.py", "conformal_uci.py"}
 
 # Two groups of about equal run time (so `pytest -n 2` can run them side by side).
 GROUPS = [("pca_ppca.py", "conjugate_updates.py"),

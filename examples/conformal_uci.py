@@ -4,8 +4,8 @@ maximisation) on one UCI regression set, split 0 of its standard splits.
 The standard training rows are split 75/25 into a fitting part and a calibration part; the
 model's predictive on the calibration and test rows goes to ``espresso_jax.conformal``:
 
-    python examples/conformal/uci_bayes_linear.py                  # yacht, alpha = 0.1
-    python examples/conformal/uci_bayes_linear.py --dataset concrete --alpha 0.05
+    python examples/conformal_uci.py                  # yacht, alpha = 0.1
+    python examples/conformal_uci.py --dataset concrete --alpha 0.05
 
 Without the UCI data (README, "Data") it runs on a synthetic heteroscedastic set instead.
 Prints test coverage and mean width (original units) of the Gaussian predictive's central
@@ -39,7 +39,7 @@ def data(name: str) -> tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--dataset", default="yacht", choices=UCI_NAMES)
     parser.add_argument("--alpha", type=float, default=0.1)
     args = parser.parse_args()
