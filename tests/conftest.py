@@ -1,10 +1,16 @@
 """Test configuration: strict dtype and rank promotion everywhere, an x64 fixture, and the
 ``raises_before_compiling`` check of host-side validation."""
 
+import functools
+import html
+import json
 import logging
 import os
+import re
 import shutil
 import subprocess
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 # The library never selects a matplotlib backend; tests run headless.
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -132,3 +138,34 @@ def browser():
     if not path:
         pytest.skip("apt-get installed chromium but no chromium executable is on PATH")
     return path
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def dump_check_page(browser, tmp_path):
+    """``dump_check_page(site, budget_ms, timeout)``: serve the folder ``site`` on 127.0.0.1,
+    open its ``check.html`` in headless Chromium (``browser``) and return the JSON the page
+    writes into ``<pre id="result">`` (the page's script does the checking)."""
+    def run(site, budget_ms: int, timeout: float) -> dict:
+        handler = functools.partial(_QuietHandler, directory=str(site))
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            url = f"http://127.0.0.1:{server.server_address[1]}/check.html"
+            proc = subprocess.run(
+                [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-extensions",
+                 "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+                 f"--virtual-time-budget={budget_ms}", "--dump-dom", url],
+                capture_output=True, text=True, timeout=timeout)
+        finally:
+            server.shutdown()
+            server.server_close()
+        match = re.search(r'<pre id="result">(.*?)</pre>', proc.stdout, re.S)
+        assert match, (f"no result in the dumped DOM (exit {proc.returncode}): "
+                       f"{proc.stderr[-500:]}")
+        return json.loads(html.unescape(match.group(1)))
+    return run

@@ -13,16 +13,11 @@ builds over the same ``docs/`` folder (the gallery and the tour write there). Th
 of the pages run as separate tests.
 """
 
-import functools
-import html
-import json
 import re
 import shutil
 import subprocess
 import sys
-import threading
 from html.parser import HTMLParser
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -126,11 +121,6 @@ window.addEventListener("load", function () {{ setTimeout(function () {{
 </script></body></html>"""
 
 
-class _Quiet(SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
 def check_pages(built_html: Path) -> None:
     pages = sorted(p.relative_to(built_html).as_posix() for p in built_html.rglob("*.html"))
     for expected in ("index.html", "getting_started.html", "conventions.html",
@@ -144,7 +134,7 @@ def check_pages(built_html: Path) -> None:
         assert "sphx-glr-script-out" in (built_html / "examples" / f"{name}.html").read_text()
 
 
-def check_images_in_chromium(built_html: Path, browser: str, tmp_path: Path) -> None:
+def check_images_in_chromium(built_html: Path, dump_check_page, tmp_path: Path) -> None:
     root = tmp_path / "served"
     shutil.copytree(built_html, root / "site")
     # negative control: the family page with its first figure removed
@@ -152,22 +142,7 @@ def check_images_in_chromium(built_html: Path, browser: str, tmp_path: Path) -> 
     first = re.search(r'<img[^>]*src="([^"]+)"', (broken / FAMILY_PAGE).read_text()).group(1)
     (broken / FAMILY_PAGE).parent.joinpath(first).resolve().unlink()
     (root / "check.html").write_text(_CHECK_PAGE.format(family=FAMILY_PAGE))
-    handler = functools.partial(_Quiet, directory=str(root))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/check.html"
-        proc = subprocess.run(
-            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-extensions",
-             "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-             "--virtual-time-budget=15000", "--dump-dom", url],
-            capture_output=True, text=True, timeout=180)
-    finally:
-        server.shutdown()
-        server.server_close()
-    match = re.search(r'<pre id="result">(.*?)</pre>', proc.stdout, re.S)
-    assert match, f"no result in the dumped DOM (exit {proc.returncode}): {proc.stderr[-500:]}"
-    result = json.loads(html.unescape(match.group(1)))
+    result = dump_check_page(root, 15000, 180)
     assert "espresso_jax" in result["index"]["title"]
     assert "Mixtures" in result["family"]["title"]
     assert result["family"]["formulas"] >= 5       # MathJax (shipped with the pages) ran
@@ -187,7 +162,7 @@ def test_docs_build_without_warnings_with_resolving_links_and_loading_images(tmp
     built_html = build_html(tmp_path / "docs")
     check_pages(built_html)
     assert broken_links(built_html) == []
-    check_images_in_chromium(built_html, request.getfixturevalue("browser"), tmp_path)
+    check_images_in_chromium(built_html, request.getfixturevalue("dump_check_page"), tmp_path)
 
 
 def _snippets():

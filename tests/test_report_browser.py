@@ -10,15 +10,8 @@ The browser is Debian's ``chromium`` package, found (or installed) by the ``brow
 ``conftest.py``, which tests/test_docs_build.py shares.
 """
 
-import functools
-import html
-import json
-import re
 import shutil
-import subprocess
-import threading
 from html.parser import HTMLParser
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -69,12 +62,7 @@ def _report(out_dir):
     return report.write()
 
 
-class _Quiet(SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-def test_every_report_figure_loads_in_headless_chromium(tmp_path, browser):
+def test_every_report_figure_loads_in_headless_chromium(tmp_path, dump_check_page):
     good = _report(tmp_path / "site" / "good")
     sources = _Images()
     sources.feed((good / "index.html").read_text())
@@ -83,23 +71,7 @@ def test_every_report_figure_loads_in_headless_chromium(tmp_path, browser):
     (broken / "scatter.png").unlink()                     # negative control
     (tmp_path / "site" / "check.html").write_text(_CHECK_PAGE)
 
-    handler = functools.partial(_Quiet, directory=str(tmp_path / "site"))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/check.html"
-        proc = subprocess.run(
-            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-extensions",
-             "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-             "--virtual-time-budget=10000", "--dump-dom", url],
-            capture_output=True, text=True, timeout=120)
-    finally:
-        server.shutdown()
-        server.server_close()
-    match = re.search(r'<pre id="result">(.*?)</pre>', proc.stdout, re.S)
-    assert match, f"no result in the dumped DOM (exit {proc.returncode}): {proc.stderr[-500:]}"
-    result = json.loads(html.unescape(match.group(1)))
+    result = dump_check_page(tmp_path / "site", 10000, 120)
     assert [img["src"] for img in result["good"]] == sources.sources    # every <img> seen
     assert all(img["complete"] and img["naturalWidth"] > 0 for img in result["good"])
     loaded = {img["src"]: img["naturalWidth"] > 0 for img in result["broken"]}
