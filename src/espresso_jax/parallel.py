@@ -22,6 +22,7 @@ from its key on any number of devices.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -130,13 +131,20 @@ def replicate(leaf: Any, mesh: jax.sharding.Mesh) -> jax.Array:
     return _replicate(leaf, NamedSharding(mesh, P()))
 
 
+@functools.lru_cache(maxsize=16)
+def _resharder(sharding: NamedSharding) -> Any:
+    """One jitted identity per target sharding, so a fit's state leaves of the same shape
+    compile the resharding once rather than once per leaf and call."""
+    return jax.jit(lambda a: a, out_shardings=sharding)
+
+
 def _replicate(leaf: Any, replicated: NamedSharding) -> jax.Array:
     if isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
         impl = jax.random.key_impl(leaf)
         return jax.random.wrap_key_data(_replicate(jax.random.key_data(leaf), replicated),
                                         impl=impl)
     if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
-        return jax.jit(lambda a: a, out_shardings=replicated)(leaf)
+        return _resharder(replicated)(leaf)
     if jax.process_count() == 1:
         return jax.device_put(leaf, replicated)
     host = np.asarray(leaf)
