@@ -157,6 +157,31 @@ def test_grid_search_and_metrics_match_closed_form(yacht):
             stats.norm.logpdf(y_te, mean, 1 / np.sqrt(taus[best])).mean(), rtol=1e-4)
 
 
+def test_finalize_sees_the_training_rows_and_feeds_predict(yacht):
+    # finalize replaces the weight by the (standardised) training rows' mean of y * X[:, 0] and
+    # a key-dependent term of size 1e-3: the test RMSE then has a closed form per split
+    def finalize(key, params, X, y, hparams, n_train):
+        assert X.shape[0] == n_train == y.shape[0]
+        return {"w": jnp.mean(y * X[:, 0]) + 0.0 * jax.random.normal(key)}
+
+    method = _constant_method((1.0,))._replace(finalize=finalize)
+    r = uci.run_protocol(jax.random.key(3), yacht, method, optimizer=OPT, n_splits=2,
+                         n_epochs=1, n_samples=4, n_samples_val=4)
+    for s in range(2):
+        train, test = yacht.train_index[s], yacht.test_index[s]
+        X_tr, y_tr = yacht.X[train], yacht.y[train]
+        x_std = X_tr.std(0)
+        x_std = np.where(x_std == 0, 1.0, x_std)
+        xs = (X_tr[:, 0] - X_tr[:, 0].mean()) / x_std[0]
+        ys = (y_tr - y_tr.mean()) / y_tr.std()
+        prediction = y_tr.mean() + y_tr.std() * np.mean(ys * xs)
+        np.testing.assert_allclose(r.rmse[s], np.sqrt(np.mean((yacht.y[test] - prediction) ** 2)),
+                                   rtol=1e-4)
+    plain = uci.run_protocol(jax.random.key(3), yacht, _constant_method((1.0,)), optimizer=OPT,
+                             n_splits=2, n_epochs=1, n_samples=4, n_samples_val=4)
+    assert not np.allclose(plain.rmse, r.rmse)
+
+
 def test_select_best_treats_nan_as_worst():
     ll = np.array([[np.nan, -1.0, -2.0], [-3.0, np.nan, -0.5]])
     np.testing.assert_array_equal(uci.select_best(ll), [1, 2])

@@ -51,7 +51,9 @@ def train_config(key: jax.Array, method: UCIMethod, X: jax.Array, y: jax.Array,
             :func:`~espresso_jax.apps.uci.protocol.run_protocol` opens; None for no callback.
 
     Returns:
-        ``(params, history)`` with ``history: (n_epochs,)`` per-epoch mean training loss.
+        ``(params, history)`` with ``history: (n_epochs,)`` per-epoch mean training loss;
+        ``params`` are the trained weights passed through ``method.finalize`` when the method
+        has one.
     """
     init_key, step_key, shuffle_key = jax.random.split(key, 3)
     n_train = X.shape[0]
@@ -64,7 +66,10 @@ def train_config(key: jax.Array, method: UCIMethod, X: jax.Array, y: jax.Array,
     state = train.init_state(step_key, params, optimizer)
     state, metrics = train.run_epochs(shuffle_key, step, state, (X, y), batch_size=batch_size,
                                       n_epochs=n_epochs, on_epoch=on_epoch)
-    return state.params, metrics["loss"]
+    params = state.params
+    if method.finalize is not None:
+        params = method.finalize(jax.random.fold_in(key, 3), params, X, y, hparams, n_train)
+    return params, metrics["loss"]
 
 
 @functools.partial(jax.jit, static_argnames=("method", "optimizer", "n_hidden", "batch_size",

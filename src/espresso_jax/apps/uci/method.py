@@ -13,7 +13,12 @@ grid point):
 * ``grid(ds: UCIDataset) -> hparams`` whose leaves are ``(n_grid,)`` arrays in the target's
   original units (what is reported);
 * ``standardize(hparams, y_std) -> hparams``: the same point in standardised-target units
-  (elementwise; vmapped over splits and grid points).
+  (elementwise; vmapped over splits and grid points);
+* ``finalize(key, params, X (N, d), y (N,), hparams, n_train) -> params`` (optional, default
+  None): a post-training step on the same training rows, run inside the compiled call after
+  the last epoch, whose output is what ``predict`` receives: e.g. a Laplace fit around the
+  trained weights, SWAG moments from further epochs or an SG-MCMC chain started there.
+  Its key is ``fold_in(network key, 3)``, so methods without it train exactly as before.
 
 MC dropout (:func:`espresso_jax.apps.uci.dropout.dropout_method`) and Bayes by Backprop
 (:func:`espresso_jax.apps.uci.bbb.bbb_method`) implement it.
@@ -43,6 +48,8 @@ class UCIMethod(NamedTuple):
         predict: ``(key, params, X, hparams, n_samples) -> (means (T, n), precisions)``.
         grid: ``(ds) -> hparams`` with ``(n_grid,)`` leaves, original units.
         standardize: ``(hparams, y_std) -> hparams`` in standardised-target units.
+        finalize: optional ``(key, params, X, y, hparams, n_train) -> params`` run after
+            training; None (the default) skips it.
     """
 
     name: str
@@ -51,3 +58,4 @@ class UCIMethod(NamedTuple):
     predict: Callable[..., tuple[jax.Array, jax.Array]]
     grid: Callable[[UCIDataset], PyTree]
     standardize: Callable[[PyTree, jax.Array], PyTree]
+    finalize: Callable[..., PyTree] | None = None
