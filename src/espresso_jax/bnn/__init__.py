@@ -11,6 +11,8 @@
 - :mod:`~espresso_jax.bnn.heteroscedastic`: aleatoric heads and losses. The uncertainty
   metrics they are scored with (decompositions, entropy, BALD, NLL, Brier, ECE) live below the
   model packages, in :mod:`espresso_jax.metrics`.
+- :mod:`~espresso_jax.bnn.swag`: SWA/SWAG moments from SGD iterates and sampling;
+  :mod:`~espresso_jax.bnn.swag_fit` SWAG/MultiSWAG fits and predictives.
 """
 
 from espresso_jax.bnn import (
@@ -20,6 +22,9 @@ from espresso_jax.bnn import (
     bbb_recurrent,
     dropout,
     heteroscedastic,
+    swag,
+    swag_fit,
 )
 
-__all__ = ["bbb", "bbb_elbo", "bbb_prune", "bbb_recurrent", "dropout", "heteroscedastic"]
+__all__ = ["bbb", "bbb_elbo", "bbb_prune", "bbb_recurrent", "dropout", "heteroscedastic",
+           "swag", "swag_fit"]

@@ -1,0 +1,156 @@
+"""SWAG (Maddox et al. 2019) as a :class:`~espresso_jax.apps.uci.method.UCIMethod` for the UCI
+regression protocol.
+
+Network: :class:`espresso_jax.nn.modules.MLP` with one hidden layer of ``n_hidden`` ReLU units
+and one output. Loss (the MAP net, trained by the protocol's optimiser): the negative log
+posterior per training point divided by the noise precision ``tau``,
+``(1/B) sum_batch (y - f(x))^2 / 2 + prior_precision / (2 N tau) ||w||^2`` (Gaussian
+likelihood of precision ``tau``, prior ``N(0, 1 / prior_precision)`` on every weight and
+bias; dividing by ``tau`` keeps the gradient scale, hence the SGD step, independent of the
+grid point). Grid: the data folder's tau values (Gal's, original units, standardised as
+``tau * y_std^2``).
+
+``finalize`` (run by the protocol after the last training epoch, on the same rows): from the
+trained weights, ``n_collect * epochs_per_collect`` further epochs of constant-rate
+``optax.sgd(learning_rate)`` (momentum optional) with SWAG moments collected after every
+``epochs_per_collect`` epochs (:func:`espresso_jax.bnn.swag.collect`); its output, the
+:class:`~espresso_jax.bnn.swag.SWAGState`, is what ``predict`` receives. ``predict``: ``T``
+SWAG weight samples (:func:`espresso_jax.bnn.swag.sample`) give ``T`` predictive means, each
+with noise precision ``tau``; the protocol scores their equal-weight mixture.
+
+References:
+    W. J. Maddox, T. Garipov, P. Izmailov, D. Vetrov, A. G. Wilson. A simple baseline for
+    Bayesian uncertainty in deep learning. NeurIPS 2019.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple, cast
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from espresso_jax import train
+from espresso_jax.apps.uci.grid_search import balanced_batch_size
+from espresso_jax.apps.uci.method import UCIMethod
+from espresso_jax.bnn import swag
+from espresso_jax.datasets.uci import UCIDataset
+from espresso_jax.nn.modules import MLP
+from espresso_jax.validation import check_int, check_positive, float_dtype
+
+__all__ = ["SWAGHParams", "swag_method"]
+
+
+class SWAGHParams(NamedTuple):
+    """One grid point: the noise precision ``tau``."""
+
+    tau: jax.Array
+
+
+def _module(n_hidden: int) -> MLP:
+    return MLP((n_hidden, 1))
+
+
+def _forward(params, x: jax.Array) -> jax.Array:
+    """``(n, d) -> (n,)`` outputs of the one-output network."""
+    out = cast(jax.Array, _module(_n_hidden(params)).apply(params, x))
+    return out[:, 0]
+
+
+def _n_hidden(params) -> int:
+    return params["params"]["dense_0"]["kernel"].shape[-1]
+
+
+def _init(key, n_features, n_hidden):
+    return _module(n_hidden).init(key, jnp.zeros((1, n_features), float_dtype()))
+
+
+def _loss(params, batch, key, hparams, n_train, *, prior_precision):
+    del key  # deterministic network
+    x, y = batch
+    out = _forward(params, x)
+    sq_norm = sum(jnp.sum(jnp.square(a)) for a in jax.tree.leaves(params))
+    decay = prior_precision / (2.0 * n_train * hparams.tau)
+    return 0.5 * jnp.mean(jnp.square(y - out)) + decay * sq_norm
+
+
+def _finalize(key, params, X, y, hparams, n_train, *, prior_precision, optimizer, batch_size,
+              n_collect, rank, epochs_per_collect):
+    def loss_fn(p, batch, k):
+        return _loss(p, batch, k, hparams, n_train, prior_precision=prior_precision)
+
+    step_key, shuffle_key = jax.random.split(key)
+    state = train.init_state(step_key, params, optimizer)
+    _, moments, _, _ = swag.collect(
+        shuffle_key, train.make_step(loss_fn, optimizer), state, (X, y),
+        batch_size=balanced_batch_size(int(X.shape[0]), batch_size), n_collect=n_collect,
+        rank=rank, epochs_per_collect=epochs_per_collect)
+    return moments
+
+
+def _predict(key, moments, X, hparams, n_samples, *, scale, chunk_size):
+    def one(k):
+        return _forward(swag.sample(k, moments, scale=scale), X)
+
+    keys = jax.random.split(key, n_samples)
+    means = jax.lax.map(one, keys, batch_size=min(chunk_size, n_samples))
+    return means, jnp.asarray(hparams.tau, means.dtype)
+
+
+def _grid(ds: UCIDataset) -> SWAGHParams:
+    return SWAGHParams(jnp.asarray(np.asarray(ds.tau_values, np.float64), float_dtype()))
+
+
+def _standardize(hparams: SWAGHParams, y_std: jax.Array) -> SWAGHParams:
+    return hparams._replace(tau=hparams.tau * y_std ** 2)
+
+
+@functools.lru_cache(maxsize=16)
+def swag_method(learning_rate: float = 0.01, momentum: float = 0.0, batch_size: int = 32,
+                n_collect: int = 20, rank: int = 10, epochs_per_collect: int = 1,
+                prior_precision: float = 1.0, scale: float = 1.0,
+                chunk_size: int = 256) -> UCIMethod:
+    """SWAG as a :class:`UCIMethod` (see the module docstring).
+
+    Args:
+        learning_rate: constant SGD rate of the collection phase (> 0).
+        momentum: its heavy-ball momentum (0 <= momentum < 1; 0: plain SGD).
+        batch_size: target minibatch size of the collection phase (balanced over the rows).
+        n_collect: iterates collected ``T``. rank: deviation columns ``K``.
+        epochs_per_collect: epochs between collections.
+        prior_precision: precision of the Gaussian prior on every weight (standardised units).
+        scale: covariance scale of the samples (1: the paper's).
+        chunk_size: samples evaluated together in prediction (memory bound).
+
+    The same arguments return the same object (cached), so protocol calls do not recompile.
+
+    Raises:
+        ValueError / TypeError: naming the argument.
+    """
+    learning_rate = check_positive(learning_rate, "learning_rate")
+    momentum = check_positive(momentum, "momentum", allow_zero=True)
+    if not momentum < 1:
+        raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
+    batch_size = check_int(batch_size, "batch_size", min_value=1)
+    n_collect = check_int(n_collect, "n_collect", min_value=1)
+    rank = swag.check_rank(rank)
+    epochs_per_collect = check_int(epochs_per_collect, "epochs_per_collect", min_value=1)
+    prior_precision = check_positive(prior_precision, "prior_precision")
+    scale = check_positive(scale, "scale")
+    chunk_size = check_int(chunk_size, "chunk_size", min_value=1)
+    optimizer = optax.sgd(learning_rate, momentum=momentum or None)
+    return UCIMethod(
+        name="swag",
+        init=_init,
+        loss=functools.partial(_loss, prior_precision=prior_precision),
+        predict=functools.partial(_predict, scale=scale, chunk_size=chunk_size),
+        grid=_grid,
+        standardize=_standardize,
+        finalize=functools.partial(_finalize, prior_precision=prior_precision,
+                                   optimizer=optimizer, batch_size=batch_size,
+                                   n_collect=n_collect, rank=rank,
+                                   epochs_per_collect=epochs_per_collect),
+    )
