@@ -256,7 +256,7 @@ def multi():
             return jnp.stack([f, 0.5 * f + p["b"], jnp.zeros_like(f)], axis=-1)
 
         proba = jax.jit(lambda d: swag_fit.predict_proba(logits, d, X[:10]))(draws)
-    return dict(X=np.asarray(X), y=np.asarray(y), fit=fit, singles=singles, draws=draws,
+    return dict(X=np.asarray(X), y=np.asarray(y), data=(X, y), opts=opts, fit=fit, singles=singles, draws=draws,
                 means=means, precisions=precisions, proba=proba)
 
 
@@ -272,6 +272,12 @@ def test_multiswag_is_a_vmap_of_independent_runs(multi, x64):
         np.testing.assert_allclose(fit.history["loss"][i], pre, rtol=1e-9)
     w = np.asarray(fit.params.mean["w"])
     assert np.min(np.abs(w[:, None] - w[None, :]) + np.eye(3)[..., None]) > 0  # distinct runs
+    # a second fit with another key reuses the compiled call
+    size = swag_fit._fit_impl._cache_size()
+    again = swag_fit.fit(jax.random.key(7), _lin_loss, _init_lin, multi["data"], n_models=3,
+                         **multi["opts"], **MULTI)
+    assert swag_fit._fit_impl._cache_size() == size
+    assert not np.allclose(np.asarray(again.params.mean["w"]), w)
 
 
 def test_multiswag_mixture_weighs_models_equally(multi, x64):
@@ -327,6 +333,14 @@ def test_bad_input_raises_naming_the_argument():
         fit(data=(np.full((8, 3), np.nan), y))
     with pytest.raises(ValueError, match="leading axis"):
         fit(data=(X, y[:5]))
+    step = train.make_step(_lin_loss, optax.sgd(0.1))
+    ts = train.init_state(jax.random.key(0), _init_lin(jax.random.key(1)), optax.sgd(0.1))
+    for name, kw in (("batch_size", dict(batch_size=9)), ("n_collect", dict(n_collect=0)),
+                     ("epochs_per_collect", dict(epochs_per_collect=0)),
+                     ("rank", dict(rank=0))):
+        args = {"batch_size": 4, "n_collect": 2, "rank": 2, **kw}
+        with pytest.raises(ValueError, match=name):
+            swag.collect(jax.random.key(0), step, ts, (X, y), **args)
     state = swag.init({"w": jnp.zeros(3)}, 2)
     with pytest.raises(ValueError, match="scale"):
         swag.sample(jax.random.key(0), state, scale=-1.0)

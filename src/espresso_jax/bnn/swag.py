@@ -152,12 +152,16 @@ def collect(key: jax.Array, step_fn: train.StepFn, state: Any, data: PyTree, *,
         (None unless ``return_iterates``).
 
     Raises:
-        ValueError, TypeError: naming ``batch_size``, ``n_collect``, ``rank`` or
-            ``epochs_per_collect`` when not a positive int.
+        ValueError, TypeError: naming ``batch_size`` (not a positive int, or more than the
+            rows), ``n_collect``, ``rank`` or ``epochs_per_collect`` (not a positive int).
     """
     batch_size = check_int(batch_size, "batch_size", min_value=1)
     n_collect = check_int(n_collect, "n_collect", min_value=1)
     epochs_per_collect = check_int(epochs_per_collect, "epochs_per_collect", min_value=1)
+    n_rows = jax.tree.leaves(data)[0].shape[0]
+    if batch_size > n_rows:
+        raise ValueError(f"batch_size ({batch_size}) is larger than the number of rows "
+                         f"({n_rows})")
     swag = init(params_of(state), rank)
 
     def one_round(carry, round_key):
