@@ -116,7 +116,7 @@ def test_sampling_covariance_equals_the_formula(recorded, x64):
         flat = np.asarray(jax.vmap(lambda p: ravel_pytree(p)[0])(draws))
         emp = np.cov(flat.T)
         # normal-theory standard error of a sample covariance entry:
-        # sqrt((S_ii S_jj + S_ij^2) / n); 5 of them over the 64 entries
+        # sqrt((S_ii S_jj + S_ij^2) / n); 5 of them over the 64 entries (key 3: at most 2.8)
         se = np.sqrt((np.outer(np.diag(target), np.diag(target)) + target ** 2) / n_draws)
         assert np.all(np.abs(emp - target) <= 5 * se + 1e-15), np.max(np.abs(emp - target) / se)
         assert np.all(np.abs(flat.mean(0) - mean) <= 5 * np.sqrt(np.diag(target) / n_draws))
