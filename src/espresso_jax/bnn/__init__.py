@@ -11,6 +11,8 @@
 - :mod:`~espresso_jax.bnn.heteroscedastic`: aleatoric heads and losses. The uncertainty
   metrics they are scored with (decompositions, entropy, BALD, NLL, Brier, ECE) live below the
   model packages, in :mod:`espresso_jax.metrics`.
+- :mod:`~espresso_jax.bnn.sgmcmc`: SGLD, SGHMC and the cyclical schedule (Zhang et al. 2020);
+  :mod:`~espresso_jax.bnn.sgmcmc_sampler` the minibatch sampler loop and predictives.
 """
 
 from espresso_jax.bnn import (
@@ -20,6 +22,9 @@ from espresso_jax.bnn import (
     bbb_recurrent,
     dropout,
     heteroscedastic,
+    sgmcmc,
+    sgmcmc_sampler,
 )
 
-__all__ = ["bbb", "bbb_elbo", "bbb_prune", "bbb_recurrent", "dropout", "heteroscedastic"]
+__all__ = ["bbb", "bbb_elbo", "bbb_prune", "bbb_recurrent", "dropout", "heteroscedastic",
+           "sgmcmc", "sgmcmc_sampler"]
