@@ -207,9 +207,10 @@ def test_minibatch_gradient_is_unbiased():
     w = jnp.asarray([0.3, -0.2, 1.0], jnp.float32)
     data = (jnp.asarray(X_BLR), jnp.asarray(Y_BLR))
     rows = epoch_batches(jax.random.key(5), N, 16)
-    per_batch = np.stack([np.asarray(GRAD(w, jax.tree.map(lambda a, r=r: a[r], data)))
+    grad = jax.jit(GRAD)
+    per_batch = np.stack([np.asarray(grad(w, jax.tree.map(lambda a, r=r: a[r], data)))
                           for r in rows])
-    full = np.asarray(GRAD(w, data))
+    full = np.asarray(grad(w, data))
     np.testing.assert_allclose(per_batch.mean(0), full, rtol=1e-5, atol=1e-4)
     Xd, yd, wd = X_BLR.astype(np.float64), Y_BLR.astype(np.float64), np.asarray(w, np.float64)
     np.testing.assert_allclose(full, -ALPHA * wd + BETA * Xd.T @ (yd - Xd @ wd), rtol=1e-4)
@@ -226,9 +227,9 @@ def test_chains_are_vmapped_run_chains_and_do_not_recompile():
     res = sampler.sample(jax.random.key(7), GRAD, starts, data, n_chains=2,
                          init_batched=True, **settings)
     assert res.samples.shape == (2, 6, D) and res.n_iter == 12
+    chain = jax.jit(lambda k, p: sampler.run_chain(k, GRAD, p, data, **settings))
     for c, key in enumerate(jax.random.split(jax.random.key(7), 2)):
-        one, _ = jax.jit(lambda k, p: sampler.run_chain(k, GRAD, p, data, **settings))(
-            key, starts[c])
+        one, _ = chain(key, starts[c])
         np.testing.assert_allclose(np.asarray(res.samples[c]), np.asarray(one), rtol=1e-5,
                                    atol=1e-6)
     size = sampler._sample_impl._cache_size()
