@@ -152,16 +152,23 @@ def _drift_grad():
 DRIFT = _drift_grad()
 
 
-@pytest.mark.parametrize("kernel", ["sgld", "sghmc"])
-def test_cyclical_collection_follows_the_schedule(kernel):
+@pytest.mark.parametrize("kernel, x64", [("sgld", False), ("sghmc", False), ("sghmc", True)])
+def test_cyclical_collection_follows_the_schedule(kernel, x64):
+    with jax.enable_x64(x64):
+        _check_collection(kernel, x64)
+
+
+def _check_collection(kernel, x64):
     # Noise-free (temperature 0) chain with a constant gradient g = 8: its path has a closed
     # form, so the collected samples show which steps were kept and with which step size.
     # 8 rows in batches of 2: 4 steps per epoch, 25 epochs = 100 steps, 4 cycles of 25,
     # exploration 0.75 -> sampling stage = steps 19..24 of each cycle, thinning 2 keeps
     # 20, 22, 24 (3 per cycle, 12 in all).
+    # Under x64 the float64 path agrees to 1e-12 (float32: 1e-5, rounding of 100 sums).
+    dtype, rtol = (jnp.float64, 1e-12) if x64 else (jnp.float32, 1e-5)
     K, M, beta, thin, h0, a = 100, 4, 0.75, 2, 0.01, 0.3
-    data = jnp.ones((8,), jnp.float32)
-    res = sampler.sample(jax.random.key(0), DRIFT, jnp.zeros(2, jnp.float32), data,
+    data = jnp.ones((8,), dtype)
+    res = sampler.sample(jax.random.key(0), DRIFT, jnp.zeros(2, dtype), data,
                          n_chains=1, kernel=kernel, step_size=h0, batch_size=2, n_epochs=25,
                          n_cycles=M, exploration=beta, thinning=thin, friction=a,
                          temperature=0.0)
@@ -176,11 +183,20 @@ def test_cyclical_collection_follows_the_schedule(kernel):
             w += v
         path.append(w)
     kept = [i for i in k if i % 25 >= 19 and (i % 25 - 19 + 1) % thin == 0]
-    assert len(kept) == 12 and res.samples.shape == (1, 12, 2)
+    assert len(kept) == 12 and res.samples.shape == (1, 12, 2) and res.samples.dtype == dtype
     np.testing.assert_allclose(np.asarray(res.samples[0, :, 0]), np.asarray(path)[kept],
-                               rtol=1e-5)
+                               rtol=rtol)
     assert sampler.n_collected(K, n_cycles=M, exploration=beta, burn_in=0,
                                thinning=thin) == 12
+
+
+def test_float32_parameters_stay_float32_under_x64(x64):
+    # blackjax's SGLD noise comes out float64 under x64; the kernel keeps the params' dtype
+    state = sgmcmc.init_state(jnp.zeros(D, jnp.float32))
+    data = (jnp.asarray(X_BLR), jnp.asarray(Y_BLR))
+    out = jax.eval_shape(lambda k: sgmcmc.sgld_step(k, state, GRAD, data, 1e-3),
+                         jax.random.key(0))
+    assert out.position.dtype == jnp.float32
 
 
 def test_noise_only_in_the_sampling_stage():

@@ -134,6 +134,10 @@ def sgld_step(key: jax.Array, state: SGMCMCState, grad_fn: GradFn, batch: PyTree
     """
     with standard_promotion():
         position = _SGLD_KERNEL(key, state.position, grad_fn, batch, step_size, temperature)
+    # blackjax draws its noise through a strongly typed float (float64 under x64): keep the
+    # parameters' dtypes
+    position = jax.tree.map(lambda new, old: new.astype(jnp.result_type(old)), position,
+                            state.position)
     return state._replace(position=position)
 
 

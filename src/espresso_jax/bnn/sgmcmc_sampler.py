@@ -127,6 +127,8 @@ def run_chain(key: jax.Array, grad_fn: GradFn, params: PyTree, data: PyTree, *,
     n_samples = n_collected(n_steps, n_cycles=n_cycles, exploration=exploration,
                             burn_in=burn_in, thinning=thinning)
     shuffle_key, noise_key = jax.random.split(key)
+    dtype = jnp.result_type(jax.tree.leaves(params)[0])  # step sizes follow the parameters
+    step_size = jnp.asarray(step_size, dtype)
     buffer = jax.tree.map(lambda p: jnp.zeros((n_samples,) + jnp.shape(p), jnp.result_type(p)),
                           params)
 
@@ -136,7 +138,7 @@ def run_chain(key: jax.Array, grad_fn: GradFn, params: PyTree, data: PyTree, *,
         batch = jax.tree.map(lambda a: jnp.take(a, rows, axis=0), data)
         h, noisy, slot = _plan(k, step_size, n_steps, n_cycles, exploration, burn_in,
                                thinning)
-        temp = jnp.where(noisy, jnp.asarray(temperature, h.dtype), jnp.zeros((), h.dtype))
+        temp = jnp.where(noisy, jnp.asarray(temperature, dtype), jnp.zeros((), dtype))
         if kernel == "sgld":
             state = sgld_step(step_key, state, grad_fn, batch, h, temp)
         else:
