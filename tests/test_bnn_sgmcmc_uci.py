@@ -92,3 +92,24 @@ def test_loss_is_the_negative_log_posterior_per_point():
 def test_bad_method_settings(change, match):
     with pytest.raises(ValueError, match=match):
         sgmcmc_method(**{**METHOD, **change})
+
+
+@pytest.mark.slow
+def test_chains_beat_the_map_network_they_start_from(yacht):
+    # The same protocol run (200 Adam epochs, 2 splits) with finalize replaced by "keep the
+    # MAP weights" (a one-sample predictive): the cyclical SGHMC samples' mixture scores a
+    # higher test log-likelihood on every split. Measured (key 0 / key 1): SG-MCMC
+    # -3.61, -4.86 / -3.25, -5.33 against MAP -4.29, -5.56 / -3.61, -6.00 (margins >= 0.35);
+    # CPU ~ 58 s for both runs with XLA's default flags.
+    method = sgmcmc_method(kernel="sghmc", step_size=1e-2, n_epochs=40, n_cycles=4)
+
+    def keep_map(key, params, X, y, hparams, n_train):
+        return jax.tree.map(lambda a: a[None], params)
+
+    settings = dict(optimizer=OPT, n_splits=2, n_epochs=200, n_samples=256,
+                    n_samples_val=64, progress=False)
+    chains = uci.run_protocol(jax.random.key(0), yacht, method, **settings)
+    map_only = uci.run_protocol(jax.random.key(0), yacht,
+                                method._replace(finalize=keep_map, name="map"), **settings)
+    assert np.all(chains.log_likelihood > map_only.log_likelihood + 0.1), (
+        chains.log_likelihood, map_only.log_likelihood)
