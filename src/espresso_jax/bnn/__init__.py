@@ -13,6 +13,8 @@
   model packages, in :mod:`espresso_jax.metrics`.
 - :mod:`~espresso_jax.bnn.swag`: SWA/SWAG moments from SGD iterates and sampling;
   :mod:`~espresso_jax.bnn.swag_fit` SWAG/MultiSWAG fits and predictives.
+- :mod:`~espresso_jax.bnn.sgmcmc`: SGLD, SGHMC and the cyclical schedule (Zhang et al. 2020);
+  :mod:`~espresso_jax.bnn.sgmcmc_sampler` the minibatch sampler loop and predictives.
 """
 
 from espresso_jax.bnn import (
@@ -22,9 +24,11 @@ from espresso_jax.bnn import (
     bbb_recurrent,
     dropout,
     heteroscedastic,
+    sgmcmc,
+    sgmcmc_sampler,
     swag,
     swag_fit,
 )
 
 __all__ = ["bbb", "bbb_elbo", "bbb_prune", "bbb_recurrent", "dropout", "heteroscedastic",
-           "swag", "swag_fit"]
+           "sgmcmc", "sgmcmc_sampler", "swag", "swag_fit"]
