@@ -20,6 +20,8 @@ from espresso_jax.bnn import (
     bbb_recurrent,
     dropout,
     heteroscedastic,
+    laplace,
 )
 
-__all__ = ["bbb", "bbb_elbo", "bbb_prune", "bbb_recurrent", "dropout", "heteroscedastic"]
+__all__ = ["bbb", "bbb_elbo", "bbb_prune", "bbb_recurrent", "dropout", "heteroscedastic",
+           "laplace"]
