@@ -103,7 +103,7 @@ def jacobians(params, X: jax.Array, activation: str) -> tuple[jax.Array, jax.Arr
     flat, unravel = ravel_pytree(params)
 
     def f_flat(theta, x):
-        return mlp_apply(unravel(theta), x[None], activation)[0]
+        return mlp_apply(unravel(theta), x[None, :], activation)[0]
 
     J = jax.vmap(jax.jacrev(f_flat), in_axes=(None, 0))(flat, X)
     return mlp_apply(params, X, activation), J
@@ -130,7 +130,7 @@ def _pre_activation_jacobians(params, X, activation):
         act = ACTIVATIONS[activation]
         a = x
         for i, ((W, b), d) in enumerate(zip(params, shifts, strict=True)):
-            s = a @ W + b + d
+            s = a @ W + b + d          # one example: 1-D
             a = act(s) if i + 1 < len(params) else s
         return a
 

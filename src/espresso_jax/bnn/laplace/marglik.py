@@ -31,6 +31,7 @@ from espresso_jax.bnn.laplace.posterior import (
     check_prior_precision,
     log_det_precision,
 )
+from espresso_jax.interop import standard_promotion
 from espresso_jax.linear import bayes
 from espresso_jax.validation import as_positive_array, check_int, check_positive, is_traced
 
@@ -116,11 +117,14 @@ def tune_prior_gradient(fit: LaplaceFit, prior_precision=1.0, *, n_steps: int = 
     def step(carry, _):
         log_d, state = carry
         loss, g = objective(log_d)
-        updates, state = opt.update(g, state)
+        with standard_promotion():   # optax mixes its int32 step count with floats
+            updates, state = opt.update(g, state)
         return (optax.apply_updates(log_d, updates), state), -loss
 
     log_d0 = jnp.log(delta0)
-    (log_d, _), history = jax.lax.scan(step, (log_d0, opt.init(log_d0)), length=n_steps)
+    with standard_promotion():
+        state0 = opt.init(log_d0)
+    (log_d, _), history = jax.lax.scan(step, (log_d0, state0), length=n_steps)
     return GradientResult(prior_precision=jnp.exp(log_d), history=history)
 
 

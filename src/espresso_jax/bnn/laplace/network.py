@@ -98,7 +98,7 @@ def mlp_trace(params, X: jax.Array, activation: str = "tanh"
     a = X
     inputs, pre = [], []
     for i, (W, b) in enumerate(params):
-        s = a @ W + b
+        s = a @ W + b[None, :]
         inputs.append(a)
         pre.append(s)
         if i + 1 < len(params):

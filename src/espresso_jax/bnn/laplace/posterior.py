@@ -194,13 +194,14 @@ def quadratic_form(curv, prior_precision, J: jax.Array) -> jax.Array:
         V = solve_triangular(L, J.reshape(n * c, p).T, lower=True).T.reshape(n, c, p)
         return jnp.einsum("ncp,ndp->ncd", V, V, precision=_HI)
     if isinstance(curv, C.DiagCurvature):
-        return jnp.einsum("ncp,ndp->ncd", J / (curv.ggn + prior_precision), J, precision=_HI)
+        return jnp.einsum("ncp,ndp->ncd", J / (curv.ggn + prior_precision)[None, None, :], J,
+                          precision=_HI)
     starts, ends = _layer_blocks(curv)
     blocks = []
     for (UA, UG, lam), s, e in zip(_kron_eigen(curv), starts, ends, strict=True):
         Jl = J[:, :, s:e].reshape(J.shape[:2] + lam.shape)
         Jt = jnp.einsum("ai,ncab,bj->ncij", UA, Jl, UG, precision=_HI)
-        blocks.append(jnp.einsum("ncij,ndij->ncd", Jt / (lam + prior_precision), Jt,
+        blocks.append(jnp.einsum("ncij,ndij->ncd", Jt / (lam + prior_precision)[None, None], Jt,
                                  precision=_HI))
     return jnp.sum(jnp.stack(blocks), axis=0)
 
@@ -214,13 +215,13 @@ def sample_weights(key: jax.Array, fit: LaplaceFit, prior_precision, n_samples: 
     z = jax.random.normal(key, (n_samples, mean.shape[0]), mean.dtype)
     if isinstance(curv, C.FullCurvature):
         L = _full_chol(curv, prior_precision)
-        return mean + solve_triangular(L.T, z.T, lower=False).T    # cov = L⁻ᵀ L⁻¹
+        return mean[None, :] + solve_triangular(L.T, z.T, lower=False).T    # cov = L⁻ᵀ L⁻¹
     if isinstance(curv, C.DiagCurvature):
-        return mean + z / jnp.sqrt(curv.ggn + prior_precision)
+        return mean[None, :] + z / jnp.sqrt(curv.ggn + prior_precision)[None, :]
     starts, ends = _layer_blocks(curv)
     parts = []
     for (UA, UG, lam), s, e in zip(_kron_eigen(curv), starts, ends, strict=True):
-        zl = z[:, s:e].reshape((n_samples,) + lam.shape) / jnp.sqrt(lam + prior_precision)
+        zl = z[:, s:e].reshape((n_samples,) + lam.shape) / jnp.sqrt(lam + prior_precision)[None]
         parts.append(jnp.einsum("ai,sij,bj->sab", UA, zl, UG,
                                 precision=_HI).reshape(n_samples, -1))
-    return mean + jnp.concatenate(parts, axis=1)
+    return mean[None, :] + jnp.concatenate(parts, axis=1)

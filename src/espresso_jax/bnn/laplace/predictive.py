@@ -100,7 +100,7 @@ def glm_mc_predictive(key: jax.Array, f_mu: jax.Array, f_var: jax.Array,
     lam, U = jnp.linalg.eigh(0.5 * (f_var + jnp.swapaxes(f_var, 1, 2)))
     root = U * jnp.sqrt(jnp.clip(lam, 0.0))[:, None, :]              # (n, C, C)
     z = jax.random.normal(key, (n_samples,) + f_mu.shape, f_mu.dtype)
-    f = f_mu + jnp.einsum("ncd,snd->snc", root, z)
+    f = f_mu[None] + jnp.einsum("ncd,snd->snc", root, z)
     link = jax.nn.sigmoid(f) if likelihood == "binary" else jax.nn.softmax(f, axis=-1)
     return jnp.mean(link, axis=0)
 
