@@ -36,7 +36,9 @@ __all__ = ["LIKELIHOODS", "STRUCTURES", "FullCurvature", "DiagCurvature", "KronC
            "output_hessian", "log_likelihood", "jacobians", "ggn_full", "ggn_diag", "ggn_kfac",
            "curvature"]
 
+#: Likelihood names (see the module docstring).
 LIKELIHOODS = ("regression", "classification", "binary")
+#: GGN structures: full matrix, its diagonal, Kronecker factors per layer.
 STRUCTURES = ("full", "diag", "kron")
 
 

@@ -19,8 +19,10 @@ from espresso_jax.validation import check_choice, float_dtype
 __all__ = ["ACTIVATIONS", "Layer", "init_mlp", "mlp_apply", "mlp_trace", "check_mlp",
            "split_last_layer"]
 
+#: One dense layer ``(W (d_in, d_out), b (d_out,))``.
 Layer = tuple[jax.Array, jax.Array]
 
+#: Hidden-layer activations by name.
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "tanh": jnp.tanh, "relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid, "gelu": jax.nn.gelu,
     "identity": lambda x: x,

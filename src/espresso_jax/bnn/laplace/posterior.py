@@ -105,8 +105,8 @@ def fit_laplace(params, X, y, *, likelihood: str, structure: str = "full",
         likelihood: ``"regression"``, ``"classification"`` or ``"binary"``.
         structure: ``"full"``, ``"diag"`` or ``"kron"`` (KFAC).
         subset: ``"all"`` weights or the ``"last_layer"``.
-        activation: hidden-layer activation (:data:`~espresso_jax.bnn.laplace.network.
-            ACTIVATIONS`).
+        activation: hidden-layer activation, a key of
+            :data:`~espresso_jax.bnn.laplace.network.ACTIVATIONS`.
         noise_precision: ``β > 0`` of the Gaussian likelihood (regression).
 
     Returns:
