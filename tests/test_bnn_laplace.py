@@ -113,6 +113,23 @@ def test_kfac_factors_are_layerwise_expectations(cls):
     assert float(kron.curvature.n_data) == 25
 
 
+def test_kfac_factors_of_a_regression_carry_the_noise_precision(ridge):
+    # Gaussian likelihood: Λ = β, so G_1 = β and G_0 = β E[J_0ᵀ J_0] with J_0 = W_1ᵀ ∘ (1 − h²).
+    params, X, y, _, _, _, _ = ridge
+    (W0, b0), (W1, _) = params
+    with jax.enable_x64(True):
+        c = L.fit_laplace(params, X, y, likelihood="regression", structure="kron",
+                          noise_precision=3.0).curvature
+        A, G = [np.asarray(a) for a in c.A], [np.asarray(g) for g in c.G]
+    h = np.tanh(X @ W0 + b0)
+    J0 = W1.T * (1 - h ** 2)                                           # (n, 6)
+    x1, h1 = np.c_[X, np.ones(60)], np.c_[h, np.ones(60)]
+    np.testing.assert_allclose(A[0], x1.T @ x1 / 60, rtol=1e-10)
+    np.testing.assert_allclose(A[1], h1.T @ h1 / 60, rtol=1e-10)
+    np.testing.assert_allclose(G[0], 3.0 * J0.T @ J0 / 60, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(G[1], [[3.0]], rtol=1e-12)
+
+
 def test_kfac_posterior_algebra_matches_dense(cls):
     # log |N A⊗G + δI| and J Σ Jᵀ from the per-layer eigendecompositions equal dense numpy on
     # the block-diagonal matrix; on a single row KFAC is exact, so its blocks equal the GGN's.
