@@ -8,6 +8,9 @@ BENCH_STAMP := $(VENV)/.bench-stamp
 DOCS_STAMP := $(VENV)/.docs-stamp
 OUT    ?= report
 JOBS   ?= 2
+# laplace-torch (test extra) pulls torchvision, whose wheel does not match the CPU torch build
+# and breaks `import laplace` through torchmetrics: every install step removes it again.
+DROP_TORCHVISION := $(PY) -m pip uninstall --quiet --yes torchvision
 
 .PHONY: demo lint test test-slow test-all bench device-check mutation clean docs
 
@@ -15,10 +18,12 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test]"
+	$(DROP_TORCHVISION)
 	touch $(STAMP)
 
 $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e ".[test,bench]"
+	$(DROP_TORCHVISION)
 	touch $(BENCH_STAMP)
 
 ## The main job on bundled data: prints results, writes plots and metrics to $(OUT)/.
@@ -74,6 +79,7 @@ mutation: $(STAMP)
 ## docs/_build/html/ offline, warnings as errors; the example scripts run during the build.
 $(DOCS_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e ".[test,docs]"
+	$(DROP_TORCHVISION)
 	touch $(DOCS_STAMP)
 
 docs: $(DOCS_STAMP)

@@ -15,6 +15,9 @@
   :mod:`~espresso_jax.bnn.swag_fit` SWAG/MultiSWAG fits and predictives.
 - :mod:`~espresso_jax.bnn.sgmcmc`: SGLD, SGHMC and the cyclical schedule (Zhang et al. 2020);
   :mod:`~espresso_jax.bnn.sgmcmc_sampler` the minibatch sampler loop and predictives.
+- :mod:`~espresso_jax.bnn.laplace`: Laplace approximations for networks (last layer or all
+  weights; full, diagonal or KFAC Gauss-Newton), prior precision by marginal likelihood, GLM,
+  probit and sampled predictives.
 """
 
 from espresso_jax.bnn import (
@@ -24,6 +27,7 @@ from espresso_jax.bnn import (
     bbb_recurrent,
     dropout,
     heteroscedastic,
+    laplace,
     sgmcmc,
     sgmcmc_sampler,
     swag,
@@ -31,4 +35,4 @@ from espresso_jax.bnn import (
 )
 
 __all__ = ["bbb", "bbb_elbo", "bbb_prune", "bbb_recurrent", "dropout", "heteroscedastic",
-           "sgmcmc", "sgmcmc_sampler", "swag", "swag_fit"]
+           "laplace", "sgmcmc", "sgmcmc_sampler", "swag", "swag_fit"]
