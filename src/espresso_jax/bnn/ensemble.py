@@ -171,7 +171,8 @@ def fgsm_example(loss_fn: Callable[..., jax.Array], params: PyTree, batch: tuple
     """
     x, y = batch
     grad_x = jax.grad(lambda z: loss_fn(params, (z, y), key))(x)
-    return jax.lax.stop_gradient(x + epsilon * jnp.sign(grad_x))
+    step = jnp.broadcast_to(jnp.asarray(epsilon, x.dtype), x.shape)
+    return jax.lax.stop_gradient(x + step * jnp.sign(grad_x))
 
 
 def adversarial_loss(loss_fn: Callable[..., jax.Array],
