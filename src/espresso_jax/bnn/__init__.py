@@ -19,7 +19,9 @@ from espresso_jax.bnn import (
     bbb_prune,
     bbb_recurrent,
     dropout,
+    ensemble,
     heteroscedastic,
 )
 
-__all__ = ["bbb", "bbb_elbo", "bbb_prune", "bbb_recurrent", "dropout", "heteroscedastic"]
+__all__ = ["bbb", "bbb_elbo", "bbb_prune", "bbb_recurrent", "dropout", "ensemble",
+           "heteroscedastic"]
