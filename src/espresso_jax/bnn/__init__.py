@@ -26,6 +26,7 @@ from espresso_jax.bnn import (
     bbb_prune,
     bbb_recurrent,
     dropout,
+    ensemble,
     heteroscedastic,
     laplace,
     sgmcmc,
@@ -34,5 +35,5 @@ from espresso_jax.bnn import (
     swag_fit,
 )
 
-__all__ = ["bbb", "bbb_elbo", "bbb_prune", "bbb_recurrent", "dropout", "heteroscedastic",
-           "laplace", "sgmcmc", "sgmcmc_sampler", "swag", "swag_fit"]
+__all__ = ["bbb", "bbb_elbo", "bbb_prune", "bbb_recurrent", "dropout", "ensemble",
+           "heteroscedastic", "laplace", "sgmcmc", "sgmcmc_sampler", "swag", "swag_fit"]
