@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import flax.linen as nn
 import jax
@@ -161,7 +161,7 @@ def make_loss(module: VQVAE, beta: float = 0.25, ema: bool = False
 
     def loss(params: PyTree, batch: jax.Array, key: jax.Array) -> tuple[jax.Array, dict]:
         del key
-        x_hat, z_e, _, idx = module.apply(params, batch)
+        x_hat, z_e, _, idx = cast(tuple[jax.Array, ...], module.apply(params, batch))
         recon = jnp.sum((batch - x_hat) ** 2, axis=-1)
         codebook_term, commitment = vq.vq_terms(z_e, codebook(params), idx)
         value = recon + beta * jnp.sum(commitment, axis=-1)

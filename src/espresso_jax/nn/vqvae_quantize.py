@@ -40,7 +40,8 @@ def nearest_code(z_e: jax.Array, codebook: jax.Array) -> jax.Array:
         ``(...)`` int32 indices in ``[0, K)`` (ties go to the lowest index).
     """
     # ‖z − e‖² = ‖z‖² − 2 z·e + ‖e‖²; ‖z‖² is the same for every code, so it is left out.
-    scores = jnp.sum(codebook * codebook, axis=-1) - 2.0 * z_e @ codebook.T
+    sq_norms = jnp.sum(codebook * codebook, axis=-1)
+    scores = sq_norms.reshape((1,) * (z_e.ndim - 1) + sq_norms.shape) - 2.0 * z_e @ codebook.T
     return jnp.argmin(scores, axis=-1).astype(jnp.int32)
 
 
