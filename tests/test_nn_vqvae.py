@@ -88,7 +88,7 @@ def test_ema_with_zero_decay_is_the_kmeans_step(batch_and_params):
     np.testing.assert_allclose(np.asarray(new), reference, rtol=1e-5, atol=1e-5)
     # the training step: its codebook is the same update on the batch's encoder outputs
     # under the parameters the step started from (SGD moves the network meanwhile)
-    step = vqvae.make_ema_step(_TINY, optax.sgd(0.1), 0.25, 0.0, 0.0)
+    step = jax.jit(vqvae.make_ema_step(_TINY, optax.sgd(0.1), 0.25, 0.0, 0.0))
     state = vqvae.init_ema_state(jax.random.key(1), params, optax.sgd(0.1))
     state, metrics = step(state, X)
     np.testing.assert_allclose(np.asarray(vqvae.codebook(state.train.params)), reference,
