@@ -46,10 +46,11 @@ def test_q_head_gradient_reaches_the_generator(tiny_state):
     _, g_without = infogan.make_losses(_TINY, 0.0, 0.0)
     gp, dp = tiny_state.gen.params, tiny_state.disc.params
 
+    @jax.jit
     def info_part(p):
         return g_with(p, dp, latent)[0] - g_without(p, dp, latent)[0]
 
-    grads = jax.grad(info_part)(gp)
+    grads = jax.jit(jax.grad(info_part))(gp)
     norms = [float(jnp.linalg.norm(g)) for g in jax.tree.leaves(grads)]
     assert min(norms) > 0.0, norms          # every generator array gets information gradient
     # the directional derivative along a random direction against a central difference
@@ -79,7 +80,7 @@ def test_q_head_gradient_reaches_the_generator(tiny_state):
     fake = infogan.generate(tiny_state, _TINY, latent.z[:, :4], latent.category,
                             latent.continuous)
     real = jnp.asarray(load_mnist("train")[0][:16]) * 2 - 1
-    d_grads = jax.grad(lambda p: d_loss(p, real, fake, latent)[0])(dp)
+    d_grads = jax.jit(jax.grad(lambda p: d_loss(p, real, fake, latent)[0]))(dp)
     assert all(float(jnp.linalg.norm(g)) > 0 for g in jax.tree.leaves(d_grads["q"]))
 
 
@@ -136,3 +137,22 @@ def test_bad_inputs_name_the_argument():
                     n_epochs=1)
     with pytest.raises(ValueError, match="codes"):
         infogan.matched_error([0, 5], [0, 1], 3)
+
+
+@pytest.mark.slow
+def test_mnist_categorical_code_classifies_digits():
+    import matplotlib.pyplot as plt
+
+    from espresso_jax.apps.experiments import vq_infogan
+
+    metrics, figures = vq_infogan.infogan_mnist(jax.random.key(0), n_epochs=10, progress=False)
+    for fig in figures.values():
+        plt.close(fig)
+    # The paper reaches 5 % (conv nets, 60k digits, ~50 epochs); our MLP on 8k digits after
+    # 10 epochs (1,250 steps) does far worse but well below chance (90 %): test error
+    # measured 0.677, 0.674, 0.669 at keys 0, 1, 2 (XLA's default flags, 27 s CPU each).
+    # Bound 0.75.
+    assert metrics["test_error"] < 0.75
+    assert metrics["steps"] == 1250 and sorted(metrics["code_to_digit"]) == list(range(10))
+    # Q decodes the category of generated digits almost perfectly (log 10 = 2.30 nats)
+    assert metrics["last_mi_cat_nats"] > 2.0
