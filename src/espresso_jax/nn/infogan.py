@@ -46,7 +46,7 @@ from espresso_jax.interop import standard_promotion
 from espresso_jax.nn import gan
 from espresso_jax.nn import gan_losses as L
 from espresso_jax.nn.gan_modules import GANModel, GANOptimizers, MLPGenerator, gan_optimizers
-from espresso_jax.nn.modules import KERNEL_INIT, MLP
+from espresso_jax.nn.modules import MLP
 from espresso_jax.validation import (
     as_float_array,
     as_int_array,
@@ -77,7 +77,7 @@ _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 class InfoGANDiscriminator(nn.Module):
     """MLP discriminator with a ``Q`` head on the shared body.
 
-    ``x -> body ([Conv] + Dense + LeakyReLU(0.2) layers) -> logit`` and ``body -> Dense(q_hidden) ->
+    ``x -> body (Dense + LeakyReLU(0.2) layers) -> logit`` and ``body -> Dense(q_hidden) ->
     LeakyReLU -> [category logits, means, log standard deviations]``.
 
     Attributes:
@@ -85,9 +85,6 @@ class InfoGANDiscriminator(nn.Module):
         n_categories: classes of the categorical code.
         n_continuous: number of continuous codes.
         q_hidden: width of the ``Q`` head's hidden layer.
-        conv_features: channels of 4x4 stride-2 convolutions (LeakyReLU(0.2)) before the
-            Dense body, on inputs reshaped to ``image_shape`` (``()``: an MLP only).
-        image_shape: ``(H, W, C)`` of one example for the convolutions.
 
     Shapes: ``x (n, *sample_shape) -> (logit (n,), cat_logits (n, n_categories),
     mean (n, n_continuous), log_std (n, n_continuous))``.
@@ -97,22 +94,14 @@ class InfoGANDiscriminator(nn.Module):
     n_categories: int = 10
     n_continuous: int = 2
     q_hidden: int = 128
-    conv_features: Sequence[int] = ()
-    image_shape: Sequence[int] = (28, 28, 1)
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True
                  ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
         del train  # no BatchNorm or dropout
         act = functools.partial(nn.leaky_relu, negative_slope=0.2)
-        h = x
-        if self.conv_features:
-            h = h.reshape((x.shape[0],) + tuple(self.image_shape))
-            for i, f in enumerate(self.conv_features):
-                h = act(nn.Conv(f, (4, 4), strides=(2, 2), padding="SAME",
-                                kernel_init=KERNEL_INIT, name=f"conv_{i}")(h))
         h = MLP(tuple(self.hidden), activation=act, final_activation=act,
-                name="body")(h.reshape((x.shape[0], -1)))
+                name="body")(x.reshape((x.shape[0], -1)))
         logit = nn.Dense(1, name="logit")(h)[:, 0]
         c, k = self.n_categories, self.n_continuous
         q = MLP((self.q_hidden, c + 2 * k), activation=act, name="q")(h)
@@ -139,12 +128,10 @@ class InfoGANModel(NamedTuple):
 def mlp_infogan(sample_shape: int | Sequence[int] = 784, *, noise_dim: int = 62,
                 n_categories: int = 10, n_continuous: int = 2,
                 g_hidden: Sequence[int] = (256, 512), d_hidden: Sequence[int] = (512, 256),
-                q_hidden: int = 128, d_conv_features: Sequence[int] = ()) -> InfoGANModel:
+                q_hidden: int = 128) -> InfoGANModel:
     """MLP InfoGAN players (the paper's MNIST model has 62 noise variables, one 10-way code and
     two continuous codes); the generator is the library's tanh
-    :class:`~espresso_jax.nn.gan_modules.MLPGenerator` for data in [-1, 1].
-    ``d_conv_features`` (e.g. ``(32, 64)``) puts convolutions in front of the
-    discriminator's body; the examples must then be 28x28x1 images (flat or not)."""
+    :class:`~espresso_jax.nn.gan_modules.MLPGenerator` for data in [-1, 1]."""
     shape = (sample_shape,) if isinstance(sample_shape, (int, np.integer)) else sample_shape
     shape = tuple(check_int(s, "sample_shape", min_value=1) for s in shape)
     noise_dim = check_int(noise_dim, "noise_dim", min_value=0)
@@ -153,13 +140,9 @@ def mlp_infogan(sample_shape: int | Sequence[int] = 784, *, noise_dim: int = 62,
     g_hidden = tuple(check_int(w, "g_hidden", min_value=1) for w in g_hidden)
     d_hidden = tuple(check_int(w, "d_hidden", min_value=1) for w in d_hidden)
     q_hidden = check_int(q_hidden, "q_hidden", min_value=1)
-    d_conv = tuple(check_int(w, "d_conv_features", min_value=1) for w in d_conv_features)
-    if d_conv and math.prod(shape) != 784:
-        raise ValueError(f"d_conv_features needs 28x28x1 examples, sample_shape is {shape}")
     latent = noise_dim + n_categories + n_continuous
     module = GANModel(MLPGenerator(shape, g_hidden, final_activation=jnp.tanh),
-                      InfoGANDiscriminator(d_hidden, n_categories, n_continuous, q_hidden,
-                                           d_conv),
+                      InfoGANDiscriminator(d_hidden, n_categories, n_continuous, q_hidden),
                       latent, shape)
     return InfoGANModel(module, noise_dim, n_categories, n_continuous)
 
