@@ -97,7 +97,7 @@ def test_generate_uses_the_codes(tiny_state):
 def test_short_training_run_learns_the_categorical_code():
     X = load_mnist("train")[0][:512] * 2.0 - 1.0
     opt = GANOptimizers(optax.adam(2e-3, b1=0.5), optax.adam(2e-3, b1=0.5))
-    res = infogan.fit(jax.random.key(0), X, model=_TINY, optimizer=opt, batch_size=32,
+    res = infogan.fit(jax.random.key(0), X, module=_TINY, optimizer=opt, batch_size=32,
                       n_epochs=4, progress=False)
     h = res.history
     assert res.n_iter == 4 and int(res.state.step) == 64
@@ -123,17 +123,17 @@ def test_bad_inputs_name_the_argument():
     X = np.zeros((8, 784), np.float32)
     opt = optax.adam(1e-3)
     with pytest.raises(ValueError, match="lambda_cat"):
-        infogan.fit(jax.random.key(0), X, model=_TINY, optimizer=opt, batch_size=4,
+        infogan.fit(jax.random.key(0), X, module=_TINY, optimizer=opt, batch_size=4,
                     n_epochs=1, lambda_cat=-1.0)
     with pytest.raises(ValueError, match="lambda_cont"):
         infogan.make_step(_TINY, opt, 1.0, -0.5)
-    with pytest.raises(TypeError, match="model"):
-        infogan.fit(jax.random.key(0), X, model=_TINY.gan, optimizer=opt, batch_size=4,
+    with pytest.raises(TypeError, match="module"):
+        infogan.fit(jax.random.key(0), X, module=_TINY.gan, optimizer=opt, batch_size=4,
                     n_epochs=1)
     with pytest.raises(ValueError, match="n_categories"):
         infogan.mlp_infogan(784, n_categories=1)
     with pytest.raises(ValueError, match="X"):
-        infogan.fit(jax.random.key(0), X[:, :10], model=_TINY, optimizer=opt, batch_size=4,
+        infogan.fit(jax.random.key(0), X[:, :10], module=_TINY, optimizer=opt, batch_size=4,
                     n_epochs=1)
     with pytest.raises(ValueError, match="codes"):
         infogan.matched_error([0, 5], [0, 1], 3)

@@ -147,11 +147,11 @@ def mlp_infogan(sample_shape: int | Sequence[int] = 784, *, noise_dim: int = 62,
     return InfoGANModel(module, noise_dim, n_categories, n_continuous)
 
 
-def _check_model(model: Any) -> InfoGANModel:
-    if not isinstance(model, InfoGANModel):
-        raise TypeError(f"model must be an InfoGANModel (see mlp_infogan), got "
-                        f"{type(model).__name__}")
-    return model
+def _check_model(module: Any) -> InfoGANModel:
+    if not isinstance(module, InfoGANModel):
+        raise TypeError(f"module must be an InfoGANModel (see mlp_infogan), got "
+                        f"{type(module).__name__}")
+    return module
 
 
 # ----------------------------------------------------------------------------- codes
@@ -175,15 +175,15 @@ def _assemble(noise: jax.Array, category: jax.Array, continuous: jax.Array,
     return jnp.concatenate([noise, one_hot, continuous.astype(noise.dtype)], axis=-1)
 
 
-def sample_latent(key: jax.Array, n: int, model: InfoGANModel, dtype: Any = jnp.float32
+def sample_latent(key: jax.Array, n: int, module: InfoGANModel, dtype: Any = jnp.float32
                   ) -> Latent:
     """Draw ``n`` generator inputs: ``z ~ N(0, I)``, a uniform category, ``U(-1, 1)`` codes."""
     k_z, k_cat, k_cont = jax.random.split(key, 3)
-    noise = jax.random.normal(k_z, (n, model.noise_dim), dtype=dtype)
-    category = jax.random.randint(k_cat, (n,), 0, model.n_categories, dtype=jnp.int32)
-    continuous = jax.random.uniform(k_cont, (n, model.n_continuous), dtype=dtype,
+    noise = jax.random.normal(k_z, (n, module.noise_dim), dtype=dtype)
+    category = jax.random.randint(k_cat, (n,), 0, module.n_categories, dtype=jnp.int32)
+    continuous = jax.random.uniform(k_cont, (n, module.n_continuous), dtype=dtype,
                                     minval=-1.0, maxval=1.0)
-    return Latent(_assemble(noise, category, continuous, model.n_categories), category,
+    return Latent(_assemble(noise, category, continuous, module.n_categories), category,
                   continuous)
 
 
@@ -213,15 +213,15 @@ def information_term(cat_logits: jax.Array, mean: jax.Array, log_std: jax.Array,
 
 
 # ----------------------------------------------------------------------------- losses, step
-def _disc(model: InfoGANModel, params: PyTree, x: jax.Array):
-    return model.gan.discriminator.apply({"params": params}, x, train=True)
+def _disc(module: InfoGANModel, params: PyTree, x: jax.Array):
+    return module.gan.discriminator.apply({"params": params}, x, train=True)
 
 
-def _gen(model: InfoGANModel, params: PyTree, z: jax.Array) -> jax.Array:
-    return cast(jax.Array, model.gan.generator.apply({"params": params}, z, train=True))
+def _gen(module: InfoGANModel, params: PyTree, z: jax.Array) -> jax.Array:
+    return cast(jax.Array, module.gan.generator.apply({"params": params}, z, train=True))
 
 
-def make_losses(model: InfoGANModel, lambda_cat: float = 1.0, lambda_cont: float = 1.0
+def make_losses(module: InfoGANModel, lambda_cat: float = 1.0, lambda_cont: float = 1.0
                 ) -> tuple[Callable[..., Any], Callable[..., Any]]:
     """The two players' objectives (minibatch means, minimised).
 
@@ -233,15 +233,15 @@ def make_losses(model: InfoGANModel, lambda_cat: float = 1.0, lambda_cont: float
         :class:`Latent`; metrics hold ``info`` (the weighted term), ``ce`` and ``mi_cat``
         (``log C − CE``).
     """
-    model = _check_model(model)
+    module = _check_model(module)
     lambda_cat = check_positive(lambda_cat, "lambda_cat", allow_zero=True)
     lambda_cont = check_positive(lambda_cont, "lambda_cont", allow_zero=True)
-    return _make_losses(model, lambda_cat, lambda_cont)
+    return _make_losses(module, lambda_cat, lambda_cont)
 
 
 @functools.lru_cache(maxsize=64)
-def _make_losses(model, lambda_cat, lambda_cont):
-    log_c = math.log(model.n_categories)
+def _make_losses(module, lambda_cat, lambda_cont):
+    log_c = math.log(module.n_categories)
 
     def info(out, latent):
         _, cat_logits, mean, log_std = out
@@ -253,15 +253,15 @@ def _make_losses(model, lambda_cat, lambda_cont):
         return value, {"info": value, "ce": ce, "mi_cat": log_c - ce}
 
     def d_loss(d_params, real, fake, latent):
-        r = _disc(model, d_params, real)[0]
-        out = _disc(model, d_params, fake)
+        r = _disc(module, d_params, real)[0]
+        out = _disc(module, d_params, fake)
         adv = jnp.mean(jax.vmap(L.discriminator_loss)(r, out[0]))
         value, metrics = info(out, latent)
         return adv + value, {"d_loss": adv, "d_real": jnp.mean(jax.nn.sigmoid(r)),
                              "d_fake": jnp.mean(jax.nn.sigmoid(out[0])), **metrics}
 
     def g_loss(g_params, d_params, latent):
-        out = _disc(model, d_params, _gen(model, g_params, latent.z))
+        out = _disc(module, d_params, _gen(module, g_params, latent.z))
         adv = jnp.mean(jax.vmap(L.generator_loss_non_saturating)(out[0]))
         value, metrics = info(out, latent)
         return adv + value, {"g_loss": adv, **{f"g_{k}": v for k, v in metrics.items()}}
@@ -269,16 +269,16 @@ def _make_losses(model, lambda_cat, lambda_cont):
     return d_loss, g_loss
 
 
-def make_step(model: InfoGANModel, optimizer: optax.GradientTransformation | GANOptimizers,
+def make_step(module: InfoGANModel, optimizer: optax.GradientTransformation | GANOptimizers,
               lambda_cat: float = 1.0, lambda_cont: float = 1.0
               ) -> Callable[[gan.GANState, jax.Array], tuple[gan.GANState, dict]]:
     """The pure step ``(GANState, batch (m, *sample_shape)) -> (GANState, metrics)``: one
     discriminator/Q update on the batch and ``m`` generated examples, then one generator
     update on ``m`` fresh latent draws (see :func:`make_losses` for the objectives)."""
-    model = _check_model(model)
+    module = _check_model(module)
     opts = gan_optimizers(optimizer)
-    d_loss, g_loss = make_losses(model, lambda_cat, lambda_cont)
-    return _make_step(model, opts, d_loss, g_loss)
+    d_loss, g_loss = make_losses(module, lambda_cat, lambda_cont)
+    return _make_step(module, opts, d_loss, g_loss)
 
 
 def _update(opt: optax.GradientTransformation, player: gan.PlayerState, grads: PyTree
@@ -290,18 +290,18 @@ def _update(opt: optax.GradientTransformation, player: gan.PlayerState, grads: P
 
 
 @functools.lru_cache(maxsize=64)
-def _make_step(model, opts, d_loss, g_loss):
+def _make_step(module, opts, d_loss, g_loss):
     d_grad = jax.grad(d_loss, has_aux=True)
     g_grad = jax.grad(g_loss, has_aux=True)
 
     def step(state: gan.GANState, batch: jax.Array) -> tuple[gan.GANState, dict]:
         key, d_key, g_key = jax.random.split(state.key, 3)
         m = batch.shape[0]
-        latent = sample_latent(d_key, m, model, batch.dtype)
-        fake = jax.lax.stop_gradient(_gen(model, state.gen.params, latent.z))
+        latent = sample_latent(d_key, m, module, batch.dtype)
+        fake = jax.lax.stop_gradient(_gen(module, state.gen.params, latent.z))
         grads, d_metrics = d_grad(state.disc.params, batch, fake, latent)
         disc = _update(opts.discriminator, state.disc, grads)
-        latent = sample_latent(g_key, m, model, batch.dtype)
+        latent = sample_latent(g_key, m, module, batch.dtype)
         grads, g_metrics = g_grad(state.gen.params, disc.params, latent)
         gen = _update(opts.generator, state.gen, grads)
         return gan.GANState(gen, disc, key, state.step + 1), {**d_metrics, **g_metrics}
@@ -313,7 +313,7 @@ def _generator_of(state: gan.GANState) -> gan.PlayerState:
     return state.gen
 
 
-def fit(key: jax.Array, X: Any, *, model: InfoGANModel,
+def fit(key: jax.Array, X: Any, *, module: InfoGANModel,
         optimizer: optax.GradientTransformation | GANOptimizers, batch_size: int,
         n_epochs: int, lambda_cat: float = 1.0, lambda_cont: float = 1.0,
         state: gan.GANState | None = None, **loop_options: Any) -> train.FitResult:
@@ -322,7 +322,7 @@ def fit(key: jax.Array, X: Any, *, model: InfoGANModel,
     Args:
         key: PRNG key (initialisation, shuffling and the step key).
         X: ``(n, *sample_shape)`` training examples in [-1, 1] (the generator ends in tanh).
-        model: an :class:`InfoGANModel` (:func:`mlp_infogan`).
+        module: an :class:`InfoGANModel` (:func:`mlp_infogan`).
         optimizer: one optax optimiser or :class:`GANOptimizers` (the paper: Adam, 2e-4 for
             the discriminator and 1e-3 for the generator).
         batch_size: examples per step.
@@ -337,19 +337,19 @@ def fit(key: jax.Array, X: Any, *, model: InfoGANModel,
         ``ce``, ``mi_cat`` (discriminator side) and ``g_info``, ``g_ce``, ``g_mi_cat``.
     """
     key = check_key(key)
-    model = _check_model(model)
+    module = _check_model(module)
     opts = gan_optimizers(optimizer)
-    shape = tuple(model.gan.sample_shape)
+    shape = tuple(module.gan.sample_shape)
     data = as_float_array(X, "X", ndim=1 + len(shape),
                           shape_hint="(n_samples, " + ", ".join(map(str, shape)) + ")")
     if tuple(data.shape[1:]) != shape:
-        raise ValueError(f"X must have shape (n_samples, {shape}) for this model, got "
+        raise ValueError(f"X must have shape (n_samples, {shape}) for this module, got "
                          f"{tuple(data.shape)}")
     batch_size = check_int(batch_size, "batch_size", min_value=1)
-    step = make_step(model, opts, lambda_cat, lambda_cont)
+    step = make_step(module, opts, lambda_cat, lambda_cont)
     init_key, shuffle_key = jax.random.split(key)
     if state is None:
-        state = gan.init_state(init_key, model.gan, optimizer=opts, dtype=data.dtype)
+        state = gan.init_state(init_key, module.gan, optimizer=opts, dtype=data.dtype)
     elif not isinstance(state, gan.GANState):
         raise TypeError(f"state must be a GANState, got {type(state).__name__}")
     loop_options.setdefault("params_of", _generator_of)
@@ -359,43 +359,43 @@ def fit(key: jax.Array, X: Any, *, model: InfoGANModel,
 
 
 # ----------------------------------------------------------------------------- use
-@functools.partial(jax.jit, static_argnames=("model",))
-def _generate(model, params, noise, category, continuous):
-    return _gen(model, params, _assemble(noise, category, continuous, model.n_categories))
+@functools.partial(jax.jit, static_argnames=("module",))
+def _generate(module, params, noise, category, continuous):
+    return _gen(module, params, _assemble(noise, category, continuous, module.n_categories))
 
 
-def generate(state: gan.GANState | gan.PlayerState, model: InfoGANModel, noise: Any,
+def generate(state: gan.GANState | gan.PlayerState, module: InfoGANModel, noise: Any,
              category: Any, continuous: Any) -> jax.Array:
     """``G([noise, one_hot(category), continuous])`` for chosen codes (latent traversals).
 
     Args:
         state: a ``GANState`` or the generator's ``PlayerState``.
-        model: the :class:`InfoGANModel`.
+        module: the :class:`InfoGANModel`.
         noise: ``(n, noise_dim)``; category: ``(n,)`` ints; continuous: ``(n, n_continuous)``.
 
     Returns:
         ``(n, *sample_shape)`` examples.
     """
-    model = _check_model(model)
+    module = _check_model(module)
     gen = state.gen if isinstance(state, gan.GANState) else state
-    noise = as_float_array(noise, "noise", ndim=2, n_columns=model.noise_dim)
+    noise = as_float_array(noise, "noise", ndim=2, n_columns=module.noise_dim)
     category = as_int_array(category, "category", ndim=1)
     continuous = as_float_array(continuous, "continuous", ndim=2,
-                                n_columns=model.n_continuous)
-    return _generate(model, gen.params, noise, category, continuous)
+                                n_columns=module.n_continuous)
+    return _generate(module, gen.params, noise, category, continuous)
 
 
-@functools.partial(jax.jit, static_argnames=("model",))
-def _q_categories(model, params, X):
-    return jnp.argmax(_disc(model, params, X)[1], axis=-1)
+@functools.partial(jax.jit, static_argnames=("module",))
+def _q_categories(module, params, X):
+    return jnp.argmax(_disc(module, params, X)[1], axis=-1)
 
 
-def predict_codes(state: gan.GANState, model: InfoGANModel, X: Any) -> jax.Array:
+def predict_codes(state: gan.GANState, module: InfoGANModel, X: Any) -> jax.Array:
     """The most probable categorical code ``argmax Q(c_cat | x)`` of each row, ``(n,)``."""
-    model = _check_model(model)
-    shape = tuple(model.gan.sample_shape)
+    module = _check_model(module)
+    shape = tuple(module.gan.sample_shape)
     X = as_float_array(X, "X", ndim=1 + len(shape))
-    return _q_categories(model, state.disc.params, X)
+    return _q_categories(module, state.disc.params, X)
 
 
 def matched_error(codes: Any, labels: Any, n_categories: int) -> tuple[float, np.ndarray]:

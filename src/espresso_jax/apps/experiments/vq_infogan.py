@@ -107,7 +107,7 @@ def infogan_mnist(key: jax.Array, *, n_epochs: int = 40, batch_size: int = 64,
                         discriminator=optax.adam(2e-4, b1=0.5))
     k_fit, k_noise = jax.random.split(key)
     cpu = time.process_time()
-    res = infogan.fit(k_fit, X * 2.0 - 1.0, model=model, optimizer=opt, batch_size=batch_size,
+    res = infogan.fit(k_fit, X * 2.0 - 1.0, module=model, optimizer=opt, batch_size=batch_size,
                       n_epochs=n_epochs, lambda_cont=lambda_cont, progress=progress,
                       desc="infogan-mnist")
     cpu = time.process_time() - cpu
