@@ -135,6 +135,12 @@ def test_bad_inputs_name_the_argument():
     with pytest.raises(ValueError, match="X"):
         infogan.fit(jax.random.key(0), X[:, :10], module=_TINY, optimizer=opt, batch_size=4,
                     n_epochs=1)
+    with pytest.raises(ValueError, match="batch_size"):
+        infogan.fit(jax.random.key(0), X, module=_TINY, optimizer=opt, batch_size=16,
+                    n_epochs=1)
+    with pytest.raises(ValueError, match="X"):
+        infogan.predict_codes(gan.init_state(jax.random.key(0), _TINY.gan, optimizer=opt),
+                              _TINY, X[:, :10])
     with pytest.raises(ValueError, match="codes"):
         infogan.matched_error([0, 5], [0, 1], 3)
 

@@ -153,6 +153,9 @@ def test_bad_inputs_name_the_argument():
         with pytest.raises(ValueError, match="ema_decay"):
             vqvae.fit(jax.random.key(0), X, module=_TINY, optimizer=opt, batch_size=5,
                       n_epochs=1, ema_decay=decay)
+    with pytest.raises(ValueError, match="batch_size"):
+        vqvae.fit(jax.random.key(0), X, module=_TINY, optimizer=opt, batch_size=20,
+                  n_epochs=1)
     with pytest.raises(ValueError, match="epsilon"):
         vqvae.make_ema_step(_TINY, opt, 0.25, 0.5, -1.0)
     with pytest.raises(TypeError, match="module"):

@@ -309,6 +309,15 @@ def _make_step(module, opts, d_loss, g_loss):
     return step
 
 
+def _check_data(X: Any, module: InfoGANModel) -> jax.Array:
+    shape = tuple(module.gan.sample_shape)
+    hint = "(n_samples, " + ", ".join(map(str, shape)) + ")"
+    data = as_float_array(X, "X", ndim=1 + len(shape), shape_hint=hint)
+    if tuple(data.shape[1:]) != shape:
+        raise ValueError(f"X must have shape {hint} for this module, got {tuple(data.shape)}")
+    return data
+
+
 def _generator_of(state: gan.GANState) -> gan.PlayerState:
     return state.gen
 
@@ -339,13 +348,12 @@ def fit(key: jax.Array, X: Any, *, module: InfoGANModel,
     key = check_key(key)
     module = _check_model(module)
     opts = gan_optimizers(optimizer)
-    shape = tuple(module.gan.sample_shape)
-    data = as_float_array(X, "X", ndim=1 + len(shape),
-                          shape_hint="(n_samples, " + ", ".join(map(str, shape)) + ")")
-    if tuple(data.shape[1:]) != shape:
-        raise ValueError(f"X must have shape (n_samples, {shape}) for this module, got "
-                         f"{tuple(data.shape)}")
+    data = _check_data(X, module)
     batch_size = check_int(batch_size, "batch_size", min_value=1)
+    n_epochs = check_int(n_epochs, "n_epochs", min_value=1)
+    if batch_size > data.shape[0]:
+        raise ValueError(f"batch_size ({batch_size}) exceeds the number of rows of X "
+                         f"({data.shape[0]})")
     step = make_step(module, opts, lambda_cat, lambda_cont)
     init_key, shuffle_key = jax.random.split(key)
     if state is None:
@@ -377,6 +385,9 @@ def generate(state: gan.GANState | gan.PlayerState, module: InfoGANModel, noise:
         ``(n, *sample_shape)`` examples.
     """
     module = _check_model(module)
+    if not isinstance(state, (gan.GANState, gan.PlayerState)):
+        raise TypeError(f"state must be a GANState or a PlayerState, got "
+                        f"{type(state).__name__}")
     gen = state.gen if isinstance(state, gan.GANState) else state
     noise = as_float_array(noise, "noise", ndim=2, n_columns=module.noise_dim)
     category = as_int_array(category, "category", ndim=1)
@@ -393,9 +404,9 @@ def _q_categories(module, params, X):
 def predict_codes(state: gan.GANState, module: InfoGANModel, X: Any) -> jax.Array:
     """The most probable categorical code ``argmax Q(c_cat | x)`` of each row, ``(n,)``."""
     module = _check_model(module)
-    shape = tuple(module.gan.sample_shape)
-    X = as_float_array(X, "X", ndim=1 + len(shape))
-    return _q_categories(module, state.disc.params, X)
+    if not isinstance(state, gan.GANState):
+        raise TypeError(f"state must be a GANState, got {type(state).__name__}")
+    return _q_categories(module, state.disc.params, _check_data(X, module))
 
 
 def matched_error(codes: Any, labels: Any, n_categories: int) -> tuple[float, np.ndarray]:

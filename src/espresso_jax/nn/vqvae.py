@@ -265,6 +265,11 @@ def fit(key: jax.Array, X: ArrayLike, *, module: VQVAE, optimizer: optax.Gradien
     X = as_float_array(X, "X", ndim=2, shape_hint="(n_samples, data_dim)",
                        n_columns=module.data_dim)
     optimizer = check_optimizer(optimizer)
+    batch_size = check_int(batch_size, "batch_size", min_value=1)
+    n_epochs = check_int(n_epochs, "n_epochs", min_value=1)
+    if batch_size > X.shape[0]:
+        raise ValueError(f"batch_size ({batch_size}) is larger than the number of rows of X "
+                         f"({X.shape[0]})")
     init_key, fit_key = jax.random.split(key)
     params = init(init_key, module) if params is None else check_params_on_rows(module, params)
     loop_options.setdefault("desc", "vqvae")
