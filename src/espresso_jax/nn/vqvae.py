@@ -73,7 +73,8 @@ class VQVAE(nn.Module):
 
     Shapes: ``encode: (..., D_x) -> (..., L, D)``, ``decode: (..., L, D) -> (..., D_x)``,
     ``__call__: (..., D_x) -> (x̂ (..., D_x), z_e (..., L, D), z_q (..., L, D),
-    indices (..., L))``. The codebook is the parameter ``params["codebook"]: (K, D)``.
+    indices (..., L))``. The codebook is the parameter ``variables["params"]["codebook"]:
+    (K, D)`` (see :func:`codebook`).
     """
 
     data_dim: int = 784
