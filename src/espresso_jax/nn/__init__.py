@@ -1,8 +1,19 @@
 """Neural models (flax.linen modules used functionally): shared modules, auto-encoders,
 variational auto-encoders and GANs, all trained with :mod:`espresso_jax.train`."""
 
-from espresso_jax.nn import autoencoder, conv, gan, gan_losses, modules, supervised, vae
+from espresso_jax.nn import (
+           autoencoder,
+           conv,
+           gan,
+           gan_losses,
+           infogan,
+           modules,
+           supervised,
+           vae,
+           vqvae,
+           vqvae_quantize,
+)
 from espresso_jax.nn.gan_modules import GANOptimizers
 
-__all__ = ["GANOptimizers", "autoencoder", "conv", "gan", "gan_losses", "modules",
-           "supervised", "vae"]
+__all__ = ["GANOptimizers", "autoencoder", "conv", "gan", "gan_losses", "infogan", "modules",
+           "supervised", "vae", "vqvae", "vqvae_quantize"]
