@@ -15,7 +15,9 @@ from k-means++ seeds of all steps (``K·M`` components, as
 Dirichlet. ``init_params`` (an :class:`~espresso_jax.hmm.model.HMMParams`) starts from given
 values instead (hmmlearn's ``init_params=""``).
 
-Unlike the mixtures, the data are not rescaled by a power of two: ``reg_covar`` is in the units
+The initialisation from ``key`` sees the padded rows (with weight 0), so the same key can
+start differently for another padded layout of the same sequences; ``chunk_size`` never changes
+it. Unlike the mixtures, the data are not rescaled by a power of two: ``reg_covar`` is in the units
 of ``X`` and float32 fits want data of moderate scale.
 """
 
@@ -220,9 +222,15 @@ def _fit_impl(key, X, w, tol, reg_covar, start_prior, trans_prior, init: HMMPara
         return HMMState(params, shift, reg_covar, start_prior, trans_prior)
 
     model = em_model(method)
+    extra = 0 if chunk_size is None else -n % chunk_size
+    # whole blocks of sequences: zero-weight sequences appended after the initialisation saw
+    # the data, so chunk_size never changes the starting point
+    Xp = jnp.concatenate([X, jnp.zeros((extra, t, f), dtype)])
+    wp = jnp.concatenate([w, jnp.zeros((extra, t), dtype)])
 
     def run(state):
-        return em.fit_em(model, state, X, w, tol=tol, max_iter=max_iter, chunk_size=chunk_size)
+        return em.fit_em(model, state, Xp, wp, tol=tol, max_iter=max_iter,
+                         chunk_size=chunk_size)
 
     if n_init == 1:
         best = run(init_one(key))
@@ -314,12 +322,8 @@ def fit(key: jax.Array, X: ArrayLike, n_components: int, *, lengths: ArrayLike |
     t_prior = _prior(trans_prior, "trans_prior", (k, k), dtype) + kappa * jnp.eye(k, dtype=dtype)
     if chunk_size is not None:
         chunk_size = check_int(chunk_size, "chunk_size", min_value=1)
-        extra = -data.shape[0] % chunk_size
         if chunk_size >= data.shape[0]:
             chunk_size = None
-        elif extra:
-            data = jnp.concatenate([data, jnp.zeros((extra,) + data.shape[1:], dtype)])
-            w = jnp.concatenate([w, jnp.zeros((extra, w.shape[1]), dtype)])
     return _fit_impl(key, data, w, jnp.asarray(tol, dtype), jnp.asarray(reg, dtype), s_prior,
                      t_prior, init, k=k, m=m, ctype=ctype, kind=emission, n_init=n_init,
                      max_iter=max_iter, chunk_size=chunk_size, method=method)
