@@ -8,7 +8,9 @@ log-emission, so it changes nothing: padding anywhere leaves the likelihood, the
 of the real steps and the Viterbi path of the real steps unchanged (the posteriors and pairwise
 sums of padded steps are to be weighted by the mask, as :func:`posteriors` does).
 
-The forward and backward recursions run under ``lax.scan`` (O(T·K²) work, T sequential steps).
+The forward and backward recursions run under ``lax.scan`` (O(T·K²) work, T sequential steps;
+each step shifts the log message by its maximum and multiplies by the transition probabilities,
+so messages stay in log space without a K² log-sum-exp per step).
 :func:`forward_backward_associative` computes the same messages with ``lax.associative_scan``
 over products of ``(K, K)`` matrices in the log semiring (``(A ⊗ B)_ij = logsumexp_k A_ik +
 B_kj``): O(T·K³) work but O(log T) depth, for long sequences on parallel hardware.
@@ -67,6 +69,16 @@ def log_matmul(a: jax.Array, b: jax.Array) -> jax.Array:
     return jax.nn.logsumexp(a[..., :, :, None] + b[..., None, :, :], axis=-2)
 
 
+def _log_vecmat(log_v: jax.Array, m: jax.Array) -> jax.Array:
+    """``log Σ_i exp(log_v_i) m_ij`` for a message ``log_v (K,)`` and a probability matrix
+    ``m (K, K)``, as ``log(exp(log_v − max) @ m) + max``: the message stays in log space and
+    the sequential step costs K exponentials and one vector–matrix product, not K² of each."""
+    top = jnp.max(log_v)
+    top = jnp.where(jnp.isfinite(top), top, 0.0)
+    prod = jnp.matmul(jnp.exp(log_v - top), m, precision=lax.Precision.HIGHEST)
+    return jnp.log(prod) + top
+
+
 def forward(log_start: jax.Array, log_trans: jax.Array, log_obs: jax.Array,
             mask: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Forward messages ``log α_t(k) = log p(x_{0..t}, z_t = k)`` by ``lax.scan``.
@@ -79,10 +91,10 @@ def forward(log_start: jax.Array, log_trans: jax.Array, log_obs: jax.Array,
 
     def body(prev, inputs):
         a_t, b_t = inputs
-        alpha = jax.nn.logsumexp(prev[:, None] + a_t, axis=0) + b_t
+        alpha = _log_vecmat(prev, a_t) + b_t
         return alpha, alpha
 
-    last, rest = lax.scan(body, alpha0, (trans[1:], obs[1:]))
+    last, rest = lax.scan(body, alpha0, (jnp.exp(trans[1:]), obs[1:]))
     log_alpha = jnp.concatenate([alpha0[None], rest])
     return log_alpha, jax.nn.logsumexp(last)
 
@@ -95,10 +107,10 @@ def backward(log_trans: jax.Array, log_obs: jax.Array, mask: jax.Array) -> jax.A
 
     def body(nxt, inputs):
         a_t, b_t = inputs          # transition into step t+1 and its emission
-        beta = jax.nn.logsumexp(a_t + (b_t + nxt)[None, :], axis=1)
+        beta = _log_vecmat(b_t + nxt, a_t.T)
         return beta, beta
 
-    _, rest = lax.scan(body, beta_last, (trans[1:], obs[1:]), reverse=True)
+    _, rest = lax.scan(body, beta_last, (jnp.exp(trans[1:]), obs[1:]), reverse=True)
     return jnp.concatenate([rest, beta_last[None]])
 
 
