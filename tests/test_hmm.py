@@ -11,6 +11,7 @@ parameters by >1e-4 here).
 """
 
 import itertools
+import logging
 import warnings
 
 import jax
@@ -35,6 +36,17 @@ def _float64():
         yield
 
 
+class _CompileNames(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.names = []
+
+    def emit(self, record):
+        text = record.getMessage()
+        if text.startswith("Compiling "):
+            self.names.append(text.split()[1])
+
+
 def _gaussian_data(seed=0):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(sum(LENGTHS), D))
@@ -52,8 +64,11 @@ def _quiet_fit(model, X, lengths):
 
 @pytest.fixture(scope="module")
 def diag_pair():
-    """One 20-iteration diag fit, ours and hmmlearn's, from the same parameters."""
-    with jax.enable_x64(True):
+    """One 20-iteration diag fit, ours and hmmlearn's, from the same parameters (under the
+    test-time promotion rules too: module fixtures run outside conftest's function-scoped
+    ones, and a different configuration would be another compilation)."""
+    with (jax.enable_x64(True), jax.numpy_dtype_promotion("strict"),
+          jax.numpy_rank_promotion("raise")):
         X, means = _gaussian_data()
         ref = hl.GaussianHMM(K, covariance_type="diag", covars_prior=0.0, min_covar=0.0,
                              n_iter=20, tol=-np.inf, init_params="")
@@ -103,8 +118,21 @@ def test_sticky_map_matches_hmmlearn_dirichlet_priors(diag_pair):
     ref.startprob_, ref.transmat_ = START, TRANS
     ref.means_, ref.covars_ = np.asarray(p0.emission.means[:, 0]), np.ones((K, D))
     _quiet_fit(ref, X, LENGTHS)
-    ours = hmm.fit(jax.random.key(0), X, K, lengths=LENGTHS, init_params=p0, max_iter=20,
-                   tol=0.0, reg_covar=0.0, start_prior=alpha, trans_prior=beta, sticky=kappa)
+    compiled = _CompileNames()
+    loggers = [logging.getLogger(n) for n in ("jax._src.interpreters.pxla",
+                                              "jax._src.dispatch")]
+    for lg in loggers:
+        lg.addHandler(compiled)
+    try:
+        with jax.log_compiles(True):
+            ours = hmm.fit(jax.random.key(0), X, K, lengths=LENGTHS, init_params=p0,
+                           max_iter=20, tol=0.0, reg_covar=0.0, start_prior=alpha,
+                           trans_prior=beta, sticky=kappa)
+    finally:
+        for lg in loggers:
+            lg.removeHandler(compiled)
+    # priors are traced arguments: the second fit of the module's shapes compiles no fit
+    assert not [n for n in compiled.names if "fit" in n], [n for n in compiled.names if "fit" in n]
     np.testing.assert_allclose(ours.params.trans, ref.transmat_, atol=1e-5)
     np.testing.assert_allclose(ours.params.start, ref.startprob_, atol=1e-5)
     np.testing.assert_allclose(ours.params.emission.means[:, 0], ref.means_, atol=1e-5)
