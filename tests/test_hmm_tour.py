@@ -30,9 +30,11 @@ def test_hmm_section_decodes_as_well_as_the_true_model(tmp_path, monkeypatch):
     oracle_acc = float(np.mean(oracle.predict(x) == z))
     assert m["switches_true"] == int(np.sum(np.diff(z) != 0))
     # accuracy of 800 decoded steps near 0.95 has a binomial sd of sqrt(.05 * .95 / 800) =
-    # 0.008: the fitted model may trail the oracle by 4 sd (measured: 0.954 vs the oracle's)
+    # 0.008: the fitted model may trail the oracle by 4 sd (measured, seed 0: 0.954, oracle
+    # 0.955)
     assert m["decoding_accuracy_sticky"] >= oracle_acc - 0.032, (m, oracle_acc)
-    # fitted regime means: 3 standard errors sd / sqrt(n_k) of the decoded-regime sample means
+    # fitted regime means against the sample means of the TRUE regimes, within 3 standard
+    # errors sd / sqrt(n_k) (measured, seed 0: 0.3, 0.6 and 0.3 standard errors)
     for k in range(3):
         se = tour_hmm.TRUE_SD[k] / np.sqrt(np.sum(z == k))
-        assert abs(m["fitted_means"][k] - x[z == k, 0].mean()) <= 3 * se + 0.05, (k, m)
+        assert abs(m["fitted_means"][k] - x[z == k, 0].mean()) <= 3 * se, (k, m)
