@@ -17,6 +17,7 @@ from espresso_jax import (
     datasets,
     em,
     fully_bayes,
+    hmm,
     interop,
     io,
     linear,
@@ -37,6 +38,6 @@ try:
     __version__ = _metadata.version("espresso_jax")
 except _metadata.PackageNotFoundError:  # the source tree on sys.path, never installed
     __version__ = "0+unknown"
-__all__ = ["bnn", "conformal", "datasets", "em", "fully_bayes", "interop", "io", "linear",
+__all__ = ["bnn", "conformal", "datasets", "em", "fully_bayes", "hmm", "interop", "io", "linear",
            "metrics", "mixture", "netcheck", "nn", "parallel", "prob", "scaling", "train",
            "validation", "__version__"]
