@@ -89,13 +89,17 @@ def test_cli_usage_error_exits_nonzero(capsys):
 
 
 def test_every_section_is_registered_once():
-    # The tour's table is a dict literal merged with tour_deep's: a deep section named like a
-    # classic one would silently replace it, and a section function left out of the table
-    # would never run. Read both modules' source to see what was written.
+    # The tour's table is a dict literal merged with the section tables of the tour_* modules
+    # (deep models, codes, HMM, ...): a section named like another would silently replace it,
+    # and a section function left out of the table would never run. Read the modules' source
+    # to see what was written.
     import ast
+    import importlib
     import inspect
+    import pkgutil
 
-    from espresso_jax.apps import tour, tour_deep
+    from espresso_jax import apps
+    from espresso_jax.apps import tour
 
     classic = []
     for node in ast.walk(ast.parse(inspect.getsource(tour))):
@@ -103,9 +107,14 @@ def test_every_section_is_registered_once():
                 and node.target.id == "SECTIONS"):
             classic = [k.value for k in node.value.keys if isinstance(k, ast.Constant)]
     assert len(classic) >= 11 and len(set(classic)) == len(classic)
-    assert set(classic).isdisjoint(tour_deep.SECTIONS)
-    assert list(SECTIONS) == classic + list(tour_deep.SECTIONS)
-    defined = {f for module in (tour, tour_deep) for f in vars(module)
+    extra = [importlib.import_module(f"espresso_jax.apps.{m.name}")
+             for m in pkgutil.iter_modules(apps.__path__) if m.name.startswith("tour_")]
+    assert len(extra) >= 2
+    names = classic + [name for module in extra for name in module.SECTIONS]
+    assert len(set(names)) == len(names), names      # no section shadows another
+    assert list(SECTIONS)[:len(classic)] == classic  # classic sections keep their keys
+    assert sorted(SECTIONS) == sorted(names)
+    defined = {f for module in (tour, *extra) for f in vars(module)
                if f.startswith("_section_") and callable(getattr(module, f))}
     registered = {f.__name__ for f in SECTIONS.values()}
     assert defined == registered, defined ^ registered
