@@ -46,9 +46,17 @@ lint: $(STAMP)
 ## default is 2) and the legacy elemental fusion emitters (`xla_cpu_use_fusion_emitters`,
 ## jaxlib 0.10). Only here: programs compute the same values up to float32 rounding; the slow
 ## suite and everything else run XLA's defaults, where the NUTS R-hat bounds were measured.
+## The two workers (and the tests' child processes) also share one persistent compilation
+## cache, made empty for each run and removed after it: a program that several tests compile
+## with the same shapes compiles once (~6 % less CPU; "Compiling ..." is still logged, so the
+## raise-before-compiling checks keep their meaning).
 TEST_XLA_FLAGS ?= --xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false
 test: lint
-	XLA_FLAGS="$(strip $(XLA_FLAGS) $(TEST_XLA_FLAGS))" $(PY) -m pytest -n $(JOBS) -q
+	@cache=$$(mktemp -d); status=0; \
+	JAX_COMPILATION_CACHE_DIR=$$cache JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 \
+	JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=-1 \
+	XLA_FLAGS="$(strip $(XLA_FLAGS) $(TEST_XLA_FLAGS))" $(PY) -m pytest -n $(JOBS) -q || status=$$?; \
+	rm -rf "$$cache"; exit $$status
 
 ## Slow reference checks only (NUTS cross-checks, large fits).
 test-slow: $(DOCS_STAMP)
