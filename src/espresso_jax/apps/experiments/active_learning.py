@@ -124,22 +124,22 @@ class ActiveCurves(NamedTuple):
     settings: dict
 
 
-def mnist_active_learning(key: jax.Array, *, n_rounds: int = 25, n_seeds: int = 3,
-                          n_candidates: int = 1000, quick: bool = False,
+def mnist_active_learning(key: jax.Array, *, n_rounds: int = 20, n_seeds: int = 3,
+                          n_candidates: int = 500, quick: bool = False,
                           acquisitions: tuple[str, ...] = ("bald", "max_entropy",
                                                            "variation_ratios", "random"),
                           **options) -> ActiveCurves:
     """MC dropout active learning on MNIST: 20 balanced initial digits, 10 acquired a round.
 
-    ``quick`` runs 3 rounds, 1 seed, BALD and random, 300 candidates, 150 training steps.
+    ``quick`` runs 3 rounds, 1 seed, BALD and random, 300 candidates, 100 training steps.
     ``options`` go to :func:`espresso_jax.bnn.active.run_active_learning` (network 784-128-10
-    with dropout 0.5 by default, ``n_mc=20`` passes, 300 full-batch Adam steps).
+    with dropout 0.5 by default, ``n_mc=20`` passes, 150 full-batch Adam steps at 2e-3).
     """
     if quick:
         n_rounds, n_seeds, n_candidates = 3, 1, 300
         acquisitions = ("bald", "random")
-        options.setdefault("n_steps", 150)
-    settings = dict(hidden=(128,), n_mc=20, n_steps=300, learning_rate=1e-3, rate=0.5)
+        options.setdefault("n_steps", 100)
+    settings = dict(hidden=(128,), n_mc=20, n_steps=150, learning_rate=2e-3, rate=0.5)
     settings.update(options)
     X, y = load_mnist("train")
     Xt, yt = load_mnist("test")
