@@ -47,7 +47,7 @@ import optax
 from jax.typing import ArrayLike
 
 from espresso_jax import metrics, train
-from espresso_jax.bnn.dropout import DropoutMLP, kernel_l2, mc_passes, weight_decay
+from espresso_jax.bnn.dropout import DropoutMLP, kernel_l2, weight_decay
 from espresso_jax.validation import (
     as_float_array,
     as_int_array,
@@ -117,6 +117,8 @@ class ActiveConfig(NamedTuple):
         n_candidates: pool points scored per round: a random subset of the un-acquired pool
             (Gal et al. scored a random subset too), or 0 for the whole pool.
         acquisitions: names from :data:`ACQUISITIONS`, in the order of the output's first axis.
+        input_dropout: drop input pixels too (:class:`DropoutMLP`); off by default, as Gal et
+            al.'s conv net drops hidden units only.
     """
 
     n_rounds: int
@@ -130,6 +132,7 @@ class ActiveConfig(NamedTuple):
     length_scale: float = 1.0
     n_candidates: int = 0
     acquisitions: tuple[str, ...] = ("bald", "random")
+    input_dropout: bool = False
 
 
 class ActiveResult(NamedTuple):
@@ -171,8 +174,21 @@ def _loss_for(module: DropoutMLP, rate: float, length_scale: float):
                              length_scale=length_scale)
 
 
+def _module(config: ActiveConfig) -> DropoutMLP:
+    return DropoutMLP(hidden=config.hidden, n_outputs=config.n_classes,
+                      input_dropout=config.input_dropout)
+
+
 def _probs(key, params, X, config):
-    logits = mc_passes(key, params, X, config.rate, config.n_mc, 10)
+    """``(T, n, C)`` softmax outputs of ``T = config.n_mc`` dropout passes, in chunks of 10
+    (as :func:`espresso_jax.bnn.dropout.mc_passes`, for either input-dropout setting)."""
+    module = _module(config)
+
+    def one(k):
+        return module.apply(params, X, config.rate, deterministic=False, rngs={"dropout": k})
+
+    logits = jax.lax.map(one, jax.random.split(key, config.n_mc),
+                         batch_size=min(10, config.n_mc))
     return jax.nn.softmax(logits, axis=-1)
 
 
@@ -194,7 +210,7 @@ def active_learning_loop(key: jax.Array, acquisition: jax.Array, initial: jax.Ar
     """
     n0, k, rounds = initial.shape[0], config.n_acquire, config.n_rounds
     size = n0 + rounds * k
-    module = DropoutMLP(hidden=config.hidden, n_outputs=config.n_classes)
+    module = _module(config)
     optimizer = optax.adam(config.learning_rate)
     step = train.make_step(_loss_for(module, config.rate, config.length_scale), optimizer)
     fns = [ACQUISITIONS[name] for name in config.acquisitions]
@@ -331,6 +347,8 @@ def _check_config(config: ActiveConfig, n_pool: int) -> ActiveConfig:
     if n_candidates and not config.n_acquire <= n_candidates <= n_pool:
         raise ValueError(f"n_candidates must be 0 (the whole pool) or between n_acquire "
                          f"({config.n_acquire}) and the pool size ({n_pool}), got {n_candidates}")
+    if not isinstance(config.input_dropout, (bool, np.bool_)):
+        raise TypeError(f"input_dropout must be a bool, got {type(config.input_dropout).__name__}")
     return config._replace(
         hidden=tuple(check_int(h, "hidden", min_value=1) for h in config.hidden),
         rate=rate, n_mc=check_int(config.n_mc, "n_mc", min_value=1),
