@@ -16,14 +16,15 @@ from espresso_jax.apps.tour import run_tour
 
 pytestmark = pytest.mark.slow
 
-N_ROUNDS = 12
+N_ROUNDS = 20
 
 
 @pytest.fixture(scope="module")
 def curves():
-    # The settings of the RESULTS run (benchmarks/RESULTS.md) with fewer rounds and only BALD
-    # and random: 3 seeds, 20 balanced initial digits, 10 acquired per round from 500 random
-    # candidates, 784-128-10 MC dropout MLP retrained from scratch (150 Adam steps).
+    # The settings of the RESULTS run (benchmarks/RESULTS.md) with 20 rounds instead of 30 and
+    # only BALD and random: 3 seeds, 20 balanced initial digits, 10 acquired per round from
+    # 2,000 random candidates, 784-128-10 MC dropout MLP retrained from scratch (150 Adam
+    # steps).
     return al.mnist_active_learning(jax.random.key(0), n_rounds=N_ROUNDS, n_seeds=3,
                                     acquisitions=("bald", "random"))
 
@@ -36,8 +37,13 @@ def test_bald_ahead_of_random(curves):
     np.testing.assert_allclose(acc[0, :, 0], acc[1, :, 0], atol=1e-6)
     summary = al.curve_summary(curves)
     gap = np.asarray(summary["bald_minus_random_gap_per_seed"])
-    # BOUNDS_FROM_RUN
-    assert summary["bald_minus_random_gap_mean"] > 0.0
+    # BALD ahead of random on average over rounds 1-20 (30-220 labelled digits). Measured
+    # per-seed mean gaps 0.011, 0.046, 0.004 (mean 0.020, sd 0.022 over the 3 seeds: about
+    # 1.6 standard errors above zero, so this is a shape check, not a significance test);
+    # BALD is 3.4 points ahead at 220 digits. With 500 candidates instead of 2,000 the gap
+    # vanished (+0.0006, per seed -0.022 / +0.015 / +0.009; benchmarks/RESULTS.md).
+    assert summary["bald_minus_random_gap_mean"] > 0.005
+    assert np.sum(gap > 0) >= 2
     # Learning happens at all: the last training beats the first by far for both.
     assert np.all(acc[:, :, -1].mean(axis=1) > acc[:, :, 0].mean(axis=1) + 0.1)
     assert gap.shape == (3,)

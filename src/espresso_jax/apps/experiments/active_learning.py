@@ -124,8 +124,8 @@ class ActiveCurves(NamedTuple):
     settings: dict
 
 
-def mnist_active_learning(key: jax.Array, *, n_rounds: int = 20, n_seeds: int = 3,
-                          n_candidates: int = 500, quick: bool = False,
+def mnist_active_learning(key: jax.Array, *, n_rounds: int = 30, n_seeds: int = 3,
+                          n_candidates: int = 2000, quick: bool = False,
                           acquisitions: tuple[str, ...] = ("bald", "max_entropy",
                                                            "variation_ratios", "random"),
                           **options) -> ActiveCurves:
@@ -187,7 +187,8 @@ def plot_learning_curves(curves: ActiveCurves) -> plt.Figure:
             ax.fill_between(curves.n_labelled, mean - sd, mean + sd, alpha=0.15)
     ax.set_xlabel("labelled digits")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"MC dropout active learning on MNIST ({curves.accuracy.shape[1]} seeds)")
+    n_seeds = curves.accuracy.shape[1]
+    ax.set_title(f"MC dropout active learning on MNIST ({n_seeds} seed{'s' * (n_seeds > 1)})")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return fig
