@@ -8,6 +8,8 @@
   :mod:`~espresso_jax.bnn.bbb_prune` signal-to-noise pruning.
 - :mod:`~espresso_jax.bnn.dropout`: MC dropout (Gal & Ghahramani 2016) with the weight decay of
   the length-scale prior, vmapped stochastic passes.
+- :mod:`~espresso_jax.bnn.active`: deep Bayesian active learning (BALD, max-entropy,
+  variation ratios, random) in one compiled loop vmapped over seeds and acquisition functions.
 - :mod:`~espresso_jax.bnn.heteroscedastic`: aleatoric heads and losses. The uncertainty
   metrics they are scored with (decompositions, entropy, BALD, NLL, Brier, ECE) live below the
   model packages, in :mod:`espresso_jax.metrics`.
@@ -21,6 +23,7 @@
 """
 
 from espresso_jax.bnn import (
+    active,
     bbb,
     bbb_elbo,
     bbb_prune,
@@ -35,5 +38,5 @@ from espresso_jax.bnn import (
     swag_fit,
 )
 
-__all__ = ["bbb", "bbb_elbo", "bbb_prune", "bbb_recurrent", "dropout", "ensemble",
+__all__ = ["active", "bbb", "bbb_elbo", "bbb_prune", "bbb_recurrent", "dropout", "ensemble",
            "heteroscedastic", "laplace", "sgmcmc", "sgmcmc_sampler", "swag", "swag_fit"]

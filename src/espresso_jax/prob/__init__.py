@@ -8,6 +8,16 @@ Importing this package registers the closed-form KL divergences that numpyro lac
 (:data:`espresso_jax.prob.info.REGISTERED_PAIRS`).
 """
 
-from espresso_jax.prob import conjugate, draws, estimate, gaussian, info, linalg, moments
+from espresso_jax.prob import (
+    conjugate,
+    draws,
+    estimate,
+    gaussian,
+    info,
+    kl_directions,
+    linalg,
+    moments,
+)
 
-__all__ = ["conjugate", "draws", "estimate", "gaussian", "info", "linalg", "moments"]
+__all__ = ["conjugate", "draws", "estimate", "gaussian", "info", "kl_directions", "linalg",
+           "moments"]
