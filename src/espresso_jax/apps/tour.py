@@ -21,8 +21,8 @@ from tqdm.auto import tqdm
 from espresso_jax import datasets, fully_bayes, linear, mixture, prob
 from espresso_jax.apps import viz
 from espresso_jax.apps.report import Report
-from espresso_jax.apps.tour_codes import SECTIONS as CODES_SECTIONS
 from espresso_jax.apps.tour_active import SECTIONS as ACTIVE_SECTIONS
+from espresso_jax.apps.tour_codes import SECTIONS as CODES_SECTIONS
 from espresso_jax.apps.tour_deep import SECTIONS as DEEP_SECTIONS
 from espresso_jax.apps.tour_hmm import SECTIONS as HMM_SECTIONS
 from espresso_jax.validation import check_int
