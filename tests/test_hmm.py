@@ -252,8 +252,8 @@ def test_associative_scan_equals_sequential_with_padding():
     mask[90] = False
     lo_garbage = np.where(mask[:, None], lo, 1e3)
     args = (jnp.asarray(ls), jnp.asarray(lt), jnp.asarray(lo_garbage), jnp.asarray(mask))
-    alpha_s, ll_s = jax.jit(inference.forward)(*args)
-    beta_s = jax.jit(inference.backward)(*args[1:])
+    alpha_s, ll_s = jax.jit(inference.forward_messages)(*args)
+    beta_s = jax.jit(inference.backward_messages)(*args[1:])
     alpha_a, beta_a, ll_a = jax.jit(inference.forward_backward_associative)(*args)
     np.testing.assert_allclose(alpha_a, alpha_s, rtol=1e-10)
     np.testing.assert_allclose(beta_a, beta_s, rtol=1e-10, atol=1e-10)

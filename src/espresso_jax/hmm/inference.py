@@ -30,8 +30,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["Posterior", "backward", "forward", "forward_backward_associative", "log_matmul",
-           "posteriors", "sample_states", "step_matrices", "viterbi"]
+__all__ = ["Posterior", "backward_messages", "forward_backward_associative", "forward_messages",
+           "log_matmul", "posteriors", "sample_states", "step_matrices", "viterbi"]
 
 
 class Posterior(NamedTuple):
@@ -79,7 +79,7 @@ def _log_vecmat(log_v: jax.Array, m: jax.Array) -> jax.Array:
     return jnp.log(prod) + top
 
 
-def forward(log_start: jax.Array, log_trans: jax.Array, log_obs: jax.Array,
+def forward_messages(log_start: jax.Array, log_trans: jax.Array, log_obs: jax.Array,
             mask: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Forward messages ``log α_t(k) = log p(x_{0..t}, z_t = k)`` by ``lax.scan``.
 
@@ -99,7 +99,7 @@ def forward(log_start: jax.Array, log_trans: jax.Array, log_obs: jax.Array,
     return log_alpha, jax.nn.logsumexp(last)
 
 
-def backward(log_trans: jax.Array, log_obs: jax.Array, mask: jax.Array) -> jax.Array:
+def backward_messages(log_trans: jax.Array, log_obs: jax.Array, mask: jax.Array) -> jax.Array:
     """Backward messages ``log β_t(k) = log p(x_{t+1..T-1} | z_t = k)`` by ``lax.scan``:
     ``(T, K)``, with ``β_{T-1} = 1``."""
     trans, obs = step_matrices(log_trans, log_obs, mask)
@@ -118,7 +118,7 @@ def forward_backward_associative(log_start: jax.Array, log_trans: jax.Array,
                                  log_obs: jax.Array,
                                  mask: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """The forward and backward messages by ``lax.associative_scan`` (equal to
-    :func:`forward` and :func:`backward` up to rounding).
+    :func:`forward_messages` and :func:`backward_messages` up to rounding).
 
     With ``C_t(i, j) = log A_t(i, j) + log b_t(j)`` (``C_0(i, j) = log π_j + log b_0(j)``),
     ``log α_t`` is any row of ``C_0 ⊗ … ⊗ C_t`` and ``log β_t(i) = logsumexp_j (C_{t+1} ⊗ …
@@ -152,8 +152,8 @@ def posteriors(log_start: jax.Array, log_trans: jax.Array, log_obs: jax.Array,
         :class:`Posterior` (``gamma`` and ``xi_sum`` count the real steps only).
     """
     if method == "scan":
-        log_alpha, loglik = forward(log_start, log_trans, log_obs, mask)
-        log_beta = backward(log_trans, log_obs, mask)
+        log_alpha, loglik = forward_messages(log_start, log_trans, log_obs, mask)
+        log_beta = backward_messages(log_trans, log_obs, mask)
     elif method == "associative":
         log_alpha, log_beta, loglik = forward_backward_associative(log_start, log_trans,
                                                                     log_obs, mask)
