@@ -1,6 +1,7 @@
 """Test configuration: strict dtype and rank promotion everywhere, an x64 fixture, and the
 ``raises_before_compiling`` check of host-side validation."""
 
+import contextlib
 import functools
 import html
 import json
@@ -61,6 +62,23 @@ class _CompileLog(logging.Handler):
             self.names.append(text.split()[1])
 
 
+@contextlib.contextmanager
+def _compile_log():
+    """Collect the names of the programs JAX compiles inside the block (``jax.log_compiles``
+    messages of its lowering, written before any compilation-cache lookup); yields the list."""
+    handler = _CompileLog()
+    loggers = [logging.getLogger(n) for n in ("jax._src.interpreters.pxla",
+                                              "jax._src.dispatch")]
+    for lg in loggers:
+        lg.addHandler(handler)
+    try:
+        with jax.log_compiles(True):
+            yield handler.names
+    finally:
+        for lg in loggers:
+            lg.removeHandler(handler)
+
+
 # What compiling the model looks like: the engine's chunk, a jitted init or step, or any
 # network arithmetic (flax's eager init runs its matmuls one primitive at a time). Host
 # validation compiles only small reductions, slices and key splits.
@@ -78,20 +96,18 @@ def _raises_before_compiling(call, match, exc=ValueError, forbid=(), clear=True)
     compiles anything model-like itself."""
     if clear:
         jax.clear_caches()
-    handler = _CompileLog()
-    loggers = [logging.getLogger(n) for n in ("jax._src.interpreters.pxla",
-                                              "jax._src.dispatch")]
-    for lg in loggers:
-        lg.addHandler(handler)
-    try:
-        with jax.log_compiles(True), pytest.raises(exc, match=match) as info:
-            call()
-    finally:
-        for lg in loggers:
-            lg.removeHandler(handler)
-    model_like = [n for n in handler.names if any(op in n for op in MODEL_COMPILES + forbid)]
+    with _compile_log() as names, pytest.raises(exc, match=match) as info:
+        call()
+    model_like = [n for n in names if any(op in n for op in MODEL_COMPILES + forbid)]
     assert not model_like, f"compiled {model_like} before rejecting the input"
     return info
+
+
+@pytest.fixture
+def compile_log():
+    """``with compile_log() as names:`` collects the names of the programs compiled in the
+    block (see :func:`_compile_log`)."""
+    return _compile_log
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ parameters by >1e-4 here).
 """
 
 import itertools
-import logging
 import warnings
 
 import jax
@@ -34,17 +33,6 @@ TRANS = np.full((K, K), 0.1) + 0.7 * np.eye(K)
 def _float64():
     with jax.enable_x64(True):
         yield
-
-
-class _CompileNames(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.names = []
-
-    def emit(self, record):
-        text = record.getMessage()
-        if text.startswith("Compiling "):
-            self.names.append(text.split()[1])
 
 
 def _gaussian_data(seed=0):
@@ -125,7 +113,7 @@ def test_log_likelihood_never_decreases(diag_pair):
     assert h[-1] > h[0] + 0.5      # and it did move (measured: -4.84 -> -2.86)
 
 
-def test_sticky_map_matches_hmmlearn_dirichlet_priors(diag_pair):
+def test_sticky_map_matches_hmmlearn_dirichlet_priors(diag_pair, compile_log):
     """MAP: our (start_prior, trans_prior + sticky κ I) is hmmlearn's (startprob_prior,
     transmat_prior) array; the objective then includes the log prior and never decreases."""
     X, _, _, p0 = diag_pair
@@ -137,21 +125,12 @@ def test_sticky_map_matches_hmmlearn_dirichlet_priors(diag_pair):
     ref.startprob_, ref.transmat_ = START, TRANS
     ref.means_, ref.covars_ = np.asarray(p0.emission.means[:, 0]), np.ones((K, D))
     _quiet_fit(ref, X, LENGTHS)
-    compiled = _CompileNames()
-    loggers = [logging.getLogger(n) for n in ("jax._src.interpreters.pxla",
-                                              "jax._src.dispatch")]
-    for lg in loggers:
-        lg.addHandler(compiled)
-    try:
-        with jax.log_compiles(True):
-            ours = hmm.fit(jax.random.key(0), X, K, lengths=LENGTHS, init_params=p0,
-                           max_iter=20, tol=0.0, reg_covar=0.0, start_prior=alpha,
-                           trans_prior=beta, sticky=kappa)
-    finally:
-        for lg in loggers:
-            lg.removeHandler(compiled)
+    with compile_log() as compiled:
+        ours = hmm.fit(jax.random.key(0), X, K, lengths=LENGTHS, init_params=p0,
+                       max_iter=20, tol=0.0, reg_covar=0.0, start_prior=alpha,
+                       trans_prior=beta, sticky=kappa)
     # priors are traced arguments: the second fit of the module's shapes compiles no fit
-    assert not [n for n in compiled.names if "fit" in n], [n for n in compiled.names if "fit" in n]
+    assert not [n for n in compiled if "fit" in n], [n for n in compiled if "fit" in n]
     np.testing.assert_allclose(ours.params.trans, ref.transmat_, atol=1e-5)
     np.testing.assert_allclose(ours.params.start, ref.startprob_, atol=1e-5)
     np.testing.assert_allclose(ours.params.emission.means[:, 0], ref.means_, atol=1e-5)

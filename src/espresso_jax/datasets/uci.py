@@ -129,6 +129,14 @@ def load_uci(name: str, data_dir: str | os.PathLike | None = None) -> UCIDataset
     )
 
 
+def check_dataset(ds: object, name: str = "ds") -> UCIDataset:
+    """Return ``ds`` if it is a :class:`UCIDataset`; TypeError naming ``name`` otherwise."""
+    if not isinstance(ds, UCIDataset):
+        raise TypeError(f"{name} must be a UCIDataset (datasets.uci.load_uci), got "
+                        f"{type(ds).__name__}")
+    return ds
+
+
 def standardized_split(ds: UCIDataset, i: int) -> UCISplit:
     """Split ``i`` of ``ds``, standardised with the training split's statistics (constant
     columns get std 1 so they stay finite)."""

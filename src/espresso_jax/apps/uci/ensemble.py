@@ -54,7 +54,7 @@ from espresso_jax.apps.uci.method import UCIMethod
 from espresso_jax.apps.uci.splits import stack_splits
 from espresso_jax.bnn import ensemble
 from espresso_jax.bnn.heteroscedastic import HeteroscedasticHead
-from espresso_jax.datasets.uci import UCIDataset
+from espresso_jax.datasets.uci import UCIDataset, check_dataset
 from espresso_jax.validation import check_int, check_key, check_positive, float_dtype
 
 __all__ = ["EnsembleHParams", "EnsembleResult", "ensemble_method", "run_table1", "main"]
@@ -192,9 +192,7 @@ def run_table1(key: jax.Array, ds: UCIDataset, *, n_members: int = 5,
     """
     start = time.perf_counter()
     key = check_key(key)
-    if not isinstance(ds, UCIDataset):
-        raise TypeError(f"ds must be a UCIDataset (datasets.uci.load_uci), got "
-                        f"{type(ds).__name__}")
+    ds = check_dataset(ds)
     n_members = check_int(n_members, "n_members", min_value=1)
     n_hidden = ds.n_hidden if n_hidden is None else check_int(n_hidden, "n_hidden",
                                                               min_value=1)

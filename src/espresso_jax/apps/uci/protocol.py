@@ -96,7 +96,7 @@ from espresso_jax.apps.uci.grid_search import (
 )
 from espresso_jax.apps.uci.method import PyTree, UCIMethod
 from espresso_jax.apps.uci.splits import StackedSplits, stack_splits
-from espresso_jax.datasets.uci import UCIDataset
+from espresso_jax.datasets.uci import UCIDataset, check_dataset
 from espresso_jax.parallel import shard_rows
 from espresso_jax.validation import check_int, check_key, check_positive
 
@@ -201,9 +201,7 @@ def run_protocol(key: jax.Array, ds: UCIDataset, method: UCIMethod, *,
     """
     start = time.perf_counter()
     key = check_key(key)
-    if not isinstance(ds, UCIDataset):
-        raise TypeError(f"ds must be a UCIDataset (datasets.uci.load_uci), got "
-                        f"{type(ds).__name__}")
+    ds = check_dataset(ds)
     if not isinstance(method, UCIMethod):
         raise TypeError(f"method must be a UCIMethod, got {type(method).__name__}")
     if not isinstance(optimizer, optax.GradientTransformation):
