@@ -62,3 +62,16 @@ def print_result(case: str, ours: float, peer: float, *, peer_name: str, unit: s
     row = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
            for k, v in row.items()}
     print("RESULT " + json.dumps(row), flush=True)
+
+
+def torch_mlp(sizes: tuple[int, ...]) -> Any:
+    """A PyTorch ``nn.Sequential`` of Linear layers of the given widths with ReLU between them
+    (none after the last): the peer networks of the benchmarks (torch imported on call)."""
+    from torch import nn
+
+    layers: list[Any] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)

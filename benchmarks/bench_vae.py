@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from _common import print_machine, print_result
+from _common import print_machine, print_result, torch_mlp
 from espresso_jax import train
 from espresso_jax.datasets import load_mnist
 from espresso_jax.nn import vae
@@ -60,14 +60,6 @@ def torch_runner(X: np.ndarray, epochs: int):
     data = torch.from_numpy(X)
     n = data.shape[0]
 
-    def mlp(sizes):
-        layers = []
-        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-            layers.append(nn.Linear(a, b))
-            if i < len(sizes) - 2:
-                layers.append(nn.ReLU())
-        return nn.Sequential(*layers)
-
     def neg_elbo(encoder, decoder, x):
         h = encoder(x)
         mu, logvar = h[:, :LATENT], h[:, LATENT:]
@@ -81,8 +73,8 @@ def torch_runner(X: np.ndarray, epochs: int):
     def run():
         # every run starts from a fresh model, as ours does (same number of steps)
         torch.manual_seed(0)
-        encoder = mlp((784, *HIDDEN, 2 * LATENT))
-        decoder = mlp((LATENT, *HIDDEN[::-1], 784))
+        encoder = torch_mlp((784, *HIDDEN, 2 * LATENT))
+        decoder = torch_mlp((LATENT, *HIDDEN[::-1], 784))
         optimizer = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=LR)
         elbo = None
         for _ in range(epochs):

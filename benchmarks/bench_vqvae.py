@@ -24,7 +24,7 @@ import jax
 import numpy as np
 import optax
 
-from _common import print_machine, print_result
+from _common import print_machine, print_result, torch_mlp
 from espresso_jax.datasets import load_mnist
 from espresso_jax.nn import vqvae
 
@@ -52,14 +52,6 @@ def torch_runner(X: np.ndarray, epochs: int):
     data = torch.from_numpy(X)
     n = data.shape[0]
 
-    def mlp(sizes):
-        layers = []
-        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-            layers.append(nn.Linear(a, b))
-            if i < len(sizes) - 2:
-                layers.append(nn.ReLU())
-        return nn.Sequential(*layers)
-
     def loss_fn(encoder, decoder, codebook, x):
         z_e = encoder(x).reshape(x.shape[0], L, D)
         dist = (codebook * codebook).sum(-1) - 2.0 * z_e @ codebook.T     # (M, L, K)
@@ -72,8 +64,8 @@ def torch_runner(X: np.ndarray, epochs: int):
 
     def run():
         torch.manual_seed(0)
-        encoder = mlp((784, *HIDDEN, L * D))
-        decoder = mlp((L * D, *HIDDEN[::-1], 784))
+        encoder = torch_mlp((784, *HIDDEN, L * D))
+        decoder = torch_mlp((L * D, *HIDDEN[::-1], 784))
         codebook = nn.Parameter(torch.randn(K, D))
         optimizer = torch.optim.Adam([*encoder.parameters(), *decoder.parameters(), codebook],
                                      lr=LR)
