@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from espresso_jax import datasets, fully_bayes, linear, mixture, prob
 from espresso_jax.apps import viz
 from espresso_jax.apps.report import Report
+from espresso_jax.apps.tour_baselines import SECTIONS as BASELINES_SECTIONS
 from espresso_jax.apps.tour_deep import SECTIONS as DEEP_SECTIONS
 from espresso_jax.validation import check_int
 
@@ -352,6 +353,7 @@ SECTIONS: dict[str, Callable[[jax.Array, Report, bool], None]] = {
     "kmeans": _section_kmeans,
     "pca": _section_pca,
     **DEEP_SECTIONS,
+    **BASELINES_SECTIONS,
 }
 
 
