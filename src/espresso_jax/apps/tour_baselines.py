@@ -1,4 +1,4 @@
-"""The tour's baselines section: the leaderboard's methods side by side on two small studies.
+"""The tour's baselines sections: the leaderboard's methods side by side on two small studies.
 
 * **1-D gap toy** (:func:`espresso_jax.apps.experiments.bnn_toys.gap_data`: ``sin(3x)`` plus
   noise observed outside :data:`~espresso_jax.apps.experiments.bnn_toys.GAP`): every method of

@@ -1,7 +1,9 @@
 """Distances between two 1-D Gaussian-mixture predictives, one test input at a time: the
 agreement of an approximate method's predictive with the NUTS posterior predictive
-(Izmailov et al. 2021 compare approximate and HMC predictives the same way: agreement of the
-predictions and a distance between the predictive distributions).
+(Izmailov et al. 2021 compare approximate predictives with HMC's by the agreement of their
+predictions and a distance between the predictive distributions, top-1 agreement and total
+variation for classifiers; these are the regression analogues: the gap between predictive
+means, in :mod:`~espresso_jax.apps.leaderboard.scores`, and W1 / TV between the densities).
 
 Both predictives are equal-weight mixtures ``1/T sum_t N(m_t, v_t)``. On a grid of ``K``
 points spanning every component of both mixtures (``[min(m - 8 s), max(m + 8 s)]`` over the
