@@ -152,12 +152,12 @@ def test_leaderboard_command_quick(tmp_path):
 
     out = tmp_path / "lb"
     # one method keeps the CPU cost down (compiles dominate); the default test runs two
-    assert main(["leaderboard", "--quick", "--methods", "mc_dropout", "--out", str(out),
+    assert main(["leaderboard", "--quick", "--methods", "deterministic", "--out", str(out),
                  "--cache", str(tmp_path / "cache")]) == 0
     data = json.loads((out / "leaderboard.json").read_text())
-    assert {r["method"] for r in data["rows"]} == {"nuts", "mc_dropout"}
+    assert {r["method"] for r in data["rows"]} == {"nuts", "deterministic"}
     assert data["settings"]["n_splits"] == 2 and data["settings"]["sets"] == ["yacht"]
     assert (out / "leaderboard.png").stat().st_size > 0
     table = (out / "leaderboard.md").read_text()
-    assert "| yacht | mc_dropout | 2 |" in table and "| yacht | nuts | 2 |" in table
+    assert "| yacht | deterministic | 2 |" in table and "| yacht | nuts | 2 |" in table
     assert main(["leaderboard", "--quick", "--methods", "nope", "--out", str(out)]) == 2

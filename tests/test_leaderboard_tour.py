@@ -25,7 +25,8 @@ def test_baselines_section_quick(tmp_path):
             # MC dropout 0.09 in the gap and 0.21 on the data, BBB 0.21 and 0.37)
             assert m[f"{name}_gap_epistemic_std"] > 0.01
             assert m[f"{name}_data_epistemic_std"] > 0.01
-    for name in ROTATED_MODELS:
+    for name in ROTATED_MODELS[:2]:       # quick mode's models
         assert 0.0 <= m[f"{name}_auroc_rot90"] <= 1.0
         assert len(m[f"{name}_entropy_by_angle"]) == len(m["rotation_angles"]) == 13
+    assert f"{ROTATED_MODELS[2]}_auroc_rot90" not in m
     assert (out / "baselines_rotated_entropy.png").exists()
