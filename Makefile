@@ -102,3 +102,10 @@ clean:
 wheel: $(STAMP)
 	rm -f dist/espresso_jax-*
 	$(PY) -m build --outdir dist .
+
+## The UCI uncertainty leaderboard (issue 16): every registered method on the five small sets,
+## scored against the NUTS BNN predictive (cached in nuts_cache/); writes leaderboard/
+## leaderboard.{md,json,png}. LEADERBOARD_ARGS passes options, e.g. "--splits 2" or "--quick".
+.PHONY: leaderboard
+leaderboard: $(STAMP)
+	$(VENV)/bin/espresso-jax leaderboard --out leaderboard $(LEADERBOARD_ARGS)

@@ -11,6 +11,10 @@ lists the model's options.
 ``espresso-jax bench [--only NAME ...] [--quick]`` runs the benchmark scripts of a source
 checkout one at a time and prints their ratio table (:mod:`espresso_jax.apps.bench`).
 
+``espresso-jax leaderboard [--sets ...] [--methods ...] [--splits N] [--quick]`` runs the UCI
+uncertainty leaderboard, scored against the NUTS BNN predictive on the small sets, and writes
+``leaderboard.{md,json,png}`` (:mod:`espresso_jax.apps.leaderboard`).
+
 Errors are one line on stderr (``espresso-jax: error: ...``), exit status 2, no traceback, and
 nothing written; an unexpected exception (a bug) is reported the same way, and
 ``ESPRESSO_JAX_TRACEBACK=1`` shows its traceback instead.
@@ -153,7 +157,54 @@ def _parser() -> argparse.ArgumentParser:
                        help="show the scripts' own output")
     bench.add_argument("--json", default=None, metavar="FILE",
                        help="also write the collected rows to FILE (JSON)")
+    _add_leaderboard_parser(sub)
     return parser
+
+
+def _add_leaderboard_parser(sub) -> None:
+    lb = sub.add_parser("leaderboard", help="UCI uncertainty leaderboard scored against NUTS "
+                        "(Markdown + JSON + figure)")
+    lb.add_argument("--sets", nargs="+", default=None, metavar="SET",
+                    help="UCI data sets (default: the five small ones)")
+    lb.add_argument("--methods", nargs="+", default=None, metavar="NAME",
+                    help="methods (default: every one in apps/leaderboard/registry.py)")
+    lb.add_argument("--splits", type=int, default=None, help="first N splits (default all)")
+    lb.add_argument("--epochs", type=int, default=None,
+                    help="training epochs (default: the protocol's 10x the folder's)")
+    lb.add_argument("--samples", type=int, default=1000, help="MC samples of the predictive")
+    lb.add_argument("--no-nuts", action="store_true", help="skip the NUTS comparison")
+    lb.add_argument("--nuts-warmup", type=int, default=500)
+    lb.add_argument("--nuts-samples", type=int, default=300)
+    lb.add_argument("--nuts-chains", type=int, default=1)
+    lb.add_argument("--nuts-depth", type=int, default=8, help="NUTS max tree depth")
+    lb.add_argument("--cache", default="nuts_cache", help="NUTS predictive cache folder")
+    lb.add_argument("--quick", action="store_true", help="yacht, 2 splits, 5 epochs, 50 "
+                    "samples, a tiny NUTS run: same code paths, under a minute")
+    lb.add_argument("--out", default="leaderboard", help="output folder")
+    lb.add_argument("--seed", type=_seed, default=0, help="PRNG seed")
+
+
+def _run_leaderboard(args: argparse.Namespace) -> None:
+    from espresso_jax.apps.leaderboard.nuts_cache import NUTSSettings
+    from espresso_jax.apps.leaderboard.registry import METHODS, SMALL_SETS
+    from espresso_jax.apps.leaderboard.report import markdown_table, write_outputs
+    from espresso_jax.apps.leaderboard.runner import run_leaderboard
+
+    if args.quick:
+        args.sets, args.splits, args.epochs, args.samples = ["yacht"], 2, 5, 50
+        args.nuts_warmup, args.nuts_samples, args.nuts_depth = 20, 20, 4
+    sets = list(SMALL_SETS) if args.sets is None else args.sets
+    methods = list(METHODS) if args.methods is None else args.methods
+    nuts = None if args.no_nuts else NUTSSettings(
+        num_warmup=args.nuts_warmup, num_samples=args.nuts_samples,
+        num_chains=args.nuts_chains, max_tree_depth=args.nuts_depth, seed=args.seed)
+    result = run_leaderboard(args.seed, sets=sets, methods=methods,
+                             n_splits=args.splits, n_epochs=args.epochs,
+                             n_samples=args.samples, nuts=nuts, cache_dir=args.cache,
+                             log=lambda s: print(s, file=sys.stderr, flush=True))
+    out = write_outputs(result, args.out)
+    print(markdown_table(result["rows"]))
+    print(f"written to {out}/leaderboard.{{md,json,png}}")
 
 
 def _print_summary(report_dir: Path) -> None:
@@ -248,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
             _run_fit(args)
         elif args.command == "bench":
             return _run_bench(args)
+        elif args.command == "leaderboard":
+            _run_leaderboard(args)
     except (ValueError, TypeError, OSError, ArithmeticError) as err:
         print(f"{_PROG}: error: {_one_line(err)}", file=sys.stderr)
         return 2

@@ -22,6 +22,7 @@ from espresso_jax import datasets, fully_bayes, linear, mixture, prob
 from espresso_jax.apps import viz
 from espresso_jax.apps.report import Report
 from espresso_jax.apps.tour_active import SECTIONS as ACTIVE_SECTIONS
+from espresso_jax.apps.tour_baselines import SECTIONS as BASELINES_SECTIONS
 from espresso_jax.apps.tour_codes import SECTIONS as CODES_SECTIONS
 from espresso_jax.apps.tour_deep import SECTIONS as DEEP_SECTIONS
 from espresso_jax.apps.tour_hmm import SECTIONS as HMM_SECTIONS
@@ -358,6 +359,7 @@ SECTIONS: dict[str, Callable[[jax.Array, Report, bool], None]] = {
     **CODES_SECTIONS,
     **HMM_SECTIONS,
     **ACTIVE_SECTIONS,
+    **BASELINES_SECTIONS,
 }
 
 

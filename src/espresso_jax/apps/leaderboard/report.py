@@ -1,0 +1,73 @@
+"""Outputs of a leaderboard run (:func:`espresso_jax.apps.leaderboard.runner.run_leaderboard`):
+a Markdown table, the JSON of every number and one figure (per data set, each method's test NLL
+against its W1 distance to the NUTS predictive; NLL bars where NUTS did not run).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["COLUMNS", "markdown_table", "write_outputs"]
+
+COLUMNS = (("rmse", "RMSE"), ("nll", "NLL"), ("calibration", "cal. err."),
+           ("coverage_90", "cov. 90 %"), ("coverage_95", "cov. 95 %"),
+           ("mean_rmse_vs_nuts", "mean gap vs NUTS"), ("w1_vs_nuts", "W1 vs NUTS"),
+           ("tv_vs_nuts", "TV vs NUTS"))
+
+
+def _cell(row: dict[str, Any], key: str) -> str:
+    if key not in row:
+        return "–"
+    return f"{row[key]:.3f} ± {row[key + '_se']:.3f}"
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """The rows as one Markdown table (mean ± standard error over splits; wall time in s,
+    the whole protocol of the method on the set, NUTS: the sum of its sampling runs)."""
+    head = ["data set", "method", "splits"] + [label for _, label in COLUMNS] + ["wall s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["dataset"], r["method"], str(r["n_splits"])]
+        cells += [_cell(r, k) for k, _ in COLUMNS] + [f"{r['wall_time_s']:.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _figure(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    sets = sorted({r["dataset"] for r in rows})
+    fig, axes = plt.subplots(1, len(sets), figsize=(3.2 * len(sets), 3.0), squeeze=False)
+    for ax, name in zip(axes[0], sets, strict=True):
+        rs = [r for r in rows if r["dataset"] == name]
+        with_w1 = [r for r in rs if "w1_vs_nuts" in r]
+        if with_w1:
+            for r in with_w1:
+                ax.errorbar(r["w1_vs_nuts"], r["nll"], xerr=r["w1_vs_nuts_se"],
+                            yerr=r["nll_se"], fmt="o", label=r["method"])
+            nuts = [r for r in rs if r["method"] == "nuts"]
+            if nuts:
+                ax.axhline(nuts[0]["nll"], color="k", ls="--", lw=1, label="nuts")
+            ax.set_xlabel("W1 to NUTS predictive")
+        else:
+            ax.bar(range(len(rs)), [r["nll"] for r in rs], yerr=[r["nll_se"] for r in rs],
+                   tick_label=[r["method"] for r in rs])
+        ax.set_title(name)
+        ax.set_ylabel("test NLL")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_outputs(result: dict[str, Any], out_dir: str | Path) -> Path:
+    """Write ``leaderboard.md``, ``leaderboard.json`` and ``leaderboard.png`` under
+    ``out_dir`` (created); returns it."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "leaderboard.md").write_text(markdown_table(result["rows"]))
+    (out / "leaderboard.json").write_text(json.dumps(result, indent=2))
+    _figure(result["rows"], out / "leaderboard.png")
+    return out
