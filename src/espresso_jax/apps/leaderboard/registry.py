@@ -10,7 +10,11 @@ from collections.abc import Callable
 from espresso_jax.apps.uci.bbb import bbb_method
 from espresso_jax.apps.uci.deterministic import deterministic_method
 from espresso_jax.apps.uci.dropout import dropout_method
+from espresso_jax.apps.uci.ensemble import ensemble_method
+from espresso_jax.apps.uci.laplace import laplace_method
 from espresso_jax.apps.uci.method import UCIMethod
+from espresso_jax.apps.uci.sgmcmc import sgmcmc_method
+from espresso_jax.apps.uci.swag import swag_method
 
 __all__ = ["METHODS", "SMALL_SETS", "get_method"]
 
@@ -18,6 +22,10 @@ METHODS: dict[str, Callable[[], UCIMethod]] = {
     "deterministic": deterministic_method,
     "mc_dropout": dropout_method,
     "bbb": bbb_method,
+    "deep_ensemble": ensemble_method,
+    "laplace": laplace_method,
+    "swag": swag_method,
+    "sgmcmc": sgmcmc_method,
 }
 
 SMALL_SETS = ("bostonHousing", "concrete", "energy", "wine-quality-red", "yacht")
