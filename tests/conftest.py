@@ -185,3 +185,21 @@ def dump_check_page(browser, tmp_path):
                        f"{proc.stderr[-500:]}")
         return json.loads(html.unescape(match.group(1)))
     return run
+
+
+# Test files whose single tests or module fixtures run longest (CPU seconds with `make test`'s
+# settings, 2026-12-06). pytest-xdist hands tests out in collection order, so files collected
+# last decide when the second worker falls idle; running these first leaves only short tests
+# for the end of the run. The order of the tests inside each file is kept.
+RUN_FIRST = ("test_tour_deep_sections.py",   # one module fixture, ~84 s
+             "test_parallel.py",              # a 4-device child process, ~29 s
+             "test_published_uci.py", "test_tour_sections.py", "test_examples.py",
+             "test_published_deep.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.path.name
+        return RUN_FIRST.index(name) if name in RUN_FIRST else len(RUN_FIRST)
+
+    items.sort(key=rank)   # stable: every other test keeps its place
