@@ -9,14 +9,12 @@ gets its own row (method ``nuts``).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import jax
-import numpy as np
 import optax
 
 from espresso_jax.apps.leaderboard.nuts_cache import NUTSSettings, nuts_predictive
@@ -24,6 +22,7 @@ from espresso_jax.apps.leaderboard.registry import SMALL_SETS, get_method
 from espresso_jax.apps.leaderboard.scores import agreement_scores, split_scores
 from espresso_jax.apps.uci.predictive import refit_predictive
 from espresso_jax.apps.uci.protocol import run_protocol
+from espresso_jax.apps.uci.splits import mean_se
 from espresso_jax.datasets.uci import UCI_NAMES, load_uci, standardized_split
 from espresso_jax.validation import check_int
 
@@ -37,11 +36,6 @@ order) used in the W1/TV quadrature, which costs ``n_test x components x grid`` 
 DEFAULT_NUTS = NUTSSettings()
 
 
-def _mean_se(values: Sequence[float]) -> tuple[float, float]:
-    v = np.asarray(values, np.float64)
-    return float(v.mean()), float(v.std() / math.sqrt(v.size))
-
-
 def summarize_rows(per_split: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (set, method): mean and standard error over splits of every score."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -52,7 +46,7 @@ def summarize_rows(per_split: list[dict[str, Any]]) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"dataset": ds_name, "method": method, "n_splits": len(rs)}
         for k in rs[0]["scores"]:
             vals = [r["scores"][k] for r in rs if k in r["scores"]]
-            row[k], row[k + "_se"] = _mean_se(vals)
+            row[k], row[k + "_se"] = mean_se(vals)
         row["wall_time_s"] = float(rs[0]["wall_time_s"])
         rows.append(row)
     return rows

@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import math
 import time
 from typing import NamedTuple
 
@@ -51,7 +50,7 @@ import optax
 
 from espresso_jax.apps.uci.grid_search import balanced_batch_size, evaluate
 from espresso_jax.apps.uci.method import UCIMethod
-from espresso_jax.apps.uci.splits import stack_splits
+from espresso_jax.apps.uci.splits import mean_se, stack_splits
 from espresso_jax.bnn import ensemble
 from espresso_jax.bnn.heteroscedastic import HeteroscedasticHead
 from espresso_jax.datasets.uci import UCIDataset, check_dataset
@@ -215,11 +214,10 @@ def run_table1(key: jax.Array, ds: UCIDataset, *, n_members: int = 5,
     rmse, ll = np.asarray(rmse, np.float64), np.asarray(ll, np.float64)
     if not (np.all(np.isfinite(rmse)) and np.all(np.isfinite(ll))):
         raise FloatingPointError(f"{ds.name}: non-finite test metrics (training diverged?)")
-    root = math.sqrt(S)
+    (rmse_mean, rmse_se), (ll_mean, ll_se) = mean_se(rmse), mean_se(ll)
     return EnsembleResult(
-        dataset=ds.name, rmse=rmse, log_likelihood=ll, rmse_mean=float(rmse.mean()),
-        rmse_se=float(rmse.std() / root), ll_mean=float(ll.mean()),
-        ll_se=float(ll.std() / root), wall_time=time.perf_counter() - start,
+        dataset=ds.name, rmse=rmse, log_likelihood=ll, rmse_mean=rmse_mean,
+        rmse_se=rmse_se, ll_mean=ll_mean, ll_se=ll_se, wall_time=time.perf_counter() - start,
         settings={"n_splits": S, "n_train": N, "n_test": int(data.y_test.shape[1]),
                   "n_members": n_members, "n_hidden": n_hidden, "n_epochs": n_epochs,
                   "batch_size": batch, "learning_rate": learning_rate,

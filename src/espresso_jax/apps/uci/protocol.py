@@ -77,7 +77,6 @@ References:
 from __future__ import annotations
 
 import functools
-import math
 import time
 from typing import Any, NamedTuple
 
@@ -95,7 +94,7 @@ from espresso_jax.apps.uci.grid_search import (
     train_grid,
 )
 from espresso_jax.apps.uci.method import PyTree, UCIMethod
-from espresso_jax.apps.uci.splits import StackedSplits, stack_splits
+from espresso_jax.apps.uci.splits import StackedSplits, mean_se, stack_splits
 from espresso_jax.datasets.uci import UCIDataset, check_dataset
 from espresso_jax.parallel import shard_rows
 from espresso_jax.validation import check_int, check_key, check_positive
@@ -160,11 +159,6 @@ def _advance(bar: Any, epoch: jax.Array) -> None:
 
 def _flatten2(tree):
     return jax.tree.map(lambda a: a.reshape((a.shape[0] * a.shape[1],) + a.shape[2:]), tree)
-
-
-def _mean_se(values: np.ndarray) -> tuple[float, float]:
-    values = np.asarray(values, dtype=np.float64)
-    return float(values.mean()), float(values.std() / math.sqrt(values.size))
 
 
 def run_protocol(key: jax.Array, ds: UCIDataset, method: UCIMethod, *,
@@ -279,8 +273,8 @@ def run_protocol(key: jax.Array, ds: UCIDataset, method: UCIMethod, *,
     rmse, ll = np.asarray(rmse, np.float64), np.asarray(ll, np.float64)
     if not (np.all(np.isfinite(rmse)) and np.all(np.isfinite(ll))):
         raise FloatingPointError(f"{ds.name}: non-finite test metrics (training diverged?)")
-    rmse_mean, rmse_se = _mean_se(rmse)
-    ll_mean, ll_se = _mean_se(ll)
+    rmse_mean, rmse_se = mean_se(rmse)
+    ll_mean, ll_se = mean_se(ll)
     return ProtocolResult(
         dataset=ds.name, method=method.name, rmse=rmse, log_likelihood=ll,
         rmse_mean=rmse_mean, rmse_se=rmse_se, ll_mean=ll_mean, ll_se=ll_se,

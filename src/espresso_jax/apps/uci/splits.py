@@ -6,6 +6,7 @@ splits. All splits of a data set have the same sizes; :func:`stack_splits` check
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -15,7 +16,7 @@ import numpy as np
 from espresso_jax.datasets.uci import UCIDataset, standardized_split
 from espresso_jax.validation import check_int, float_dtype
 
-__all__ = ["StackedSplits", "stack_splits"]
+__all__ = ["StackedSplits", "mean_se", "stack_splits"]
 
 
 class StackedSplits(NamedTuple):
@@ -49,3 +50,14 @@ def stack_splits(ds: UCIDataset, n_splits: int | None = None) -> StackedSplits:
     return StackedSplits(stack("X_train"), stack("y_train"), stack("X_test"), stack("y_test"),
                          jnp.asarray([s.y_mean for s in splits], dtype),
                          jnp.asarray([s.y_std for s in splits], dtype))
+
+
+def mean_se(values) -> tuple[float, float]:
+    """Mean and standard error over splits, ``(mean, population std / sqrt(S))`` in float64
+    (the reporting convention of the UCI reference code).
+
+    Args:
+        values: ``(S,)`` per-split numbers.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    return float(v.mean()), float(v.std() / math.sqrt(v.size))
