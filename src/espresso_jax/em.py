@@ -52,11 +52,15 @@ __all__ = ["EMModel", "EMResult", "StepwiseResult", "auto_chunk_bytes", "closed_
 
 AUTO_CHUNK_BYTES = 4 << 20
 """Fallback target size of one block's largest temporary under ``chunk_size="auto"`` on CPU,
-used where the platform reports no L2 cache size (see :func:`auto_chunk_bytes`)."""
+used where the platform reports no L2 cache size (see :func:`auto_chunk_bytes`). It was the
+fixed target before, tuned on a 2-core AMD EPYC (N = 100,000, D = 8, K = 16 GMM: 72 ms per
+iteration with one block, 32 ms with blocks of 2,000–10,000 rows, 1–5 MiB temporaries)."""
 
 
 AUTO_CHUNK_MIN_BYTES = 1 << 20
-"""Lower bound of :func:`auto_chunk_bytes`: smaller blocks pay the scan's per-block overhead."""
+"""Lower bound of :func:`auto_chunk_bytes`: a guard against thousands of tiny blocks (each pays
+the scan's per-block overhead) on a CPU with a small L2; on the Xeon blocks of 0.25–4 MiB cost
+the same CPU time."""
 
 AUTO_CHUNK_MAX_BYTES = 8 << 20
 """Upper bound of :func:`auto_chunk_bytes`: a larger block fits no core's private cache."""
