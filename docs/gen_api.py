@@ -32,10 +32,10 @@ PAGES = {
     "datasets": "Datasets",
     "conformal": "Conformal prediction: intervals and label sets",
     "parallel": "Data parallelism: row-sharded data over a device mesh",
-    "support": "Support: validation, network checks, scaling, I/O, interop",
+    "support": "Support: validation, network checks, scaling, I/O, interop, CPU caches",
     "apps": "Applications: CLI, tour, report, plots, experiments, UCI protocol",
 }
-SUPPORT = {"validation", "netcheck", "scaling", "io", "interop"}
+SUPPORT = {"validation", "netcheck", "scaling", "io", "interop", "cpu_cache"}
 
 
 def public_modules() -> list:

@@ -170,7 +170,7 @@ def test_resolve_chunk_size():
     assert em.resolve_chunk_size("auto", 1000, 512) is None
     rows = em.resolve_chunk_size("auto", 100_000, 512)          # 16 × 8 float32 per row
     n_chunks = -(-100_000 // rows)
-    assert rows * 512 <= 1.01 * em.AUTO_CHUNK_BYTES
+    assert rows * 512 <= 1.01 * em.auto_chunk_bytes()
     assert 0 <= n_chunks * rows - 100_000 < n_chunks             # padding < one row per block
     with pytest.raises(ValueError, match="chunk_size must be a positive int, None or 'auto'"):
         em.resolve_chunk_size("big", 10, 8)
@@ -197,3 +197,40 @@ def test_iterate_records_history_and_stops_on_done():
     fields = em.closed_form(jnp.float32)
     assert fields["history"].shape == (0,) and int(fields["n_iter"]) == 0
     assert bool(fields["converged"])
+
+
+def test_cpu_cache_sizes_from_sysfs_and_the_auto_rule(tmp_path, monkeypatch):
+    """``cpu_cache.read_sysfs`` reads a sysfs cache folder (data and unified caches by level,
+    instruction caches skipped, unreadable entries ignored); ``em.auto_chunk_bytes`` is the L2
+    size clipped to [1, 8] MiB, 4 MiB without an L2; ``resolve_chunk_size("auto")`` sizes
+    blocks from it; on Linux the running CPU's sizes are read (issue 14)."""
+    from espresso_jax import cpu_cache
+
+    assert cpu_cache.parse_cache_size("48K") == 48 * 1024
+    assert cpu_cache.parse_cache_size("2048K\n") == 2 << 20
+    assert cpu_cache.parse_cache_size("32M") == 32 << 20
+    assert cpu_cache.parse_cache_size("512") == 512
+    with pytest.raises(ValueError, match="cache size"):
+        cpu_cache.parse_cache_size("big")
+    entries = [("1", "Data", "48K"), ("1", "Instruction", "32K"), ("2", "Unified", "2048K"),
+               ("3", "Unified", "300M"), ("4", "Unified", "junk")]
+    for i, (level, kind, size) in enumerate(entries):
+        folder = tmp_path / f"index{i}"
+        folder.mkdir()
+        for name, text in (("level", level), ("type", kind), ("size", size)):
+            (folder / name).write_text(text + "\n")
+    assert cpu_cache.read_sysfs(tmp_path) == {1: 48 << 10, 2: 2 << 20, 3: 300 << 20}
+    assert cpu_cache.read_sysfs(tmp_path / "missing") == {}
+
+    for caches, target in (({1: 48 << 10, 2: 2 << 20}, 2 << 20), ({2: 256 << 10}, 1 << 20),
+                           ({2: 32 << 20}, 8 << 20), ({1: 48 << 10}, 4 << 20), ({}, 4 << 20)):
+        monkeypatch.setattr(em, "cache_sizes", lambda caches=caches: caches)
+        assert em.auto_chunk_bytes() == target, caches
+        if jax.default_backend() == "cpu":
+            rows = em.resolve_chunk_size("auto", 100_000, 512)
+            per_block = target // 512                              # rows of one target block
+            assert -(-100_000 // rows) == -(-100_000 // per_block)  # as many balanced blocks
+    monkeypatch.undo()
+    if cpu_cache.read_sysfs():                                   # Linux: the running CPU
+        assert cpu_cache.cache_sizes() == cpu_cache.read_sysfs()
+        assert cpu_cache.cache_sizes().get(2, 0) > 0

@@ -112,13 +112,16 @@ def test_fit_loop_eval_every_must_be_positive():
 
 # ------------------------------------------------------------------------------ EM engine
 
-def test_auto_chunk_targets_4_mib_and_one_block_when_it_fits():
-    """On CPU ``chunk_size="auto"`` aims at 4 MiB blocks (``AUTO_CHUNK_BYTES = 4 << 20``):
-    1024 bytes a row gives 4096-row blocks; balanced blocks for 10,000 rows are 3 x 3334; with
-    exactly 4096 rows one block (``None``) covers them."""
+def test_auto_chunk_targets_4_mib_and_one_block_when_it_fits(monkeypatch):
+    """On CPU ``chunk_size="auto"`` aims at 4 MiB blocks (``AUTO_CHUNK_BYTES = 4 << 20``)
+    where the platform reports no cache sizes: 1024 bytes a row gives 4096-row blocks;
+    balanced blocks for 10,000 rows are 3 x 3334; with exactly 4096 rows one block (``None``)
+    covers them. (The rule from the CPU's caches: ``tests/test_em.py``.)"""
     if jax.default_backend() != "cpu":
         pytest.skip("auto chunking is CPU only")
+    monkeypatch.setattr(em, "cache_sizes", dict)          # a platform that reports no caches
     assert em.AUTO_CHUNK_BYTES == 4 * 1024 * 1024
+    assert em.auto_chunk_bytes() == em.AUTO_CHUNK_BYTES
     assert em.resolve_chunk_size("auto", 10_000, 1024) == 3334
     assert em.resolve_chunk_size("auto", 4096, 1024) is None
     assert em.resolve_chunk_size("auto", 4097, 1024) == 2049

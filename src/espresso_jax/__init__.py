@@ -14,6 +14,7 @@ from importlib import metadata as _metadata
 from espresso_jax import (
     bnn,
     conformal,
+    cpu_cache,
     datasets,
     em,
     fully_bayes,
@@ -38,6 +39,6 @@ try:
     __version__ = _metadata.version("espresso_jax")
 except _metadata.PackageNotFoundError:  # the source tree on sys.path, never installed
     __version__ = "0+unknown"
-__all__ = ["bnn", "conformal", "datasets", "em", "fully_bayes", "hmm", "interop", "io", "linear",
-           "metrics", "mixture", "netcheck", "nn", "parallel", "prob", "scaling", "train",
-           "validation", "__version__"]
+__all__ = ["bnn", "conformal", "cpu_cache", "datasets", "em", "fully_bayes", "hmm", "interop",
+           "io", "linear", "metrics", "mixture", "netcheck", "nn", "parallel", "prob", "scaling",
+           "train", "validation", "__version__"]

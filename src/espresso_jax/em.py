@@ -43,16 +43,47 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from espresso_jax.cpu_cache import cache_sizes
 from espresso_jax.validation import check_int, check_key, check_positive, is_traced
 
-__all__ = ["EMModel", "EMResult", "StepwiseResult", "closed_form", "fit_em", "fit_stepwise_em",
-           "iterate",
+__all__ = ["EMModel", "EMResult", "StepwiseResult", "auto_chunk_bytes", "closed_form", "fit_em",
+           "fit_stepwise_em", "iterate",
            "pad_rows", "resolve_chunk_size", "select_best", "sum_blocks", "sum_stats"]
 
 AUTO_CHUNK_BYTES = 4 << 20
-"""Target size of one block's largest temporary under ``chunk_size="auto"`` on CPU: small
-enough to stay in cache. Measured on 2 cores (N = 100,000, D = 8, K = 16 GMM): 72 ms per
-iteration with one block, 32 ms with blocks of 2,000–10,000 rows (1–5 MiB temporaries)."""
+"""Fallback target size of one block's largest temporary under ``chunk_size="auto"`` on CPU,
+used where the platform reports no L2 cache size (see :func:`auto_chunk_bytes`). It was the
+fixed target before, tuned on a 2-core AMD EPYC (N = 100,000, D = 8, K = 16 GMM: 72 ms per
+iteration with one block, 32 ms with blocks of 2,000–10,000 rows, 1–5 MiB temporaries)."""
+
+
+AUTO_CHUNK_MIN_BYTES = 1 << 20
+"""Lower bound of :func:`auto_chunk_bytes`: a guard against thousands of tiny blocks (each pays
+the scan's per-block overhead) on a CPU with a small L2; on the Xeon blocks of 0.25–4 MiB cost
+the same CPU time."""
+
+AUTO_CHUNK_MAX_BYTES = 8 << 20
+"""Upper bound of :func:`auto_chunk_bytes`: a larger block fits no core's private cache."""
+
+
+def auto_chunk_bytes() -> int:
+    """Target size in bytes of one E-step block's largest temporary under ``chunk_size="auto"``
+    on CPU: the size of the running CPU's L2 cache (private to a core on current x86 and ARM
+    servers; :func:`espresso_jax.cpu_cache.cache_sizes`, read once per process), clipped to
+    ``[AUTO_CHUNK_MIN_BYTES, AUTO_CHUNK_MAX_BYTES]`` (1 to 8 MiB); :data:`AUTO_CHUNK_BYTES`
+    (4 MiB) where the platform reports no L2 size.
+
+    Why the L2: an E-step block is bound by memory traffic over its ``(B, K, D)`` temporaries
+    (rows in each component's frame), and XLA splits each block's rows between the cores, so
+    a block whose largest temporary is one L2 leaves each core half its L2 for that temporary
+    and the rest for the block's other arrays. Measured on a 2-core Intel Xeon (L2 2 MiB per
+    core) with ``benchmarks/gmm_chunk_sweep.py``: see ``benchmarks/RESULTS.md``.
+    """
+    l2 = cache_sizes().get(2, 0)
+    if l2 <= 0:
+        return AUTO_CHUNK_BYTES
+    return min(max(l2, AUTO_CHUNK_MIN_BYTES), AUTO_CHUNK_MAX_BYTES)
+
 
 Params = Any
 Stats = Any
@@ -126,9 +157,10 @@ def resolve_chunk_size(chunk_size: int | str | None, n_rows: int,
 
     Args:
         chunk_size: rows per E-step block, ``None`` (all rows in one block) or ``"auto"``:
-            on CPU, blocks whose largest temporary is about :data:`AUTO_CHUNK_BYTES` (a
-            cache-sized block is faster than one huge pass, which is memory-bound); on an
-            accelerator, one block (its parallelism wants the whole batch).
+            on CPU, blocks whose largest temporary is about :func:`auto_chunk_bytes` (the
+            CPU's L2 cache: a cache-sized block is faster than one huge pass, which is
+            memory-bound); on an accelerator, one block (its parallelism wants the whole
+            batch).
         n_rows: number of data rows.
         bytes_per_row: bytes of the largest per-row temporary (e.g. ``K · D · itemsize``).
 
@@ -144,7 +176,7 @@ def resolve_chunk_size(chunk_size: int | str | None, n_rows: int,
                              f"{chunk_size!r}")
         if jax.default_backend() != "cpu":
             return None
-        rows = max(256, AUTO_CHUNK_BYTES // max(1, bytes_per_row))
+        rows = max(256, auto_chunk_bytes() // max(1, bytes_per_row))
         if rows >= n_rows:
             return None
         n_chunks = -(-n_rows // rows)
