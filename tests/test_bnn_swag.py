@@ -109,16 +109,21 @@ def test_sampling_covariance_equals_the_formula(recorded, x64):
                                2.0 * np.diag(var), rtol=1e-6, atol=1e-12)
     n_draws = 40_000
     keys = jax.random.split(jax.random.key(3), n_draws)
-    for kw, target in (({}, cov),
-                       ({"scale": 2.0, "diagonal_only": True},
-                        2.0 * np.diag(var))):
-        draws = jax.vmap(lambda k, kw=kw: swag.sample(k, m, **kw))(keys)
+    cases = [(kw, target, many) for kw, target in
+             (({}, cov), ({"scale": 2.0, "diagonal_only": True}, 2.0 * np.diag(var)))
+             for many in (False, True)]
+    for kw, target, many in cases:
+        # sample vmapped over keys, and sample_many's batched draws (same distribution)
+        draws = (swag.sample_many(jax.random.key(4), m, n_draws, **kw) if many else
+                 jax.vmap(lambda k, kw=kw: swag.sample(k, m, **kw))(keys))
         flat = np.asarray(jax.vmap(lambda p: ravel_pytree(p)[0])(draws))
         emp = np.cov(flat.T)
         # normal-theory standard error of a sample covariance entry:
-        # sqrt((S_ii S_jj + S_ij^2) / n); 5 of them over the 64 entries (key 3: at most 2.8)
+        # sqrt((S_ii S_jj + S_ij^2) / n); 5 of them over the 64 entries (key 3: at most 2.8;
+        # sample_many, key 4: at most 3.2)
         se = np.sqrt((np.outer(np.diag(target), np.diag(target)) + target ** 2) / n_draws)
-        assert np.all(np.abs(emp - target) <= 5 * se + 1e-15), np.max(np.abs(emp - target) / se)
+        z = np.max(np.abs(emp - target) / np.where(se > 0, se, np.inf))
+        assert np.all(np.abs(emp - target) <= 5 * se + 1e-15), z
         assert np.all(np.abs(flat.mean(0) - mean) <= 5 * np.sqrt(np.diag(target) / n_draws))
     # fewer iterates than columns: K' = n columns (here 2, divisor 1), the rest are zero
     partial = swag.init({"w": jnp.zeros(3)}, 5)
@@ -348,6 +353,10 @@ def test_bad_input_raises_naming_the_argument():
     state = swag.init({"w": jnp.zeros(3)}, 2)
     with pytest.raises(ValueError, match="scale"):
         swag.sample(jax.random.key(0), state, scale=-1.0)
+    with pytest.raises(ValueError, match="n_samples"):
+        swag.sample_many(jax.random.key(0), state, 0)
+    with pytest.raises(ValueError, match="scale"):
+        swag.sample_many(jax.random.key(0), state, 2, scale=0.0)
     with pytest.raises(ValueError, match="states"):
         swag_fit.sample_models(jax.random.key(0), state, 4)
     with pytest.raises(ValueError, match="n_samples"):

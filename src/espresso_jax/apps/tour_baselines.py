@@ -6,9 +6,10 @@
   leaderboard runs them: same network, loss, predictive; one grid point, the first of the
   toy's grid, noise precision ``1 / 0.1^2``) is trained by the protocol's compiled
   :func:`~espresso_jax.apps.uci.grid_search.train_grid`, and its epistemic band (std over the
-  predictive samples of the mean) and total band are drawn over ``[-1.5, 1.5]``; the metrics
-  give the epistemic std in the gap against on the data. A method registered there appears
-  here with no change.
+  predictive samples of the mean; for Laplace's linearised predictive, one Gaussian per point,
+  the GLM variance of the network output ``J Σ Jᵀ``) and total band are drawn over
+  ``[-1.5, 1.5]``; the metrics give the epistemic std in the gap against on the data. A method
+  registered there appears here with no change.
 * **Rotated digit** (Gal & Ghahramani 2016, Fig. 4):
   :func:`~espresso_jax.apps.experiments.bnn_mnist.train_mnist_models` for the models of
   :data:`ROTATED_MODELS`, the predictive entropy of a test '1' rotated from 0 to 180 degrees
@@ -36,6 +37,7 @@ from espresso_jax.apps.experiments.bnn_toys import GAP, gap_data
 from espresso_jax.apps.leaderboard.registry import METHODS
 from espresso_jax.apps.report import Report
 from espresso_jax.apps.uci.grid_search import train_grid
+from espresso_jax.apps.uci.laplace import LaplaceState
 from espresso_jax.datasets.bundled import load_mnist
 from espresso_jax.datasets.uci import UCIDataset
 
@@ -89,8 +91,15 @@ def gap_bands(key: jax.Array, *, n_epochs: int = 600, n_samples: int = 100,
         means = np.asarray(means, np.float64) * y_std + y_mean                # (T, G)
         noise_var = np.broadcast_to(1.0 / np.asarray(precisions, np.float64),
                                     means.shape) * y_std ** 2
+        epistemic, aleatoric = means.var(0), noise_var.mean(0)
+        if isinstance(params, LaplaceState) and means.shape[0] == 1:
+            # GLM predictive: one Gaussian N(f, J Σ Jᵀ + 1/τ) per point; its epistemic part
+            # is J Σ Jᵀ, the variance minus the fit's noise variance 1/τ
+            noise = y_std ** 2 / float(params.fit.noise_precision)
+            epistemic, aleatoric = np.clip(aleatoric - noise, 0.0, None), np.full_like(
+                aleatoric, noise)
         out[name] = {"x": x, "y": y, "x_grid": x_grid, "mean": means.mean(0),
-                     "epistemic": means.var(0), "aleatoric": noise_var.mean(0)}
+                     "epistemic": epistemic, "aleatoric": aleatoric}
     return out
 
 

@@ -57,7 +57,8 @@ from espresso_jax import train
 from espresso_jax.validation import check_int, check_positive
 
 __all__ = ["SWAGState", "init", "update", "collect", "swa_params", "diagonal_variance",
-           "second_moment", "deviation_matrix", "covariance", "sample", "check_rank"]
+           "second_moment", "deviation_matrix", "covariance", "sample", "sample_many",
+           "check_rank"]
 
 PyTree = Any
 
@@ -226,9 +227,28 @@ def covariance(state: SWAGState, *, scale: float = 1.0, diagonal_only: bool = Fa
     return 0.5 * scale * (jnp.diag(var) + low_rank)
 
 
+def _combine(state: SWAGState, z1: jax.Array, z2: jax.Array, scale: float,
+             diagonal_only: bool) -> tuple[jax.Array, Callable[..., PyTree]]:
+    """Flat weight draws from standard normals ``z1 (..., P)`` and ``z2 (..., K)``."""
+    mean, var, cols, unravel = _flat(state)
+    lead = (1,) * (z1.ndim - 1)                     # explicit broadcast over the draws
+    mean, std = mean.reshape(lead + mean.shape), jnp.sqrt(var).reshape(lead + var.shape)
+    if diagonal_only:
+        return mean + jnp.sqrt(jnp.asarray(scale, mean.dtype)) * std * z1, unravel
+    k = jnp.maximum(_n_columns(state, cols.shape[0]) - 1, 1).astype(mean.dtype)
+    half = jnp.asarray(0.5 * scale, mean.dtype)
+    return mean + jnp.sqrt(half) * (std * z1 + (z2 @ cols) / jnp.sqrt(k)), unravel
+
+
+def _shapes(state: SWAGState) -> tuple[int, int, Any]:
+    mean = ravel_pytree(state.mean)[0]
+    return mean.shape[0], jax.tree.leaves(state.deviations)[0].shape[0], mean.dtype
+
+
 def sample(key: jax.Array, state: SWAGState, *, scale: float = 1.0,
            diagonal_only: bool = False) -> PyTree:
-    """One weight sample in the structure of the parameters (pure; vmap over keys for many).
+    """One weight sample in the structure of the parameters (pure; vmap over keys for many,
+    or use :func:`sample_many`).
 
     ``theta_bar + sqrt(scale) (Sigma_diag^{1/2} z_1 / sqrt(2) + D z_2 / sqrt(2 (K' - 1)))``, or
     ``theta_bar + sqrt(scale) Sigma_diag^{1/2} z_1`` with ``diagonal_only`` (see the module
@@ -240,14 +260,36 @@ def sample(key: jax.Array, state: SWAGState, *, scale: float = 1.0,
         diagonal_only: SWAG-Diagonal.
     """
     scale = check_positive(scale, "scale")
-    mean, var, cols, unravel = _flat(state)
+    P, K, dtype = _shapes(state)
     k1, k2 = jax.random.split(key)
-    std = jnp.sqrt(var)
-    z1 = jax.random.normal(k1, mean.shape, mean.dtype)
-    if diagonal_only:
-        return unravel(mean + jnp.sqrt(jnp.asarray(scale, mean.dtype)) * std * z1)
-    rank = cols.shape[0]
-    k = jnp.maximum(_n_columns(state, rank) - 1, 1).astype(mean.dtype)
-    z2 = jax.random.normal(k2, (rank,), mean.dtype)
-    half = jnp.asarray(0.5 * scale, mean.dtype)
-    return unravel(mean + jnp.sqrt(half) * (std * z1 + (z2 @ cols) / jnp.sqrt(k)))
+    z1 = jax.random.normal(k1, (P,), dtype)
+    z2 = jnp.zeros((K,), dtype) if diagonal_only else jax.random.normal(k2, (K,), dtype)
+    flat, unravel = _combine(state, z1, z2, scale, diagonal_only)
+    return unravel(flat)
+
+
+def sample_many(key: jax.Array, state: SWAGState, n_samples: int, *, scale: float = 1.0,
+                diagonal_only: bool = False) -> PyTree:
+    """``n_samples`` independent draws of :func:`sample`'s distribution, leaves
+    ``(n_samples, ...)`` (pure; ``n_samples`` static).
+
+    All standard normals come from two ``jax.random.normal`` calls, ``(n_samples, P)`` and
+    ``(n_samples, K)``, instead of a key split and two draws per sample: the same distribution
+    (not the same numbers as vmapping :func:`sample` over split keys), and a program that
+    compiles several times faster on CPU (the random-bit generator is compiled once instead
+    of once per vmapped split; e.g. 1,000 draws of a 751-weight net inside a jitted
+    predictive: ~1 s of compile instead of ~5 s).
+
+    Args:
+        key: PRNG key. state: the :class:`SWAGState`. n_samples: draws (>= 1).
+        scale, diagonal_only: as :func:`sample`.
+    """
+    scale = check_positive(scale, "scale")
+    n_samples = check_int(n_samples, "n_samples", min_value=1)
+    P, K, dtype = _shapes(state)
+    k1, k2 = jax.random.split(key)
+    z1 = jax.random.normal(k1, (n_samples, P), dtype)
+    z2 = (jnp.zeros((n_samples, K), dtype) if diagonal_only
+          else jax.random.normal(k2, (n_samples, K), dtype))
+    flat, unravel = _combine(state, z1, z2, scale, diagonal_only)
+    return jax.vmap(unravel)(flat)

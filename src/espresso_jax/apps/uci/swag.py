@@ -15,7 +15,7 @@ trained weights, ``n_collect * epochs_per_collect`` further epochs of constant-r
 ``optax.sgd(learning_rate)`` (momentum optional) with SWAG moments collected after every
 ``epochs_per_collect`` epochs (:func:`espresso_jax.bnn.swag.collect`); its output, the
 :class:`~espresso_jax.bnn.swag.SWAGState`, is what ``predict`` receives. ``predict``: ``T``
-SWAG weight samples (:func:`espresso_jax.bnn.swag.sample`) give ``T`` predictive means, each
+SWAG weight samples (:func:`espresso_jax.bnn.swag.sample_many`) give ``T`` predictive means, each
 with noise precision ``tau``; the protocol scores their equal-weight mixture.
 
 References:
@@ -92,11 +92,8 @@ def _finalize(key, params, X, y, hparams, n_train, *, prior_precision, optimizer
 
 
 def _predict(key, moments, X, hparams, n_samples, *, scale, chunk_size):
-    def one(k):
-        return _forward(swag.sample(k, moments, scale=scale), X)
-
-    keys = jax.random.split(key, n_samples)
-    means = jax.lax.map(one, keys, batch_size=min(chunk_size, n_samples))
+    draws = swag.sample_many(key, moments, n_samples, scale=scale)
+    means = jax.lax.map(lambda p: _forward(p, X), draws, batch_size=min(chunk_size, n_samples))
     return means, jnp.asarray(hparams.tau, means.dtype)
 
 
@@ -109,8 +106,8 @@ def _standardize(hparams: SWAGHParams, y_std: jax.Array) -> SWAGHParams:
 
 
 @functools.lru_cache(maxsize=16)
-def swag_method(learning_rate: float = 0.01, momentum: float = 0.0, batch_size: int = 32,
-                n_collect: int = 20, rank: int = 10, epochs_per_collect: int = 1,
+def swag_method(learning_rate: float = 0.2, momentum: float = 0.0, batch_size: int = 32,
+                n_collect: int = 20, rank: int = 10, epochs_per_collect: int = 5,
                 prior_precision: float = 1.0, scale: float = 1.0,
                 chunk_size: int = 256) -> UCIMethod:
     """SWAG as a :class:`UCIMethod` (see the module docstring).
@@ -124,6 +121,17 @@ def swag_method(learning_rate: float = 0.01, momentum: float = 0.0, batch_size: 
         prior_precision: precision of the Gaussian prior on every weight (standardised units).
         scale: covariance scale of the samples (1: the paper's).
         chunk_size: samples evaluated together in prediction (memory bound).
+
+    Defaults: the SGD iterates' spread grows with the rate and needs steps to develop (at
+    equilibrium about ``rate / (2 B tau)`` per weight in the directions SGD has explored): with
+    the first defaults (rate 0.01, one epoch per iterate) the SWAG band on the tour's 80-point
+    gap toy (3 steps per epoch) was ~0.001 on the data (sd of the predictive means in the
+    target's units: the weights barely left the MAP); rate 0.2 and 5 epochs per iterate give
+    0.03-0.04 there (the order of ``0.1 sqrt(p / N)`` for noise sd 0.1, N = 80 points and a
+    few effective parameters p), and on bostonHousing (2 splits, seed 0) test RMSE 2.58 and
+    NLL 2.41 with no divergence. The collection
+    adds 100 epochs to the protocol's 400; on the small UCI sets the run is compile-bound, so
+    they cost little.
 
     The same arguments return the same object (cached), so protocol calls do not recompile.
 
