@@ -70,7 +70,7 @@ def dropout_pass(key: jax.Array, params: PyTree, X: jax.Array, rate: jax.Array) 
     offsets = np.cumsum((0, *widths))
     h = X
     for i, layer in enumerate(dense):
-        h = (h * masks[:, offsets[i]:offsets[i + 1]]) @ layer["kernel"] + layer["bias"]
+        h = (h * masks[:, offsets[i]:offsets[i + 1]]) @ layer["kernel"] + layer["bias"][None, :]
         if i < n_layers - 1:
             h = jax.nn.relu(h)
     return h
