@@ -3,6 +3,8 @@
     python benchmarks/bench_uci.py             # yacht, 20 splits x 12 grid points, 10x epochs
     python benchmarks/bench_uci.py --dataset bostonHousing
     python benchmarks/bench_uci.py --quick     # yacht, 2 splits, 20 epochs, T = 1,000 / 100
+    python benchmarks/bench_uci.py --dataset kin8nm --epochs 10 --n-samples 1000 \
+        --n-samples-val 100                      # throughput: GFLOP/s against the GEMM rate
 
 What is compared (one process, same data): the wall time of the protocol of Gal & Ghahramani
 (2016) on the standard splits (:mod:`espresso_jax.apps.uci.protocol`): per split, train one
@@ -35,10 +37,14 @@ drawn from a fresh permutation each epoch (remainder dropped); ``10 x`` the fold
 mean +- standard error over splits with their difference in standard errors.
 Goal: ours >= 5x faster than the PyTorch loop.
 
-On a CPU most of our compiled time is drawing the dropout masks with JAX's threefry PRNG (about
-1.5 M uniforms per step of the 240 vmapped networks); ``JAX_THREEFRY_PARTITIONABLE=0`` (the
-older, non-partitionable threefry; different random streams) drew them 2-2.5x faster on the
-development machine. The banner prints the setting in force.
+Throughput (issue 14): the script also prints the protocol's achieved GFLOP/s, counting the
+dense FLOPs of every network (``2 (d h + h)`` per row forward, 3x that per training row for
+forward + backward, forward only for the MC passes of validation and test) over the compiled
+protocol's median wall time, next to the machine's float32 GEMM rate measured in the same run
+(median of a 2048 x 2048 ``jnp.dot``) and the fraction of it the protocol sustains, and the
+CPU time (user + sys of this process) of each, since a loaded machine inflates wall times.
+The dropout masks and epoch permutations come from :mod:`espresso_jax.prob.fast_draws` (see
+``benchmarks/RESULTS.md`` for the profile that motivated them).
 
 References:
     Y. Gal and Z. Ghahramani. Dropout as a Bayesian approximation: representing model
@@ -55,6 +61,7 @@ import os
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -149,6 +156,41 @@ def torch_protocol(ds, *, n_splits: int, n_epochs: int, n_hidden: int, n_samples
 # --------------------------------------------------------------------------------- main
 
 
+def protocol_gflop(ds, res, n_splits: int, n_epochs: int, n_hidden: int) -> float:
+    """Dense GFLOP of one protocol run: training (forward + backward = 3x forward per row of
+    every step) of the grid networks and the refits, and the MC passes (forward) of
+    validation and test."""
+    st = res.settings
+    d = ds.X.shape[1]
+    forward = 2.0 * (d * n_hidden + n_hidden)          # per row, one output
+    n_grid = st["n_grid"]
+
+    def train(rows: int, batch: int, nets: int) -> float:
+        return 3.0 * forward * nets * n_epochs * (rows // batch) * batch
+
+    flops = (train(st["n_fit"], st["batch_size_fit"], n_splits * n_grid)
+             + train(st["n_train"], st["batch_size_refit"], n_splits)
+             + forward * n_splits * n_grid * st["n_samples_val"] * st["n_val"]
+             + forward * n_splits * st["n_samples"] * st["n_test"])
+    return flops / 1e9
+
+
+def gemm_rate(repeats: int, n: int = 2048) -> tuple[float, float]:
+    """Float32 GEMM ``(n, n) @ (n, n)`` in JAX: (GFLOP/s of the median wall time, GFLOP per
+    CPU-second of the median call)."""
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    mm = jax.jit(lambda x: x @ x)
+    mm(a).block_until_ready()
+    walls, cpus = [], []
+    for _ in range(max(5, repeats)):
+        c0, w0 = time.process_time(), time.perf_counter()
+        mm(a).block_until_ready()
+        cpus.append(time.process_time() - c0)
+        walls.append(time.perf_counter() - w0)
+    flop = 2.0 * n ** 3 / 1e9
+    return flop / float(np.median(walls)), flop / float(np.median(cpus))
+
+
 def _mean_se(values: np.ndarray) -> tuple[float, float]:
     values = np.asarray(values, np.float64)
     return float(values.mean()), float(values.std() / math.sqrt(values.size))
@@ -169,6 +211,8 @@ def main() -> None:
                         help="PyTorch intra-op threads (default 1, its fastest here)")
     parser.add_argument("--repeats", type=int, default=1,
                         help="runs of each side, alternating (ours: the first includes JIT)")
+    parser.add_argument("--compiled-repeats", type=int, default=5,
+                        help="further compiled runs of ours (median; throughput)")
     args = parser.parse_args()
 
     ds = load_uci(args.dataset)
@@ -215,9 +259,13 @@ def main() -> None:
         if hasattr(os, "getloadavg"):
             loads.append(os.getloadavg()[0])
 
-    start = time.perf_counter()
-    ours()   # compiled: same shapes, same optimizer and method objects
-    t_ours.append(time.perf_counter() - start)
+    c_ours = []
+    for _ in range(max(1, args.compiled_repeats)):
+        c0, start = time.process_time(), time.perf_counter()
+        ours()   # compiled: same shapes, same optimizer and method objects
+        t_ours.append(time.perf_counter() - start)
+        c_ours.append(time.process_time() - c0)
+    gemm_wall, gemm_cpu = gemm_rate(max(5, args.compiled_repeats))
     first, peer_time = t_ours[0], float(np.median(t_peer))
     r_o, r_o_se = res.rmse_mean, res.rmse_se
     l_o, l_o_se = res.ll_mean, res.ll_se
@@ -244,6 +292,19 @@ def main() -> None:
                  peer_name=f"PyTorch {torch.__version__} CPU loop", unit="s", goal=">= 5",
                  met=speedup >= 5)
     compiled = float(np.median(t_ours[1:]))
+    gflop = protocol_gflop(ds, res, n_splits, n_epochs, ds.n_hidden)
+    rate, rate_cpu = gflop / compiled, gflop / float(np.median(c_ours))
+    print(f"\nthroughput (compiled protocol, median of {len(c_ours)}): {gflop:.1f} GFLOP in "
+          f"{compiled:.2f} s wall / {float(np.median(c_ours)):.2f} s CPU = {rate:.2f} GFLOP/s "
+          f"({rate_cpu:.2f} GFLOP per CPU-s)")
+    print(f"float32 GEMM 2048^2 (same run, median): {gemm_wall:.1f} GFLOP/s "
+          f"({gemm_cpu:.1f} GFLOP per CPU-s)")
+    print(f"fraction of the GEMM rate: {rate / gemm_wall:.1%} wall, {rate_cpu / gemm_cpu:.1%} "
+          f"per CPU-s (goal >= 20%: {'met' if rate / gemm_wall >= 0.2 else 'NOT met'})")
+    print_result(f"UCI {ds.name} MC-dropout protocol, {n_splits} splits x {n_grid} grid, "
+                 f"{n_epochs} epochs: GFLOP/s vs float32 GEMM 2048^2 (same run)", rate,
+                 gemm_wall, peer_name="float32 GEMM (jnp.dot)", unit="GFLOP/s",
+                 ratio=rate / gemm_wall, goal=">= 0.2", met=rate / gemm_wall >= 0.2)
     print_result(f"UCI {ds.name} MC-dropout protocol, {n_splits} splits x {n_grid} grid, "
                  f"{n_epochs} epochs, T={n_samples}, ours compiled (no goal)", compiled,
                  peer_time, peer_name=f"PyTorch {torch.__version__} CPU loop", unit="s")

@@ -52,6 +52,24 @@ def test_epoch_visits_every_row_once():
     assert dropped.shape == (5, 8) and len(np.unique(np.asarray(dropped))) == 40
 
 
+def test_run_epochs_cuts_batches_from_the_given_permutation():
+    """``permutation=`` replaces jax.random.permutation: with the reversed order the batches
+    are consecutive rows from the end (the step records each batch's first row)."""
+    def reverse(key, n):
+        return jnp.arange(n - 1, -1, -1)
+
+    index = train.epoch_batches(jax.random.key(0), 10, 3, permutation=reverse)
+    np.testing.assert_array_equal(index, [[9, 8, 7], [6, 5, 4], [3, 2, 1]])
+
+    def step(state, batch):
+        return state, {"first": batch[0].astype(jnp.float32)}
+
+    _, metrics = jax.jit(lambda k: train.run_epochs(
+        k, step, jnp.zeros(()), jnp.arange(10), batch_size=5, n_epochs=2,
+        permutation=reverse))(jax.random.key(1))
+    np.testing.assert_array_equal(metrics["first"], [6.5, 6.5])   # mean of rows 9 and 4
+
+
 def test_step_matches_manual_sgd_update():
     """make_step applies exactly one optimiser update of the loss gradient."""
     X, y, _ = _linear_data(jax.random.key(0), n=16)

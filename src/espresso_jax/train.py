@@ -175,16 +175,20 @@ def _n_rows(data: PyTree) -> int:
     return sizes.pop()
 
 
-def epoch_batches(key: jax.Array, n_rows: int, batch_size: int) -> jax.Array:
-    """Row indices of one shuffled epoch, ``(n_rows // batch_size, batch_size)``."""
+def epoch_batches(key: jax.Array, n_rows: int, batch_size: int,
+                  permutation: Callable[[jax.Array, int], jax.Array] | None = None
+                  ) -> jax.Array:
+    """Row indices of one shuffled epoch, ``(n_rows // batch_size, batch_size)``, cut from
+    ``permutation(key, n_rows)`` (default ``jax.random.permutation``)."""
     n_batches = n_rows // batch_size
-    perm = jax.random.permutation(key, n_rows)
+    perm = (jax.random.permutation if permutation is None else permutation)(key, n_rows)
     return perm[: n_batches * batch_size].reshape(n_batches, batch_size)
 
 
 def run_epochs(key: jax.Array, step_fn: StepFn, state: Any, data: PyTree, *, batch_size: int,
                n_epochs: int, on_epoch: Callable[[jax.Array], None] | None = None,
-               batch_sharding: NamedSharding | None = None
+               batch_sharding: NamedSharding | None = None,
+               permutation: Callable[[jax.Array, int], jax.Array] | None = None
                ) -> tuple[Any, dict[str, jax.Array]]:
     """Run ``n_epochs`` shuffled epochs of ``step_fn`` (pure; jit and vmap it freely).
 
@@ -204,6 +208,10 @@ def run_epochs(key: jax.Array, step_fn: StepFn, state: Any, data: PyTree, *, bat
             :func:`espresso_jax.parallel.batch_sharding`): every leaf of the batch is
             constrained to it, so a gather from row-sharded data stays sharded and the step
             runs data-parallel. None: the compiler's choice (one device: none).
+        permutation: ``(key, n_rows) -> (n_rows,)`` random permutation drawing each epoch's
+            order (default ``jax.random.permutation``; e.g.
+            :func:`espresso_jax.prob.fast_draws.permutation`, the same distribution at a
+            third of the CPU cost).
 
     Returns:
         ``(state, metrics)`` with each metric averaged per epoch, ``(n_epochs,)``.
@@ -211,7 +219,7 @@ def run_epochs(key: jax.Array, step_fn: StepFn, state: Any, data: PyTree, *, bat
     n_rows = jax.tree.leaves(data)[0].shape[0]
 
     def one_epoch(state, epoch_key):
-        index = epoch_batches(epoch_key, n_rows, batch_size)
+        index = epoch_batches(epoch_key, n_rows, batch_size, permutation)
 
         def one_batch(state, rows):
             batch = jax.tree.map(lambda a: jnp.take(a, rows, axis=0), data)

@@ -7,6 +7,13 @@ values (Gal's, noise precisions in original units, standardised as ``tau * y_std
 units note of :mod:`espresso_jax.apps.uci.protocol`); predict: ``T`` dropout passes with
 precision ``tau``.
 
+Masks. Training and prediction run the network's stochastic pass as plain array code
+(:func:`dropout_pass`, the same math as ``DropoutMLP.apply(..., deterministic=False)``) with the
+masks of :func:`espresso_jax.prob.fast_draws.keep_masks` (a 32-bit hash word per entry
+compared with ``round(rate * 2**32)``, fused by XLA into the masked multiply) instead of a
+float32 uniform per entry: the same independent Bernoulli masks from another random stream,
+at a fraction of the CPU cost on the protocol's 240-network grid (``benchmarks/RESULTS.md``).
+
 References:
     Y. Gal and Z. Ghahramani. Dropout as a Bayesian approximation: representing model
     uncertainty in deep learning. ICML 2016.
@@ -21,12 +28,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from espresso_jax.apps.uci.method import UCIMethod
+from espresso_jax.apps.uci.method import PyTree, UCIMethod
 from espresso_jax.bnn import dropout
 from espresso_jax.datasets.uci import UCIDataset
+from espresso_jax.prob import fast_draws
 from espresso_jax.validation import check_int, check_positive, float_dtype
 
-__all__ = ["DropoutHParams", "dropout_method"]
+__all__ = ["DropoutHParams", "dropout_method", "dropout_pass"]
 
 
 class DropoutHParams(NamedTuple):
@@ -42,13 +50,46 @@ def _dropout_init(key, n_features, n_hidden):
     return module.init(key, x, 0.0, deterministic=True)
 
 
+def dropout_pass(key: jax.Array, params: PyTree, X: jax.Array, rate: jax.Array) -> jax.Array:
+    """One stochastic pass of a :class:`~espresso_jax.bnn.dropout.DropoutMLP` (input dropout,
+    ReLU hidden layers each followed by dropout, linear head) with
+    :func:`~espresso_jax.prob.fast_draws.keep_masks` masks, one mask row per input row.
+
+    Args:
+        key: mask key. params: DropoutMLP variables (``dense_0 ... dense_L``).
+        X: ``(m, d)`` inputs. rate: dropout rate (scalar, may be traced).
+
+    Returns:
+        ``(m, n_outputs)`` outputs.
+    """
+    layers = params["params"]
+    n_layers = len(layers)
+    dense = [layers[f"dense_{i}"] for i in range(n_layers)]
+    widths = [int(layer["kernel"].shape[0]) for layer in dense]
+    masks = fast_draws.keep_masks(key, (X.shape[0], sum(widths)), rate, X.dtype)
+    offsets = np.cumsum((0, *widths))
+    h = X
+    for i, layer in enumerate(dense):
+        h = (h * masks[:, offsets[i]:offsets[i + 1]]) @ layer["kernel"] + layer["bias"][None, :]
+        if i < n_layers - 1:
+            h = jax.nn.relu(h)
+    return h
+
+
 def _dropout_loss(params, batch, key, hparams, n_train, *, length_scale):
-    return dropout.regression_loss(params, batch, key, rate=hparams.rate, tau=hparams.tau,
-                                   n_train=n_train, length_scale=length_scale)
+    X, y = batch
+    pred = dropout_pass(key, params, X, hparams.rate)[:, 0]
+    decay = dropout.weight_decay(length_scale, hparams.rate, n_train,
+                                 hparams.tau).astype(pred.dtype)
+    return jnp.mean((y - pred) ** 2) + decay * dropout.kernel_l2(params)
 
 
 def _dropout_predict(key, params, X, hparams, n_samples, *, chunk_size):
-    means = dropout.mc_passes(key, params, X, hparams.rate, n_samples, chunk_size)[..., 0]
+    def one(k):
+        return dropout_pass(k, params, X, hparams.rate)[:, 0]
+
+    keys = jax.random.split(key, n_samples)
+    means = jax.lax.map(one, keys, batch_size=min(chunk_size, n_samples))
     return means, jnp.asarray(hparams.tau, means.dtype)
 
 
@@ -67,10 +108,11 @@ def _dropout_standardize(hparams: DropoutHParams, y_std: jax.Array) -> DropoutHP
 def dropout_method(length_scale: float = 1e-2, chunk_size: int = 256) -> UCIMethod:
     """MC dropout (Gal & Ghahramani 2016) as a :class:`UCIMethod`.
 
-    Network: :class:`espresso_jax.bnn.dropout.DropoutMLP` with one hidden layer; loss:
-    :func:`espresso_jax.bnn.dropout.regression_loss` (MSE + ``l^2 (1-p) / (2 N tau)`` times
-    the squared kernels); grid: dropout rates x tau values of the data folder (rate-major);
-    predict: ``T`` dropout passes with precision ``tau``.
+    Network: :class:`espresso_jax.bnn.dropout.DropoutMLP` with one hidden layer; loss: the
+    objective of :func:`espresso_jax.bnn.dropout.regression_loss` (MSE + ``l^2 (1-p) / (2 N
+    tau)`` times the squared kernels) on a :func:`dropout_pass`; grid: dropout rates x tau
+    values of the data folder (rate-major); predict: ``T`` :func:`dropout_pass` passes with
+    precision ``tau``.
 
     Args:
         length_scale: prior length-scale ``l`` (Gal's UCI code: 1e-2).

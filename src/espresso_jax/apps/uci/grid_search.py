@@ -19,6 +19,7 @@ from jax.typing import ArrayLike
 
 from espresso_jax import metrics, train
 from espresso_jax.apps.uci.method import PyTree, UCIMethod
+from espresso_jax.prob import fast_draws
 from espresso_jax.validation import check_int
 
 __all__ = ["balanced_batch_size", "train_config", "train_grid", "evaluate", "select_best"]
@@ -65,7 +66,8 @@ def train_config(key: jax.Array, method: UCIMethod, X: jax.Array, y: jax.Array,
     step = train.make_step(loss_fn, optimizer)
     state = train.init_state(step_key, params, optimizer)
     state, metrics = train.run_epochs(shuffle_key, step, state, (X, y), batch_size=batch_size,
-                                      n_epochs=n_epochs, on_epoch=on_epoch)
+                                      n_epochs=n_epochs, on_epoch=on_epoch,
+                                      permutation=fast_draws.permutation)
     params = state.params
     if method.finalize is not None:
         params = method.finalize(jax.random.fold_in(key, 3), params, X, y, hparams, n_train)
