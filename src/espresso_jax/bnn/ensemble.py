@@ -109,7 +109,7 @@ def clipped_adam(learning_rate: float = 0.1,
     so jitted training is not recompiled.
 
     With the bound, rate 0.1 no longer fails, but on the UCI Table 1 protocol it is still worse
-    than plain Adam at 0.01 on energy, kin8nm and yacht (``benchmarks/RESULTS.md``), so
+    than plain Adam at 0.01 on six of the nine sets (``benchmarks/RESULTS.md``), so
     :func:`fit_regression` and :func:`espresso_jax.apps.uci.ensemble.run_table1` default to
     ``clipped_adam(0.01, None)``, plain Adam at 0.01.
     """

@@ -36,9 +36,10 @@ Deviation: Adam's rate is 0.01, not the paper's fixed 0.1. At 0.1 some members f
 test RMSE 8.72 against the published 3.28); the cause is rare gradient spikes, which clipping
 the gradient's global norm to 10 removes (``clip_norm=10``,
 :func:`espresso_jax.bnn.ensemble.clipped_adam`), but with the bound rate 0.1 is still worse
-than 0.01 on energy, kin8nm and yacht. Also flax's default initialisation (the paper used
-Torch's, uniform within ``1/sqrt(fan_in)`` for weights and biases: on yacht at rate 0.1 with
-clipping it changed nothing beyond the spread over splits); minibatches of
+than 0.01 on six sets (energy, kin8nm, naval, power, protein, yacht). Also flax's default
+initialisation (the paper used Torch's, uniform within ``1/sqrt(fan_in)`` for weights and
+biases: on yacht at rate 0.1 with clipping it changed nothing beyond the spread over splits);
+minibatches of
 ``N // ceil(N / 100)`` rows (all equal, the engine drops the remainder:
 :func:`~espresso_jax.apps.uci.grid_search.balanced_batch_size`). Results on the nine sets
 against the paper's Table 1: ``benchmarks/RESULTS.md``.
