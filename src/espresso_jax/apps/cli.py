@@ -203,7 +203,7 @@ def _run_leaderboard(args: argparse.Namespace) -> None:
                              n_samples=args.samples, nuts=nuts, cache_dir=args.cache,
                              log=lambda s: print(s, file=sys.stderr, flush=True))
     out = write_outputs(result, args.out)
-    print(markdown_table(result["rows"]))
+    print(markdown_table(result["rows"], published=True))
     print(f"written to {out}/leaderboard.{{md,json,png}}")
 
 
