@@ -176,10 +176,13 @@ def test_mnist_categorical_code_classifies_digits():
     for fig in figures.values():
         plt.close(fig)
     # The paper reaches 5 % (conv nets, 60k digits, ~50 epochs); our MLP on 8k digits after
-    # 10 epochs (1,250 steps) does far worse but well below chance (90 %): test error
-    # measured 0.677, 0.674, 0.669 at keys 0, 1, 2 (XLA's default flags, 27 s CPU each).
-    # Bound 0.75.
-    assert metrics["test_error"] < 0.75
-    assert metrics["steps"] == 1250 and sorted(metrics["code_to_digit"]) == list(range(10))
-    # Q decodes the category of generated digits almost perfectly (log 10 = 2.30 nats)
+    # 10 epochs (2,500 steps at batch 32) does far worse but well below chance (90 %): test
+    # error measured 0.466, 0.510, 0.514 at keys 0, 1, 2 (XLA's default flags, 29-36 s CPU
+    # each under load). The settings before (the paper's rates 1e-3 / 2e-4, batch 64,
+    # discriminator body 512-256) gave 0.677, 0.674, 0.669, and with a BatchNorm generator
+    # 0.634 (key 0). Bound 0.60.
+    assert metrics["test_error"] < 0.60
+    assert metrics["steps"] == 2500 and sorted(metrics["code_to_digit"]) == list(range(10))
+    # Q decodes the category of generated digits almost perfectly (log 10 = 2.30 nats;
+    # measured 2.25-2.26)
     assert metrics["last_mi_cat_nats"] > 2.0
