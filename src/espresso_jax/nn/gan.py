@@ -253,8 +253,9 @@ def _make_step(module, loss, k_disc, opts, gp_weight, real_label=1.0):
             value = jnp.mean(jax.vmap(L.critic_loss_wgan)(r, f)) + gp_weight * gp
             metrics = {"d_real": jnp.mean(r), "d_fake": jnp.mean(f), "gp": gp}
         else:
-            value = jnp.mean(jax.vmap(functools.partial(L.discriminator_loss,
-                                                         real_label=real_label))(r, f))
+            bce = (L.discriminator_loss if real_label == 1.0 else
+                   functools.partial(L.discriminator_loss, real_label=real_label))
+            value = jnp.mean(jax.vmap(bce)(r, f))
             metrics = {"d_real": jnp.mean(jax.nn.sigmoid(r)),
                        "d_fake": jnp.mean(jax.nn.sigmoid(f))}
         return value, (batch_stats, metrics)
