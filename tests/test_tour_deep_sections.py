@@ -5,8 +5,8 @@ against what the section claims.
 The GAN section's MNIST part now trains 1,000 steps and a small classifier that reads its
 samples: ~10 s more CPU than before (measured at XLA's default flags under load, 40.1 s against
 30.6 s for the whole section). One run of the four cost ~75 s wall and ~106 s of CPU before
-that, on an idle 2-core Xeon with the
-compiler settings of `make test` (~195 s wall at XLA's defaults, mostly compiling). Bounds
+that, on an idle 2-core Xeon with the compiler settings of `make test` (~195 s wall at XLA's
+defaults, mostly compiling). Bounds
 come from the quick tour at seeds 0, 1 and 2 (measured 2026-12-06; the numbers are in each
 comment), with margin; they also hold with `make test`'s compiler settings (level 0, legacy
 fusion emitters), whose rounding changes the trajectories slightly.
