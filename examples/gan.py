@@ -1,5 +1,6 @@
 """GANs: an MLP GAN on the ring of 8 Gaussians (modes hit, high-quality fraction) and a GAN on
-8,000 MNIST digits (sample grid); PNGs of samples and loss curves go to --out.
+8,000 MNIST digits (sample grid, and a classifier's reading of 1,000 samples); PNGs of samples
+and loss curves go to --out.
 
     python examples/gan.py [--quick] [--out DIR] [--mnist-model mlp|dcgan]
         [--ring-epochs N] [--mnist-epochs N]
@@ -28,7 +29,7 @@ def main() -> None:
                                          n_epochs=args.ring_epochs or (30 if args.quick else 200),
                                          progress=not args.quick),
         "gan_mnist": experiments.gan_mnist(jax.random.fold_in(key, 1),
-                                           n_epochs=args.mnist_epochs or (2 if args.quick else 10),
+                                           n_epochs=args.mnist_epochs or (4 if args.quick else 30),
                                            architecture=args.mnist_model,
                                            progress=not args.quick),
     }

@@ -44,6 +44,39 @@ def test_losses_match_hand_computed_values(both_precisions, r, f):
     assert L.discriminator_loss(ra, fa).dtype == dtype
 
 
+@pytest.mark.parametrize("s", [0.9, 0.75])
+def test_label_smoothing_matches_optax_cross_entropy(s):
+    r = jnp.asarray([0.3, 2.0, -4.0, 30.0], jnp.float32)
+    f = jnp.asarray([-1.2, 0.5, 3.0, -30.0], jnp.float32)
+    # optax's sigmoid cross-entropy with soft targets: real rows target s, generated rows 0
+    expected = (optax.sigmoid_binary_cross_entropy(r, jnp.full_like(r, s))
+                + optax.sigmoid_binary_cross_entropy(f, jnp.zeros_like(f)))
+    got = jax.vmap(lambda a, b: L.discriminator_loss(a, b, real_label=s))(r, f)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-6, atol=1e-6)
+
+
+def test_step_smooths_real_labels_and_batch_norm_generator():
+    # With one discriminator update per step, d_loss is the loss at the initial parameters;
+    # softplus(a) - softplus(-a) = a, so smoothing to s adds (1 - s) * mean(real logits).
+    model = gan.mlp_gan(2, latent_dim=2, g_hidden=(8,), d_hidden=(8,), g_batch_norm=True)
+    state = gan.init_state(jax.random.key(0), model, optimizer=_SGD)
+    assert set(state.gen.batch_stats) == {"bn_0"} and not state.disc.batch_stats
+    x, _ = gan.ring_of_gaussians(jax.random.key(1), 16)
+    (_, plain), (new, smooth) = (gan.make_step(model, "non_saturating", 1, _SGD, 10.0, s)(
+        state, x) for s in (1.0, 0.9))
+    logits = gan.discriminator_logits(state, x, module=model)
+    np.testing.assert_allclose(float(smooth["d_loss"] - plain["d_loss"]),
+                               0.1 * float(jnp.mean(logits)), rtol=1e-4, atol=1e-6)
+    # the generator's update moved its BatchNorm running averages; sampling in evaluation
+    # mode uses them, in training mode the batch's own statistics
+    moved = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), state.gen.batch_stats,
+                         new.gen.batch_stats)
+    assert all(jax.tree.leaves(moved))
+    key = jax.random.key(2)
+    assert not np.allclose(gan.sample(key, new, 8, module=model),
+                           gan.sample(key, new, 8, module=model, train=True))
+
+
 def test_losses_are_finite_for_saturated_logits():
     big = jnp.asarray([-500.0, 500.0], jnp.float32)
     for value in (jax.vmap(L.discriminator_loss)(big, -big), L.generator_loss_minimax(big),
@@ -329,6 +362,10 @@ def test_bad_input_raises():
     with pytest.raises(ValueError, match="wgan_gp"):
         gan.fit(key, jnp.zeros((8, 28, 28, 1)), **{**kw, "module": gan.dcgan(features=2),
                                                     "loss": "wgan_gp"})
+    with pytest.raises(ValueError, match="real_label"):
+        gan.fit(key, x, **{**kw, "real_label": 1.2})
+    with pytest.raises(ValueError, match="real_label"):
+        gan.fit(key, x, **{**kw, "loss": "wgan_gp", "real_label": 0.9})
     with pytest.raises(ValueError, match="d_norm"):
         gan.dcgan(d_norm="group")
     state = gan.init_state(key, model, optimizer=opt)

@@ -1,5 +1,6 @@
 """The tour's `vqvae` and `infogan` sections in quick mode (as `make demo` runs them), each
-metric checked against what the section claims. Slow: ~26 s of CPU at XLA's default flags.
+metric checked against what the section claims. Slow: ~35 s of CPU at XLA's default flags
+(measured under load: the InfoGAN section 19-25 s).
 
 Bounds come from the quick sections at seeds 0, 1 and 2 (measured 2026-12-06, numbers in the
 comments), with margin.
@@ -46,10 +47,11 @@ def test_infogan_section(codes):
     metrics, names = codes
     m = metrics["InfoGAN on MNIST"]
     assert {"infogan_traversal_c1", "infogan_traversal_c2", "infogan_losses"} <= set(names)
-    assert m["n_epochs"] == 3 and m["steps"] == 375 and m["paper_error"] == 0.05
+    assert m["n_epochs"] == 3 and m["steps"] == 750 and m["paper_error"] == 0.05
     assert sorted(m["code_to_digit"]) == list(range(10))
-    # 3 epochs (seeds 0-2): test error 0.741, 0.743, 0.813 (chance 0.90); Q's categorical
-    # bound 2.195-2.206 nats of log 10 = 2.30; D(real) 0.57-0.60 against D(fake) 0.48-0.50
-    assert m["test_error"] < 0.86
+    # 3 epochs at batch 32 (seeds 0-2): test error 0.601, 0.611, 0.585 (chance 0.90; the
+    # settings before, 375 steps at batch 64: 0.741, 0.743, 0.813); Q's categorical bound
+    # 1.95-2.03 nats of log 10 = 2.30; D(real) 0.67-0.69 against D(fake) 0.37-0.38
+    assert m["test_error"] < 0.70
     assert m["last_mi_cat_nats"] > 1.8
     assert 0.0 < m["last_d_fake"] < m["last_d_real"] < 1.0

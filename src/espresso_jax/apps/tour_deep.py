@@ -44,12 +44,19 @@ def _section_gan(key: jax.Array, report: Report, quick: bool) -> None:
     ring_metrics, ring_figures = nn_experiments.gan_ring(
         jax.random.fold_in(key, 0), n_epochs=30 if quick else 200, progress=False)
     mnist_metrics, mnist_figures = nn_experiments.gan_mnist(
-        jax.random.fold_in(key, 1), n_epochs=2 if quick else 10, progress=False)
+        jax.random.fold_in(key, 1), n_epochs=4 if quick else 30, progress=False)
     report.section(
         "Generative adversarial networks",
         "Non-saturating MLP GAN on the ring of 8 Gaussians (std 0.02): a mode is hit when it "
         "holds at least 20 of 2,500 samples within 3 std; high-quality samples lie within 3 std "
-        "of a centre. Then an MLP GAN on the 8k MNIST training digits.")
+        "of a centre. Then an MLP GAN on the 8k MNIST training digits: BatchNorm generator "
+        "64-128-256-784, LeakyReLU discriminator 784-256-128-1, batch 32, Adam(2e-3, b1=0.5), "
+        "real label 0.9, "
+        f"{mnist_metrics['steps']} steps. A 784-256-10 classifier trained on the same digits "
+        f"reads 1,000 samples with mean top probability "
+        f"{mnist_metrics['classifier_confidence']:.2f} (real test digits: "
+        f"{mnist_metrics['test_digits_confidence']:.2f}) and assigns at least 2 % of them to "
+        f"{mnist_metrics['classes_covered']} of the 10 digits.")
     _add(report, "gan_ring", ring_figures, {"samples": "GAN samples over the 8-Gaussian data",
                                             "losses": "Discriminator and generator losses"})
     _add(report, "gan_mnist", mnist_figures, {"samples": "MNIST GAN samples",

@@ -76,6 +76,7 @@ __all__ = [
     "PlayerState",
     "GANState",
     "init_state",
+    "apply_player",
     "make_step",
     "fit",
     "sample",
@@ -168,6 +169,24 @@ def _init_state(key, module, opts, dtype):
                     jnp.zeros((), jnp.int32))
 
 
+def apply_player(module: nn.Module, params: PyTree, batch_stats: PyTree, x: jax.Array, *,
+                 train: bool) -> tuple[jax.Array, PyTree]:
+    """``module(x)`` with one player's variables, BatchNorm statistics threaded functionally.
+
+    Args:
+        module: a player (flax module called as ``module.apply(variables, x, train=...)``).
+        params: its ``"params"``; batch_stats: its ``"batch_stats"`` (``{}`` without
+            BatchNorm).
+        x: ``(n, ...)`` inputs.
+        train: batch statistics (and updated running averages) or the running averages.
+
+    Returns:
+        ``(output, batch_stats)``: the new running averages when ``train`` and the module has
+        BatchNorm, else ``batch_stats`` unchanged.
+    """
+    return _apply(module, params, batch_stats, x, train=train)
+
+
 def _apply(module: nn.Module, params: PyTree, batch_stats: PyTree, x: jax.Array, *,
            train: bool) -> tuple[jax.Array, PyTree]:
     """``module(x)`` with the given variables; returns ``(output, new batch_stats)``."""
@@ -182,7 +201,8 @@ def _apply(module: nn.Module, params: PyTree, batch_stats: PyTree, x: jax.Array,
 
 # ----------------------------------------------------------------------------- step
 def make_step(module: GANModel, loss: str, k_disc: int,
-              optimizer: optax.GradientTransformation | GANOptimizers, gp_weight: float = 10.0
+              optimizer: optax.GradientTransformation | GANOptimizers, gp_weight: float = 10.0,
+              real_label: float = 1.0
               ) -> Callable[[GANState, jax.Array], tuple[GANState, dict[str, jax.Array]]]:
     """The pure two-player step ``(state, batch (k_disc * m, *sample_shape)) -> (state,
     metrics)``.
@@ -190,19 +210,30 @@ def make_step(module: GANModel, loss: str, k_disc: int,
     The batch is split into ``k_disc`` discriminator minibatches of ``m`` rows. Metrics
     (scalars): ``d_loss`` and ``d_real`` / ``d_fake`` (mean ``D(x)`` and ``D(G(z))``; raw critic
     scores for WGAN-GP, plus ``gp``) averaged over the ``k_disc`` discriminator updates, and
-    ``g_loss``. ``optimizer`` is as in :func:`init_state`. The same arguments give the same
-    step object (no recompilation).
+    ``g_loss``. ``optimizer`` is as in :func:`init_state`; ``real_label`` as in :func:`fit`.
+    The same arguments give the same step object (no recompilation).
     """
     module = _check_module(module)
     check_choice(loss, "loss", LOSSES)
     k_disc = check_int(k_disc, "k_disc", min_value=1)
     opts = gan_optimizers(optimizer)
     gp_weight = check_positive(gp_weight, "gp_weight", allow_zero=True)
-    return _make_step(module, loss, k_disc, opts, gp_weight)
+    real_label = _check_real_label(real_label, loss)
+    return _make_step(module, loss, k_disc, opts, gp_weight, real_label)
+
+
+def _check_real_label(real_label: Any, loss: str) -> float:
+    real_label = check_positive(real_label, "real_label")
+    if not 0.5 < real_label <= 1.0:
+        raise ValueError(f"real_label must be in (0.5, 1], got {real_label}")
+    if loss == "wgan_gp" and real_label != 1.0:
+        raise ValueError("real_label (label smoothing) applies to the cross-entropy losses, "
+                         "not to loss='wgan_gp'")
+    return real_label
 
 
 @functools.lru_cache(maxsize=64)
-def _make_step(module, loss, k_disc, opts, gp_weight):
+def _make_step(module, loss, k_disc, opts, gp_weight, real_label=1.0):
     G, D, latent_dim = module.generator, module.discriminator, module.latent_dim
     wgan = loss == "wgan_gp"
     g_loss_one = {"minimax": L.generator_loss_minimax,
@@ -222,7 +253,9 @@ def _make_step(module, loss, k_disc, opts, gp_weight):
             value = jnp.mean(jax.vmap(L.critic_loss_wgan)(r, f)) + gp_weight * gp
             metrics = {"d_real": jnp.mean(r), "d_fake": jnp.mean(f), "gp": gp}
         else:
-            value = jnp.mean(jax.vmap(L.discriminator_loss)(r, f))
+            bce = (L.discriminator_loss if real_label == 1.0 else
+                   functools.partial(L.discriminator_loss, real_label=real_label))
+            value = jnp.mean(jax.vmap(bce)(r, f))
             metrics = {"d_real": jnp.mean(jax.nn.sigmoid(r)),
                        "d_fake": jnp.mean(jax.nn.sigmoid(f))}
         return value, (batch_stats, metrics)
@@ -284,7 +317,7 @@ def _check_data(data: Any, module: GANModel, name: str) -> jax.Array:
 
 def fit(key: jax.Array, X: Any, *, module: GANModel, loss: str, k_disc: int,
         optimizer: optax.GradientTransformation | GANOptimizers, batch_size: int, n_epochs: int,
-        gp_weight: float = 10.0, state: GANState | None = None,
+        gp_weight: float = 10.0, real_label: float = 1.0, state: GANState | None = None,
         **loop_options: Any) -> train.FitResult:
     """Train a GAN with :func:`espresso_jax.train.fit_loop` (progress bar, history, chunks).
 
@@ -305,6 +338,8 @@ def fit(key: jax.Array, X: Any, *, module: GANModel, loss: str, k_disc: int,
         batch_size: ``m``, rows per discriminator update and noise draws per generator update.
         n_epochs: epochs to run.
         gp_weight: gradient-penalty weight lambda (``"wgan_gp"`` only).
+        real_label: the real examples' target in the discriminator's cross-entropy, in
+            (0.5, 1]; 0.9 is one-sided label smoothing (Salimans et al. 2016), 1 none.
         state: a :class:`GANState` to continue from (default: a fresh :func:`init_state`).
         **loop_options: passed to :func:`espresso_jax.train.fit_loop` (``callbacks``,
             ``progress``, ``epochs_per_chunk``, ``eval_fn`` on the generator's
@@ -321,6 +356,7 @@ def fit(key: jax.Array, X: Any, *, module: GANModel, loss: str, k_disc: int,
     k_disc = check_int(k_disc, "k_disc", min_value=1)
     batch_size = check_int(batch_size, "batch_size", min_value=1)
     gp_weight = check_positive(gp_weight, "gp_weight", allow_zero=True)
+    real_label = _check_real_label(real_label, loss)
     opts = gan_optimizers(optimizer)
     data = _check_data(X, module, "X")
     if k_disc * batch_size > data.shape[0]:
@@ -334,7 +370,7 @@ def fit(key: jax.Array, X: Any, *, module: GANModel, loss: str, k_disc: int,
     init_key, shuffle_key = jax.random.split(key)
     if state is None:
         state = init_state(init_key, module, optimizer=opts, dtype=data.dtype)
-    step = make_step(module, loss, k_disc, opts, gp_weight)
+    step = make_step(module, loss, k_disc, opts, gp_weight, real_label)
     loop_options.setdefault("params_of", _generator_of)
     loop_options.setdefault("desc", f"gan[{loss}]")
     return train.fit_loop(shuffle_key, step, state, data, batch_size=k_disc * batch_size,

@@ -10,6 +10,8 @@ References:
     Goodfellow et al. (2014), Generative adversarial nets, NeurIPS (minimax and
     non-saturating losses).
     Gulrajani et al. (2017), Improved training of Wasserstein GANs, NeurIPS (WGAN-GP).
+    Salimans et al. (2016), Improved techniques for training GANs, NeurIPS (one-sided label
+    smoothing).
 """
 
 from __future__ import annotations
@@ -33,19 +35,26 @@ _NORM_EPS = 1e-12
 """Added under the square root of the gradient norm so its own gradient is finite at 0."""
 
 
-def discriminator_loss(real_logit: jax.Array, fake_logit: jax.Array) -> jax.Array:
+def discriminator_loss(real_logit: jax.Array, fake_logit: jax.Array,
+                       real_label: float = 1.0) -> jax.Array:
     """Binary cross-entropy of the discriminator for one real and one generated example.
 
-    ``-log D(x) - log(1 - D(G(z))) = softplus(-real_logit) + softplus(fake_logit)``.
+    ``-log D(x) - log(1 - D(G(z))) = softplus(-real_logit) + softplus(fake_logit)``; with
+    one-sided label smoothing (``real_label`` = s < 1, Salimans et al. 2016, Sec. 3.4) the
+    real example's target is s: ``s·softplus(-real_logit) + (1 - s)·softplus(real_logit)``.
 
     Args:
         real_logit: ``()`` logit of D on a data example.
         fake_logit: ``()`` logit of D on a generated example.
+        real_label: target probability of the real example (1: no smoothing).
 
     Returns:
         ``()`` loss (minimised by the discriminator).
     """
-    return jax.nn.softplus(-real_logit) + jax.nn.softplus(fake_logit)
+    real = jax.nn.softplus(-real_logit)
+    if real_label != 1.0:
+        real = real_label * real + (1.0 - real_label) * jax.nn.softplus(real_logit)
+    return real + jax.nn.softplus(fake_logit)
 
 
 def generator_loss_minimax(fake_logit: jax.Array) -> jax.Array:

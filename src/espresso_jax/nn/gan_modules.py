@@ -51,19 +51,30 @@ class MLPGenerator(nn.Module):
         hidden: widths of the hidden layers (``()``: an affine map of ``z``).
         activation: hidden non-linearity.
         final_activation: output non-linearity (``jnp.tanh`` for data in [-1, 1]).
+        batch_norm: BatchNorm after each hidden Dense layer, before the activation (as in
+            DCGAN's generator); ``train`` then picks batch statistics or running averages.
     """
 
     sample_shape: Sequence[int] = (2,)
     hidden: Sequence[int] = (128, 128)
     activation: Callable[[jax.Array], jax.Array] = nn.relu
     final_activation: Callable[[jax.Array], jax.Array] | None = None
+    batch_norm: bool = False
 
     @nn.compact
     def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
-        del train  # no BatchNorm or dropout
         width = math.prod(self.sample_shape)
-        x = MLP(tuple(self.hidden) + (width,), activation=self.activation,
-                final_activation=self.final_activation, name="mlp")(z)
+        if not self.batch_norm:
+            x = MLP(tuple(self.hidden) + (width,), activation=self.activation,
+                    final_activation=self.final_activation, name="mlp")(z)
+            return x.reshape(z.shape[:-1] + tuple(self.sample_shape))
+        x = z
+        for i, w in enumerate(self.hidden):
+            x = nn.Dense(w, use_bias=False, name=f"dense_{i}")(x)
+            x = self.activation(_batch_norm(train, f"bn_{i}")(x))
+        x = nn.Dense(width, name=f"dense_{len(self.hidden)}")(x)
+        if self.final_activation is not None:
+            x = self.final_activation(x)
         return x.reshape(z.shape[:-1] + tuple(self.sample_shape))
 
 
@@ -202,7 +213,8 @@ def gan_optimizers(optimizer: Any) -> GANOptimizers:
 
 def mlp_gan(sample_shape: int | Sequence[int], *, latent_dim: int,
             g_hidden: Sequence[int] = (128, 128), d_hidden: Sequence[int] = (128, 128),
-            g_final_activation: Callable[[jax.Array], jax.Array] | None = None) -> GANModel:
+            g_final_activation: Callable[[jax.Array], jax.Array] | None = None,
+            g_batch_norm: bool = False) -> GANModel:
     """An MLP generator and discriminator.
 
     Args:
@@ -211,13 +223,15 @@ def mlp_gan(sample_shape: int | Sequence[int], *, latent_dim: int,
         g_hidden: generator hidden widths (``()`` makes the generator affine).
         d_hidden: discriminator hidden widths.
         g_final_activation: generator output non-linearity (e.g. ``jnp.tanh``).
+        g_batch_norm: BatchNorm in the generator's hidden layers (see :class:`MLPGenerator`).
     """
     shape = (sample_shape,) if isinstance(sample_shape, (int, np.integer)) else sample_shape
     shape = tuple(check_int(s, "sample_shape", min_value=1) for s in shape)
     latent_dim = check_int(latent_dim, "latent_dim", min_value=1)
     g_hidden = tuple(check_int(w, "g_hidden", min_value=1) for w in g_hidden)
     d_hidden = tuple(check_int(w, "d_hidden", min_value=1) for w in d_hidden)
-    return GANModel(MLPGenerator(shape, g_hidden, final_activation=g_final_activation),
+    return GANModel(MLPGenerator(shape, g_hidden, final_activation=g_final_activation,
+                                 batch_norm=bool(g_batch_norm)),
                     MLPDiscriminator(d_hidden), latent_dim, shape)
 
 

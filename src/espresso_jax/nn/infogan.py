@@ -32,7 +32,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -128,10 +128,11 @@ class InfoGANModel(NamedTuple):
 def mlp_infogan(sample_shape: int | Sequence[int] = 784, *, noise_dim: int = 62,
                 n_categories: int = 10, n_continuous: int = 2,
                 g_hidden: Sequence[int] = (256, 512), d_hidden: Sequence[int] = (512, 256),
-                q_hidden: int = 128) -> InfoGANModel:
+                q_hidden: int = 128, g_batch_norm: bool = False) -> InfoGANModel:
     """MLP InfoGAN players (the paper's MNIST model has 62 noise variables, one 10-way code and
     two continuous codes); the generator is the library's tanh
-    :class:`~espresso_jax.nn.gan_modules.MLPGenerator` for data in [-1, 1]."""
+    :class:`~espresso_jax.nn.gan_modules.MLPGenerator` for data in [-1, 1], with BatchNorm in
+    its hidden layers when ``g_batch_norm`` (as the paper's generator)."""
     shape = (sample_shape,) if isinstance(sample_shape, (int, np.integer)) else sample_shape
     shape = tuple(check_int(s, "sample_shape", min_value=1) for s in shape)
     noise_dim = check_int(noise_dim, "noise_dim", min_value=0)
@@ -141,7 +142,8 @@ def mlp_infogan(sample_shape: int | Sequence[int] = 784, *, noise_dim: int = 62,
     d_hidden = tuple(check_int(w, "d_hidden", min_value=1) for w in d_hidden)
     q_hidden = check_int(q_hidden, "q_hidden", min_value=1)
     latent = noise_dim + n_categories + n_continuous
-    module = GANModel(MLPGenerator(shape, g_hidden, final_activation=jnp.tanh),
+    module = GANModel(MLPGenerator(shape, g_hidden, final_activation=jnp.tanh,
+                                   batch_norm=bool(g_batch_norm)),
                       InfoGANDiscriminator(d_hidden, n_categories, n_continuous, q_hidden),
                       latent, shape)
     return InfoGANModel(module, noise_dim, n_categories, n_continuous)
@@ -217,8 +219,10 @@ def _disc(module: InfoGANModel, params: PyTree, x: jax.Array):
     return module.gan.discriminator.apply({"params": params}, x, train=True)
 
 
-def _gen(module: InfoGANModel, params: PyTree, z: jax.Array) -> jax.Array:
-    return cast(jax.Array, module.gan.generator.apply({"params": params}, z, train=True))
+def _gen(module: InfoGANModel, params: PyTree, batch_stats: PyTree, z: jax.Array, *,
+         train: bool = True) -> tuple[jax.Array, PyTree]:
+    """``G(z)`` and the generator's new BatchNorm statistics (unchanged without BatchNorm)."""
+    return gan.apply_player(module.gan.generator, params, batch_stats, z, train=train)
 
 
 def make_losses(module: InfoGANModel, lambda_cat: float = 1.0, lambda_cont: float = 1.0
@@ -228,19 +232,30 @@ def make_losses(module: InfoGANModel, lambda_cat: float = 1.0, lambda_cont: floa
     Returns:
         ``(d_loss, g_loss)``: ``d_loss(d_params, real, fake, latent) -> (value, metrics)`` is
         the discriminator's binary cross-entropy plus the information term on ``fake``;
-        ``g_loss(g_params, d_params, latent) -> (value, metrics)`` is the non-saturating
-        generator loss plus the information term of ``G(latent.z)``. ``latent`` is a
+        ``g_loss(g_params, d_params, latent, g_batch_stats={}) -> (value, metrics)`` is the
+        non-saturating generator loss plus the information term of ``G(latent.z)`` (the
+        generator in training mode: BatchNorm on the batch's statistics). ``latent`` is a
         :class:`Latent`; metrics hold ``info`` (the weighted term), ``ce`` and ``mi_cat``
         (``log C − CE``).
     """
     module = _check_model(module)
     lambda_cat = check_positive(lambda_cat, "lambda_cat", allow_zero=True)
     lambda_cont = check_positive(lambda_cont, "lambda_cont", allow_zero=True)
-    return _make_losses(module, lambda_cat, lambda_cont)
+    d_loss, g_objective = _make_losses(module, lambda_cat, lambda_cont)
+
+    def g_loss(g_params: PyTree, d_params: PyTree, latent: Latent,
+               g_batch_stats: PyTree = None) -> tuple[jax.Array, dict[str, jax.Array]]:
+        value, (metrics, _) = g_objective(g_params, d_params, latent,
+                                          {} if g_batch_stats is None else g_batch_stats)
+        return value, metrics
+
+    return d_loss, g_loss
 
 
 @functools.lru_cache(maxsize=64)
 def _make_losses(module, lambda_cat, lambda_cont):
+    """``(d_loss, g_objective)``; ``g_objective(g_params, d_params, latent, g_batch_stats) ->
+    (value, (metrics, new g_batch_stats))``."""
     log_c = math.log(module.n_categories)
 
     def info(out, latent):
@@ -260,13 +275,15 @@ def _make_losses(module, lambda_cat, lambda_cont):
         return adv + value, {"d_loss": adv, "d_real": jnp.mean(jax.nn.sigmoid(r)),
                              "d_fake": jnp.mean(jax.nn.sigmoid(out[0])), **metrics}
 
-    def g_loss(g_params, d_params, latent):
-        out = _disc(module, d_params, _gen(module, g_params, latent.z))
+    def g_objective(g_params, d_params, latent, g_batch_stats):
+        fake, g_batch_stats = _gen(module, g_params, g_batch_stats, latent.z)
+        out = _disc(module, d_params, fake)
         adv = jnp.mean(jax.vmap(L.generator_loss_non_saturating)(out[0]))
         value, metrics = info(out, latent)
-        return adv + value, {"g_loss": adv, **{f"g_{k}": v for k, v in metrics.items()}}
+        return adv + value, ({"g_loss": adv, **{f"g_{k}": v for k, v in metrics.items()}},
+                             g_batch_stats)
 
-    return d_loss, g_loss
+    return d_loss, g_objective
 
 
 def make_step(module: InfoGANModel, optimizer: optax.GradientTransformation | GANOptimizers,
@@ -277,33 +294,38 @@ def make_step(module: InfoGANModel, optimizer: optax.GradientTransformation | GA
     update on ``m`` fresh latent draws (see :func:`make_losses` for the objectives)."""
     module = _check_model(module)
     opts = gan_optimizers(optimizer)
-    d_loss, g_loss = make_losses(module, lambda_cat, lambda_cont)
-    return _make_step(module, opts, d_loss, g_loss)
+    lambda_cat = check_positive(lambda_cat, "lambda_cat", allow_zero=True)
+    lambda_cont = check_positive(lambda_cont, "lambda_cont", allow_zero=True)
+    d_loss, g_objective = _make_losses(module, lambda_cat, lambda_cont)
+    return _make_step(module, opts, d_loss, g_objective)
 
 
-def _update(opt: optax.GradientTransformation, player: gan.PlayerState, grads: PyTree
-            ) -> gan.PlayerState:
+def _update(opt: optax.GradientTransformation, player: gan.PlayerState, grads: PyTree,
+            batch_stats: PyTree) -> gan.PlayerState:
     with standard_promotion():  # optax mixes int32 step counts with floats
         updates, opt_state = opt.update(grads, player.opt_state, player.params)
         params = optax.apply_updates(player.params, updates)
-    return gan.PlayerState(params, player.batch_stats, opt_state)
+    return gan.PlayerState(params, batch_stats, opt_state)
 
 
 @functools.lru_cache(maxsize=64)
-def _make_step(module, opts, d_loss, g_loss):
+def _make_step(module, opts, d_loss, g_objective):
     d_grad = jax.grad(d_loss, has_aux=True)
-    g_grad = jax.grad(g_loss, has_aux=True)
+    g_grad = jax.grad(g_objective, has_aux=True)
 
     def step(state: gan.GANState, batch: jax.Array) -> tuple[gan.GANState, dict]:
         key, d_key, g_key = jax.random.split(state.key, 3)
         m = batch.shape[0]
         latent = sample_latent(d_key, m, module, batch.dtype)
-        fake = jax.lax.stop_gradient(_gen(module, state.gen.params, latent.z))
+        # the generator in training mode; its BatchNorm averages move only in its own update
+        fake = jax.lax.stop_gradient(_gen(module, state.gen.params, state.gen.batch_stats,
+                                          latent.z)[0])
         grads, d_metrics = d_grad(state.disc.params, batch, fake, latent)
-        disc = _update(opts.discriminator, state.disc, grads)
+        disc = _update(opts.discriminator, state.disc, grads, state.disc.batch_stats)
         latent = sample_latent(g_key, m, module, batch.dtype)
-        grads, g_metrics = g_grad(state.gen.params, disc.params, latent)
-        gen = _update(opts.generator, state.gen, grads)
+        grads, (g_metrics, g_stats) = g_grad(state.gen.params, disc.params, latent,
+                                             state.gen.batch_stats)
+        gen = _update(opts.generator, state.gen, grads, g_stats)
         return gan.GANState(gen, disc, key, state.step + 1), {**d_metrics, **g_metrics}
 
     return step
@@ -368,13 +390,15 @@ def fit(key: jax.Array, X: Any, *, module: InfoGANModel,
 
 # ----------------------------------------------------------------------------- use
 @functools.partial(jax.jit, static_argnames=("module",))
-def _generate(module, params, noise, category, continuous):
-    return _gen(module, params, _assemble(noise, category, continuous, module.n_categories))
+def _generate(module, params, batch_stats, noise, category, continuous):
+    z = _assemble(noise, category, continuous, module.n_categories)
+    return _gen(module, params, batch_stats, z, train=False)[0]
 
 
 def generate(state: gan.GANState | gan.PlayerState, module: InfoGANModel, noise: Any,
              category: Any, continuous: Any) -> jax.Array:
-    """``G([noise, one_hot(category), continuous])`` for chosen codes (latent traversals).
+    """``G([noise, one_hot(category), continuous])`` for chosen codes (latent traversals), in
+    evaluation mode (BatchNorm's running averages).
 
     Args:
         state: a ``GANState`` or the generator's ``PlayerState``.
@@ -393,7 +417,7 @@ def generate(state: gan.GANState | gan.PlayerState, module: InfoGANModel, noise:
     category = as_int_array(category, "category", ndim=1)
     continuous = as_float_array(continuous, "continuous", ndim=2,
                                 n_columns=module.n_continuous)
-    return _generate(module, gen.params, noise, category, continuous)
+    return _generate(module, gen.params, gen.batch_stats, noise, category, continuous)
 
 
 @functools.partial(jax.jit, static_argnames=("module",))
