@@ -24,6 +24,7 @@ The UCI nets use input dropout (Gal's), which on a one-dimensional input turns a
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -110,8 +111,13 @@ def rotated_study(key: jax.Array, *, quick: bool = False, n_ood: int = 200,
     if models is None:
         models = ROTATED_MODELS[:2] if quick else ROTATED_MODELS
     k_train, k_rot, k_ood = jax.random.split(key, 3)
+    # this study's own quick sizes (bnn_mnist's quick mode trains longer, for its error table)
+    sizes: dict[str, Any] = {}
+    if quick:
+        sizes = dict(n_train=1000, n_epochs=2, batch_size=100, learning_rate=1e-3,
+                     lr_schedule="constant")
     trained = bnn_mnist.train_mnist_models(k_train, quick=quick, models=models,
-                                           hidden=(50,) if quick else (400, 400))
+                                           hidden=(50,) if quick else (400, 400), **sizes)
     rot = bnn_mnist.rotated_digit(k_rot, trained.models, n_samples=20 if quick else 100)
     x_test, _ = load_mnist("test")
     x_in = np.asarray(x_test[:n_ood], np.float32)
