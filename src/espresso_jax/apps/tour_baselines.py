@@ -100,7 +100,7 @@ def rotated_study(key: jax.Array, *, quick: bool = False, n_ood: int = 200,
     """Entropy against rotation angle and the 90-degree AUROC per model.
 
     Args:
-        key: PRNG key. quick: the MNIST quick settings (1,000 digits, 2 epochs, 50 hidden
+        key: PRNG key. quick: this study's quick settings (1,000 digits, 2 epochs, 50 hidden
             units, 20 passes). n_ood: test digits (and their 90-degree rotations) for AUROC.
         models: names of ``bnn_mnist.MNIST_MODELS`` (default :data:`ROTATED_MODELS`, its
             first two when ``quick``).
