@@ -3,7 +3,8 @@ epistemic split, BNNs on MNIST) in quick mode, as ``make demo`` runs them, each 
 against what the section claims.
 
 One run of the four costs ~75 s wall and ~106 s of CPU on an idle 2-core Xeon with the
-compiler settings of `make test` (~195 s wall at XLA's defaults, mostly compiling). Bounds
+compiler settings of `make test` (~195 s wall at XLA's defaults, mostly compiling), before the
+MNIST section's quick mode trained on all 8k digits for 5 epochs (2026-12-07: BNN_COST). Bounds
 come from the quick tour at seeds 0, 1 and 2 (measured 2026-12-06; the numbers are in each
 comment), with margin; they also hold with `make test`'s compiler settings (level 0, legacy
 fusion emitters), whose rounding changes the trajectories slightly.
@@ -78,10 +79,11 @@ def test_bnn_mnist_section(deep):
     # and scores all 2,000 test digits. Test errors (%), seeds 0, 1, 2 at XLA's default flags:
     # deterministic 3.50, 3.90, 3.10; MC dropout 3.65, 3.50, 3.60; BBB Gaussian prior
     # 2.90, 3.35, 3.35; scale mixture 4.05, 4.25, 4.10; seed 0 under make test's flags
-    # TESTFLAGS. The binomial s.e. of an error near 4 % on 2,000 digits is 0.44 points, so 5 %
-    # is two s.e. above the largest value. Before (1,000 digits, 2 epochs) every net was at
-    # 18.6-26.6 %; a cosine decaying over one epoch instead of the run (lr 0 after epoch 1)
-    # gives the deterministic net 6.2 and 7.2 % (keys 0, 1).
+    # 3.35, 3.65, 3.00, 3.95 (same order). The binomial s.e. of an error near 4 % on 2,000
+    # digits is 0.44 points, so 5 % is two s.e. above the largest value. Before (1,000 digits,
+    # 2 epochs) every net was at 18.6-26.6 %; a cosine decaying over one epoch instead of the
+    # run (lr 0 after epoch 1) gives the deterministic net 5.95-7.2 % (three keys,
+    # tests/test_bnn_experiments.py).
     # NLL 0.103-0.139, ECE 0.008-0.026 (bounds about twice the largest).
     for name in ("deterministic", "mc_dropout", "bbb_gaussian", "bbb_mixture"):
         assert m[f"{name}_error"] < 5.0, name
