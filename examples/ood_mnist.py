@@ -102,8 +102,11 @@ def main() -> None:
     n_train = 1000 if args.quick else MNIST_N_TRAIN - N_VAL
     n_test, n_passes = (500, 10) if args.quick else (2000, 50)
 
+    # the smoke run's own sizes (bnn_mnist's quick mode trains 5 epochs for the tour's table)
+    sizes = dict(n_epochs=2, batch_size=100, learning_rate=1e-3, lr_schedule="constant")
     trained = experiments.train_mnist_models(
-        k_train, quick=args.quick, n_train=n_train, models=("deterministic", "mc_dropout"))
+        k_train, quick=args.quick, n_train=n_train, models=("deterministic", "mc_dropout"),
+        **(sizes if args.quick else {}))
     x_train, y_train = load_mnist("train")
     x_val, y_val = x_train[-N_VAL:], y_train[-N_VAL:]
     x_test, y_test = (a[:n_test] for a in load_mnist("test"))

@@ -2,11 +2,15 @@
 epistemic split, BNNs on MNIST) in quick mode, as ``make demo`` runs them, each metric checked
 against what the section claims.
 
-The GAN section's MNIST part now trains 1,000 steps and a small classifier that reads its
-samples: ~10 s more CPU than before (measured at XLA's default flags under load, 40.1 s against
-30.6 s for the whole section). One run of the four cost ~75 s wall and ~106 s of CPU before
-that, on an idle 2-core Xeon with the compiler settings of `make test` (~195 s wall at XLA's
-defaults, mostly compiling). Bounds
+One run of the four cost ~75 s wall and ~106 s of CPU on an idle 2-core Xeon with the
+compiler settings of `make test` (~195 s wall at XLA's defaults, mostly compiling). The GAN
+section's MNIST part now trains 1,000 steps and a small classifier that reads its samples
+(~10 s more CPU: 40.1 s against 30.6 s for the whole section at XLA's defaults, under load).
+The MNIST section now trains its four nets on all 8k digits for 5 epochs (below 5 % test
+error): under `make test`'s compiler settings (LLVM level 0) that costs 126 s of CPU instead
+of 39 s, at XLA's defaults 67-73 s instead of 48 s (2026-12-07, loaded machine), so it runs in
+the slow suite (XLA's default flags), from its own module fixture; the other three stay in the
+default suite. Bounds
 come from the quick tour at seeds 0, 1 and 2 (measured 2026-12-06; the numbers are in each
 comment), with margin; they also hold with `make test`'s compiler settings (level 0, legacy
 fusion emitters), whose rounding changes the trajectories slightly.
@@ -27,7 +31,15 @@ def deep(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(Report, "figure", lambda self, fig, name, caption: plt.close(fig))
         out = run_tour(0, tmp_path_factory.mktemp("deep"), quick=True,
-                       sections=["vae", "gan", "bnn regression", "bnn mnist"])
+                       sections=["vae", "gan", "bnn regression"])
+    return json.loads((out / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def mnist_section(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Report, "figure", lambda self, fig, name, caption: plt.close(fig))
+        out = run_tour(0, tmp_path_factory.mktemp("mnist"), quick=True, sections=["bnn mnist"])
     return json.loads((out / "metrics.json").read_text())
 
 
@@ -87,23 +99,41 @@ def test_bnn_regression_section(deep):
     assert split["gap_epistemic_std"] > 1.1 * split["data_epistemic_std"]
 
 
-def test_bnn_mnist_section(deep):
-    m = deep["Bayesian neural networks on MNIST"]
-    # Test errors in quick mode (%, seeds 0-2): deterministic 18.6-22.0, MC dropout
-    # 21.2-26.6, BBB Gaussian prior 20.6-26.2, scale mixture 20.0-25.0 (chance: 90).
+@pytest.mark.slow   # ~70 s of CPU at XLA's default flags (see the module docstring)
+def test_bnn_mnist_section(mnist_section):
+    m = mnist_section["Bayesian neural networks on MNIST"]
+    # Quick mode trains on all 8k digits (5 epochs, batch 200, Adam 6e-3 with a cosine decay)
+    # and scores all 2,000 test digits. Test errors (%), seeds 0, 1, 2 at XLA's default flags:
+    # deterministic 3.50, 3.90, 3.10; MC dropout 3.65, 3.50, 3.60; BBB Gaussian prior
+    # 2.90, 3.35, 3.35; scale mixture 4.05, 4.25, 4.10; seed 0 under make test's flags
+    # 3.35, 3.65, 3.00, 3.95 (same order). The binomial s.e. of an error near 4 % on 2,000
+    # digits is 0.44 points, so 5 % is two s.e. above the largest value. Before (1,000 digits,
+    # 2 epochs) every net was at 18.6-26.6 %; a cosine decaying over one epoch instead of the
+    # run (lr 0 after epoch 1) gives the deterministic net 5.95-7.2 % (three keys,
+    # tests/test_bnn_experiments.py).
+    # NLL 0.103-0.139, ECE 0.008-0.026 (bounds about twice the largest).
     for name in ("deterministic", "mc_dropout", "bbb_gaussian", "bbb_mixture"):
-        assert 5.0 < m[f"{name}_error"] < 35.0, name
-        assert 0.0 < m[f"{name}_nll"] < 1.5 and 0.0 <= m[f"{name}_ece"] < 0.6, name
+        assert m[f"{name}_error"] < 5.0, name
+        assert 0.0 < m[f"{name}_nll"] < 0.25 and 0.0 <= m[f"{name}_ece"] < 0.05, name
     angles = np.asarray(m["rotation_angles"])
     np.testing.assert_array_equal(angles, np.arange(0.0, 181.0, 15.0))
     for name in ("mc_dropout", "bbb_mixture"):
         entropy = np.asarray(m[f"{name}_entropy_by_angle"])
         bald = np.asarray(m[f"{name}_bald_by_angle"])
-        # Turning the digit on its side raises the predictive entropy: +0.33 to +0.73 nats at
-        # 90 degrees; the mean over 30-150 degrees is 0.11-0.44 above the upright digit.
+        # Turning the digit on its side raises the predictive entropy: at 90 degrees +0.52,
+        # +1.08, +1.16 (dropout) and +0.39, +0.67, +0.17 (BBB) nats above the upright digit,
+        # the largest value over 30-150 degrees +0.52, +1.08, +1.16 and +0.43, +0.67, +0.61
+        # (seeds 0-2). The first test '1' has a stray stroke, so the trained nets are unsure
+        # of it upright (0.29-0.60 nats), and the mean over 30-150 degrees, which includes
+        # angles they confidently call another digit, is -0.03 to +0.48 above it: no longer
+        # asserted (it was with the 20 %-error nets of the old quick settings).
         assert entropy[6] > entropy[0] + 0.15, name
-        assert entropy[2:11].mean() > entropy[0], name
+        assert entropy[2:11].max() > entropy[0] + 0.3, name
         assert np.all(entropy >= 0.0) and np.all(entropy <= np.log(10.0) + 1e-5), name
-        # Mutual information is positive and at most the entropy (dropout min 0.062-0.085,
-        # BBB 0.0030-0.0037 over the angles).
-        assert np.all(bald > 1e-3) and np.all(bald <= entropy + 1e-5), name
+        # Mutual information is non-negative and at most the entropy; the passes disagree on
+        # the rotated digit: mean BALD over 30-150 degrees 0.198, 0.228, 0.187 (dropout) and
+        # 0.0132, 0.0146, 0.0140 (BBB, whose posterior std is still near sigma_init), seeds
+        # 0-2; the minimum over the angles (BBB at 180 degrees: 0.0003-0.0005) is below the
+        # 1e-3 asserted for the old 20 %-error nets.
+        assert np.all(bald >= 0.0) and np.all(bald <= entropy + 1e-5), name
+        assert bald[2:11].mean() > {"mc_dropout": 0.08, "bbb_mixture": 0.005}[name], name

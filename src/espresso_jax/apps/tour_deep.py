@@ -115,9 +115,11 @@ def _section_bnn_mnist(key: jax.Array, report: Report, quick: bool) -> None:
     trained = cmp.trained
     report.section(
         "Bayesian neural networks on MNIST",
-        f"784-400-400-10 ReLU nets, {trained.n_epochs} epochs on {trained.n_train} digits: "
-        "deterministic, MC dropout, Bayes by Backprop with a Gaussian and with a scale-mixture "
-        f"prior; {cmp.n_samples} stochastic passes on {cmp.n_test} test digits. Then a test "
+        f"784-400-400-10 ReLU nets, {trained.n_epochs} epochs on {trained.n_train} digits "
+        f"(Adam {trained.learning_rate:g}, {trained.lr_schedule} rate, batches of "
+        f"{trained.batch_size}): deterministic, MC dropout, Bayes by Backprop with a Gaussian "
+        f"and with a scale-mixture prior; {cmp.n_samples} stochastic passes on {cmp.n_test} "
+        "test digits. Then a test "
         "'1' rotated from 0° to 180° (Gal & Ghahramani 2016, Fig. 4): 100 stochastic softmax "
         "inputs and outputs per angle.")
     rel = cmp.reliability["mc_dropout"]
