@@ -334,7 +334,7 @@ class _BayesLayer(nn.Module):
             mu_b, rho_b = post["bias"]
             mean = mean + broadcast_last_axis(mu_b, mean.ndim)
             var = var + broadcast_last_axis(jnp.square(posterior_std(rho_b)[0]), var.ndim)
-        eps = standard_normal(self.make_rng("weights"), mean.shape, dtype)
+        eps = standard_normal(self.make_rng("weights"), mean.shape, dtype, materialize=True)
         y = mean + jnp.sqrt(var + jnp.finfo(dtype).tiny) * eps
         # The KL still enters: closed form, or MC from one weight sample drawn for it alone.
         kl = jnp.zeros((), dtype)
