@@ -113,12 +113,13 @@ def standard_normal(key: jax.Array, shape: Sequence[int], dtype: Any = None, *,
         return jax.random.normal(key, shape, dtype)
     k0, k1 = _key_words(key)  # type: ignore[misc]
     if materialize:
-        # k0 + 1 != k0 for every uint32 (wrap-around): the predicate is always true, but XLA
-        # does not know it, so the branch stays a separate computation whose result is stored.
-        # Both branches draw the same numbers, so the value never depends on the predicate.
+        # k0 + 1 != k0 for every uint32 (wrap-around arithmetic): the predicate is always
+        # true, so the second branch never runs, but XLA does not fold it, and the first
+        # branch stays a separate computation whose result is stored. (A dead branch of
+        # zeros rather than a second copy of the hash: half the code to compile.)
         return jax.lax.cond(k0 + np.uint32(1) != k0,
                             lambda: _fused_normal(k0, k1, shape, dtype),
-                            lambda: _fused_normal(k0, k1, shape, dtype))
+                            lambda: jnp.zeros(shape, dtype))
     return _fused_normal(k0, k1, shape, dtype)
 
 
