@@ -26,9 +26,16 @@ change in machine load hits all of them). Goal: a BBB step costs at most 2x a de
 step (ratio BBB / deterministic <= 2). The extra work of BBB is per weight (drawing the noise,
 softplus, the KL and its gradient, Adam on mu and rho), so it does not grow with the batch
 while the matmuls do: ``--batch`` shows how the ratio falls with the batch size; a diagnostic
-line times the noise draw and the Adam updates alone. The mean training loss of the last
-epoch is printed as a sanity check (cross-entropy for the baseline, per-example negative ELBO
-for BBB).
+line times the noise draw (``jax.random.normal`` against the fused
+:func:`espresso_jax.prob.threefry_normal.standard_normal`, the same numbers) and the Adam
+updates alone. The mean training loss of the last epoch is printed as a sanity check
+(cross-entropy for the baseline, per-example negative ELBO for BBB).
+
+The machine's floor: the f32 GEMM rate measured in the same run (a jitted 1024^3 matmul,
+median), and the fraction of it each step reaches (the step's matmul FLOPs: forward, weight
+gradients and input gradients of layers 2 and 3; twice that with local reparameterisation).
+Both wall time and process CPU time (user + sys, all threads) per step are printed: on a
+loaded machine the CPU time is the steadier figure.
 
 References:
     Blundell, Cornebise, Kavukcuoglu, Wierstra (2015). Weight Uncertainty in Neural Networks.
@@ -43,6 +50,7 @@ import argparse
 import functools
 import math
 import os
+import resource
 import time
 
 import jax
@@ -55,6 +63,7 @@ from espresso_jax import train
 from espresso_jax.bnn import bbb, bbb_elbo
 from espresso_jax.datasets import load_mnist
 from espresso_jax.nn.modules import MLP
+from espresso_jax.prob.threefry_normal import standard_normal
 
 FEATURES, LR = (400, 400, 10), 1e-3
 
@@ -113,13 +122,16 @@ def build_cases(X: np.ndarray, y: np.ndarray, n_epochs: int, batch_size: int):
     return cases
 
 
-def overhead_diagnostics(n_weights: int, repeats: int) -> tuple[float, float, float]:
+def overhead_diagnostics(n_weights: int, repeats: int) -> tuple[float, float, float, float]:
     """Milliseconds of the element-wise work a BBB step adds: drawing ``n_weights`` standard
-    normals (the default threefry PRNG), and an Adam update of ``2 n_weights`` (mu and rho)
-    against ``n_weights`` parameters (median of ``repeats`` jitted calls after a warm-up)."""
+    normals (``jax.random.normal`` and the fused draw of the same numbers), and an Adam update
+    of ``2 n_weights`` (mu and rho) against ``n_weights`` parameters (median of ``repeats``
+    jitted calls after a warm-up)."""
     key = jax.random.key(0)
     draw = jax.jit(lambda k: jax.random.normal(k, (n_weights,)))
     t_draw, _ = median_time(lambda: jax.block_until_ready(draw(key)), repeats)
+    fused = jax.jit(lambda k: standard_normal(k, (n_weights,)))
+    t_fused, _ = median_time(lambda: jax.block_until_ready(fused(key)), repeats)
     optimizer = optax.adam(LR)
     t_adam = []
     for size in (2 * n_weights, n_weights):
@@ -129,7 +141,32 @@ def overhead_diagnostics(n_weights: int, repeats: int) -> tuple[float, float, fl
         t, _ = median_time(lambda u=update, p=params, s=state: jax.block_until_ready(u(p, s)),
                            repeats)
         t_adam.append(t)
-    return 1e3 * t_draw, 1e3 * t_adam[0], 1e3 * t_adam[1]
+    return 1e3 * t_draw, 1e3 * t_fused, 1e3 * t_adam[0], 1e3 * t_adam[1]
+
+
+def gemm_gflops(repeats: int, size: int = 1024) -> float:
+    """The machine's f32 GEMM rate in GFLOP/s: a jitted ``size``^3 matmul, median of
+    ``repeats`` calls after a warm-up."""
+    a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (size, size), jnp.float32)
+    mm = jax.jit(jnp.matmul)
+    t, _ = median_time(lambda: jax.block_until_ready(mm(a, b)), repeats)
+    return 2.0 * size ** 3 / t / 1e9
+
+
+def step_gflop(batch: int, local_reparam: bool = False) -> float:
+    """Matmul GFLOP of one training step: forward and weight gradient of every layer, input
+    gradient of every layer but the first; local reparameterisation doubles all of them (a
+    mean and a variance product)."""
+    sizes = list(zip((784, *FEATURES[:-1]), FEATURES, strict=True))
+    flops = sum(2 * batch * a * b * (2 if i == 0 else 3) for i, (a, b) in enumerate(sizes))
+    return flops * (2 if local_reparam else 1) / 1e9
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process (all threads)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -155,21 +192,32 @@ def main() -> None:
           f"| jax_threefry_partitionable={jax.config.jax_threefry_partitionable}\n")
 
     cases = build_cases(X, y, epochs, batch)
-    times = {name: [] for name in cases}
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    cpu: dict[str, list[float]] = {name: [] for name in cases}
     losses = {}
     for go in cases.values():   # warm-up: compilation
         go()
+    gemm = []
     for _ in range(repeats):
+        gemm.append(gemm_gflops(3))
         for name, go in cases.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), cpu_seconds()
             losses[name] = go()
             times[name].append(time.perf_counter() - start)
+            cpu[name].append(cpu_seconds() - start_cpu)
     ms = {name: 1e3 * float(np.median(t)) / steps for name, t in times.items()}
+    cpu_ms = {name: 1e3 * float(np.median(t)) / steps for name, t in cpu.items()}
+    rate = float(np.median(gemm))
 
-    base = ms["deterministic"]
-    print(f"{'variant':20s} {'ms/step':>9s} {'x deterministic':>16s} {'last-epoch loss':>16s}")
+    base, base_cpu = ms["deterministic"], cpu_ms["deterministic"]
+    print(f"f32 GEMM rate (1024^3 matmul, median): {rate:.1f} GFLOP/s\n")
+    print(f"{'variant':20s} {'ms/step':>8s} {'x det':>7s} {'cpu ms/step':>12s} {'x det':>7s} "
+          f"{'% GEMM rate':>12s} {'last-epoch loss':>16s}")
     for name in cases:
-        print(f"{name:20s} {ms[name]:9.2f} {ms[name] / base:15.2f}x {losses[name]:16.4f}")
+        gflop = step_gflop(batch, local_reparam="local" in name)
+        print(f"{name:20s} {ms[name]:8.2f} {ms[name] / base:6.2f}x {cpu_ms[name]:12.2f} "
+              f"{cpu_ms[name] / base_cpu:6.2f}x {100 * gflop / (ms[name] / 1e3) / rate:11.1f}% "
+              f"{losses[name]:16.4f}")
     print()
     for name in cases:
         if name == "deterministic":
@@ -181,10 +229,11 @@ def main() -> None:
                      ms[name], base, peer_name="deterministic MLP (same engine)",
                      unit="ms/step", ratio=ratio, goal="<= 2", met=ratio <= 2)
     n_weights = sum(a * b + b for a, b in zip((784, *FEATURES[:-1]), FEATURES, strict=True))
-    t_draw, t_adam2, t_adam1 = overhead_diagnostics(n_weights, max(5, repeats))
+    t_draw, t_fused, t_adam2, t_adam1 = overhead_diagnostics(n_weights, max(5, repeats))
     print(f"\ndiagnostic ({n_weights:,} weights): one threefry N(0,1) draw per weight "
-          f"{t_draw:.2f} ms; Adam update of mu and rho {t_adam2:.2f} ms vs {t_adam1:.2f} ms for "
-          "the deterministic weights")
+          f"{t_draw:.2f} ms with jax.random.normal, {t_fused:.2f} ms fused (the same numbers); "
+          f"Adam update of mu and rho {t_adam2:.2f} ms vs {t_adam1:.2f} ms for the "
+          "deterministic weights")
     if hasattr(os, "getloadavg"):
         print("load average at the end (1/5/15 min): "
               + " ".join(f"{v:.2f}" for v in os.getloadavg()))

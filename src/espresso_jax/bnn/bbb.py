@@ -38,9 +38,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from espresso_jax.prob.draws import KERNEL_INIT, draw_flat
+from espresso_jax.bnn.bbb_sample import sample_gaussian_closed
+from espresso_jax.prob.draws import KERNEL_INIT
 from espresso_jax.prob.gaussian import gaussian_log_density
 from espresso_jax.prob.info import normal_kl
+from espresso_jax.prob.threefry_normal import standard_normal
 from espresso_jax.validation import (
     check_choice,
     check_key,
@@ -262,7 +264,11 @@ def sample_weight(module: nn.Module, name: str, shape: Sequence[int], *,
     """
     dtype = default_param_dtype(dtype)
     mu, rho = _posterior_params(module, name, shape, mu_init, sigma_init, dtype)
-    eps = draw_flat(jax.random.normal, module.make_rng("weights"), mu.shape, dtype)
+    # materialised: the sample, its gradient and an MC KL all read the noise
+    eps = standard_normal(module.make_rng("weights"), mu.shape, dtype, materialize=True)
+    if isinstance(prior, GaussianPrior) and check_choice(kl_method, "kl_method",
+                                                         KL_METHODS) != "mc":
+        return sample_gaussian_closed(mu, rho, eps, float(prior.scale))
     sigma, _ = posterior_std(rho)
     return mu + sigma * eps, weight_kl(prior, mu, rho, eps, kl_method)
 
@@ -328,13 +334,13 @@ class _BayesLayer(nn.Module):
             mu_b, rho_b = post["bias"]
             mean = mean + broadcast_last_axis(mu_b, mean.ndim)
             var = var + broadcast_last_axis(jnp.square(posterior_std(rho_b)[0]), var.ndim)
-        eps = draw_flat(jax.random.normal, self.make_rng("weights"), mean.shape, dtype)
+        eps = standard_normal(self.make_rng("weights"), mean.shape, dtype, materialize=True)
         y = mean + jnp.sqrt(var + jnp.finfo(dtype).tiny) * eps
         # The KL still enters: closed form, or MC from one weight sample drawn for it alone.
         kl = jnp.zeros((), dtype)
         for n in names:
             mu, rho = post[n]
-            noise = draw_flat(jax.random.normal, self.make_rng("weights"), mu.shape, dtype)
+            noise = standard_normal(self.make_rng("weights"), mu.shape, dtype)
             kl = kl + weight_kl(self.prior, mu, rho, noise, self.kl_method)
         sow_kl(self, kl)
         return y

@@ -1,0 +1,85 @@
+"""One weight sample and its closed-form KL with a hand-written gradient (Bayes by Backprop).
+
+For a Gaussian prior ``N(0, s^2)`` a Bayesian layer computes, per posterior tensor,
+``w = mu + sigma * eps`` with ``sigma = softplus(rho)`` and the summed closed-form
+``KL(N(mu, sigma^2) || N(0, s^2))``. Differentiated automatically, XLA:CPU turns these few
+lines into about a dozen elementwise passes over the tensor (softplus, its logarithm, the
+sigmoid, ``1 / sigma``, each materialised because a transcendental with several consumers is
+never recomputed), which cost more than the layer's matmuls at batch 128.
+:func:`sample_gaussian_closed` computes the same values with a ``jax.custom_vjp`` whose backward
+pass is one closed-form expression per parameter:
+
+    d/d mu  = g_w + g_kl mu / s^2
+    d/d rho = sigmoid(rho) (g_w eps + g_kl sigma / s^2) - g_kl d(log sigma)/d rho
+
+with ``d(log sigma)/d rho = sigmoid(rho) / sigma``, or 1 below ``rho = -20`` where
+:func:`espresso_jax.bnn.bbb.posterior_std` takes ``log sigma = rho`` (pruned weights stay
+finite). The values and gradients equal the automatic ones to float rounding
+(``tests/test_bnn_bbb_speed.py``).
+
+References:
+    Blundell, Cornebise, Kavukcuoglu, Wierstra (2015). Weight Uncertainty in Neural Networks.
+    ICML.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+
+__all__ = ["sample_gaussian_closed"]
+
+# posterior_std's switch to log sigma = rho
+_SMALL_RHO = -20.0
+
+
+def _forward(mu, rho, eps, scale):
+    sigma = jax.nn.softplus(rho)
+    small = rho < _SMALL_RHO
+    log_sigma = jnp.where(small, rho, jnp.log(jnp.where(small, 1.0, sigma)))
+    inv_var = 1.0 / (scale * scale)
+    # normal_kl's 0.5 ((var + mu^2) / s^2 - 1 + log s^2 - log var), summed
+    kl = 0.5 * jnp.sum((jnp.square(sigma) + jnp.square(mu)) * inv_var - 2.0 * log_sigma) \
+        + mu.size * (math.log(scale) - 0.5)
+    return mu + sigma * eps, kl.astype(mu.dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def sample_gaussian_closed(mu: jax.Array, rho: jax.Array, eps: jax.Array, scale: float
+                           ) -> tuple[jax.Array, jax.Array]:
+    """``(w, kl)``: the sample ``mu + softplus(rho) * eps`` and the summed closed-form KL
+    against ``N(0, scale^2)``, with a fused backward pass.
+
+    Args:
+        mu, rho: posterior parameters, any shape (same shape and float dtype).
+        eps: standard-normal noise of that shape (no gradient flows to it).
+        scale: the prior std, a Python float.
+
+    Returns:
+        ``w`` of ``mu``'s shape and the scalar KL, equal to :func:`espresso_jax.bnn.bbb.
+        weight_kl` with ``method="closed"``.
+    """
+    return _forward(mu, rho, eps, scale)
+
+
+def _fwd(mu, rho, eps, scale):
+    return _forward(mu, rho, eps, scale), (mu, rho, eps)
+
+
+def _bwd(scale, residuals, cotangents):
+    mu, rho, eps = residuals
+    g_w, g_kl = cotangents
+    inv_var = 1.0 / (scale * scale)
+    sigma = jax.nn.softplus(rho)
+    sig = jax.nn.sigmoid(rho)
+    small = rho < _SMALL_RHO
+    dlog_sigma = jnp.where(small, 1.0, sig / jnp.where(small, 1.0, sigma))
+    g_mu = g_w + g_kl * inv_var * mu
+    g_rho = sig * (g_w * eps + (g_kl * inv_var) * sigma) - g_kl * dlog_sigma
+    return g_mu, g_rho.astype(rho.dtype), jnp.zeros_like(eps)
+
+
+sample_gaussian_closed.defvjp(_fwd, _bwd)
