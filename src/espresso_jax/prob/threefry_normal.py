@@ -6,7 +6,8 @@ lowering rule): every iteration writes both 32-bit words of the whole array to m
 uniform-to-normal transform runs as another pass. For 478k numbers (the weights of a
 784-400-400-10 MLP) that is ~6.5 ms of CPU here, more than the network's matmuls.
 
-:func:`standard_normal` writes the same Threefry-2x32 hash (Salmon et al. 2011, 20 rounds, the
+:func:`standard_normal` uses the one unrolled Threefry-2x32 hash of the library
+(:func:`espresso_jax.prob.fast_draws.threefry2x32`; Salmon et al. 2011, 20 rounds, the
 rotation constants and key schedule of the Random123 reference that JAX implements) with its
 rounds unrolled in ``jax.numpy`` integer operations, on the counters and with the word mixing
 of JAX's partitionable threefry (the default since JAX 0.5: element ``i`` of the row-major
@@ -35,35 +36,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from espresso_jax.prob.fast_draws import threefry2x32
 from espresso_jax.validation import float_dtype
 
 __all__ = ["standard_normal", "is_fused"]
 
-# Threefry-2x32 rotation constants (two alternating groups of four rounds) and the key-schedule
-# parity constant.
-_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
-_PARITY = 0x1BD11BDA
 # the configuration flags the fused path depends on (read with getattr: not in jax's stubs)
 _IMPL_FLAG, _PARTITIONABLE_FLAG = "jax_default_prng_impl", "jax_threefry_partitionable"
-
-
-def _rotate_left(x: jax.Array, r: int) -> jax.Array:
-    return (x << np.uint32(r)) | (x >> np.uint32(32 - r))
-
-
-def _threefry2x32(k0: jax.Array, k1: jax.Array, x0: jax.Array, x1: jax.Array
-                  ) -> tuple[jax.Array, jax.Array]:
-    """Threefry-2x32 with 20 rounds, unrolled, on uint32 arrays ``x0, x1`` (same shape);
-    ``k0, k1`` uint32 scalars. Returns the two output words."""
-    ks = (k0, k1, k0 ^ k1 ^ np.uint32(_PARITY))
-    x0, x1 = x0 + ks[0], x1 + ks[1]
-    for i in range(5):
-        for r in _ROTATIONS[i % 2]:
-            x0 = x0 + x1
-            x1 = _rotate_left(x1, r) ^ x0
-        x0 = x0 + ks[(i + 1) % 3]
-        x1 = x1 + ks[(i + 2) % 3] + np.uint32(i + 1)
-    return x0, x1
 
 
 def _key_words(key: jax.Array) -> tuple[jax.Array, jax.Array] | None:
@@ -127,7 +106,7 @@ def _fused_normal(k0: jax.Array, k1: jax.Array, shape: tuple[int, ...], dtype: A
                   ) -> jax.Array:
     size = math.prod(shape)
     counter = jax.lax.iota(jnp.uint32, size)
-    hi, lo = _threefry2x32(k0, k1, jnp.zeros_like(counter), counter)
+    hi, lo = threefry2x32(k0, k1, jnp.zeros_like(counter), counter)
     # JAX's uniform on [nextafter(-1, 0), 1): random mantissa with exponent 0, minus 1, scaled.
     if dtype == jnp.float32:
         mantissa = ((hi ^ lo) >> np.uint32(32 - 23)) | np.float32(1.0).view(np.uint32)
