@@ -25,6 +25,7 @@ import jax
 import numpy as np
 import optax
 
+from espresso_jax.apps.leaderboard.published import published_rows
 from espresso_jax.apps.uci import bbb as bbb_uci
 from espresso_jax.apps.uci import protocol as uci
 from espresso_jax.datasets.uci import load_uci
@@ -35,15 +36,14 @@ ALIASES = {
     "protein": "protein-tertiary-structure", "wine": "wine-quality-red", "yacht": "yacht",
 }
 
-# Gal & Ghahramani's grid-search re-run (MC dropout, 10x epochs): (RMSE, SE, LL, SE); None
-# where no standard error is published.
-PUBLISHED = {
-    "boston": (2.90, 0.18, -2.40, 0.04), "concrete": (4.82, 0.16, -2.93, 0.02),
-    "energy": (0.54, 0.06, -1.21, 0.01), "kin8nm": (0.08, None, 1.14, None),
-    "naval": (0.00, None, 4.45, None), "power": (4.01, 0.04, -2.80, 0.01),
-    "protein": (4.27, 0.02, -2.87, 0.00), "wine": (0.62, 0.01, -0.93, 0.01),
-    "yacht": (0.67, 0.05, -1.25, 0.01),
-}
+
+def published(folder: str) -> tuple[float, float, float, float]:
+    """Gal's grid-search re-run of MC dropout (10x epochs) on ``folder``: (RMSE, SE, LL, SE),
+    from the one table of published rows (``apps.leaderboard.published``)."""
+    row = next(r for r in published_rows(folder, ["mc_dropout"]) if r.source == "gal_grid2018")
+    return row.rmse, row.rmse_pm, row.ll, row.ll_pm
+
+
 # Method name -> (UCIMethod factory, default Adam learning rate). BBB needs the larger rate to
 # move its posterior standard deviations within the protocol's epochs.
 METHODS = {"dropout": (uci.dropout_method, 1e-3), "bbb": (bbb_uci.bbb_method, 1e-2)}
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
                                batch_size=args.batch_size, n_samples=args.n_samples,
                                n_samples_val=args.n_samples_val)
         digits = 4 if short in ("naval", "kin8nm") else 2
-        pub = PUBLISHED[short]
+        pub = published(ds.name)
         print(f"{short:10s} {res.settings['n_splits']:3d} "
               f"{_pm(res.rmse_mean, res.rmse_se, digits):>15s} {_pm(pub[0], pub[1], 2):>13s} "
               f"{_pm(res.ll_mean, res.ll_se, 2):>15s} {_pm(pub[2], pub[3], 2):>13s} "
