@@ -191,7 +191,7 @@ def dump_check_page(browser, tmp_path):
 # settings, 2026-12-06). pytest-xdist hands tests out in collection order, so files collected
 # last decide when the second worker falls idle; running these first leaves only short tests
 # for the end of the run. The order of the tests inside each file is kept.
-RUN_FIRST = ("test_tour_deep_sections.py",   # one module fixture, ~84 s
+RUN_FIRST = ("test_tour_deep_sections.py",   # one module fixture, ~87 s of CPU
              "test_parallel.py",              # a 4-device child process, ~29 s
              "test_published_uci.py", "test_tour_sections.py", "test_examples.py",
              "test_published_deep.py")
