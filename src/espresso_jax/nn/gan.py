@@ -184,12 +184,6 @@ def apply_player(module: nn.Module, params: PyTree, batch_stats: PyTree, x: jax.
         ``(output, batch_stats)``: the new running averages when ``train`` and the module has
         BatchNorm, else ``batch_stats`` unchanged.
     """
-    return _apply(module, params, batch_stats, x, train=train)
-
-
-def _apply(module: nn.Module, params: PyTree, batch_stats: PyTree, x: jax.Array, *,
-           train: bool) -> tuple[jax.Array, PyTree]:
-    """``module(x)`` with the given variables; returns ``(output, new batch_stats)``."""
     variables = {"params": params}
     if batch_stats:
         variables["batch_stats"] = batch_stats
@@ -241,13 +235,13 @@ def _make_step(module, loss, k_disc, opts, gp_weight, real_label=1.0):
                   "wgan_gp": L.generator_loss_wgan}[loss]
 
     def d_loss_fn(d_params, batch_stats, real, fake, key):
-        r, batch_stats = _apply(D, d_params, batch_stats, real, train=True)
-        f, batch_stats = _apply(D, d_params, batch_stats, fake, train=True)
+        r, batch_stats = apply_player(D, d_params, batch_stats, real, train=True)
+        f, batch_stats = apply_player(D, d_params, batch_stats, fake, train=True)
         if wgan:
             x_hat = L.interpolate(key, real, fake)
 
             def critic(x):
-                return _apply(D, d_params, batch_stats, x[None], train=True)[0][0]
+                return apply_player(D, d_params, batch_stats, x[None], train=True)[0][0]
 
             gp = jnp.mean(L.gradient_penalty(critic, x_hat))
             value = jnp.mean(jax.vmap(L.critic_loss_wgan)(r, f)) + gp_weight * gp
@@ -263,8 +257,8 @@ def _make_step(module, loss, k_disc, opts, gp_weight, real_label=1.0):
     d_grad = jax.value_and_grad(d_loss_fn, has_aux=True)
 
     def g_loss_fn(g_params, gen, disc, z):
-        fake, batch_stats = _apply(G, g_params, gen.batch_stats, z, train=True)
-        f, _ = _apply(D, disc.params, disc.batch_stats, fake, train=True)
+        fake, batch_stats = apply_player(G, g_params, gen.batch_stats, z, train=True)
+        f, _ = apply_player(D, disc.params, disc.batch_stats, fake, train=True)
         return jnp.mean(jax.vmap(g_loss_one)(f)), batch_stats
 
     g_grad = jax.value_and_grad(g_loss_fn, has_aux=True)
@@ -279,7 +273,7 @@ def _make_step(module, loss, k_disc, opts, gp_weight, real_label=1.0):
             x, k = inputs
             z_key, i_key = jax.random.split(k)
             z = jax.random.normal(z_key, (m, latent_dim), dtype=x.dtype)
-            fake, _ = _apply(G, gen.params, gen.batch_stats, z, train=True)
+            fake, _ = apply_player(G, gen.params, gen.batch_stats, z, train=True)
             fake = jax.lax.stop_gradient(fake)
             (value, (stats, metrics)), grads = d_grad(disc.params, disc.batch_stats, x, fake,
                                                       i_key)
@@ -399,7 +393,7 @@ def _player(state: Any, part: str) -> PlayerState:
 
 @functools.partial(jax.jit, static_argnames=("module", "train"))
 def _forward(module, params, batch_stats, x, train):
-    return _apply(module, params, batch_stats, x, train=train)[0]
+    return apply_player(module, params, batch_stats, x, train=train)[0]
 
 
 def sample(key: jax.Array, state: GANState | PlayerState, n: int, *, module: GANModel,
