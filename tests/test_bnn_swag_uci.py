@@ -65,6 +65,18 @@ def test_finalize_collects_swag_moments_after_training(yacht):
 def test_bad_method_arguments():
     for name, bad in (("rank", 0), ("n_collect", 0), ("learning_rate", 0.0),
                       ("momentum", 1.0), ("batch_size", 0), ("scale", -1.0),
-                      ("epochs_per_collect", 0), ("prior_precision", 0.0)):
+                      ("epochs_per_collect", 0), ("prior_precision", 0.0), ("clip_norm", 0.0)):
         with pytest.raises(ValueError, match=name):
             swag_method(**{name: bad})
+
+
+def test_collection_steps_are_clipped():
+    # A gradient spike (global norm 100) moves the weights by at most rate * clip_norm; without
+    # the bound it moves them by rate * 100 (the spikes that sent a bostonHousing refit to NaN).
+    params = {"w": jnp.zeros(4), "b": jnp.zeros(())}
+    spike = {"w": jnp.full(4, 50.0), "b": jnp.asarray(0.0)}   # norm 100
+    for clip, expected in ((5.0, 0.2 * 5.0), (None, 0.2 * 100.0)):
+        opt = swag_method(clip_norm=clip).finalize.keywords["optimizer"]
+        updates, _ = opt.update(spike, opt.init(params), params)
+        norm = float(optax.global_norm(updates))
+        assert norm == pytest.approx(expected, rel=1e-6)

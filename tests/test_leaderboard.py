@@ -140,6 +140,25 @@ def test_nuts_cache_reloads_the_same_predictive(board):
     assert again.means.shape[0] == 10 and again.settings["num_samples"] == 10
 
 
+def test_a_diverged_method_is_listed_and_the_board_goes_on(monkeypatch):
+    from espresso_jax.apps.leaderboard import runner
+
+    calls = []
+
+    def diverging(key, ds, method, **kwargs):
+        calls.append(method.name)
+        raise FloatingPointError(f"{ds.name}: non-finite test metrics (training diverged?)")
+
+    monkeypatch.setattr(runner, "run_protocol", diverging)
+    lines: list[str] = []
+    out = run_leaderboard(sets=["yacht"], methods=["swag", "deterministic"], n_splits=1,
+                          nuts=None, log=lines.append)
+    assert calls == ["swag", "deterministic"]     # the second method still ran
+    assert out["rows"] == [] and [f["method"] for f in out["settings"]["failed"]] == [
+        "swag", "deterministic"]
+    assert "yacht: swag failed" in lines[0] and "diverged" in lines[0]
+
+
 def test_registry_factories_return_methods():
     for name, factory in METHODS.items():
         method = factory()

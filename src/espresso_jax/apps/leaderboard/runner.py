@@ -74,7 +74,10 @@ def run_leaderboard(seed: int = 0, *, sets: Sequence[str] = SMALL_SETS,
         log: called with one line per finished (method, set).
 
     Returns:
-        ``{"rows": summary rows, "per_split": per-split scores, "settings": ...}``.
+        ``{"rows": summary rows, "per_split": per-split scores, "settings": ...}``; a
+        method whose protocol run diverges (``FloatingPointError``) is logged, listed in
+        ``settings["failed"]`` with its data set and message, and left out of the rows, and
+        the board goes on with the next method.
     """
     sets = list(sets)
     methods = list(methods)
@@ -88,6 +91,7 @@ def run_leaderboard(seed: int = 0, *, sets: Sequence[str] = SMALL_SETS,
     optimizer = optax.adam(1e-3)   # one object: the refit reuses the protocol's compiled call
     key = jax.random.key(check_int(seed, "seed", min_value=0))
     per_split: list[dict[str, Any]] = []
+    failed: list[dict[str, str]] = []
     for name in sets:
         ds = load_uci(name, data_dir)
         S = ds.n_splits if n_splits is None else min(check_int(n_splits, "n_splits",
@@ -106,8 +110,14 @@ def run_leaderboard(seed: int = 0, *, sets: Sequence[str] = SMALL_SETS,
                     f"({sum(q.settings['wall_time_s'] for q in ref):.0f} s when sampled)")
         for label, method in zip(methods, uci_methods, strict=True):
             start = time.perf_counter()
-            res = run_protocol(key, ds, method, optimizer=optimizer, n_splits=S,
-                               n_epochs=n_epochs, n_samples=n_samples, progress=False)
+            try:
+                res = run_protocol(key, ds, method, optimizer=optimizer, n_splits=S,
+                                   n_epochs=n_epochs, n_samples=n_samples, progress=False)
+            except FloatingPointError as err:   # one diverged method does not stop the board
+                failed.append({"dataset": name, "method": label, "error": str(err)})
+                if log:
+                    log(f"{name}: {label} failed, left out of the table: {err}")
+                continue
             pred = refit_predictive(key, ds, method, res, optimizer=optimizer)
             wall = time.perf_counter() - start
             for i in range(S):
@@ -128,6 +138,6 @@ def run_leaderboard(seed: int = 0, *, sets: Sequence[str] = SMALL_SETS,
     settings = {"seed": seed, "sets": sets, "methods": methods, "n_splits": n_splits,
                 "n_epochs": n_epochs, "n_samples": n_samples,
                 "nuts": None if nuts is None else nuts._asdict(), "nuts_sets": list(nuts_sets),
-                "max_components": MAX_COMPONENTS, "jax": jax.__version__}
+                "max_components": MAX_COMPONENTS, "jax": jax.__version__, "failed": failed}
     return {"rows": summarize_rows(per_split), "per_split": per_split, "settings": settings}
 
