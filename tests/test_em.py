@@ -124,7 +124,11 @@ def test_engine_arguments_are_checked(data, kwargs, match):
 
 _SHARDED_SCRIPT = r"""
 import os, sys
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+# the parent's compiler flags (`make test`'s cheaper ones) plus 4 virtual devices
+os.environ["XLA_FLAGS"] = " ".join(
+    [f for f in os.environ.get("XLA_FLAGS", "").split()
+     if not f.startswith("--xla_force_host_platform_device_count")]
+    + ["--xla_force_host_platform_device_count=4"])
 import jax, jax.numpy as jnp, numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 sys.path.insert(0, sys.argv[1])
@@ -156,9 +160,8 @@ def test_data_parallel_em_on_four_virtual_devices_matches_one_device(tmp_path):
 
     script = tmp_path / "sharded.py"
     script.write_text(_SHARDED_SCRIPT)
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     proc = subprocess.run([sys.executable, str(script), os.path.dirname(__file__)],
-                          capture_output=True, text=True, env=env, timeout=300)
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "sharded-ok" in proc.stdout
 
