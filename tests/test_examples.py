@@ -1,12 +1,14 @@
 """Every example script runs from a clean folder using only the public API (the ones with a
 ``--quick`` option in their short form: the full runs are the experiments themselves).
 
-The fast scripts run in two child processes, a few scripts each, one after another, each in
-its own empty folder and as ``__main__`` (``runpy``), so the ~3.5 s import of jax, flax and
-numpyro is paid twice instead of once per script. A script cannot leave state behind for the
-next one unnoticed: the child compares every ``jax.config`` value before and after each script
-and reports a change as a failure, closes all matplotlib figures, and restores ``sys.argv``,
-``sys.path`` and the working folder. None of the examples sets global JAX config (no x64).
+The fast scripts run in one child process, one after another, each in its own empty folder and
+as ``__main__`` (``runpy``), so the ~4 s of CPU importing jax, flax and numpyro is paid once
+instead of once per script (two groups in two children cost one import more: ~4 s of CPU, for a
+wall-time overlap the suite's other tests give anyway). A script cannot leave state behind for
+the next one unnoticed: the child compares every ``jax.config`` value before and after each
+script and reports a change as a failure, closes all matplotlib figures, and restores
+``sys.argv``, ``sys.path`` and the working folder. None of the examples sets global JAX config
+(no x64).
 """
 
 import json
@@ -22,14 +24,25 @@ EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.py"))
 # The deep-learning experiments take 16-110 s of CPU even with --quick (gan.py 22 s, vae_mnist.py
 # 24 s on the 2-core Xeon); their functions are tested in tests/test_bnn_*.py, test_nn_*.py and
 # test_published_*.py, so the scripts themselves run with the slow tests (CI runs both suites).
-# conformal_uci.py runs in the default suite from tests/test_conformal.py (which also checks
-# its output), so here it runs only with the slow examples.
 SLOW = {"bnn_mnist.py", "bnn_regression_gap.py", "uci_protocol.py", "gan.py", "vae_mnist.py",
-        "ood_mnist.py", "conformal_uci.py"}
+        "ood_mnist.py"}
 
-# Two groups of about equal run time (so `pytest -n 2` can run them side by side).
-GROUPS = [("pca_ppca.py", "conjugate_updates.py"),
-          ("mixtures.py", "bayesian_linear_regression.py")]
+# One group: one child process (see the module docstring).
+GROUPS = [("pca_ppca.py", "conjugate_updates.py", "mixtures.py",
+           "bayesian_linear_regression.py", "conformal_uci.py")]
+
+
+def _check_conformal_uci(stdout: str) -> None:
+    """examples/conformal_uci.py (UCI yacht, or its synthetic fallback) prints the four
+    intervals' coverage and width (its numbers are checked by the coverage tests of
+    tests/test_conformal.py and tests/test_conformal_uci.py, not here)."""
+    lines = [line for line in stdout.splitlines() if " mean width " in line]
+    assert len(lines) == 4, stdout
+    assert sum("split conformal" in line or "CQR" in line for line in lines) == 3
+
+
+# What a script must print, beyond something (checked for every script).
+OUTPUT_CHECKS = {"conformal_uci.py": _check_conformal_uci}
 
 _RUNNER = r"""
 import contextlib, io, json, os, runpy, sys, traceback
@@ -91,6 +104,7 @@ def test_examples_run(group, tmp_path):
     for name, result in results.items():
         assert result["error"] is None, (name, result["error"][-3000:], proc.stderr[-3000:])
         assert result["stdout"].strip(), name
+        OUTPUT_CHECKS.get(name, lambda stdout: None)(result["stdout"])
 
 
 @pytest.mark.slow

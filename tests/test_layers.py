@@ -96,32 +96,41 @@ def test_module_walk_sees_the_layers():
 _PROBE = textwrap.dedent("""
     import importlib, json, sys
 
-    for name in json.loads(sys.argv[1]):
-        importlib.import_module(name)
-    loaded = {"matplotlib" if m.startswith("matplotlib.") else m for m in sys.modules}
-    print(json.dumps(sorted(m for m in loaded if m == "matplotlib"
-                            or m == "espresso_jax.apps" or m.startswith("espresso_jax.apps."))))
+    for stage in json.loads(sys.argv[1]):
+        for name in stage:
+            importlib.import_module(name)
+        loaded = {"matplotlib" if m.startswith("matplotlib.") else m for m in sys.modules}
+        print(json.dumps(sorted(m for m in loaded if m == "matplotlib"
+                                or m == "espresso_jax.apps" or m.startswith("espresso_jax.apps."))))
 """)
 
 
-def _probe(modules: list[str]) -> list[str]:
-    """Import ``modules`` in a new interpreter; the forbidden modules that got loaded.
+def _probe(stages: list[list[str]]) -> list[list[str]]:
+    """Import each stage's modules in turn in one new interpreter; per stage, the forbidden
+    modules loaded so far (a stage's answer includes what earlier stages loaded).
 
     Importing any submodule runs ``espresso_jax/__init__`` (which imports every subpackage), so
     a failure here cannot say which file is at fault: the static test below names the line.
     """
-    proc = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(modules)],
+    proc = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(stages)],
                           capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return [json.loads(line) for line in proc.stdout.strip().splitlines()[-len(stages):]]
 
 
-def test_import_espresso_jax_loads_no_apps_or_matplotlib():
-    assert _probe(["espresso_jax"]) == []
+@pytest.fixture(scope="module")
+def probed():
+    """One fresh interpreter for both tests (~3 s of CPU): first ``import espresso_jax``
+    alone, then every library module; the forbidden modules loaded after each stage."""
+    return _probe([["espresso_jax"], [name for name, _ in LIBRARY_MODULES]])
 
 
-def test_library_modules_load_no_apps_or_matplotlib():
-    assert _probe([name for name, _ in LIBRARY_MODULES]) == []
+def test_import_espresso_jax_loads_no_apps_or_matplotlib(probed):
+    assert probed[0] == []
+
+
+def test_library_modules_load_no_apps_or_matplotlib(probed):
+    assert probed[1] == []
 
 
 # --- static: every import in the source, function-local ones included ------------------------

@@ -125,6 +125,9 @@ def test_sgd_on_four_virtual_devices_matches_one_device():
     # (tests/parallel_scripts/four_devices.py; ~24 s CPU, 14 s without the UCI data).
     out = _run_script("four_devices.py", [], timeout=600)
     assert "four-devices-ok" in out, out[-3000:]
+    # the EM engine and the GMM on sharded rows (checks of test_em.py and test_mixture_gmm.py,
+    # run here to save their children's imports)
+    assert "em-sharded-ok" in out and "gmm-sharded-ok" in out, out[-3000:]
     if default_data_dir() is not None:
         assert "protocol-ok" in out, out[-3000:]
 

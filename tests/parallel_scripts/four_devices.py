@@ -3,7 +3,11 @@
 Checks, each on one device and on 4: VAE, BBB, MC-dropout, GAN and heteroscedastic fits;
 that the step sees every minibatch sharded; per-device dropout masks and BBB
 local-reparameterisation noise; the vmapped UCI grid (``train_grid``) and
-``run_protocol(mesh=...)`` on yacht.
+``run_protocol(mesh=...)`` on yacht; the EM engine (``em.fit_em`` with test_em.py's model,
+unchunked and chunked) and ``gmm.fit`` (chunked, with sample weights) on row-sharded data,
+within 1e-5 of the one-device fit (float32 sums reduced in another order; these two ran in
+children of their own from tests/test_em.py and tests/test_mixture_gmm.py, ~4 s of CPU
+importing each).
 
 Each fit runs on one device and on 4 (data row-sharded with ``parallel.shard_rows``) from the
 same key; losses and parameters must agree to float32 rounding (the gradient's sums are
@@ -12,6 +16,7 @@ within 1.2e-7 (VAE) and 1.5e-8 (BBB) after 12 Adam steps.
 """
 
 import os
+import sys
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                            + " --xla_force_host_platform_device_count=4")
@@ -23,7 +28,8 @@ jax.config.update("jax_numpy_dtype_promotion", "strict")
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
-from jax.sharding import Mesh  # noqa: E402
+from jax.sharding import Mesh, NamedSharding  # noqa: E402
+from jax.sharding import PartitionSpec as P  # noqa: E402
 
 from espresso_jax import parallel, train  # noqa: E402
 from espresso_jax.apps.uci import protocol as uci  # noqa: E402
@@ -184,4 +190,53 @@ if default_data_dir() is not None:
     print("protocol-ok")
 else:
     print("protocol-skipped: no UCI data directory")
+
+
+# -- the EM engine and the GMM on rows sharded over the 4 devices (from test_em.py and
+# test_mixture_gmm.py)
+def em_sharded():
+    from espresso_jax.em import fit_em
+
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from test_em import MODEL, _params0
+
+    rng = np.random.default_rng(0)
+    X = jnp.asarray(np.concatenate([rng.normal(-2, 1, 3000), rng.normal(3, 1, 5000)])[:, None],
+                    jnp.float32)
+    mesh = Mesh(np.array(jax.devices()), ("rows",))
+    Xs = jax.device_put(X, NamedSharding(mesh, P("rows", None)))
+    ws = jax.device_put(jnp.ones(8000, jnp.float32), NamedSharding(mesh, P("rows")))
+    a = fit_em(MODEL, _params0(), X, tol=0.0, max_iter=30)
+    for chunk in (None, 500):
+        b = fit_em(MODEL, _params0(), Xs, ws, tol=0.0, max_iter=30, chunk_size=chunk)
+        assert len(b.params["mu"].sharding.device_set) >= 1
+        np.testing.assert_allclose(b.params["mu"], a.params["mu"], rtol=1e-5)
+        np.testing.assert_allclose(b.history, a.history, rtol=1e-5)
+
+
+def gmm_sharded():
+    from espresso_jax.mixture import gmm
+
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(size=(2000, 2)) * 0.5 + c for c in ([0, 0], [3, 0], [0, 3])])
+    X = jnp.asarray(X, jnp.float32)
+    mesh = Mesh(np.array(jax.devices()), ("rows",))
+    Xs = jax.device_put(X, NamedSharding(mesh, P("rows", None)))
+    ws = jax.device_put(jnp.ones(6000, jnp.float32), NamedSharding(mesh, P("rows")))
+    init = dict(means_init=np.array([[0.5, 0.5], [2.5, 0.5], [0.5, 2.5]]),
+                weights_init=np.ones(3) / 3, precisions_init=np.stack([np.eye(2)] * 3))
+    a = gmm.fit(jax.random.key(0), X, 3, max_iter=30, tol=0.0, **init)
+    for chunk in (500,):
+        b = gmm.fit(jax.random.key(0), Xs, 3, max_iter=30, tol=0.0, sample_weight=ws,
+                    chunk_size=chunk, **init)
+        np.testing.assert_allclose(b.history, a.history, rtol=1e-5)
+        np.testing.assert_allclose(b.params.means, a.params.means, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(b.params.covariances, a.params.covariances, rtol=1e-5,
+                                   atol=1e-5)
+
+
+em_sharded()
+print("em-sharded-ok")
+gmm_sharded()
+print("gmm-sharded-ok")
 print("four-devices-ok")

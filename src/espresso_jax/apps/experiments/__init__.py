@@ -5,5 +5,7 @@ the example scripts.
   and on MNIST.
 - :mod:`~espresso_jax.apps.experiments.bnn_mnist`: Bayes by Backprop, MC dropout and a plain
   network on MNIST, the pruning table, the rotated digit.
+- :mod:`~espresso_jax.apps.experiments.bnn_training`: training and sampling those networks
+  (shared by the MNIST experiments and the toys).
 - :mod:`~espresso_jax.apps.experiments.bnn_toys`: the 1-D gap and heteroscedastic toys.
 """

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from espresso_jax.apps.experiments.bnn_mnist import ModelSpec, sample_outputs, train_models
+from espresso_jax.apps.experiments.bnn_training import ModelSpec, sample_outputs, train_models
 from espresso_jax.bnn import bbb, bbb_elbo, dropout, heteroscedastic
 from espresso_jax.nn import supervised
 from espresso_jax.nn.modules import MLP
