@@ -75,3 +75,45 @@ def torch_mlp(sizes: tuple[int, ...]) -> Any:
         if i < len(sizes) - 2:
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)
+
+
+def mlp_step_dots(widths: tuple[int, ...], batch: int) -> list[tuple[str, int, int, int, str]]:
+    """The matrix products of one training step of a dense network (input width first), as
+    ``(what, M, K, N, layout)`` with ``2·M·K·N`` FLOPs each: per layer the forward product
+    ``x (batch, in) @ W (in, out)`` (layout ``"nn"``), the weight gradient
+    ``xᵀ (in, batch) @ δ (batch, out)`` (``"tn"``) and, except for the first layer (the data
+    need no gradient), the input gradient ``δ (batch, out) @ Wᵀ (out, in)`` (``"nt"``)."""
+    dots = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+        dots.append((f"{a}->{b} forward", batch, a, b, "nn"))
+        dots.append((f"{a}->{b} weight grad", a, batch, b, "tn"))
+        if i > 0:
+            dots.append((f"{a}->{b} input grad", batch, b, a, "nt"))
+    return dots
+
+
+def dot_seconds(m: int, k: int, n: int, layout: str, *, calls: int = 50,
+                repeats: int = 5) -> float:
+    """Median seconds of one f32 ``(m, k) @ (k, n)`` product in JAX on the default device,
+    with the operands stored as the step stores them: ``layout`` ``"nn"`` (``A (m, k)``,
+    ``B (k, n)``), ``"tn"`` (``A`` stored ``(k, m)``) or ``"nt"`` (``B`` stored ``(n, k)``).
+    ``calls`` products are dispatched back to back (asynchronously) per timing so the
+    dispatch cost overlaps the work, as inside a compiled loop; median of ``repeats``."""
+    import jax
+    import jax.numpy as jnp
+
+    ka, kb = jax.random.split(jax.random.key(0))
+    a_shape = (k, m) if layout == "tn" else (m, k)
+    b_shape = (n, k) if layout == "nt" else (k, n)
+    a = jax.random.normal(ka, a_shape, jnp.float32)
+    b = jax.random.normal(kb, b_shape, jnp.float32)
+    contract = (((0,) if layout == "tn" else (1,)), ((1,) if layout == "nt" else (0,)))
+    product = jax.jit(lambda x, y: jax.lax.dot_general(x, y, (contract, ((), ()))))
+    jax.block_until_ready(product(a, b))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = [product(a, b) for _ in range(calls)]
+        jax.block_until_ready(out)
+        times.append((time.perf_counter() - start) / calls)
+    return statistics.median(times)
