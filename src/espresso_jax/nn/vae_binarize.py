@@ -8,8 +8,9 @@ flat index ``j`` of every entry with Threefry-2x32 under the key's two words (co
 CPU as a 5-iteration loop that copies its state every iteration; :func:`binarize` computes the
 same words with the hash written out round by round
 (:func:`espresso_jax.prob.fast_draws.threefry2x32`), which XLA fuses into one loop with the
-comparison. Same key, same bits, same result (``tests/test_nn_vae_binarize.py`` checks the
-equality with ``jax.random.bernoulli`` entry by entry); other dtypes, key implementations or the
+comparison, computed once into memory (the batch has several consumers). Same key, same bits,
+same result (``tests/test_nn_vae_binarize.py`` checks the equality with
+``jax.random.bernoulli`` entry by entry); other dtypes, key implementations or the
 non-partitionable Threefry fall back to ``jax.random.bernoulli`` itself.
 """
 
@@ -59,8 +60,19 @@ def binarize(key: jax.Array, x: jax.Array) -> jax.Array:
     if (words is None or x.dtype != jnp.float32 or x.size >= 2 ** 32
             or not getattr(jax.config, _PARTITIONABLE_FLAG)):
         return jax.random.bernoulli(key, x).astype(x.dtype)
+    k0, k1 = words
+    # Computed once into memory: XLA fuses cheap integer work into *every* consumer, and the
+    # binarised batch has several (the encoder's first product, the log-likelihood and its
+    # gradient), which would each hash it again. A ``lax.cond`` whose predicate is always true
+    # (``k0 + 1 != k0`` in wrap-around arithmetic) but not folded keeps the draw a separate,
+    # stored computation; the other branch never runs.
+    return jax.lax.cond(k0 + jnp.uint32(1) != k0, lambda: _draw(k0, k1, x),
+                        lambda: jnp.zeros_like(x))
+
+
+def _draw(k0: jax.Array, k1: jax.Array, x: jax.Array) -> jax.Array:
     index = jnp.arange(math.prod(x.shape), dtype=jnp.uint32).reshape(x.shape)
-    hi, lo = threefry2x32(words[0], words[1], jnp.zeros_like(index), index)
+    hi, lo = threefry2x32(k0, k1, jnp.zeros_like(index), index)
     bits = ((hi ^ lo) >> jnp.uint32(9)) | jnp.uint32(_ONE_BITS)
     uniform = jax.lax.bitcast_convert_type(bits, jnp.float32) - jnp.float32(1.0)
     return (uniform < x).astype(x.dtype)
