@@ -95,12 +95,14 @@ def mlp_step_dots(widths: tuple[int, ...], batch: int, *, input_grad: bool = Fal
 
 
 def dot_seconds(m: int, k: int, n: int, layout: str, *, calls: int = 50,
-                repeats: int = 5) -> float:
+                repeats: int = 5, reduce: Callable[[list[float]], float] = statistics.median
+                ) -> float:
     """Median seconds of one f32 ``(m, k) @ (k, n)`` product in JAX on the default device,
     with the operands stored as the step stores them: ``layout`` ``"nn"`` (``A (m, k)``,
     ``B (k, n)``), ``"tn"`` (``A`` stored ``(k, m)``) or ``"nt"`` (``B`` stored ``(n, k)``).
     ``calls`` products are dispatched back to back (asynchronously) per timing so the
-    dispatch cost overlaps the work, as inside a compiled loop; median of ``repeats``."""
+    dispatch cost overlaps the work, as inside a compiled loop; median of ``repeats`` (or
+    ``reduce``, e.g. ``min`` on a loaded machine)."""
     import jax
     import jax.numpy as jnp
 
@@ -118,7 +120,7 @@ def dot_seconds(m: int, k: int, n: int, layout: str, *, calls: int = 50,
         out = [product(a, b) for _ in range(calls)]
         jax.block_until_ready(out)
         times.append((time.perf_counter() - start) / calls)
-    return statistics.median(times)
+    return reduce(times)
 
 
 def vae_step_dots(batch: int = 100) -> list[tuple[str, int, int, int, str]]:
@@ -130,10 +132,13 @@ def vae_step_dots(batch: int = 100) -> list[tuple[str, int, int, int, str]]:
 
 
 def per_shape_floor(dots: list[tuple[str, int, int, int, str]], *, calls: int = 20,
-                    repeats: int = 3) -> tuple[float, float, list[float]]:
+                    repeats: int = 3,
+                    reduce: Callable[[list[float]], float] = statistics.median
+                    ) -> tuple[float, float, list[float]]:
     """``(seconds, flops, per-dot seconds)``: the time of the step's products each run alone
-    at its own shape and layout (:func:`dot_seconds`), summed, and their FLOPs."""
-    seconds = [dot_seconds(m, k, n, layout, calls=calls, repeats=repeats)
+    at its own shape and layout (:func:`dot_seconds`, ``reduce`` over ``repeats``), summed,
+    and their FLOPs."""
+    seconds = [dot_seconds(m, k, n, layout, calls=calls, repeats=repeats, reduce=reduce)
                for _, m, k, n, layout in dots]
     flops = sum(2.0 * m * k * n for _, m, k, n, _ in dots)
     return sum(seconds), flops, seconds
