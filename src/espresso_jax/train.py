@@ -250,9 +250,9 @@ def run_epochs(key: jax.Array, step_fn: StepFn, state: Any, data: PyTree, *, bat
 # without it, XLA CPU copies loop-carried parameters at the top of every step, e.g. kernels that
 # a backward-pass product reads and that nothing orders before their optimiser update (for the
 # 784-500-500-20 VAE, nine kernels and biases, 3.7 MB per step, ~6 % of the step); with it,
-# copy insertion proves the copies unneeded and drops them. It changes buffer assignment only: the trained
-# parameters are the same bit for bit (tests/test_train_compile.py). XLA backends other than
-# the CPU are expected to ignore ``xla_cpu_*`` options (not checked on a GPU here).
+# copy insertion proves the copies unneeded and drops them. It changes buffer assignment only:
+# the trained parameters are the same bit for bit (tests/test_train_compile.py). XLA backends
+# other than the CPU are expected to ignore ``xla_cpu_*`` options (not checked on a GPU here).
 COMPILER_OPTIONS: Mapping[str, Any] = types.MappingProxyType(
     {"xla_cpu_copy_insertion_use_region_analysis": True})
 
