@@ -29,6 +29,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import types
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -55,6 +56,7 @@ __all__ = [
     "fit_loop",
     "fit",
     "check_init",
+    "COMPILER_OPTIONS",
     "save_state",
     "load_state",
 ]
@@ -244,7 +246,19 @@ def run_epochs(key: jax.Array, step_fn: StepFn, state: Any, data: PyTree, *, bat
     return jax.lax.scan(one_epoch_reported, state, (keys, jnp.arange(n_epochs)))
 
 
-@functools.partial(jax.jit, static_argnames=("step_fn", "batch_size", "n_epochs", "sharding"))
+# XLA options of the engine's compiled chunk. ``xla_cpu_copy_insertion_use_region_analysis``:
+# without it, XLA CPU copies loop-carried parameters at the top of every step, e.g. kernels that
+# a backward-pass product reads and that nothing orders before their optimiser update (for the
+# 784-500-500-20 VAE, nine kernels and biases, 3.7 MB per step, ~6 % of the step); with it,
+# copy insertion proves the copies unneeded and drops them. It changes buffer assignment only:
+# the trained parameters are the same bit for bit (tests/test_train_compile.py). XLA backends
+# other than the CPU are expected to ignore ``xla_cpu_*`` options (not checked on a GPU here).
+COMPILER_OPTIONS: Mapping[str, Any] = types.MappingProxyType(
+    {"xla_cpu_copy_insertion_use_region_analysis": True})
+
+
+@functools.partial(jax.jit, static_argnames=("step_fn", "batch_size", "n_epochs", "sharding"),
+                   compiler_options=dict(COMPILER_OPTIONS))
 def _run_chunk(step_fn, state, data, key, batch_size, n_epochs, sharding):
     return run_epochs(key, step_fn, state, data, batch_size=batch_size, n_epochs=n_epochs,
                       batch_sharding=sharding)

@@ -11,7 +11,8 @@ Both are unbiased for the same per-example ELBO. The minibatch loss (:func:`make
 ``−(N/M) Σ_{m∈batch} ELBO_m``: minibatches are drawn uniformly, so it is an unbiased estimate of
 minus the full-data ELBO ``Σ_{n=1}^N ELBO_n`` (eq. 8), and its gradient of the full-data one.
 With ``binarize=True`` each minibatch is dynamically binarised inside the loss: ``x ~
-Bernoulli(pixel intensity)`` drawn with the step's key (a fresh binary data set every epoch).
+Bernoulli(pixel intensity)`` drawn with the step's key (a fresh binary data set every epoch;
+:func:`espresso_jax.nn.vae_binarize.binarize`, the draws of ``jax.random.bernoulli``).
 
 Evaluation: :func:`elbo` and the importance-weighted bound (Burda et al. 2016)
 ``IWAE_k = log (1/k) Σ_i p(x, z_i)/q(z_i | x)`` (:func:`iwae`), ``ELBO ≤ IWAE_k ≤ IWAE_{k+1}
@@ -37,6 +38,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from espresso_jax.nn.modules import check_params_on_rows
+from espresso_jax.nn.vae_binarize import binarize as binarize_batch
 from espresso_jax.nn.vae_model import VAE, check_vae, check_vae_data
 from espresso_jax.prob.draws import draw_flat
 from espresso_jax.prob.gaussian import gaussian_log_density
@@ -165,7 +167,7 @@ def make_loss(module: VAE, n_data: int, *, estimator: str = "B", n_samples: int 
     def loss(params: Any, batch: jax.Array, key: jax.Array):
         bin_key, eps_key = jax.random.split(key)
         if binarize:
-            batch = jax.random.bernoulli(bin_key, batch).astype(batch.dtype)
+            batch = binarize_batch(bin_key, batch)  # the bits of jax.random.bernoulli
         keys = jax.random.split(eps_key, batch.shape[0])
         elbos, kls = jax.vmap(
             lambda x, k: _elbo_and_kl_one(module, params, x, k, estimator, n_samples))(batch, keys)
