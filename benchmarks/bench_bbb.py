@@ -90,36 +90,41 @@ def make_runner(step, state0, data, n_epochs: int, batch_size: int):
     return go
 
 
-def build_cases(X: np.ndarray, y: np.ndarray, n_epochs: int, batch_size: int):
-    """``{name: runner}`` for the four variants (same data, same optimiser settings)."""
-    data = {"x": jnp.asarray(X), "y": jnp.asarray(y)}
-    n = X.shape[0]
+VARIANTS = {
+    "bbb": dict(),
+    "bbb mixture prior": dict(prior=bbb.scale_mixture_prior(0.5, 1.0, math.exp(-6.0))),
+    "bbb local reparam": dict(local_reparam=True),
+}
+
+
+def build_cases_steps(data: dict, batch_size: int, names=None) -> dict:
+    """``{name: (step, state0)}`` for the variants ``names`` (default: the deterministic
+    baseline and every entry of ``VARIANTS``), same data, same optimiser settings."""
+    names = ("deterministic", *VARIANTS) if names is None else names
+    n = data["x"].shape[0]
     x0 = data["x"][:1]
     optimizer = optax.adam(LR)
     cases = {}
-
-    mlp = MLP(features=FEATURES)
-    params = mlp.init(jax.random.key(0), x0)
-    step = train.make_step(functools.partial(deterministic_loss, mlp), optimizer)
-    cases["deterministic"] = make_runner(
-        step, train.init_state(jax.random.key(1), params, optimizer), data, n_epochs,
-        batch_size)
-
-    variants = {
-        "bbb": dict(),
-        "bbb mixture prior": dict(prior=bbb.scale_mixture_prior(0.5, 1.0, math.exp(-6.0))),
-        "bbb local reparam": dict(local_reparam=True),
-    }
-    for name, options in variants.items():
-        module = bbb.BayesMLP(features=FEATURES, **options)
-        params = bbb_elbo.init_params(jax.random.key(0), module, x0)
-        loss = bbb_elbo.ELBOLoss(module, n, "categorical", normalize=True)
-        step = bbb_elbo.make_step(loss, optimizer, n_batches=n // batch_size,
-                                  schedule="uniform")
-        cases[name] = make_runner(
-            step, train.init_state(jax.random.key(1), params, optimizer), data, n_epochs,
-            batch_size)
+    for name in names:
+        if name == "deterministic":
+            mlp = MLP(features=FEATURES)
+            params = mlp.init(jax.random.key(0), x0)
+            step = train.make_step(functools.partial(deterministic_loss, mlp), optimizer)
+        else:
+            module = bbb.BayesMLP(features=FEATURES, **VARIANTS[name])
+            params = bbb_elbo.init_params(jax.random.key(0), module, x0)
+            loss = bbb_elbo.ELBOLoss(module, n, "categorical", normalize=True)
+            step = bbb_elbo.make_step(loss, optimizer, n_batches=n // batch_size,
+                                      schedule="uniform")
+        cases[name] = (step, train.init_state(jax.random.key(1), params, optimizer))
     return cases
+
+
+def build_cases(X: np.ndarray, y: np.ndarray, n_epochs: int, batch_size: int):
+    """``{name: runner}`` for the four variants (same data, same optimiser settings)."""
+    data = {"x": jnp.asarray(X), "y": jnp.asarray(y)}
+    return {name: make_runner(step, state0, data, n_epochs, batch_size)
+            for name, (step, state0) in build_cases_steps(data, batch_size).items()}
 
 
 def overhead_diagnostics(n_weights: int, repeats: int) -> tuple[float, float, float, float]:
