@@ -94,7 +94,7 @@ def fast_log(x: jax.Array) -> jax.Array:
     t = jax.lax.bitcast_convert_type((bits & np.int32(0x007FFFFF)) + _SQRT_HALF_BITS,
                                      jnp.float32) - 1.0
     z = t * t
-    p = np.float32(_LOG_POLY[0])
+    p: Any = np.float32(_LOG_POLY[0])
     for c in _LOG_POLY[1:]:
         p = p * t + np.float32(c)
     return e * _LN2 + (t + (t * z * p - 0.5 * z))
