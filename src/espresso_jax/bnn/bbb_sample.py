@@ -17,9 +17,10 @@ with ``d(log sigma)/d rho = sigmoid(rho) / sigma``, or 1 below ``rho = -20`` whe
 finite). The values and gradients equal the automatic ones to float rounding
 (``tests/test_bnn_bbb_speed.py``).
 
+``softplus``, ``sigmoid`` and ``log sigma`` are :mod:`espresso_jax.bnn.bbb_fastmath`'s
+multiply-add versions in float32 (within a few ulp of ``jax.nn``'s, ~3x cheaper on CPU).
 The backward pass reuses the forward's ``sigma`` (XLA stores it anyway: the sample and the
-KL both read it), takes ``sigmoid(rho) = 1 - exp(-sigma)`` (one exponential where
-``sigmoid`` and ``softplus`` would cost two exponentials and a logarithm), and its two
+KL both read it), and its two
 gradients are *materialised*: computed once inside a ``lax.cond`` that XLA cannot fold. Left
 to itself XLA:CPU fuses the gradient, transcendentals and all, into each of Adam's three
 updates of the parameter (first and second moment, parameter), reading the gradient's five
@@ -39,6 +40,8 @@ import math
 import jax
 import jax.numpy as jnp
 
+from espresso_jax.bnn import bbb_fastmath
+
 __all__ = ["sample_gaussian_closed"]
 
 # posterior_std's switch to log sigma = rho
@@ -46,9 +49,9 @@ _SMALL_RHO = -20.0
 
 
 def _forward(mu, rho, eps, scale):
-    sigma = jax.nn.softplus(rho)
+    sigma = bbb_fastmath.softplus(rho)
     small = rho < _SMALL_RHO
-    log_sigma = jnp.where(small, rho, jnp.log(jnp.where(small, 1.0, sigma)))
+    log_sigma = jnp.where(small, rho, bbb_fastmath.log_positive(jnp.where(small, 1.0, sigma)))
     inv_var = 1.0 / (scale * scale)
     # normal_kl's 0.5 ((var + mu^2) / s^2 - 1 + log s^2 - log var), summed
     kl = 0.5 * jnp.sum((jnp.square(sigma) + jnp.square(mu)) * inv_var - 2.0 * log_sigma) \
@@ -78,7 +81,7 @@ def _fwd(mu, rho, eps, scale):
     w, kl = _forward(mu, rho, eps, scale)
     # sigma = (w - mu) / eps is not exact; softplus(rho) is stored by XLA anyway (the sample
     # and the KL both read it), so keeping it as a residual costs no extra pass
-    return (w, kl), (mu, rho, eps, jax.nn.softplus(rho))
+    return (w, kl), (mu, rho, eps, bbb_fastmath.softplus(rho))
 
 
 def _bwd(scale, residuals, cotangents):
@@ -96,7 +99,7 @@ def _bwd(scale, residuals, cotangents):
 
 def _grads(mu, rho, eps, sigma, g_w, g_kl, *, scale):
     inv_var = 1.0 / (scale * scale)
-    sig = -jnp.expm1(-sigma)   # sigmoid(rho) = 1 - exp(-softplus(rho)): one transcendental
+    sig = bbb_fastmath.sigmoid(rho)
     small = rho < _SMALL_RHO
     dlog_sigma = jnp.where(small, 1.0, sig / jnp.where(small, 1.0, sigma))
     g_mu = g_w + g_kl * inv_var * mu

@@ -41,7 +41,7 @@ import numpy as np
 from espresso_jax.prob.fast_draws import threefry2x32
 from espresso_jax.validation import float_dtype
 
-__all__ = ["standard_normal", "is_fused", "fast_log", "fast_erf_inv"]
+__all__ = ["standard_normal", "is_fused", "fast_log", "fast_log1p_reduced", "fast_erf_inv"]
 
 # the configuration flags the fused path depends on (read with getattr: not in jax's stubs)
 _IMPL_FLAG, _PARTITIONABLE_FLAG = "jax_default_prng_impl", "jax_threefry_partitionable"
@@ -93,11 +93,18 @@ def fast_log(x: jax.Array) -> jax.Array:
     e = (bits >> 23).astype(jnp.float32)
     t = jax.lax.bitcast_convert_type((bits & np.int32(0x007FFFFF)) + _SQRT_HALF_BITS,
                                      jnp.float32) - 1.0
+    return e * _LN2 + fast_log1p_reduced(t)
+
+
+def fast_log1p_reduced(t: jax.Array) -> jax.Array:
+    """``log(1 + t)`` for float32 ``t`` in ``[sqrt(1/2) - 1, sqrt(2) - 1]``: the polynomial
+    of :func:`fast_log` (``t - t^2/2 + t^3 P(t)``), accurate relative to ``log(1 + t)`` even
+    for tiny ``t`` (no rounding of ``1 + t``). Shape and dtype of ``t``."""
     z = t * t
     p: Any = np.float32(_LOG_POLY[0])
     for c in _LOG_POLY[1:]:
         p = p * t + np.float32(c)
-    return e * _LN2 + (t + (t * z * p - 0.5 * z))
+    return t + (t * z * p - 0.5 * z)
 
 
 def fast_erf_inv(x: jax.Array) -> jax.Array:
