@@ -15,7 +15,9 @@ of the unloaded time); their sum ignores the gaps between operations.
 
 "passes over the 784x400 tensor": every top-level HLO instruction (fusion, dot, copy, ...) of
 the loop bodies and ``lax.cond`` branches that reads (operand) or writes (result) an array of
-the first layer's kernel size; a fusion reading the same array twice counts once. XLA:CPU
+the first layer's kernel size; a fusion reading the same array twice counts once (a
+``lax.cond`` counts through its branches' instructions; the never-taken branch of zeros of
+each materialising ``cond`` is listed too, one write, but never runs). XLA:CPU
 gives every output array its own loop (no multi-output fusion by default) and recomputes
 cheap producers inside each consumer, so this count, times the array's 1.25 MB, is the
 memory traffic of the first layer's element-wise work.
@@ -120,7 +122,7 @@ def weight_passes(text: str, shape: str) -> tuple[int, int, list[str]]:
         for line in lines:
             m = instr.match(line)
             if m is None or m.group(3) in ("parameter", "get-tuple-element", "tuple", "bitcast",
-                                           "constant"):
+                                           "constant", "conditional"):
                 continue
             operands = set(re.findall(r"%([\w.\-]+)", m.group(4)))
             r = sum(f"f32[{shape}]" in shapes.get(o, "") for o in operands)
