@@ -53,7 +53,7 @@ CATEGORIES = (  # (label, regular expression on the op_name metadata), first mat
     ("random numbers (hash, erf_inv)", r"erf_inv|shift_right|xor|iota|threefry|_normal|"
                                        r"bitcast_convert|/cond/"),
     ("sample, softplus, KL and gradients", r"softplus|logistic|log|sample_gaussian|"
-                                           r"custom_vjp|_bwd|_fwd|exp|reduce_sum"),
+                                           r"custom_vjp|_bwd|_fwd|exp|reduce_sum|Bayes.*_forward/"),
     ("minibatch gather, shuffle", r"gather|_take|sort|permutation|dynamic_slice"),
 )
 
