@@ -20,12 +20,11 @@ finite). The values and gradients equal the automatic ones to float rounding
 ``softplus``, ``sigmoid`` and ``log sigma`` are :mod:`espresso_jax.bnn.bbb_fastmath`'s
 multiply-add versions in float32 (within a few ulp of ``jax.nn``'s, ~3x cheaper on CPU).
 The backward pass reuses the forward's ``sigma`` (XLA stores it anyway: the sample and the
-KL both read it), and its two
-gradients are *materialised*: computed once inside a ``lax.cond`` that XLA cannot fold. Left
-to itself XLA:CPU fuses the gradient, transcendentals and all, into each of Adam's three
-updates of the parameter (first and second moment, parameter), reading the gradient's five
-inputs three times (``benchmarks/profile_bbb.py``: 43 to 35 reads of the 784x400 arrays per
-step, Adam's time on mu and rho roughly halved).
+KL both read it), and its two gradients are *materialised*: computed once inside a
+``lax.cond`` that XLA cannot fold. Left to itself XLA:CPU fuses the gradient, transcendentals
+and all, into each of Adam's three updates of the parameter (first and second moment,
+parameter), reading the gradient's inputs three times (``benchmarks/profile_bbb.py``: 43 to
+34 reads of the 784x400 arrays per step; Adam on mu and rho 2.3 to 1.3-1.8 ms, under load).
 
 References:
     Blundell, Cornebise, Kavukcuoglu, Wierstra (2015). Weight Uncertainty in Neural Networks.
