@@ -90,41 +90,48 @@ def make_runner(step, state0, data, n_epochs: int, batch_size: int):
     return go
 
 
-def build_cases(X: np.ndarray, y: np.ndarray, n_epochs: int, batch_size: int):
-    """``{name: runner}`` for the four variants (same data, same optimiser settings)."""
-    data = {"x": jnp.asarray(X), "y": jnp.asarray(y)}
-    n = X.shape[0]
+VARIANTS = {
+    "bbb": dict(),
+    "bbb mixture prior": dict(prior=bbb.scale_mixture_prior(0.5, 1.0, math.exp(-6.0))),
+    "bbb local reparam": dict(local_reparam=True),
+}
+
+
+def build_cases_steps(data: dict, batch_size: int, names=None) -> dict:
+    """``{name: (step, state0)}`` for the variants ``names`` (default: the deterministic
+    baseline and every entry of ``VARIANTS``), same data, same optimiser settings."""
+    names = ("deterministic", *VARIANTS) if names is None else names
+    n = data["x"].shape[0]
     x0 = data["x"][:1]
     optimizer = optax.adam(LR)
     cases = {}
-
-    mlp = MLP(features=FEATURES)
-    params = mlp.init(jax.random.key(0), x0)
-    step = train.make_step(functools.partial(deterministic_loss, mlp), optimizer)
-    cases["deterministic"] = make_runner(
-        step, train.init_state(jax.random.key(1), params, optimizer), data, n_epochs,
-        batch_size)
-
-    variants = {
-        "bbb": dict(),
-        "bbb mixture prior": dict(prior=bbb.scale_mixture_prior(0.5, 1.0, math.exp(-6.0))),
-        "bbb local reparam": dict(local_reparam=True),
-    }
-    for name, options in variants.items():
-        module = bbb.BayesMLP(features=FEATURES, **options)
-        params = bbb_elbo.init_params(jax.random.key(0), module, x0)
-        loss = bbb_elbo.ELBOLoss(module, n, "categorical", normalize=True)
-        step = bbb_elbo.make_step(loss, optimizer, n_batches=n // batch_size,
-                                  schedule="uniform")
-        cases[name] = make_runner(
-            step, train.init_state(jax.random.key(1), params, optimizer), data, n_epochs,
-            batch_size)
+    for name in names:
+        if name == "deterministic":
+            mlp = MLP(features=FEATURES)
+            params = mlp.init(jax.random.key(0), x0)
+            step = train.make_step(functools.partial(deterministic_loss, mlp), optimizer)
+        else:
+            module = bbb.BayesMLP(features=FEATURES, **VARIANTS[name])
+            params = bbb_elbo.init_params(jax.random.key(0), module, x0)
+            loss = bbb_elbo.ELBOLoss(module, n, "categorical", normalize=True)
+            step = bbb_elbo.make_step(loss, optimizer, n_batches=n // batch_size,
+                                      schedule="uniform")
+        cases[name] = (step, train.init_state(jax.random.key(1), params, optimizer))
     return cases
 
 
-def overhead_diagnostics(n_weights: int, repeats: int) -> tuple[float, float, float, float]:
+def build_cases(X: np.ndarray, y: np.ndarray, n_epochs: int, batch_size: int):
+    """``{name: runner}`` for the four variants (same data, same optimiser settings)."""
+    data = {"x": jnp.asarray(X), "y": jnp.asarray(y)}
+    return {name: make_runner(step, state0, data, n_epochs, batch_size)
+            for name, (step, state0) in build_cases_steps(data, batch_size).items()}
+
+
+def overhead_diagnostics(n_weights: int, repeats: int
+                         ) -> tuple[float, float, float, float, float]:
     """Milliseconds of the element-wise work a BBB step adds: drawing ``n_weights`` standard
-    normals (``jax.random.normal`` and the fused draw of the same numbers), and an Adam update
+    normals (``jax.random.normal``, the fused draw of the same numbers, and the fused draw
+    with ``exact=False`` that the Bayesian layers use), and an Adam update
     of ``2 n_weights`` (mu and rho) against ``n_weights`` parameters (median of ``repeats``
     jitted calls after a warm-up)."""
     key = jax.random.key(0)
@@ -132,6 +139,8 @@ def overhead_diagnostics(n_weights: int, repeats: int) -> tuple[float, float, fl
     t_draw, _ = median_time(lambda: jax.block_until_ready(draw(key)), repeats)
     fused = jax.jit(lambda k: standard_normal(k, (n_weights,)))
     t_fused, _ = median_time(lambda: jax.block_until_ready(fused(key)), repeats)
+    fast = jax.jit(lambda k: standard_normal(k, (n_weights,), exact=False))
+    t_fast, _ = median_time(lambda: jax.block_until_ready(fast(key)), repeats)
     optimizer = optax.adam(LR)
     t_adam = []
     for size in (2 * n_weights, n_weights):
@@ -141,7 +150,7 @@ def overhead_diagnostics(n_weights: int, repeats: int) -> tuple[float, float, fl
         t, _ = median_time(lambda u=update, p=params, s=state: jax.block_until_ready(u(p, s)),
                            repeats)
         t_adam.append(t)
-    return 1e3 * t_draw, 1e3 * t_fused, 1e3 * t_adam[0], 1e3 * t_adam[1]
+    return 1e3 * t_draw, 1e3 * t_fused, 1e3 * t_fast, 1e3 * t_adam[0], 1e3 * t_adam[1]
 
 
 def gemm_gflops(repeats: int, size: int = 1024) -> float:
@@ -229,9 +238,11 @@ def main() -> None:
                      ms[name], base, peer_name="deterministic MLP (same engine)",
                      unit="ms/step", ratio=ratio, goal="<= 2", met=ratio <= 2)
     n_weights = sum(a * b + b for a, b in zip((784, *FEATURES[:-1]), FEATURES, strict=True))
-    t_draw, t_fused, t_adam2, t_adam1 = overhead_diagnostics(n_weights, max(5, repeats))
+    t_draw, t_fused, t_fast, t_adam2, t_adam1 = overhead_diagnostics(n_weights,
+                                                                     max(5, repeats))
     print(f"\ndiagnostic ({n_weights:,} weights): one threefry N(0,1) draw per weight "
-          f"{t_draw:.2f} ms with jax.random.normal, {t_fused:.2f} ms fused (the same numbers); "
+          f"{t_draw:.2f} ms with jax.random.normal, {t_fused:.2f} ms fused (the same numbers), "
+          f"{t_fast:.2f} ms fused with exact=False (the layers' draw); "
           f"Adam update of mu and rho {t_adam2:.2f} ms vs {t_adam1:.2f} ms for the "
           "deterministic weights")
     if hasattr(os, "getloadavg"):

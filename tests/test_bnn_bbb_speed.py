@@ -1,8 +1,9 @@
 """The fast Bayes-by-Backprop step (issue 14) computes the same estimator as before.
 
 * ``prob.threefry_normal.standard_normal`` gives ``jax.random.normal``'s numbers bit for bit
-  (the reference is JAX itself): so the weight noise, and with it every statistic of the ELBO
-  and gradient estimators, is unchanged, not merely equal in distribution.
+  (the reference is JAX itself). The Bayesian layers draw with ``exact=False``: the same
+  uniforms through a cheaper erf^-1, within float32 rounding of these numbers
+  (``tests/test_bbb_fast_normal.py``).
 * ``bnn.bbb_sample.sample_gaussian_closed`` (sample + closed-form KL with a hand-written
   backward pass) equals automatic differentiation of ``mu + softplus(rho) eps`` and
   ``bbb.weight_kl(..., "closed")`` to float rounding, pruned weights (``rho = PRUNED_RHO``) and

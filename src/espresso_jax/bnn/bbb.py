@@ -265,7 +265,8 @@ def sample_weight(module: nn.Module, name: str, shape: Sequence[int], *,
     dtype = default_param_dtype(dtype)
     mu, rho = _posterior_params(module, name, shape, mu_init, sigma_init, dtype)
     # materialised: the sample, its gradient and an MC KL all read the noise
-    eps = standard_normal(module.make_rng("weights"), mu.shape, dtype, materialize=True)
+    eps = standard_normal(module.make_rng("weights"), mu.shape, dtype, materialize=True,
+                          exact=False)
     if isinstance(prior, GaussianPrior) and check_choice(kl_method, "kl_method",
                                                          KL_METHODS) != "mc":
         return sample_gaussian_closed(mu, rho, eps, float(prior.scale))
