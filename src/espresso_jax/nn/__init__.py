@@ -6,6 +6,7 @@ from espresso_jax.nn import (
            conv,
            gan,
            gan_losses,
+           gan_metrics,
            infogan,
            modules,
            supervised,
@@ -15,5 +16,5 @@ from espresso_jax.nn import (
 )
 from espresso_jax.nn.gan_modules import GANOptimizers
 
-__all__ = ["GANOptimizers", "autoencoder", "conv", "gan", "gan_losses", "infogan", "modules",
-           "supervised", "vae", "vqvae", "vqvae_quantize"]
+__all__ = ["GANOptimizers", "autoencoder", "conv", "gan", "gan_losses", "gan_metrics",
+           "infogan", "modules", "supervised", "vae", "vqvae", "vqvae_quantize"]
