@@ -140,6 +140,19 @@ def test_matched_error_is_the_best_permutation():
     assert sorted(mapping) == [0, 1, 2, 3]
 
 
+def test_majority_mapping_counts_each_code():
+    rng = np.random.default_rng(2)
+    codes, labels = rng.integers(0, 3, 80), rng.integers(0, 5, 80)   # codes 3 and 4 unused
+    mapping = infogan.majority_mapping(codes, labels, 5)
+    for c in range(5):
+        got = [int(v) for v in labels[codes == c]]
+        # the most frequent label, the smaller one on ties; -1 for a code no example got
+        want = min(set(got), key=lambda v: (-got.count(v), v)) if got else -1
+        assert mapping[c] == want
+    with pytest.raises(ValueError, match="labels"):
+        infogan.majority_mapping([0, 1], [0, 7], 5)
+
+
 def test_bad_inputs_name_the_argument():
     X = np.zeros((8, 784), np.float32)
     opt = optax.adam(1e-3)

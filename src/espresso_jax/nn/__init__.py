@@ -8,6 +8,7 @@ from espresso_jax.nn import (
            gan_losses,
            gan_metrics,
            infogan,
+           infogan_eval,
            modules,
            supervised,
            vae,
@@ -17,4 +18,4 @@ from espresso_jax.nn import (
 from espresso_jax.nn.gan_modules import GANOptimizers
 
 __all__ = ["GANOptimizers", "autoencoder", "conv", "gan", "gan_losses", "gan_metrics",
-           "infogan", "modules", "supervised", "vae", "vqvae", "vqvae_quantize"]
+           "infogan", "infogan_eval", "modules", "supervised", "vae", "vqvae", "vqvae_quantize"]

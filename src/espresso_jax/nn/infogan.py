@@ -19,7 +19,8 @@ The players and the state are those of :mod:`espresso_jax.nn.gan` (a :class:`GAN
 MLP generator and this discriminator, :class:`~espresso_jax.nn.gan.GANState`,
 :func:`~espresso_jax.nn.gan.init_state`, the losses of :mod:`espresso_jax.nn.gan_losses`),
 and training runs on :func:`espresso_jax.train.fit_loop`; only the step differs (one
-discriminator update, then one generator update, per minibatch).
+discriminator update, then one generator update, per minibatch). The code read by ``Q`` is
+scored against labels by :mod:`espresso_jax.nn.infogan_eval` (re-exported here).
 
 References:
     X. Chen, Y. Duan, R. Houthooft, J. Schulman, I. Sutskever and P. Abbeel, "InfoGAN:
@@ -39,7 +40,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from scipy.optimize import linear_sum_assignment
 
 from espresso_jax import train
 from espresso_jax.interop import standard_promotion
@@ -47,6 +47,7 @@ from espresso_jax.nn import gan
 from espresso_jax.nn import gan_losses as L
 from espresso_jax.nn.conv import PatchConv, check_image_shape
 from espresso_jax.nn.gan_modules import GANModel, GANOptimizers, MLPGenerator, gan_optimizers
+from espresso_jax.nn.infogan_eval import majority_mapping, matched_error
 from espresso_jax.nn.modules import MLP
 from espresso_jax.validation import (
     as_float_array,
@@ -69,6 +70,7 @@ __all__ = [
     "generate",
     "predict_codes",
     "matched_error",
+    "majority_mapping",
 ]
 
 PyTree = Any
@@ -454,32 +456,3 @@ def predict_codes(state: gan.GANState, module: InfoGANModel, X: Any) -> jax.Arra
     if not isinstance(state, gan.GANState):
         raise TypeError(f"state must be a GANState, got {type(state).__name__}")
     return _q_categories(module, state.disc.params, _check_data(X, module))
-
-
-def matched_error(codes: Any, labels: Any, n_categories: int) -> tuple[float, np.ndarray]:
-    """Classification error of unsupervised codes after the best one-to-one matching of codes
-    to labels (Hungarian algorithm, ``scipy.optimize.linear_sum_assignment``), as in the
-    paper's Table 1.
-
-    Args:
-        codes: ``(n,)`` predicted codes in ``[0, n_categories)``.
-        labels: ``(n,)`` true labels in ``[0, n_categories)``.
-        n_categories: number of codes and classes.
-
-    Returns:
-        ``(error, mapping)``: the error rate and ``(n_categories,)`` label assigned to each code.
-    """
-    n_categories = check_int(n_categories, "n_categories", min_value=1)
-    codes = np.asarray(as_int_array(codes, "codes", ndim=1, min_value=0,
-                                    max_value=n_categories - 1))
-    labels = np.asarray(as_int_array(labels, "labels", ndim=1, min_value=0,
-                                     max_value=n_categories - 1))
-    if codes.shape != labels.shape:
-        raise ValueError(f"codes {codes.shape} and labels {labels.shape} must have the same "
-                         "length")
-    counts = np.zeros((n_categories, n_categories), np.int64)
-    np.add.at(counts, (codes, labels), 1)
-    rows, cols = linear_sum_assignment(counts, maximize=True)
-    mapping = np.empty(n_categories, np.int64)
-    mapping[rows] = cols
-    return 1.0 - counts[rows, cols].sum() / max(codes.size, 1), mapping
