@@ -191,10 +191,12 @@ def test_mnist_categorical_code_classifies_digits():
     # The paper reaches 5 % (conv nets, 60k digits, ~50 epochs); our MLP on 8k digits after
     # 10 epochs (2,500 steps at batch 32) does far worse but well below chance (90 %): test
     # error measured 0.466, 0.510, 0.514 at keys 0, 1, 2 (XLA's default flags, 29-36 s CPU
-    # each under load). The settings before (the paper's rates 1e-3 / 2e-4, batch 64,
-    # discriminator body 512-256) gave 0.677, 0.674, 0.669, and with a BatchNorm generator
-    # 0.634 (key 0). Bound 0.60.
-    assert metrics["test_error"] < 0.60
+    # each under load), and 0.450, 0.539 at keys 0, 1 with the training split in two
+    # 5-epoch calls (2026-12-07); each code read as its majority training digit: 0.425-0.519
+    # over these five runs. The settings before (the paper's rates 1e-3 / 2e-4, batch 64,
+    # discriminator body 512-256) gave 0.677, 0.674, 0.669. Bounds 0.58 and 0.56.
+    assert metrics["test_error"] < 0.58
+    assert metrics["test_error_majority"] < 0.56
     assert metrics["steps"] == 2500 and sorted(metrics["code_to_digit"]) == list(range(10))
     # Q decodes the category of generated digits almost perfectly (log 10 = 2.30 nats;
     # measured 2.25-2.26)
