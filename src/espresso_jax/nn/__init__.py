@@ -6,7 +6,9 @@ from espresso_jax.nn import (
            conv,
            gan,
            gan_losses,
+           gan_metrics,
            infogan,
+           infogan_eval,
            modules,
            supervised,
            vae,
@@ -15,5 +17,5 @@ from espresso_jax.nn import (
 )
 from espresso_jax.nn.gan_modules import GANOptimizers
 
-__all__ = ["GANOptimizers", "autoencoder", "conv", "gan", "gan_losses", "infogan", "modules",
-           "supervised", "vae", "vqvae", "vqvae_quantize"]
+__all__ = ["GANOptimizers", "autoencoder", "conv", "gan", "gan_losses", "gan_metrics",
+           "infogan", "infogan_eval", "modules", "supervised", "vae", "vqvae", "vqvae_quantize"]

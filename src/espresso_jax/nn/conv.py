@@ -5,6 +5,11 @@ accept any number of leading batch axes.
 
 * :class:`ConvEncoder`: ``(..., H, W, C)`` images → ``(..., out_features)`` features through
   stride-2 convolutions (each halves the spatial size) and a Dense layer.
+* :class:`PatchConv`: the same stride-``s`` "SAME" convolution as ``nn.Conv`` (same
+  parameters), computed as a matrix product of image patches (im2col). XLA's CPU backend runs
+  the gradients of ``nn.Conv`` several times slower inside a loop (``lax.scan``, as in
+  :func:`espresso_jax.train.fit_loop`) than in a single jitted call; slices, pads and matrix
+  products have no such penalty.
 * :class:`ConvDecoder`: ``(..., in_features)`` codes → ``(..., H, W, C)`` outputs (logits or
   means, no final non-linearity) through a Dense layer, a reshape to a
   ``(H / 2^L, W / 2^L, features[0])`` map and stride-2 transposed convolutions.
@@ -28,7 +33,9 @@ from espresso_jax.nn.modules import KERNEL_INIT
 __all__ = [
     "ConvDecoder",
     "ConvEncoder",
+    "PatchConv",
     "check_image_shape",
+    "image_patches",
     "flatten_images",
     "unflatten_images",
 ]
@@ -63,18 +70,77 @@ class ConvEncoder(nn.Module):
     features: Sequence[int] = (32, 64)
     out_features: int = 256
     activation: Callable[[jax.Array], jax.Array] = nn.relu
+    patches: bool = False
+    """compute each convolution as :class:`PatchConv` (same parameters and outputs; faster
+    gradients inside ``lax.scan`` on CPU)"""
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         batch = x.shape[:-3]
         h = x.reshape((-1,) + x.shape[-3:])
         for i, width in enumerate(self.features):
-            h = nn.Conv(width, (4, 4), strides=(2, 2), padding="SAME",
-                        kernel_init=KERNEL_INIT, name=f"conv_{i}")(h)
+            if self.patches:
+                h = PatchConv(width, 4, 2, name=f"conv_{i}")(h)
+            else:
+                h = nn.Conv(width, (4, 4), strides=(2, 2), padding="SAME",
+                            kernel_init=KERNEL_INIT, name=f"conv_{i}")(h)
             h = self.activation(h)
         h = h.reshape(h.shape[0], -1)
         h = self.activation(nn.Dense(self.out_features, name="dense")(h))
         return h.reshape(batch + (self.out_features,))
+
+
+def image_patches(x: jax.Array, kernel_size: int, stride: int) -> jax.Array:
+    """The ``kernel_size × kernel_size`` patches of a stride-``stride`` "SAME" convolution.
+
+    Padding as ``lax.conv`` with ``padding="SAME"``: output size ``ceil(H / stride)``, the
+    total padding ``max((out - 1) * stride + kernel_size - H, 0)`` split with the smaller half
+    before.
+
+    Args:
+        x: ``(n, H, W, C)`` images.
+
+    Returns:
+        ``(n, ceil(H / stride), ceil(W / stride), kernel_size² · C)`` patches, flattened in
+        ``(row, column, channel)`` order (that of a ``(k, k, C, F)`` kernel reshaped to
+        ``(k² C, F)``).
+    """
+    k, s = int(kernel_size), int(stride)
+    _, height, width, _ = x.shape
+    out_h, out_w = -(-height // s), -(-width // s)
+    pad_h = max((out_h - 1) * s + k - height, 0)
+    pad_w = max((out_w - 1) * s + k - width, 0)
+    x = jnp.pad(x, ((0, 0), (pad_h // 2, pad_h - pad_h // 2),
+                    (pad_w // 2, pad_w - pad_w // 2), (0, 0)))
+    span_h, span_w = s * (out_h - 1) + 1, s * (out_w - 1) + 1
+    return jnp.concatenate([x[:, i:i + span_h:s, j:j + span_w:s, :]
+                            for i in range(k) for j in range(k)], axis=-1)
+
+
+class PatchConv(nn.Module):
+    """``nn.Conv(features, (k, k), strides=(s, s), padding="SAME")`` as a product of
+    :func:`image_patches` with the kernel (the same ``kernel (k, k, C, features)`` and
+    ``bias`` parameters and initialisers, so the two are interchangeable).
+
+    Attributes:
+        features: output channels.
+        kernel_size: ``k``.
+        stride: ``s``.
+
+    Shapes: ``x: (n, H, W, C) -> (n, ceil(H / s), ceil(W / s), features)``.
+    """
+
+    features: int
+    kernel_size: int = 4
+    stride: int = 2
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k, c = self.kernel_size, x.shape[-1]
+        kernel = self.param("kernel", KERNEL_INIT, (k, k, c, self.features), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+        patches = image_patches(x, k, self.stride)
+        return patches @ kernel.reshape(k * k * c, self.features) + bias[None, None, None, :]
 
 
 class ConvDecoder(nn.Module):

@@ -19,7 +19,8 @@ The players and the state are those of :mod:`espresso_jax.nn.gan` (a :class:`GAN
 MLP generator and this discriminator, :class:`~espresso_jax.nn.gan.GANState`,
 :func:`~espresso_jax.nn.gan.init_state`, the losses of :mod:`espresso_jax.nn.gan_losses`),
 and training runs on :func:`espresso_jax.train.fit_loop`; only the step differs (one
-discriminator update, then one generator update, per minibatch).
+discriminator update, then one generator update, per minibatch). The code read by ``Q`` is
+scored against labels by :mod:`espresso_jax.nn.infogan_eval` (re-exported here).
 
 References:
     X. Chen, Y. Duan, R. Houthooft, J. Schulman, I. Sutskever and P. Abbeel, "InfoGAN:
@@ -39,13 +40,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from scipy.optimize import linear_sum_assignment
 
 from espresso_jax import train
 from espresso_jax.interop import standard_promotion
 from espresso_jax.nn import gan
 from espresso_jax.nn import gan_losses as L
+from espresso_jax.nn.conv import PatchConv, check_image_shape
 from espresso_jax.nn.gan_modules import GANModel, GANOptimizers, MLPGenerator, gan_optimizers
+from espresso_jax.nn.infogan_eval import majority_mapping, matched_error
 from espresso_jax.nn.modules import MLP
 from espresso_jax.validation import (
     as_float_array,
@@ -68,6 +70,7 @@ __all__ = [
     "generate",
     "predict_codes",
     "matched_error",
+    "majority_mapping",
 ]
 
 PyTree = Any
@@ -75,16 +78,21 @@ _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 class InfoGANDiscriminator(nn.Module):
-    """MLP discriminator with a ``Q`` head on the shared body.
+    """Discriminator with a ``Q`` head on the shared body.
 
-    ``x -> body (Dense + LeakyReLU(0.2) layers) -> logit`` and ``body -> Dense(q_hidden) ->
-    LeakyReLU -> [category logits, means, log standard deviations]``.
+    ``x -> [stride-2 4×4 convolutions + LeakyReLU(0.2)] -> body (Dense + LeakyReLU(0.2)
+    layers) -> logit`` and ``body -> Dense(q_hidden) -> LeakyReLU -> [category logits, means,
+    log standard deviations]``. The convolutions (:class:`~espresso_jax.nn.conv.PatchConv`)
+    are there only when ``conv_features`` is not empty.
 
     Attributes:
         hidden: widths of the shared body.
         n_categories: classes of the categorical code.
         n_continuous: number of continuous codes.
         q_hidden: width of the ``Q`` head's hidden layer.
+        conv_features: channels of each convolution (e.g. ``(32, 64)``: 28×28 -> 14×14×32 ->
+            7×7×64), ``()`` for an MLP.
+        image_shape: ``(H, W, C)`` each example is reshaped to before the convolutions.
 
     Shapes: ``x (n, *sample_shape) -> (logit (n,), cat_logits (n, n_categories),
     mean (n, n_continuous), log_std (n, n_continuous))``.
@@ -94,14 +102,21 @@ class InfoGANDiscriminator(nn.Module):
     n_categories: int = 10
     n_continuous: int = 2
     q_hidden: int = 128
+    conv_features: Sequence[int] = ()
+    image_shape: Sequence[int] = (28, 28, 1)
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True
                  ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
         del train  # no BatchNorm or dropout
         act = functools.partial(nn.leaky_relu, negative_slope=0.2)
+        h = x
+        if self.conv_features:
+            h = h.reshape((x.shape[0],) + tuple(self.image_shape))
+            for i, width in enumerate(self.conv_features):
+                h = act(PatchConv(width, 4, 2, name=f"conv_{i}")(h))
         h = MLP(tuple(self.hidden), activation=act, final_activation=act,
-                name="body")(x.reshape((x.shape[0], -1)))
+                name="body")(h.reshape((x.shape[0], -1)))
         logit = nn.Dense(1, name="logit")(h)[:, 0]
         c, k = self.n_categories, self.n_continuous
         q = MLP((self.q_hidden, c + 2 * k), activation=act, name="q")(h)
@@ -128,11 +143,15 @@ class InfoGANModel(NamedTuple):
 def mlp_infogan(sample_shape: int | Sequence[int] = 784, *, noise_dim: int = 62,
                 n_categories: int = 10, n_continuous: int = 2,
                 g_hidden: Sequence[int] = (256, 512), d_hidden: Sequence[int] = (512, 256),
-                q_hidden: int = 128, g_batch_norm: bool = False) -> InfoGANModel:
+                q_hidden: int = 128, g_batch_norm: bool = False,
+                d_conv: Sequence[int] = (), image_shape: Sequence[int] = (28, 28, 1)
+                ) -> InfoGANModel:
     """MLP InfoGAN players (the paper's MNIST model has 62 noise variables, one 10-way code and
     two continuous codes); the generator is the library's tanh
     :class:`~espresso_jax.nn.gan_modules.MLPGenerator` for data in [-1, 1], with BatchNorm in
-    its hidden layers when ``g_batch_norm`` (as the paper's generator)."""
+    its hidden layers when ``g_batch_norm`` (as the paper's generator). ``d_conv``: channels of
+    stride-2 convolutions in front of the discriminator's body (``()``: none), on each example
+    reshaped to ``image_shape`` (``(H, W, C)``, as many values as ``sample_shape``)."""
     shape = (sample_shape,) if isinstance(sample_shape, (int, np.integer)) else sample_shape
     shape = tuple(check_int(s, "sample_shape", min_value=1) for s in shape)
     noise_dim = check_int(noise_dim, "noise_dim", min_value=0)
@@ -141,10 +160,16 @@ def mlp_infogan(sample_shape: int | Sequence[int] = 784, *, noise_dim: int = 62,
     g_hidden = tuple(check_int(w, "g_hidden", min_value=1) for w in g_hidden)
     d_hidden = tuple(check_int(w, "d_hidden", min_value=1) for w in d_hidden)
     q_hidden = check_int(q_hidden, "q_hidden", min_value=1)
+    d_conv = tuple(check_int(w, "d_conv", min_value=1) for w in d_conv)
+    image = check_image_shape(image_shape, len(d_conv)) if d_conv else (28, 28, 1)
+    if d_conv and math.prod(image) != math.prod(shape):
+        raise ValueError(f"image_shape {image} must hold the {math.prod(shape)} values of "
+                         f"sample_shape {shape}")
     latent = noise_dim + n_categories + n_continuous
     module = GANModel(MLPGenerator(shape, g_hidden, final_activation=jnp.tanh,
                                    batch_norm=bool(g_batch_norm)),
-                      InfoGANDiscriminator(d_hidden, n_categories, n_continuous, q_hidden),
+                      InfoGANDiscriminator(d_hidden, n_categories, n_continuous, q_hidden,
+                                           d_conv, image),
                       latent, shape)
     return InfoGANModel(module, noise_dim, n_categories, n_continuous)
 
@@ -431,32 +456,3 @@ def predict_codes(state: gan.GANState, module: InfoGANModel, X: Any) -> jax.Arra
     if not isinstance(state, gan.GANState):
         raise TypeError(f"state must be a GANState, got {type(state).__name__}")
     return _q_categories(module, state.disc.params, _check_data(X, module))
-
-
-def matched_error(codes: Any, labels: Any, n_categories: int) -> tuple[float, np.ndarray]:
-    """Classification error of unsupervised codes after the best one-to-one matching of codes
-    to labels (Hungarian algorithm, ``scipy.optimize.linear_sum_assignment``), as in the
-    paper's Table 1.
-
-    Args:
-        codes: ``(n,)`` predicted codes in ``[0, n_categories)``.
-        labels: ``(n,)`` true labels in ``[0, n_categories)``.
-        n_categories: number of codes and classes.
-
-    Returns:
-        ``(error, mapping)``: the error rate and ``(n_categories,)`` label assigned to each code.
-    """
-    n_categories = check_int(n_categories, "n_categories", min_value=1)
-    codes = np.asarray(as_int_array(codes, "codes", ndim=1, min_value=0,
-                                    max_value=n_categories - 1))
-    labels = np.asarray(as_int_array(labels, "labels", ndim=1, min_value=0,
-                                     max_value=n_categories - 1))
-    if codes.shape != labels.shape:
-        raise ValueError(f"codes {codes.shape} and labels {labels.shape} must have the same "
-                         "length")
-    counts = np.zeros((n_categories, n_categories), np.int64)
-    np.add.at(counts, (codes, labels), 1)
-    rows, cols = linear_sum_assignment(counts, maximize=True)
-    mapping = np.empty(n_categories, np.int64)
-    mapping[rows] = cols
-    return 1.0 - counts[rows, cols].sum() / max(codes.size, 1), mapping
