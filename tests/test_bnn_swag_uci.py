@@ -78,5 +78,5 @@ def test_collection_steps_are_clipped():
     for clip, expected in ((5.0, 0.2 * 5.0), (None, 0.2 * 100.0)):
         opt = swag_method(clip_norm=clip).finalize.keywords["optimizer"]
         updates, _ = opt.update(spike, opt.init(params), params)
-        norm = float(optax.global_norm(updates))
+        norm = float(optax.tree.norm(updates))
         assert norm == pytest.approx(expected, rel=1e-6)
