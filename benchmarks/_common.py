@@ -3,10 +3,14 @@ machine-readable ``RESULT {json}`` lines that ``espresso-jax bench`` collects.""
 
 from __future__ import annotations
 
+import collections
+import glob
+import gzip
 import json
 import math
 import os
 import platform
+import re
 import statistics
 import time
 from collections.abc import Callable
@@ -142,3 +146,28 @@ def per_shape_floor(dots: list[tuple[str, int, int, int, str]], *, calls: int = 
                for _, m, k, n, layout in dots]
     flops = sum(2.0 * m * k * n for _, m, k, n, _ in dots)
     return sum(seconds), flops, seconds
+
+def hlo_ops(text: str) -> dict[str, tuple[str, str]]:
+    """name -> (opcode, op_name metadata) for every instruction of an optimised HLO module."""
+    ops = {}
+    for line in text.splitlines():
+        m = re.match(r"\s*(?:ROOT )?%?([\w.\-]+) = .*? ([\w\-]+)\(", line)
+        if m:
+            meta = re.search(r'op_name="([^"]*)"', line)
+            ops[m.group(1)] = (m.group(2), meta.group(1) if meta else "")
+    return ops
+
+
+def per_op_minima(trace_dir: str, ops: dict, steps: int) -> dict[str, float]:
+    """Seconds per step of each HLO operation: min duration x calls per step."""
+    path = sorted(glob.glob(f"{trace_dir}/**/perfetto_trace.json.gz", recursive=True))[-1]
+    with gzip.open(path) as f:
+        data = json.load(f)
+    events = data["traceEvents"] if isinstance(data, dict) else data
+    low: dict[str, float] = collections.defaultdict(lambda: float("inf"))
+    calls: collections.Counter = collections.Counter()
+    for e in events:
+        if e.get("ph") == "X" and e["name"] in ops:
+            low[e["name"]] = min(low[e["name"]], e.get("dur", 0) * 1e-6)
+            calls[e["name"]] += 1
+    return {k: low[k] * (calls[k] // steps) for k in low if calls[k] >= steps}

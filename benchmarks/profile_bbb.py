@@ -27,9 +27,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import glob
-import gzip
-import json
 import re
 import statistics
 import tempfile
@@ -39,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from _common import print_machine
+from _common import hlo_ops, per_op_minima, print_machine
 from bench_bbb import FEATURES, build_cases_steps
 from espresso_jax import train
 from espresso_jax.apps import roofline
@@ -58,15 +55,6 @@ CATEGORIES = (  # (label, regular expression on the op_name metadata), first mat
 )
 
 
-def hlo_ops(text: str) -> dict[str, tuple[str, str]]:
-    """name -> (opcode, op_name metadata) for every instruction of an optimised HLO module."""
-    ops = {}
-    for line in text.splitlines():
-        m = re.match(r"\s*(?:ROOT )?%?([\w.\-]+) = .*? ([\w\-]+)\(", line)
-        if m:
-            meta = re.search(r'op_name="([^"]*)"', line)
-            ops[m.group(1)] = (m.group(2), meta.group(1) if meta else "")
-    return ops
 
 
 def category(opcode: str, meta: str) -> str:
@@ -81,19 +69,6 @@ def category(opcode: str, meta: str) -> str:
     return "other (activations, loss, loop)"
 
 
-def per_op_minima(trace_dir: str, ops: dict, steps: int) -> dict[str, float]:
-    """Seconds per step of each HLO operation: min duration x calls per step."""
-    path = sorted(glob.glob(f"{trace_dir}/**/perfetto_trace.json.gz", recursive=True))[-1]
-    with gzip.open(path) as f:
-        data = json.load(f)
-    events = data["traceEvents"] if isinstance(data, dict) else data
-    low: dict[str, float] = collections.defaultdict(lambda: float("inf"))
-    calls: collections.Counter = collections.Counter()
-    for e in events:
-        if e.get("ph") == "X" and e["name"] in ops:
-            low[e["name"]] = min(low[e["name"]], e.get("dur", 0) * 1e-6)
-            calls[e["name"]] += 1
-    return {k: low[k] * (calls[k] // steps) for k in low if calls[k] >= steps}
 
 
 def weight_passes(text: str, shape: str) -> tuple[int, int, list[str]]:

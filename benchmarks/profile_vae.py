@@ -32,9 +32,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import glob
-import gzip
-import json
 import os
 import re
 import statistics
@@ -46,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from _common import per_shape_floor, print_machine, vae_step_dots
+from _common import hlo_ops, per_op_minima, per_shape_floor, print_machine, vae_step_dots
 from espresso_jax import train
 from espresso_jax.apps import roofline
 from espresso_jax.datasets import load_mnist
@@ -66,15 +63,6 @@ CATEGORIES = (  # (label, regular expression on the op_name metadata), first mat
 )
 
 
-def _hlo_ops(text: str) -> dict[str, tuple[str, str]]:
-    """name -> (opcode, op_name metadata) for every instruction of an optimised HLO module."""
-    ops = {}
-    for line in text.splitlines():
-        m = re.match(r"\s*(?:ROOT )?%?([\w.\-]+) = \S+ ([\w\-]+)\(", line)
-        if m:
-            meta = re.search(r'op_name="([^"]*)"', line)
-            ops[m.group(1)] = (m.group(2), meta.group(1) if meta else "")
-    return ops
 
 
 def _category(opcode: str, meta: str) -> str:
@@ -86,19 +74,6 @@ def _category(opcode: str, meta: str) -> str:
     return "other"
 
 
-def _per_op_minima(trace_dir: str, ops: dict, steps: int) -> dict[str, float]:
-    """Seconds per step of each HLO operation: min duration x calls per step."""
-    path = sorted(glob.glob(f"{trace_dir}/**/perfetto_trace.json.gz", recursive=True))[-1]
-    with gzip.open(path) as f:
-        data = json.load(f)
-    events = data["traceEvents"] if isinstance(data, dict) else data
-    low: dict[str, float] = collections.defaultdict(lambda: float("inf"))
-    calls: collections.Counter = collections.Counter()
-    for e in events:
-        if e.get("ph") == "X" and e["name"] in ops:
-            low[e["name"]] = min(low[e["name"]], e.get("dur", 0) * 1e-6)
-            calls[e["name"]] += 1
-    return {k: low[k] * (calls[k] // steps) for k in low if calls[k] >= steps}
 
 
 def main() -> None:
@@ -186,11 +161,11 @@ def main() -> None:
               f"{2 * m * k * n / seconds / 1e9:5.0f} ({2 * m * k * n / low / 1e9:5.0f}) GFLOP/s")
     print()
     for name, exe in compiled.items():
-        ops = _hlo_ops(exe.as_text())
+        ops = hlo_ops(exe.as_text())
         with tempfile.TemporaryDirectory() as trace_dir:
             with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
                 jax.block_until_ready(exe(state, X, key))
-            per_op = _per_op_minima(trace_dir, ops, steps)
+            per_op = per_op_minima(trace_dir, ops, steps)
         total = sum(per_op.values())
         print(f"== {name}: wall {1e3 * statistics.median(wall[name]):.2f} ms/step median "
               f"({1e3 * min(wall[name]):.2f} min), CPU {1e3 * statistics.median(cpu[name]):.2f}"
