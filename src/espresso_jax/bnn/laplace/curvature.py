@@ -43,7 +43,7 @@ from espresso_jax.bnn.laplace.network import ACTIVATIONS, mlp_apply, mlp_trace
 
 __all__ = ["LIKELIHOODS", "STRUCTURES", "FullCurvature", "DiagCurvature", "KronCurvature",
            "output_hessian", "log_likelihood", "jacobians", "ggn_full", "ggn_diag", "ggn_kfac",
-           "curvature"]
+           "curvature", "largest_ggn_eigenvalue"]
 
 #: Likelihood names (see the module docstring).
 LIKELIHOODS = ("regression", "classification", "binary")
@@ -189,3 +189,38 @@ def curvature(params, X: jax.Array, y: jax.Array, *, likelihood: str, structure:
     if structure == "full":
         return ggn_full(J, lam), log_lik
     return ggn_diag(J, lam), log_lik
+
+
+def largest_ggn_eigenvalue(apply_fn, params, X: jax.Array, *, n_iter: int = 50) -> jax.Array:
+    """Largest eigenvalue of ``(1/n) Σ_n J_nᵀ J_n``, the GGN of the per-row squared error
+    ``(1/2n) Σ_n ‖y_n − f(x_n)‖²``, by ``n_iter`` power iterations with one JVP and one VJP
+    each (matrix-free: no Jacobian is formed). Traceable, vmappable.
+
+    Args:
+        apply_fn: ``(params, X (n, d)) -> (n, ...)`` network outputs.
+        params: parameter pytree.
+        X: ``(n, d)`` inputs.
+        n_iter: power iterations (static), from the all-ones direction.
+
+    Returns:
+        ``()`` the estimate ``‖G v‖`` for the last unit vector ``v`` (a lower bound that
+        converges to the largest eigenvalue at the rate of the two largest's ratio).
+    """
+    def f(p):
+        return apply_fn(p, X)
+
+    flat, unravel = ravel_pytree(params)
+    _, vjp = jax.vjp(f, params)
+    n = X.shape[0]
+
+    def ggn_vec(v):
+        _, jv = jax.jvp(f, (params,), (unravel(v),))
+        return ravel_pytree(vjp(jv)[0])[0] / n
+
+    def body(_, v):
+        w = ggn_vec(v)
+        return w / jnp.linalg.norm(w)
+
+    v0 = jnp.ones_like(flat) / math.sqrt(flat.size)
+    v = jax.lax.fori_loop(0, n_iter, body, v0)
+    return jnp.linalg.norm(ggn_vec(v))
