@@ -21,28 +21,11 @@ import math
 import jax
 import jax.numpy as jnp
 
-from espresso_jax.prob.fast_draws import threefry2x32
+from espresso_jax.prob.fast_draws import partitionable_threefry_words, threefry2x32
 
 __all__ = ["binarize"]
 
 _ONE_BITS = 0x3F800000  # float32 1.0: exponent 0, mantissa from the random bits
-# the configuration flags the fast path depends on (read with getattr: not in jax's stubs)
-_IMPL_FLAG, _PARTITIONABLE_FLAG = "jax_default_prng_impl", "jax_threefry_partitionable"
-
-
-def _threefry_words(key: jax.Array) -> tuple[jax.Array, jax.Array] | None:
-    """The two ``uint32`` key words of a Threefry key (typed or raw), or None for another
-    implementation."""
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        if str(jax.random.key_impl(key)) != "threefry2x32" or key.shape != ():
-            return None
-        data = jax.random.key_data(key)
-    elif (key.shape == (2,) and key.dtype == jnp.uint32
-          and str(getattr(jax.config, _IMPL_FLAG)) == "threefry2x32"):
-        data = key
-    else:
-        return None
-    return data[0], data[1]
 
 
 def binarize(key: jax.Array, x: jax.Array) -> jax.Array:
@@ -56,9 +39,8 @@ def binarize(key: jax.Array, x: jax.Array) -> jax.Array:
     Returns:
         array shaped and typed like ``x``.
     """
-    words = _threefry_words(key)
-    if (words is None or x.dtype != jnp.float32 or x.size >= 2 ** 32
-            or not getattr(jax.config, _PARTITIONABLE_FLAG)):
+    words = partitionable_threefry_words(key)
+    if words is None or x.dtype != jnp.float32 or x.size >= 2 ** 32:
         return jax.random.bernoulli(key, x).astype(x.dtype)
     k0, k1 = words
     # Computed once into memory: XLA fuses cheap integer work into *every* consumer, and the

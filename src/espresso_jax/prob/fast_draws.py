@@ -37,7 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-__all__ = ["threefry2x32", "keep_masks", "keep_probability", "permutation"]
+__all__ = ["threefry2x32", "partitionable_threefry_words", "keep_masks", "keep_probability",
+           "permutation"]
 
 _LEVELS = 2.0 ** 32
 _MAX_THRESHOLD = float(np.nextafter(np.float32(_LEVELS), np.float32(0)))
@@ -72,6 +73,29 @@ def threefry2x32(k1: jax.Array, k2: jax.Array, x1: jax.Array, x2: jax.Array
         x1 = x1 + ks[(i + 1) % 3]
         x2 = x2 + ks[(i + 2) % 3] + jnp.uint32(i + 1)
     return x1, x2
+
+
+# the configuration flags jax.random's bit layout depends on (read with getattr: not in the stubs)
+_IMPL_FLAG, _PARTITIONABLE_FLAG = "jax_default_prng_impl", "jax_threefry_partitionable"
+
+
+def partitionable_threefry_words(key: jax.Array) -> tuple[jax.Array, jax.Array] | None:
+    """The two ``uint32`` words of a Threefry key (scalar typed key or raw ``(2,)`` ``uint32``)
+    when ``jax.random`` lays out its bits as :func:`threefry2x32` of the element counters
+    (partitionable Threefry); None for another key kind or layout. Callers that reproduce
+    ``jax.random``'s numbers bit for bit take their fast path only when this is not None."""
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if key.shape != () or str(jax.random.key_impl(key)) != "threefry2x32":
+            return None
+        data = jax.random.key_data(key)
+    elif (key.shape == (2,) and key.dtype == jnp.uint32
+          and str(getattr(jax.config, _IMPL_FLAG)) == "threefry2x32"):
+        data = key
+    else:
+        return None
+    if not getattr(jax.config, _PARTITIONABLE_FLAG):
+        return None
+    return data[0], data[1]
 
 
 def _key_words(key: jax.Array) -> tuple[jax.Array, jax.Array]:

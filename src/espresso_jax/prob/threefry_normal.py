@@ -38,13 +38,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from espresso_jax.prob.fast_draws import threefry2x32
+from espresso_jax.prob.fast_draws import partitionable_threefry_words, threefry2x32
 from espresso_jax.validation import float_dtype
 
 __all__ = ["standard_normal", "is_fused", "fast_log", "fast_log1p_reduced", "fast_erf_inv"]
 
-# the configuration flags the fused path depends on (read with getattr: not in jax's stubs)
-_IMPL_FLAG, _PARTITIONABLE_FLAG = "jax_default_prng_impl", "jax_threefry_partitionable"
 _SQRT_HALF_BITS = np.int32(0x3F3504F3)   # float32 bits of sqrt(1/2)
 _LN2 = np.float32(math.log(2.0))
 _LOG_POLY = (7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1,  # Cephes
@@ -57,26 +55,12 @@ _ERFINV_LARGE = (-0.000200214257, 0.000100950558, 0.00134934322, -0.00367342844,
                  0.00573950773, -0.0076224613, 0.00943887047, 1.00167406, 2.83297682)
 
 
-def _key_words(key: jax.Array) -> tuple[jax.Array, jax.Array] | None:
-    """The two uint32 words of a threefry key (typed or raw), or None for another kind."""
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        if key.shape != () or str(jax.random.key_impl(key)) != "threefry2x32":
-            return None
-        data = jax.random.key_data(key)
-    else:
-        if key.shape != (2,) or key.dtype != jnp.uint32 \
-                or getattr(jax.config, _IMPL_FLAG) != "threefry2x32":
-            return None
-        data = key
-    return data[0], data[1]
-
-
 def is_fused(key: jax.Array, shape: Sequence[int], dtype: Any = None) -> bool:
     """Whether :func:`standard_normal` takes the fused path for these arguments (a threefry
     key, partitionable threefry, float32 or float64, fewer than ``2**32`` numbers); it gives
     ``jax.random.normal``'s numbers either way."""
     dtype = jnp.dtype(float_dtype() if dtype is None else dtype)
-    return (_key_words(key) is not None and bool(getattr(jax.config, _PARTITIONABLE_FLAG))
+    return (partitionable_threefry_words(key) is not None
             and dtype in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64))
             and math.prod(shape) < 2 ** 32)
 
@@ -148,7 +132,7 @@ def standard_normal(key: jax.Array, shape: Sequence[int], dtype: Any = None, *,
     dtype = jnp.dtype(float_dtype() if dtype is None else dtype)
     if not is_fused(key, shape, dtype):
         return jax.random.normal(key, shape, dtype)
-    k0, k1 = _key_words(key)  # type: ignore[misc]
+    k0, k1 = partitionable_threefry_words(key)  # type: ignore[misc]
     if materialize:
         # k0 + 1 != k0 for every uint32 (wrap-around arithmetic): the predicate is always
         # true, so the second branch never runs, but XLA does not fold it, and the first
