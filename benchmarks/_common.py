@@ -171,3 +171,20 @@ def per_op_minima(trace_dir: str, ops: dict, steps: int) -> dict[str, float]:
             low[e["name"]] = min(low[e["name"]], e.get("dur", 0) * 1e-6)
             calls[e["name"]] += 1
     return {k: low[k] * (calls[k] // steps) for k in low if calls[k] >= steps}
+
+
+def print_op_profile(per_op: dict[str, float], ops: dict, category: Callable[[str, str], str],
+                     top: int) -> None:
+    """Print per-op seconds per step (:func:`per_op_minima`) summed by ``category(opcode,
+    meta)`` with their shares, then the ``top`` most expensive operations."""
+    total = sum(per_op.values())
+    groups: dict[str, float] = collections.defaultdict(float)
+    for op, seconds in per_op.items():
+        groups[category(*ops[op])] += seconds
+    for label, seconds in sorted(groups.items(), key=lambda kv: -kv[1]):
+        print(f"   {label:36s} {1e3 * seconds:7.3f} ms  {100 * seconds / total:5.1f} %")
+    print(f"   top {top} operations:")
+    for op, seconds in sorted(per_op.items(), key=lambda kv: -kv[1])[:top]:
+        opcode, meta = ops[op]
+        print(f"   {1e3 * seconds:7.3f} ms  {op:28s} {category(opcode, meta)[:22]:22s} "
+              f"{meta[-60:]}")

@@ -26,7 +26,6 @@ memory traffic of the first layer's element-wise work.
 from __future__ import annotations
 
 import argparse
-import collections
 import re
 import statistics
 import tempfile
@@ -36,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from _common import hlo_ops, per_op_minima, print_machine
+from _common import hlo_ops, per_op_minima, print_machine, print_op_profile
 from bench_bbb import FEATURES, build_cases_steps
 from espresso_jax import train
 from espresso_jax.apps import roofline
@@ -158,16 +157,7 @@ def main() -> None:
               f"({1e3 * min(wall[name]):.2f} min), CPU {1e3 * statistics.median(cpu[name]):.2f}"
               f" ms/step; sum of per-op minima {1e3 * total:.2f} ms/step; 784x400 arrays: "
               f"{reads} reads, {writes} writes per step")
-        groups: dict[str, float] = collections.defaultdict(float)
-        for op, seconds in per_op.items():
-            groups[category(*ops[op])] += seconds
-        for label, seconds in sorted(groups.items(), key=lambda kv: -kv[1]):
-            print(f"   {label:36s} {1e3 * seconds:7.3f} ms  {100 * seconds / total:5.1f} %")
-        print(f"   top {args.top} operations:")
-        for op, seconds in sorted(per_op.items(), key=lambda kv: -kv[1])[: args.top]:
-            opcode, meta = ops[op]
-            print(f"   {1e3 * seconds:7.3f} ms  {op:24s} {category(opcode, meta)[:22]:22s} "
-                  f"{meta[-60:]}")
+        print_op_profile(per_op, ops, category, args.top)
         if args.passes:
             print("   instructions touching the 784x400 arrays:\n     " + "\n     ".join(lines))
         print()

@@ -31,7 +31,6 @@ the step stores its operands in) timed alone in JAX and summed (``_common.vae_st
 from __future__ import annotations
 
 import argparse
-import collections
 import os
 import re
 import statistics
@@ -43,7 +42,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from _common import hlo_ops, per_op_minima, per_shape_floor, print_machine, vae_step_dots
+from _common import (
+    hlo_ops,
+    per_op_minima,
+    per_shape_floor,
+    print_machine,
+    print_op_profile,
+    vae_step_dots,
+)
 from espresso_jax import train
 from espresso_jax.apps import roofline
 from espresso_jax.datasets import load_mnist
@@ -170,15 +176,7 @@ def main() -> None:
         print(f"== {name}: wall {1e3 * statistics.median(wall[name]):.2f} ms/step median "
               f"({1e3 * min(wall[name]):.2f} min), CPU {1e3 * statistics.median(cpu[name]):.2f}"
               f" ms/step; sum of per-op minima {1e3 * total:.2f} ms/step")
-        groups: dict[str, float] = collections.defaultdict(float)
-        for op, seconds in per_op.items():
-            groups[_category(*ops[op])] += seconds
-        for label, seconds in sorted(groups.items(), key=lambda kv: -kv[1]):
-            print(f"   {label:34s} {1e3 * seconds:7.3f} ms  {100 * seconds / total:5.1f} %")
-        print(f"   top {args.top} operations:")
-        for op, seconds in sorted(per_op.items(), key=lambda kv: -kv[1])[: args.top]:
-            opcode, meta = ops[op]
-            print(f"   {1e3 * seconds:7.3f} ms  {op:28s} {meta[-70:]}")
+        print_op_profile(per_op, ops, _category, args.top)
         print()
     if hasattr(os, "getloadavg"):
         print("load average at the end (1/5/15 min): "
