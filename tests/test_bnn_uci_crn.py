@@ -35,16 +35,26 @@ def _assert_trees_equal(a, b):
         np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
 
 
-def test_pre_drawn_masks_leave_the_default_grid_unchanged(yacht):
-    """dropout_method() draws each epoch's mask words before the steps: the per-network grid is
-    bit for bit the grid of the masks hashed inside the step (the code path before
-    step_noise, kept for methods without it)."""
+def test_pre_drawn_masks_train_the_same_networks(yacht):
+    """With common random numbers dropout_method() draws each epoch's mask words before the
+    steps: bit for bit the grid of the masks hashed inside the step (the code path without
+    step_noise, which the default per-network grid keeps), and train_config alone (which
+    pre-draws) gives the default grid's network."""
     method = uci.dropout_method()
     X, y, hp = _grid_data(method, yacht)
-    keys = jax.random.split(jax.random.key(3), (S, 12))
-    pre = uci.train_grid(keys, method, X, y, hp, **SETTINGS)
-    fused = uci.train_grid(keys, method._replace(step_noise=None), X, y, hp, **SETTINGS)
+    keys = jax.random.split(jax.random.key(3), S)
+    pre = uci.train_grid(keys, method, X, y, hp, common_random_numbers=True, **SETTINGS)
+    fused = uci.train_grid(keys, method._replace(step_noise=None), X, y, hp,
+                           common_random_numbers=True, **SETTINGS)
     _assert_trees_equal(pre, fused)
+    net_keys = jax.random.split(jax.random.key(3), (S, 12))
+    params, history = uci.train_grid(net_keys, method, X, y, hp, **SETTINGS)
+    point = jax.tree.map(lambda a: a[1, 4], hp)
+    single, single_history = jax.jit(lambda k: uci.train_config(
+        k, method, X[1], y[1], point, **SETTINGS))(net_keys[1, 4])
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(single), strict=True):
+        np.testing.assert_allclose(np.asarray(a[1, 4]), np.asarray(b), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(history[1, 4], single_history, rtol=1e-4)
 
 
 def test_common_random_numbers_network_equals_train_config_with_the_split_key(yacht):
@@ -73,7 +83,10 @@ def test_common_random_numbers_share_the_mask_words_within_a_split(yacht):
     key per network, same-rate points differ."""
     base = uci.dropout_method()
 
-    def drop_fraction(params, batch, words, hparams, n_train):
+    def drop_fraction(params, batch, noise, hparams, n_train):
+        X = batch[0]  # the words pre-drawn (common random numbers) or drawn here from the key
+        words = (noise if noise.dtype == jnp.uint32
+                 else base.step_noise(noise, X.shape[0], X.shape[1], 50))
         masks = fast_draws.masks_from_words(words, hparams.rate)
         return jnp.mean(masks == 0).astype(jnp.float32) + 0.0 * params["w"]
 

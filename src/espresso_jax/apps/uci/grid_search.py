@@ -108,7 +108,9 @@ def train_grid(keys: jax.Array, method: UCIMethod, X: jax.Array, y: jax.Array,
             compares hyper-parameters on common random numbers, and every draw is made once
             per split instead of once per network. With a method's ``step_noise`` (MC
             dropout's masks) the draws are made per epoch as data and shared by the split's
-            networks: fewer CPU-seconds per epoch (``benchmarks/RESULTS.md``).
+            networks: kin8nm's grid epoch takes half the CPU-seconds
+            (``benchmarks/RESULTS.md``). Without it the method's ``step_noise`` is not used
+            (draws inside the step: the same networks, no per-network arrays of draws).
 
     Returns:
         ``(params, history)`` with ``(S, G, ...)`` parameter leaves and ``(S, G, n_epochs)``
@@ -129,6 +131,11 @@ def train_grid(keys: jax.Array, method: UCIMethod, X: jax.Array, y: jax.Array,
         per = "split (common_random_numbers=True)" if common_random_numbers else "network"
         raise ValueError(f"keys must hold {want} keys, one per {per}, for {S} splits x {G} "
                          f"grid points; got {got}")
+
+    if not common_random_numbers:
+        # one network per key: the pre-drawn words would be one array per network (memory
+        # for nothing: measured as fast as hashing inside the step, benchmarks/RESULTS.md)
+        method = method._replace(step_noise=None)
 
     def one(k, x, t, hp):
         return train_config(k, method, x, t, hp, optimizer=optimizer, n_hidden=n_hidden,
