@@ -251,18 +251,25 @@ def run_epochs(key: jax.Array, step_fn: StepFn, state: Any, data: PyTree, *, bat
 
     def one_epoch(state, epoch_key):
         index = epoch_batches(epoch_key, n_rows, batch_size, permutation)
+        n_batches = index.shape[0]
         noise = (None if step_noise is None
-                 else jax.vmap(step_noise)(step_keys(state.key, index.shape[0])))
+                 else jax.vmap(step_noise)(step_keys(state.key, n_batches)))
 
         def one_batch(state, xs):
-            rows, step_draws = xs
+            rows, i = xs
             batch = jax.tree.map(lambda a: jnp.take(a, rows, axis=0), data)
             if batch_sharding is not None:
                 batch = jax.tree.map(
                     lambda a: jax.lax.with_sharding_constraint(a, batch_sharding), batch)
-            return step_fn(state, batch if step_noise is None else (batch, step_draws))
+            if step_noise is None:
+                return step_fn(state, batch)
+            # read in place: as scan inputs, a vmapped noise array (batch axis first) would be
+            # transposed to put the step axis first, a copy of every draw each epoch
+            draws = jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, i, 0, False), noise)
+            return step_fn(state, (batch, draws))
 
-        state, metrics = jax.lax.scan(one_batch, state, (index, noise))
+        xs = (index, None if step_noise is None else jnp.arange(n_batches))
+        state, metrics = jax.lax.scan(one_batch, state, xs)
         return state, jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
 
     keys = jax.random.split(key, n_epochs)
