@@ -21,12 +21,13 @@ grid point):
   Its key is ``fold_in(network key, 3)``, so methods without it train exactly as before.
 * ``step_noise(key, batch_size, n_features, n_hidden) -> noise`` (optional, default None):
   the randomness the loss draws from its step key, as arrays (e.g. dropout masks' hash
-  words). When set, training draws every step's noise of an epoch before the epoch's steps
-  (:func:`espresso_jax.train.run_epochs`' ``step_noise``) and hands the loss ``noise`` in
-  place of ``key``; ``loss(params, batch, step_noise(key, ...), hparams, n_train)`` must
-  equal ``loss(params, batch, key, hparams, n_train)``, so the results do not depend on it.
-  It pays when networks share keys (``train_grid(..., common_random_numbers=True)``): the
-  noise is drawn once per key instead of once per network inside the fused step.
+  words). When set, ``train_config`` draws every step's noise of an epoch before the
+  epoch's steps (:func:`espresso_jax.train.run_epochs`' ``step_noise``) and hands the loss
+  ``noise`` in place of ``key``; ``loss(params, batch, step_noise(key, ...), hparams,
+  n_train)`` must equal ``loss(params, batch, key, hparams, n_train)``, so the results do not
+  depend on it. It pays when networks share keys (``train_grid(...,
+  common_random_numbers=True)``): the noise is drawn once per key instead of once per network
+  inside the fused step; ``train_grid`` with a key per network leaves it unused.
 
 MC dropout (:func:`espresso_jax.apps.uci.dropout.dropout_method`) and Bayes by Backprop
 (:func:`espresso_jax.apps.uci.bbb.bbb_method`) implement it.
