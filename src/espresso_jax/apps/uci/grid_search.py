@@ -108,7 +108,7 @@ def train_grid(keys: jax.Array, method: UCIMethod, X: jax.Array, y: jax.Array,
             compares hyper-parameters on common random numbers, and every draw is made once
             per split instead of once per network. With a method's ``step_noise`` (MC
             dropout's masks) the draws are made per epoch as data and shared by the split's
-            networks: kin8nm's grid epoch takes half the CPU-seconds
+            networks: kin8nm's grid epoch takes 0.4x the CPU-seconds
             (``benchmarks/RESULTS.md``). Without it the method's ``step_noise`` is not used
             (draws inside the step: the same networks, no per-network arrays of draws).
 
