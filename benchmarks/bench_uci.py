@@ -5,6 +5,9 @@
     python benchmarks/bench_uci.py --quick     # yacht, 2 splits, 20 epochs, T = 1,000 / 100
     python benchmarks/bench_uci.py --dataset kin8nm --epochs 10 --n-samples 1000 \
         --n-samples-val 100                      # throughput: GFLOP/s against the GEMM rate
+    python benchmarks/bench_uci.py --dataset kin8nm --common-random-numbers --no-peer ...
+                                                 # one key per split shared by its grid
+                                                 # points; no PyTorch loop
 
 What is compared (one process, same data): the wall time of the protocol of Gal & Ghahramani
 (2016) on the standard splits (:mod:`espresso_jax.apps.uci.protocol`): per split, train one
@@ -44,7 +47,10 @@ protocol's median wall time, next to the machine's float32 GEMM rate measured in
 (median of a 2048 x 2048 ``jnp.dot``) and the fraction of it the protocol sustains, and the
 CPU time (user + sys of this process) of each, since a loaded machine inflates wall times.
 The dropout masks and epoch permutations come from :mod:`espresso_jax.prob.fast_draws` (see
-``benchmarks/RESULTS.md`` for the profile that motivated them).
+``benchmarks/RESULTS.md`` for the profile that motivated them). ``--common-random-numbers``
+runs ours with ``run_protocol(..., common_random_numbers=True)`` (the grid points of a split
+share its key: initial weights, epoch orders, mask words drawn once per epoch and split); the
+PyTorch peer is unchanged.
 
 References:
     Y. Gal and Z. Ghahramani. Dropout as a Bayesian approximation: representing model
@@ -209,6 +215,10 @@ def main() -> None:
                         help="validation MC passes")
     parser.add_argument("--torch-threads", type=int, default=1,
                         help="PyTorch intra-op threads (default 1, its fastest here)")
+    parser.add_argument("--no-peer", action="store_true",
+                        help="skip the PyTorch loop (throughput and test metrics of ours only)")
+    parser.add_argument("--common-random-numbers", action="store_true",
+                        help="ours: one key per split shared by its grid points")
     parser.add_argument("--repeats", type=int, default=1,
                         help="runs of each side, alternating (ours: the first includes JIT)")
     parser.add_argument("--compiled-repeats", type=int, default=5,
@@ -232,7 +242,8 @@ def main() -> None:
     print(f"data: UCI {ds.name} ({ds.X.shape[0]} rows, {ds.X.shape[1]} features), {n_splits} "
           f"splits x {n_grid} grid points + {n_splits} refits, {n_epochs} epochs, "
           f"{ds.n_hidden} hidden units, Adam({LR:g}), batch ~{BATCH}, T = {n_samples} test / "
-          f"{n_samples_val} validation passes; {args.repeats} run(s) per side, alternating\n")
+          f"{n_samples_val} validation passes; {args.repeats} run(s) per side, alternating; "
+          f"ours with common_random_numbers={args.common_random_numbers}\n")
 
     optimizer = optax.adam(LR)   # one object: a second call reuses the compiled code
     method = uci.dropout_method(LENGTH_SCALE)
@@ -242,20 +253,23 @@ def main() -> None:
                                 n_splits=n_splits, n_epochs=n_epochs, n_hidden=ds.n_hidden,
                                 batch_size=BATCH, n_samples=n_samples,
                                 n_samples_val=n_samples_val, val_fraction=VAL_FRACTION,
-                                progress=False)
+                                progress=False,
+                                common_random_numbers=args.common_random_numbers)
 
     def peer():
         return torch_protocol(ds, n_splits=n_splits, n_epochs=n_epochs, n_hidden=ds.n_hidden,
                               n_samples=n_samples, n_samples_val=n_samples_val)
 
+    crn = " (common random numbers)" if args.common_random_numbers else ""
     t_ours, t_peer, loads = [], [], []
     for _ in range(args.repeats):
         start = time.perf_counter()
         res = ours()
         t_ours.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        rmse_p, ll_p, chosen_p = peer()
-        t_peer.append(time.perf_counter() - start)
+        if not args.no_peer:
+            start = time.perf_counter()
+            rmse_p, ll_p, chosen_p = peer()
+            t_peer.append(time.perf_counter() - start)
         if hasattr(os, "getloadavg"):
             loads.append(os.getloadavg()[0])
 
@@ -266,31 +280,33 @@ def main() -> None:
         t_ours.append(time.perf_counter() - start)
         c_ours.append(time.process_time() - c0)
     gemm_wall, gemm_cpu = gemm_rate(max(5, args.compiled_repeats))
-    first, peer_time = t_ours[0], float(np.median(t_peer))
+    first = t_ours[0]
     r_o, r_o_se = res.rmse_mean, res.rmse_se
     l_o, l_o_se = res.ll_mean, res.ll_se
-    r_p, r_p_se = _mean_se(rmse_p)
-    l_p, l_p_se = _mean_se(ll_p)
     print(f"{'':22s} {'wall [s]':>9s} {'test RMSE':>17s} {'test LL':>17s} "
           f"{'chosen grid points (rate-major index)'}")
     print(f"{'ours (JIT included)':22s} {first:9.2f} {r_o:9.3f} ± {r_o_se:5.3f} "
           f"{l_o:9.3f} ± {l_o_se:5.3f} {np.bincount(res.chosen_index, minlength=n_grid)}")
     print(f"{'ours (compiled)':22s} {float(np.median(t_ours[1:])):9.2f}")
-    print(f"{'pytorch':22s} {peer_time:9.2f} {r_p:9.3f} ± {r_p_se:5.3f} "
-          f"{l_p:9.3f} ± {l_p_se:5.3f} {np.bincount(chosen_p, minlength=n_grid)}")
-    se_r = math.hypot(r_o_se, r_p_se)
-    se_l = math.hypot(l_o_se, l_p_se)
-    print(f"difference ours - pytorch: RMSE {r_o - r_p:+.3f} ({(r_o - r_p) / se_r:+.1f} SE), "
-          f"LL {l_o - l_p:+.3f} ({(l_o - l_p) / se_l:+.1f} SE)"
-          if se_r > 0 and se_l > 0 else
-          f"difference ours - pytorch: RMSE {r_o - r_p:+.3f}, LL {l_o - l_p:+.3f}")
-    speedup = peer_time / first
-    print(f"\nwhole-protocol speed-up {speedup:.1f}x, ours with JIT compilation included "
-          f"(goal >= 5x): {'met' if speedup >= 5 else 'NOT met'}")
-    print_result(f"UCI {ds.name} MC-dropout protocol, {n_splits} splits x {n_grid} grid, "
-                 f"{n_epochs} epochs, T={n_samples}, ours incl. JIT", first, peer_time,
-                 peer_name=f"PyTorch {torch.__version__} CPU loop", unit="s", goal=">= 5",
-                 met=speedup >= 5)
+    if not args.no_peer:
+        peer_time = float(np.median(t_peer))
+        r_p, r_p_se = _mean_se(rmse_p)
+        l_p, l_p_se = _mean_se(ll_p)
+        print(f"{'pytorch':22s} {peer_time:9.2f} {r_p:9.3f} ± {r_p_se:5.3f} "
+              f"{l_p:9.3f} ± {l_p_se:5.3f} {np.bincount(chosen_p, minlength=n_grid)}")
+        se_r = math.hypot(r_o_se, r_p_se)
+        se_l = math.hypot(l_o_se, l_p_se)
+        print(f"difference ours - pytorch: RMSE {r_o - r_p:+.3f} ({(r_o - r_p) / se_r:+.1f} "
+              f"SE), LL {l_o - l_p:+.3f} ({(l_o - l_p) / se_l:+.1f} SE)"
+              if se_r > 0 and se_l > 0 else
+              f"difference ours - pytorch: RMSE {r_o - r_p:+.3f}, LL {l_o - l_p:+.3f}")
+        speedup = peer_time / first
+        print(f"\nwhole-protocol speed-up {speedup:.1f}x, ours with JIT compilation included "
+              f"(goal >= 5x): {'met' if speedup >= 5 else 'NOT met'}")
+        print_result(f"UCI {ds.name} MC-dropout protocol, {n_splits} splits x {n_grid} "
+                     f"grid{crn}, {n_epochs} epochs, T={n_samples}, ours incl. JIT", first,
+                     peer_time, peer_name=f"PyTorch {torch.__version__} CPU loop", unit="s",
+                     goal=">= 5", met=speedup >= 5)
     compiled = float(np.median(t_ours[1:]))
     gflop = protocol_gflop(ds, res, n_splits, n_epochs, ds.n_hidden)
     rate, rate_cpu = gflop / compiled, gflop / float(np.median(c_ours))
@@ -301,13 +317,14 @@ def main() -> None:
           f"({gemm_cpu:.1f} GFLOP per CPU-s)")
     print(f"fraction of the GEMM rate: {rate / gemm_wall:.1%} wall, {rate_cpu / gemm_cpu:.1%} "
           f"per CPU-s (goal >= 20%: {'met' if rate / gemm_wall >= 0.2 else 'NOT met'})")
-    print_result(f"UCI {ds.name} MC-dropout protocol, {n_splits} splits x {n_grid} grid, "
+    print_result(f"UCI {ds.name} MC-dropout protocol, {n_splits} splits x {n_grid} grid{crn}, "
                  f"{n_epochs} epochs: GFLOP/s vs float32 GEMM 2048^2 (same run)", rate,
                  gemm_wall, peer_name="float32 GEMM (jnp.dot)", unit="GFLOP/s",
                  ratio=rate / gemm_wall, goal=">= 0.2", met=rate / gemm_wall >= 0.2)
-    print_result(f"UCI {ds.name} MC-dropout protocol, {n_splits} splits x {n_grid} grid, "
-                 f"{n_epochs} epochs, T={n_samples}, ours compiled (no goal)", compiled,
-                 peer_time, peer_name=f"PyTorch {torch.__version__} CPU loop", unit="s")
+    if not args.no_peer:
+        print_result(f"UCI {ds.name} MC-dropout protocol, {n_splits} splits x {n_grid} grid{crn}, "
+                     f"{n_epochs} epochs, T={n_samples}, ours compiled (no goal)", compiled,
+                     peer_time, peer_name=f"PyTorch {torch.__version__} CPU loop", unit="s")
     if loads:
         print("load average (1 min) after each repeat: " + " ".join(f"{v:.2f}" for v in loads))
     if hasattr(os, "getloadavg"):

@@ -93,9 +93,9 @@ def test_progress_bar_counts_epochs_and_changes_nothing(tiny, yacht, monkeypatch
 
 
 def test_vmapped_grid_equals_single_config(tiny, yacht):
-    # The same call the protocol makes (cached compile: the protocol passes on_epoch=None
-    # explicitly, and jit's cache key tells a passed default from an omitted one), against
-    # one network trained alone.
+    # The same call the protocol makes (cached compile: the protocol passes on_epoch=None and
+    # common_random_numbers=False explicitly, and jit's cache key tells a passed default from
+    # an omitted one), against one network trained alone.
     method = uci.dropout_method()
     data = uci.stack_splits(yacht, 2)
     grid = method.grid(yacht)
@@ -104,7 +104,8 @@ def test_vmapped_grid_equals_single_config(tiny, yacht):
     settings = dict(optimizer=OPT, n_hidden=50, batch_size=110, n_epochs=40)
     size = uci.train_grid._cache_size()
     params, history = uci.train_grid(keys, method, data.X_train[:, :221],
-                                    data.y_train[:, :221], hp, on_epoch=None, **settings)
+                                    data.y_train[:, :221], hp, on_epoch=None,
+                                    common_random_numbers=False, **settings)
     assert uci.train_grid._cache_size() == size
     s, g = 1, 7
     one = jax.jit(lambda k, x, y, h: uci.train_config(k, method, x, y, h, **settings))

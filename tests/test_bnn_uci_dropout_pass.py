@@ -5,8 +5,14 @@ written out; its predictive against the passes one by one."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from espresso_jax.apps.uci.dropout import DropoutHParams, dropout_method, dropout_pass
+from espresso_jax.apps.uci.dropout import (
+    DropoutHParams,
+    dropout_method,
+    dropout_pass,
+    dropout_step_noise,
+)
 from espresso_jax.bnn.dropout import DropoutMLP
 from espresso_jax.prob import fast_draws
 
@@ -63,3 +69,20 @@ def test_loss_is_gals_objective_and_predict_stacks_the_passes():
     for t, k in enumerate(jax.random.split(key, 5)):
         np.testing.assert_allclose(means[t], dropout_pass(k, params, X, hp.rate)[:, 0],
                                    rtol=1e-5, atol=1e-6)
+
+
+def test_pre_drawn_words_give_the_same_pass_and_loss():
+    """The method's step_noise (the words drawn in advance) in place of the key: the same
+    pass and loss bit for bit; words of the wrong shape are refused."""
+    method, params, X, y = _setup()
+    key = jax.random.key(6)
+    hp = DropoutHParams(rate=jnp.float32(0.2), tau=jnp.float32(2.0))
+    words = method.step_noise(key, M, D, H)
+    assert method.step_noise is dropout_step_noise
+    assert words.shape == (M, D + H) and words.dtype == jnp.uint32
+    np.testing.assert_array_equal(dropout_pass(words, params, X, hp.rate),
+                                  dropout_pass(key, params, X, hp.rate))
+    loss = jax.jit(lambda p, k: method.loss(p, (X, y), k, hp, 40))
+    np.testing.assert_array_equal(loss(params, words), loss(params, key))
+    with pytest.raises(ValueError, match="mask words"):
+        dropout_pass(words[:, 1:], params, X, hp.rate)

@@ -184,6 +184,50 @@ def test_run_epochs_on_epoch_hook_is_called_once_per_epoch_and_changes_nothing()
         np.testing.assert_array_equal(a, b)
 
 
+def test_step_noise_is_each_steps_loss_key_drawn_before_the_epoch():
+    """run_epochs(step_noise=...) hands step i the noise of the key that step i's loss
+    receives (step_keys follows make_step's split), so a loss that reads the noise trains
+    exactly as one that draws from its key."""
+    X, y, _ = _linear_data(jax.random.key(0), n=48)
+    params = {"w": jnp.zeros(3), "b": jnp.zeros(())}
+    opt = optax.adam(0.05)
+
+    def draw(k):
+        return jax.random.normal(k, (16,))
+
+    def noisy_mse(p, batch, noise):
+        X, y = batch
+        return jnp.mean((X @ p["w"] + p["b"] + 0.3 * noise - y) ** 2)
+
+    def from_key(p, batch, k):
+        return noisy_mse(p, batch, draw(k))
+
+    def from_noise(p, batch_and_noise, k):
+        batch, noise = batch_and_noise
+        gap = jnp.max(jnp.abs(noise - draw(k)))  # 0 when the noise is this step's draw
+        return noisy_mse(p, batch, noise), {"gap": gap}
+
+    def run(key, predraw):
+        state = train.init_state(jax.random.fold_in(key, 1), params, opt)
+        step = train.make_step(from_noise if predraw else from_key, opt, has_aux=predraw)
+        return train.run_epochs(key, step, state, (X, y), batch_size=16, n_epochs=3,
+                                step_noise=draw if predraw else None)
+
+    key = jax.random.key(2)
+    (state_a, metrics_a), (state_b, metrics_b) = jax.jit(run, static_argnums=1)(key, True), \
+        jax.jit(run, static_argnums=1)(key, False)
+    np.testing.assert_array_equal(metrics_a["gap"], np.zeros(3))
+    np.testing.assert_array_equal(metrics_a["loss"], metrics_b["loss"])
+    for a, b in zip(jax.tree.leaves(state_a.params), jax.tree.leaves(state_b.params),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+    # step_keys is the chain of make_step's splits
+    k0, sub0 = jax.random.split(key)
+    _, sub1 = jax.random.split(k0)
+    np.testing.assert_array_equal(jax.random.key_data(train.step_keys(key, 2)),
+                                  jax.random.key_data(jnp.stack([sub0, sub1])))
+
+
 def test_save_and_load_state_round_trip(tmp_path):
     net = MLP((8, 1))
     X = jnp.ones((4, 2))

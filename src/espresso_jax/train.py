@@ -52,6 +52,7 @@ __all__ = [
     "init_state",
     "make_step",
     "epoch_batches",
+    "step_keys",
     "run_epochs",
     "fit_loop",
     "fit",
@@ -149,7 +150,7 @@ def _make_step(loss_fn, optimizer, has_aux):
     value_and_grad = jax.value_and_grad(loss_fn, has_aux=has_aux)
 
     def step(state: TrainState, batch: PyTree) -> tuple[TrainState, dict[str, jax.Array]]:
-        key, subkey = jax.random.split(state.key)
+        key, subkey = _split_step_key(state.key)
         value, grads = value_and_grad(state.params, batch, subkey)
         loss, aux = value if has_aux else (value, {})
         with standard_promotion():  # optax mixes int32 step counts with floats
@@ -159,6 +160,23 @@ def _make_step(loss_fn, optimizer, has_aux):
         return TrainState(params, opt_state, key, state.step + 1), metrics
 
     return step
+
+
+def _split_step_key(key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The step's key convention: ``(next state key, the loss's subkey)``."""
+    key, subkey = jax.random.split(key)
+    return key, subkey
+
+
+def step_keys(key: jax.Array, n_steps: int) -> jax.Array:
+    """The loss keys of the next ``n_steps`` steps of a :func:`make_step` step whose state
+    holds ``key``: ``(n_steps,)`` keys, entry ``i`` the subkey that step ``i`` hands the loss
+    (``n_steps`` static)."""
+    def one(k, _):
+        k, subkey = _split_step_key(k)
+        return k, subkey
+
+    return jax.lax.scan(one, key, None, length=int(n_steps))[1]
 
 
 def _n_rows(data: PyTree) -> int:
@@ -190,7 +208,8 @@ def epoch_batches(key: jax.Array, n_rows: int, batch_size: int,
 def run_epochs(key: jax.Array, step_fn: StepFn, state: Any, data: PyTree, *, batch_size: int,
                n_epochs: int, on_epoch: Callable[[jax.Array], None] | None = None,
                batch_sharding: NamedSharding | None = None,
-               permutation: Callable[[jax.Array, int], jax.Array] | None = None
+               permutation: Callable[[jax.Array, int], jax.Array] | None = None,
+               step_noise: Callable[[jax.Array], PyTree] | None = None
                ) -> tuple[Any, dict[str, jax.Array]]:
     """Run ``n_epochs`` shuffled epochs of ``step_fn`` (pure; jit and vmap it freely).
 
@@ -214,6 +233,16 @@ def run_epochs(key: jax.Array, step_fn: StepFn, state: Any, data: PyTree, *, bat
             order (default ``jax.random.permutation``; e.g.
             :func:`espresso_jax.prob.fast_draws.permutation`, the same distribution at a
             third of the CPU cost).
+        step_noise: optional ``loss key -> noise`` (any pytree of arrays): the randomness of
+            one step drawn *before* the epoch's steps. Each epoch then computes
+            ``vmap(step_noise)(step_keys(state.key, n_batches))`` (the loss keys that the
+            epoch's :func:`make_step` steps will split off, so ``state`` must carry the
+            :class:`TrainState` key) as arrays in memory, and ``step_fn`` receives
+            ``(batch, noise_i)`` as its batch. A loss that reads ``noise_i`` in place of
+            drawing from its key computes the same numbers; what changes is where the draws
+            are computed: once per epoch outside the step loop, where the compiler cannot
+            fuse (and so duplicate) them into the step, e.g. one draw shared by networks
+            vmapped with the same key. None (default): batches as they are.
 
     Returns:
         ``(state, metrics)`` with each metric averaged per epoch, ``(n_epochs,)``.
@@ -222,15 +251,25 @@ def run_epochs(key: jax.Array, step_fn: StepFn, state: Any, data: PyTree, *, bat
 
     def one_epoch(state, epoch_key):
         index = epoch_batches(epoch_key, n_rows, batch_size, permutation)
+        n_batches = index.shape[0]
+        noise = (None if step_noise is None
+                 else jax.vmap(step_noise)(step_keys(state.key, n_batches)))
 
-        def one_batch(state, rows):
+        def one_batch(state, xs):
+            rows, i = xs
             batch = jax.tree.map(lambda a: jnp.take(a, rows, axis=0), data)
             if batch_sharding is not None:
                 batch = jax.tree.map(
                     lambda a: jax.lax.with_sharding_constraint(a, batch_sharding), batch)
-            return step_fn(state, batch)
+            if step_noise is None:
+                return step_fn(state, batch)
+            # read in place: as scan inputs, a vmapped noise array (batch axis first) would be
+            # transposed to put the step axis first, a copy of every draw each epoch
+            draws = jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, i, 0, False), noise)
+            return step_fn(state, (batch, draws))
 
-        state, metrics = jax.lax.scan(one_batch, state, index)
+        xs = (index, None if step_noise is None else jnp.arange(n_batches))
+        state, metrics = jax.lax.scan(one_batch, state, xs)
         return state, jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
 
     keys = jax.random.split(key, n_epochs)

@@ -37,8 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-__all__ = ["threefry2x32", "partitionable_threefry_words", "keep_masks", "keep_probability",
-           "permutation"]
+__all__ = ["threefry2x32", "partitionable_threefry_words", "mask_words", "masks_from_words",
+           "keep_masks", "keep_probability", "permutation"]
 
 _LEVELS = 2.0 ** 32
 _MAX_THRESHOLD = float(np.nextafter(np.float32(_LEVELS), np.float32(0)))
@@ -114,6 +114,37 @@ def keep_probability(rate: ArrayLike) -> jax.Array:
     return 1.0 - _threshold(rate).astype(jnp.float32) / _LEVELS
 
 
+def mask_words(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """The ``uint32`` words of :func:`keep_masks`: entry ``j`` (row-major) is the first
+    :func:`threefry2x32` word of counter ``(j, 0)`` under a key hashed from ``key``.
+
+    Drawing them apart from the compare lets a caller keep them as data (e.g. one array per
+    epoch, shared by networks that differ only in their rate) instead of hashing inside the
+    masked multiply; :func:`masks_from_words` turns them into the same masks.
+
+    Args:
+        key: PRNG key (any implementation). shape: output shape (static).
+
+    Returns:
+        ``shape`` ``uint32`` array.
+    """
+    shape = tuple(int(s) for s in shape)
+    counter = jnp.arange(math.prod(shape), dtype=jnp.uint32).reshape(shape)
+    word, _ = threefry2x32(*_key_words(key), counter, jnp.zeros_like(counter))
+    return word
+
+
+def masks_from_words(words: jax.Array, rate: ArrayLike, dtype: jnp.dtype = jnp.float32
+                     ) -> jax.Array:
+    """Inverted-dropout multipliers from :func:`mask_words` words: ``0`` where ``words < t``,
+    ``t = round(rate * 2**32)``, else ``1 / keep`` (:func:`keep_probability`); shaped like
+    ``words``. ``keep_masks(key, shape, rate) == masks_from_words(mask_words(key, shape),
+    rate)`` bit for bit."""
+    t = _threshold(rate)
+    scale = (1.0 / (1.0 - t.astype(jnp.float32) / _LEVELS)).astype(dtype)
+    return jnp.where(words >= t, scale, jnp.zeros((), dtype))
+
+
 def keep_masks(key: jax.Array, shape: tuple[int, ...], rate: ArrayLike,
                dtype: jnp.dtype = jnp.float32) -> jax.Array:
     """Inverted-dropout multipliers: ``0`` with probability ``rate``, else ``1 / (1 - rate)``.
@@ -126,15 +157,11 @@ def keep_masks(key: jax.Array, shape: tuple[int, ...], rate: ArrayLike,
 
     Returns:
         ``shape`` array of independent entries, ``0`` when the entry's 32-bit word ``u``
-        is below ``t = round(rate * 2**32)`` (probability ``t / 2**32``) and ``1 / keep``
-        otherwise, ``keep = 1 - t / 2**32`` (:func:`keep_probability`).
+        (:func:`mask_words`) is below ``t = round(rate * 2**32)`` (probability ``t / 2**32``)
+        and ``1 / keep`` otherwise, ``keep = 1 - t / 2**32`` (:func:`keep_probability`):
+        :func:`masks_from_words` of :func:`mask_words`.
     """
-    shape = tuple(int(s) for s in shape)
-    counter = jnp.arange(math.prod(shape), dtype=jnp.uint32).reshape(shape)
-    word, _ = threefry2x32(*_key_words(key), counter, jnp.zeros_like(counter))
-    t = _threshold(rate)
-    scale = (1.0 / (1.0 - t.astype(jnp.float32) / _LEVELS)).astype(dtype)
-    return jnp.where(word >= t, scale, jnp.zeros((), dtype))
+    return masks_from_words(mask_words(key, shape), rate, dtype)
 
 
 def permutation(key: jax.Array, n: int) -> jax.Array:

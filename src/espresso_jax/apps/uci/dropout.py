@@ -34,7 +34,7 @@ from espresso_jax.datasets.uci import UCIDataset
 from espresso_jax.prob import fast_draws
 from espresso_jax.validation import check_int, check_positive, float_dtype
 
-__all__ = ["DropoutHParams", "dropout_method", "dropout_pass"]
+__all__ = ["DropoutHParams", "dropout_method", "dropout_pass", "dropout_step_noise"]
 
 
 class DropoutHParams(NamedTuple):
@@ -56,17 +56,31 @@ def dropout_pass(key: jax.Array, params: PyTree, X: jax.Array, rate: jax.Array) 
     :func:`~espresso_jax.prob.fast_draws.keep_masks` masks, one mask row per input row.
 
     Args:
-        key: mask key. params: DropoutMLP variables (``dense_0 ... dense_L``).
+        key: mask key, or the masks' words drawn in advance: the ``(m, sum of the layers'
+            input widths)`` ``uint32`` array ``fast_draws.mask_words(key, ...)`` (the same
+            pass; see :func:`dropout_step_noise`).
+        params: DropoutMLP variables (``dense_0 ... dense_L``).
         X: ``(m, d)`` inputs. rate: dropout rate (scalar, may be traced).
 
     Returns:
         ``(m, n_outputs)`` outputs.
+
+    Raises:
+        ValueError: pre-drawn words of the wrong shape.
     """
     layers = params["params"]
     n_layers = len(layers)
     dense = [layers[f"dense_{i}"] for i in range(n_layers)]
     widths = [int(layer["kernel"].shape[0]) for layer in dense]
-    masks = fast_draws.keep_masks(key, (X.shape[0], sum(widths)), rate, X.dtype)
+    shape = (X.shape[0], sum(widths))
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or key.ndim < 2:  # a key
+        words = fast_draws.mask_words(key, shape)
+    elif tuple(key.shape) != shape or key.dtype != jnp.uint32:
+        raise ValueError(f"pre-drawn mask words must be {shape} uint32 (rows x summed input "
+                         f"widths), got {tuple(key.shape)} {key.dtype}")
+    else:
+        words = key
+    masks = fast_draws.masks_from_words(words, rate, X.dtype)
     offsets = np.cumsum((0, *widths))
     h = X
     for i, layer in enumerate(dense):
@@ -74,6 +88,15 @@ def dropout_pass(key: jax.Array, params: PyTree, X: jax.Array, rate: jax.Array) 
         if i < n_layers - 1:
             h = jax.nn.relu(h)
     return h
+
+
+def dropout_step_noise(key: jax.Array, batch_size: int, n_features: int, n_hidden: int
+                       ) -> jax.Array:
+    """The mask words one training step of the one-hidden-layer network draws from its key,
+    ``fast_draws.mask_words(key, (batch_size, n_features + n_hidden))`` (``uint32``): what
+    :func:`dropout_pass` computes from the key, drawn in advance (the method's
+    ``step_noise``)."""
+    return fast_draws.mask_words(key, (batch_size, n_features + n_hidden))
 
 
 def _dropout_loss(params, batch, key, hparams, n_train, *, length_scale):
@@ -129,4 +152,5 @@ def dropout_method(length_scale: float = 1e-2, chunk_size: int = 256) -> UCIMeth
         predict=functools.partial(_dropout_predict, chunk_size=chunk_size),
         grid=_dropout_grid,
         standardize=_dropout_standardize,
+        step_noise=dropout_step_noise,
     )

@@ -40,6 +40,9 @@ def train_config(key: jax.Array, method: UCIMethod, X: jax.Array, y: jax.Array,
                  ) -> tuple[PyTree, jax.Array]:
     """Initialise and train one network (pure; vmapped by :func:`train_grid`).
 
+    A method with ``step_noise`` gets each epoch's draws made before the epoch's steps
+    (:mod:`~espresso_jax.apps.uci.method`); the trained network is the same.
+
     Args:
         key: split into the init, step and shuffling keys.
         method: the :class:`UCIMethod`.
@@ -60,14 +63,21 @@ def train_config(key: jax.Array, method: UCIMethod, X: jax.Array, y: jax.Array,
     n_train = X.shape[0]
     params = method.init(init_key, X.shape[1], n_hidden)
 
+    draw = method.step_noise
+    step_noise = None if draw is None else (
+        lambda k: draw(k, batch_size, X.shape[1], n_hidden))
+
     def loss_fn(p, batch, k):
+        if step_noise is not None:  # (rows, pre-drawn noise): the noise replaces the key
+            batch, k = batch
         return method.loss(p, batch, k, hparams, n_train)
 
     step = train.make_step(loss_fn, optimizer)
     state = train.init_state(step_key, params, optimizer)
     state, metrics = train.run_epochs(shuffle_key, step, state, (X, y), batch_size=batch_size,
                                       n_epochs=n_epochs, on_epoch=on_epoch,
-                                      permutation=fast_draws.permutation)
+                                      permutation=fast_draws.permutation,
+                                      step_noise=step_noise)
     params = state.params
     if method.finalize is not None:
         params = method.finalize(jax.random.fold_in(key, 3), params, X, y, hparams, n_train)
@@ -75,11 +85,12 @@ def train_config(key: jax.Array, method: UCIMethod, X: jax.Array, y: jax.Array,
 
 
 @functools.partial(jax.jit, static_argnames=("method", "optimizer", "n_hidden", "batch_size",
-                                             "n_epochs", "on_epoch"))
+                                             "n_epochs", "on_epoch", "common_random_numbers"))
 def train_grid(keys: jax.Array, method: UCIMethod, X: jax.Array, y: jax.Array,
                hparams: PyTree, *, optimizer: optax.GradientTransformation, n_hidden: int,
                batch_size: int, n_epochs: int,
-               on_epoch: Callable[[jax.Array], None] | None = None
+               on_epoch: Callable[[jax.Array], None] | None = None,
+               common_random_numbers: bool = False
                ) -> tuple[PyTree, jax.Array]:
     """Train every (split, grid point) network in one compiled call.
 
@@ -87,20 +98,50 @@ def train_grid(keys: jax.Array, method: UCIMethod, X: jax.Array, y: jax.Array,
     callback object compiles anew: pass None, or reuse one callback, to hit the cache.
 
     Args:
-        keys: ``(S, G)`` keys, one per network.
+        keys: ``(S, G)`` keys, one per network; ``(S,)`` keys, one per split, with
+            ``common_random_numbers``.
         X: ``(S, N, d)`` and y: ``(S, N)``: one training set per split.
         hparams: pytree with ``(S, G)`` leaves (standardised units).
+        common_random_numbers: the grid points of a split share its key (static, default
+            False): the same initial weights, epoch orders and step keys (for MC dropout the
+            same mask words, each point comparing them with its own rate), so the grid
+            compares hyper-parameters on common random numbers, and every draw is made once
+            per split instead of once per network. With a method's ``step_noise`` (MC
+            dropout's masks) the draws are made per epoch as data and shared by the split's
+            networks: kin8nm's grid epoch takes 0.4x the CPU-seconds
+            (``benchmarks/RESULTS.md``). Without it the method's ``step_noise`` is not used
+            (draws inside the step: the same networks, no per-network arrays of draws).
 
     Returns:
         ``(params, history)`` with ``(S, G, ...)`` parameter leaves and ``(S, G, n_epochs)``
         per-epoch losses. Network ``(s, g)`` equals ``train_config(keys[s, g], method, X[s], y[s],
-        hparams[s, g], ...)``.
+        hparams[s, g], ...)``, or ``train_config(keys[s], ...)`` with
+        ``common_random_numbers``.
+
+    Raises:
+        ValueError: ``keys`` is not ``(S, G)`` (``(S,)`` with ``common_random_numbers``) for
+            the ``S`` splits of ``X`` and the ``G`` grid points of ``hparams``.
     """
+    S = X.shape[0]
+    G = jax.tree.leaves(hparams)[0].shape[1]
+    want = (S,) if common_random_numbers else (S, G)
+    typed = jnp.issubdtype(keys.dtype, jax.dtypes.prng_key)
+    got = tuple(keys.shape if typed else keys.shape[:-1])  # raw keys: a trailing data axis
+    if got != want:
+        per = "split (common_random_numbers=True)" if common_random_numbers else "network"
+        raise ValueError(f"keys must hold {want} keys, one per {per}, for {S} splits x {G} "
+                         f"grid points; got {got}")
+
+    if not common_random_numbers:
+        # one network per key: the pre-drawn words would be one array per network (memory
+        # for nothing: measured as fast as hashing inside the step, benchmarks/RESULTS.md)
+        method = method._replace(step_noise=None)
+
     def one(k, x, t, hp):
         return train_config(k, method, x, t, hp, optimizer=optimizer, n_hidden=n_hidden,
                             batch_size=batch_size, n_epochs=n_epochs, on_epoch=on_epoch)
 
-    over_grid = jax.vmap(one, in_axes=(0, None, None, 0))
+    over_grid = jax.vmap(one, in_axes=(None if common_random_numbers else 0, None, None, 0))
     return jax.vmap(over_grid, in_axes=(0, 0, 0, 0))(keys, X, y, hparams)
 
 

@@ -19,6 +19,15 @@ grid point):
   the last epoch, whose output is what ``predict`` receives: e.g. a Laplace fit around the
   trained weights, SWAG moments from further epochs or an SG-MCMC chain started there.
   Its key is ``fold_in(network key, 3)``, so methods without it train exactly as before.
+* ``step_noise(key, batch_size, n_features, n_hidden) -> noise`` (optional, default None):
+  the randomness the loss draws from its step key, as arrays (e.g. dropout masks' hash
+  words). When set, ``train_config`` draws every step's noise of an epoch before the
+  epoch's steps (:func:`espresso_jax.train.run_epochs`' ``step_noise``) and hands the loss
+  ``noise`` in place of ``key``; ``loss(params, batch, step_noise(key, ...), hparams,
+  n_train)`` must equal ``loss(params, batch, key, hparams, n_train)``, so the results do not
+  depend on it. It pays when networks share keys (``train_grid(...,
+  common_random_numbers=True)``): the noise is drawn once per key instead of once per network
+  inside the fused step; ``train_grid`` with a key per network leaves it unused.
 
 MC dropout (:func:`espresso_jax.apps.uci.dropout.dropout_method`) and Bayes by Backprop
 (:func:`espresso_jax.apps.uci.bbb.bbb_method`) implement it.
@@ -50,6 +59,9 @@ class UCIMethod(NamedTuple):
         standardize: ``(hparams, y_std) -> hparams`` in standardised-target units.
         finalize: optional ``(key, params, X, y, hparams, n_train) -> params`` run after
             training; None (the default) skips it.
+        step_noise: optional ``(key, batch_size, n_features, n_hidden) -> noise``, the loss's
+            draws made in advance (see the module docstring); None: the loss draws from its
+            key.
     """
 
     name: str
@@ -59,3 +71,4 @@ class UCIMethod(NamedTuple):
     grid: Callable[[UCIDataset], PyTree]
     standardize: Callable[[PyTree, jax.Array], PyTree]
     finalize: Callable[..., PyTree] | None = None
+    step_noise: Callable[..., PyTree] | None = None

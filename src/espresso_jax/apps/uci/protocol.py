@@ -166,7 +166,8 @@ def run_protocol(key: jax.Array, ds: UCIDataset, method: UCIMethod, *,
                  n_epochs: int | None = None, n_hidden: int | None = None,
                  batch_size: int = 128, n_samples: int = 10_000, n_samples_val: int = 1_000,
                  val_fraction: float = 0.2, progress: bool = True,
-                 mesh: jax.sharding.Mesh | None = None) -> ProtocolResult:
+                 mesh: jax.sharding.Mesh | None = None,
+                 common_random_numbers: bool = False) -> ProtocolResult:
     """Grid search by validation log-likelihood, refit, test (see the module docstring).
 
     Args:
@@ -189,6 +190,11 @@ def run_protocol(key: jax.Array, ds: UCIDataset, method: UCIMethod, *,
             reuses the compiled training of an earlier call with the same shapes.
         mesh: a 1-D device mesh to shard the split axis over (see the module docstring);
             None: the default device.
+        common_random_numbers: the grid networks of a split share one key (the same initial
+            weights, epoch orders and dropout-mask words, each grid point with its own rate:
+            :func:`train_grid`'s option), so the grid points are compared on common random
+            numbers and the draws cost once per split; default False (a key per network).
+            The refits and the evaluation keys are the same either way.
 
     Returns:
         :class:`ProtocolResult`.
@@ -208,6 +214,10 @@ def run_protocol(key: jax.Array, ds: UCIDataset, method: UCIMethod, *,
     batch_size = check_int(batch_size, "batch_size", min_value=1)
     n_samples = check_int(n_samples, "n_samples", min_value=1)
     n_samples_val = check_int(n_samples_val, "n_samples_val", min_value=1)
+    if not isinstance(common_random_numbers, (bool, np.bool_)):
+        raise TypeError(f"common_random_numbers must be a bool, got "
+                        f"{type(common_random_numbers).__name__}")
+    common_random_numbers = bool(common_random_numbers)
     val_fraction = check_positive(val_fraction, "val_fraction")
     if not val_fraction < 1:
         raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}")
@@ -242,11 +252,13 @@ def run_protocol(key: jax.Array, ds: UCIDataset, method: UCIMethod, *,
         return tree if mesh is None else shard_rows(tree, mesh, mesh.axis_names[0])
 
     try:
-        params, _ = train_grid(*place((jax.random.split(grid_key, (S, G)),)), method,
+        grid_keys = jax.random.split(grid_key, (S,) if common_random_numbers else (S, G))
+        params, _ = train_grid(*place((grid_keys,)), method,
                                *place((data.X_train[:, :n_fit], data.y_train[:, :n_fit],
                                        hp_std)),
                                optimizer=optimizer, n_hidden=n_hidden, batch_size=fit_batch,
-                               n_epochs=n_epochs, on_epoch=on_epoch)
+                               n_epochs=n_epochs, on_epoch=on_epoch,
+                               common_random_numbers=common_random_numbers)
 
         def per_config(a):  # (S, ...) -> (S * G, ...) repeated over the grid
             return jnp.repeat(a, G, axis=0)
@@ -285,4 +297,5 @@ def run_protocol(key: jax.Array, ds: UCIDataset, method: UCIMethod, *,
                   "n_test": int(data.y_test.shape[1]), "n_hidden": n_hidden,
                   "n_epochs": n_epochs, "batch_size_fit": fit_batch,
                   "batch_size_refit": full_batch, "n_samples": n_samples,
-                  "n_samples_val": n_samples_val, "n_grid": G})
+                  "n_samples_val": n_samples_val, "n_grid": G,
+                  "common_random_numbers": common_random_numbers})
