@@ -129,8 +129,9 @@ def infogan_mnist(key: jax.Array, *, n_epochs: int = 40, architecture: str = "ml
 
     The MLP defaults (batch 32, body 256-128, rates 2e-3 / 1e-3) bring the 10-epoch test error
     from 0.63-0.68 (the paper's rates 1e-3 / 2e-4, batch 64, body 512-256) to ~0.47; the
-    ``"conv"`` pair costs ~4× the CPU and gives lower errors from ~40 epochs on
-    (``benchmarks/RESULTS.md``).
+    ``"conv"`` pair costs ~3× the CPU per step, is worse at 10 epochs and better from ~40 on
+    (mean over three keys 0.335 at 40 epochs against the MLP's 0.389, 0.245 at 100;
+    ``benchmarks/RESULTS.md``).
 
     The categorical code read by ``Q`` is used as a classifier: its error after the best
     matching of codes to digits (Hungarian algorithm) on the 2k test digits, beside the paper's
