@@ -10,6 +10,9 @@ accept any number of leading batch axes.
   the gradients of ``nn.Conv`` several times slower inside a loop (``lax.scan``, as in
   :func:`espresso_jax.train.fit_loop`) than in a single jitted call; slices, pads and matrix
   products have no such penalty.
+* :func:`upsample_nearest`: 2× (or ``f``×) nearest-neighbour upsampling by repeating rows and
+  columns; a stride-1 :class:`PatchConv` after it is the "resize-convolution" of
+  :class:`~espresso_jax.nn.gan_modules.UpsampleConvGenerator` (no transposed convolution).
 * :class:`ConvDecoder`: ``(..., in_features)`` codes → ``(..., H, W, C)`` outputs (logits or
   means, no final non-linearity) through a Dense layer, a reshape to a
   ``(H / 2^L, W / 2^L, features[0])`` map and stride-2 transposed convolutions.
@@ -36,6 +39,7 @@ __all__ = [
     "PatchConv",
     "check_image_shape",
     "image_patches",
+    "upsample_nearest",
     "flatten_images",
     "unflatten_images",
 ]
@@ -133,14 +137,30 @@ class PatchConv(nn.Module):
     features: int
     kernel_size: int = 4
     stride: int = 2
+    use_bias: bool = True
+    """add a learnt ``bias (features,)`` (``False`` before a BatchNorm, as ``nn.Conv``'s
+    ``use_bias``)"""
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         k, c = self.kernel_size, x.shape[-1]
         kernel = self.param("kernel", KERNEL_INIT, (k, k, c, self.features), jnp.float32)
-        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
         patches = image_patches(x, k, self.stride)
-        return patches @ kernel.reshape(k * k * c, self.features) + bias[None, None, None, :]
+        out = patches @ kernel.reshape(k * k * c, self.features)
+        if not self.use_bias:
+            return out
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+        return out + bias[None, None, None, :]
+
+
+def upsample_nearest(x: jax.Array, factor: int = 2) -> jax.Array:
+    """Nearest-neighbour upsampling: each pixel repeated ``factor`` times along the rows and
+    the columns (for an integer factor, ``jax.image.resize(x, (n, fH, fW, C), "nearest")``);
+    its gradient sums each ``factor × factor`` block, cheap inside ``lax.scan``.
+
+    Shapes: ``x: (n, H, W, C) -> (n, factor·H, factor·W, C)``.
+    """
+    return jnp.repeat(jnp.repeat(x, factor, axis=1), factor, axis=2)
 
 
 class ConvDecoder(nn.Module):

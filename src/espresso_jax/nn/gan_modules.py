@@ -1,4 +1,5 @@
-"""GAN players: MLP and DCGAN generators and discriminators, :class:`GANModel`, the static
+"""GAN players: MLP and DCGAN generators and discriminators, an upsampling convolutional
+generator (:class:`UpsampleConvGenerator`), :class:`GANModel`, the static
 description of a GAN that :mod:`espresso_jax.nn.gan` trains and samples, and
 :class:`GANOptimizers`, one optax optimiser per player.
 
@@ -7,6 +8,8 @@ BatchNorm between batch statistics and running averages (the MLP players ignore 
 
 References:
     Goodfellow et al. (2014), Generative adversarial nets, NeurIPS.
+    Odena, Dumoulin and Olah (2016), Deconvolution and checkerboard artifacts, Distill
+        (nearest-neighbour upsampling followed by a convolution).
     Radford, Metz and Chintala (2016), Unsupervised representation learning with deep
     convolutional generative adversarial networks, ICLR (DCGAN).
     Gulrajani et al. (2017), Improved training of Wasserstein GANs, NeurIPS (per-example
@@ -27,11 +30,13 @@ import numpy as np
 import optax
 
 from espresso_jax.netcheck import check_optimizer
+from espresso_jax.nn.conv import PatchConv, check_image_shape, upsample_nearest
 from espresso_jax.nn.modules import KERNEL_INIT, MLP
 from espresso_jax.validation import check_choice, check_int
 
 __all__ = [
     "MLPGenerator",
+    "UpsampleConvGenerator",
     "MLPDiscriminator",
     "DCGANGenerator",
     "DCGANDiscriminator",
@@ -76,6 +81,95 @@ class MLPGenerator(nn.Module):
         if self.final_activation is not None:
             x = self.final_activation(x)
         return x.reshape(z.shape[:-1] + tuple(self.sample_shape))
+
+
+class UpsampleConvGenerator(nn.Module):
+    """Convolutional generator by nearest-neighbour upsampling and stride-1 convolutions.
+
+    ``z -> [Dense(w) -> BN -> ReLU for w in hidden] -> Dense(h0·w0·f0) -> BN -> ReLU ->
+    (h0, w0, f0) -> [2× nearest -> conv k×k (f) -> BN -> ReLU for f in features[1:]] -> 2×
+    nearest -> conv k×k (C) -> final_activation -> sample_shape``, with ``(H, W, C) =
+    image_shape`` and ``h0 = H / 2^L``, ``w0 = W / 2^L`` for ``L = len(features)``
+    upsamplings. The default maps ``(n, 74) -> 256 -> 7×7×16 -> 14×14×8 -> 28×28×1`` flattened
+    to ``(n, 784)``. The convolutions are :class:`~espresso_jax.nn.conv.PatchConv` (the same
+    parameters as ``nn.Conv``; XLA's CPU gradients of ``nn.Conv`` are several times slower
+    inside ``lax.scan``). Without ``batch_norm`` every layer has a bias and no BatchNorm.
+
+    Attributes:
+        sample_shape: shape of one generated example, e.g. ``(784,)`` or ``(28, 28, 1)``
+            (as many values as ``image_shape``).
+        image_shape: ``(H, W, C)`` of the image before the final reshape; H and W divisible
+            by ``2 ** len(features)``.
+        hidden: widths of the Dense layers before the first feature map (``()``: none).
+        features: channels of the first feature map and of each convolution but the last
+            (which has C channels), at least one.
+        kernel_size: side of the square convolution kernels.
+        activation: hidden non-linearity.
+        final_activation: output non-linearity (``jnp.tanh`` for data in [-1, 1], ``None``
+            for none).
+        batch_norm: BatchNorm after every layer but the last (before the activation; the
+            layer then has no bias); ``train`` picks batch statistics (and updates the
+            running averages in ``batch_stats``) or the running averages.
+
+    Shapes: ``z: (n, latent_dim) -> (n, *sample_shape)``.
+
+    Raises:
+        ValueError / TypeError: on construction, naming the attribute, for shapes that do not
+        fit (checked on the host).
+    """
+
+    sample_shape: Sequence[int] = (784,)
+    image_shape: Sequence[int] = (28, 28, 1)
+    hidden: Sequence[int] = (256,)
+    features: Sequence[int] = (16, 8)
+    kernel_size: int = 3
+    activation: Callable[[jax.Array], jax.Array] = nn.relu
+    final_activation: Callable[[jax.Array], jax.Array] | None = jnp.tanh
+    batch_norm: bool = True
+
+    def __post_init__(self) -> None:
+        shape = tuple(check_int(s, "sample_shape", min_value=1) for s in self.sample_shape)
+        for w in self.hidden:
+            check_int(w, "hidden", min_value=1)
+        if len(self.features) < 1:
+            raise ValueError("features must hold at least one channel count (the first "
+                             "feature map)")
+        for f in self.features:
+            check_int(f, "features", min_value=1)
+        check_int(self.kernel_size, "kernel_size", min_value=1)
+        for s in self.image_shape:
+            check_int(s, "image_shape", min_value=1)
+        image = check_image_shape(self.image_shape, len(self.features))
+        if math.prod(image) != math.prod(shape):
+            raise ValueError(f"image_shape {image} must hold the {math.prod(shape)} values of "
+                             f"sample_shape {shape}")
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
+        height, width, channels = self.image_shape
+        factor = 2 ** len(self.features)
+        bn = self.batch_norm
+
+        def norm_act(h: jax.Array, i: int) -> jax.Array:
+            return self.activation(_batch_norm(train, f"bn_{i}")(h) if bn else h)
+
+        h = z
+        for i, w in enumerate(tuple(self.hidden) + (height // factor * (width // factor)
+                                                    * self.features[0],)):
+            h = norm_act(nn.Dense(w, use_bias=not bn, name=f"dense_{i}")(h), i)
+        h = h.reshape((z.shape[0], height // factor, width // factor, self.features[0]))
+        n_dense = len(self.hidden) + 1
+        widths = tuple(self.features[1:]) + (channels,)
+        for j, f in enumerate(widths):
+            last = j == len(widths) - 1
+            h = PatchConv(f, self.kernel_size, 1, use_bias=last or not bn,
+                          name=f"conv_{j}")(upsample_nearest(h, 2))
+            if not last:
+                h = norm_act(h, n_dense + j)
+        if self.final_activation is not None:
+            h = self.final_activation(h)
+        return h.reshape((z.shape[0],) + tuple(self.sample_shape))
 
 
 class MLPDiscriminator(nn.Module):

@@ -46,7 +46,13 @@ from espresso_jax.interop import standard_promotion
 from espresso_jax.nn import gan
 from espresso_jax.nn import gan_losses as L
 from espresso_jax.nn.conv import PatchConv, check_image_shape
-from espresso_jax.nn.gan_modules import GANModel, GANOptimizers, MLPGenerator, gan_optimizers
+from espresso_jax.nn.gan_modules import (
+    GANModel,
+    GANOptimizers,
+    MLPGenerator,
+    UpsampleConvGenerator,
+    gan_optimizers,
+)
 from espresso_jax.nn.infogan_eval import majority_mapping, matched_error
 from espresso_jax.nn.modules import MLP
 from espresso_jax.validation import (
@@ -69,6 +75,7 @@ __all__ = [
     "fit",
     "generate",
     "predict_codes",
+    "code_recovery",
     "matched_error",
     "majority_mapping",
 ]
@@ -144,14 +151,27 @@ def mlp_infogan(sample_shape: int | Sequence[int] = 784, *, noise_dim: int = 62,
                 n_categories: int = 10, n_continuous: int = 2,
                 g_hidden: Sequence[int] = (256, 512), d_hidden: Sequence[int] = (512, 256),
                 q_hidden: int = 128, g_batch_norm: bool = False,
-                d_conv: Sequence[int] = (), image_shape: Sequence[int] = (28, 28, 1)
-                ) -> InfoGANModel:
-    """MLP InfoGAN players (the paper's MNIST model has 62 noise variables, one 10-way code and
-    two continuous codes); the generator is the library's tanh
-    :class:`~espresso_jax.nn.gan_modules.MLPGenerator` for data in [-1, 1], with BatchNorm in
-    its hidden layers when ``g_batch_norm`` (as the paper's generator). ``d_conv``: channels of
-    stride-2 convolutions in front of the discriminator's body (``()``: none), on each example
-    reshaped to ``image_shape`` (``(H, W, C)``, as many values as ``sample_shape``)."""
+                d_conv: Sequence[int] = (), g_conv: Sequence[int] = (),
+                image_shape: Sequence[int] = (28, 28, 1)) -> InfoGANModel:
+    """InfoGAN players, MLPs unless convolutions are asked for (the paper's MNIST model has 62
+    noise variables, one 10-way code and two continuous codes, a convolutional pair).
+
+    The generator ends in tanh (data in [-1, 1]); it is the library's
+    :class:`~espresso_jax.nn.gan_modules.MLPGenerator` with hidden widths ``g_hidden``, or,
+    when ``g_conv`` is not empty, an
+    :class:`~espresso_jax.nn.gan_modules.UpsampleConvGenerator` with Dense layers
+    ``g_hidden``, a first feature map of ``g_conv[0]`` channels and one 2× nearest upsampling
+    + 3×3 convolution per entry of ``g_conv`` (the others' channels, then the image's), e.g.
+    ``g_hidden=(256,), g_conv=(16, 8)``: ``74 -> 256 -> 7×7×16 -> 14×14×8 -> 28×28×1``.
+    ``g_batch_norm``: BatchNorm in the generator's hidden layers (as the paper's generator).
+    ``d_conv``: channels of stride-2 4×4 convolutions in front of the discriminator's body
+    (``()``: none). Convolutions work on each example reshaped to ``image_shape``
+    (``(H, W, C)``, as many values as ``sample_shape``, H and W divisible by
+    ``2 ** len(d_conv)`` and ``2 ** len(g_conv)``).
+
+    Shapes: the generator maps ``(n, noise_dim + n_categories + n_continuous)`` to
+    ``(n, *sample_shape)``; the discriminator, see :class:`InfoGANDiscriminator`.
+    """
     shape = (sample_shape,) if isinstance(sample_shape, (int, np.integer)) else sample_shape
     shape = tuple(check_int(s, "sample_shape", min_value=1) for s in shape)
     noise_dim = check_int(noise_dim, "noise_dim", min_value=0)
@@ -161,13 +181,21 @@ def mlp_infogan(sample_shape: int | Sequence[int] = 784, *, noise_dim: int = 62,
     d_hidden = tuple(check_int(w, "d_hidden", min_value=1) for w in d_hidden)
     q_hidden = check_int(q_hidden, "q_hidden", min_value=1)
     d_conv = tuple(check_int(w, "d_conv", min_value=1) for w in d_conv)
-    image = check_image_shape(image_shape, len(d_conv)) if d_conv else (28, 28, 1)
-    if d_conv and math.prod(image) != math.prod(shape):
+    g_conv = tuple(check_int(w, "g_conv", min_value=1) for w in g_conv)
+    n_halvings = max(len(d_conv), len(g_conv))
+    image = check_image_shape(image_shape, n_halvings) if n_halvings else (28, 28, 1)
+    if n_halvings and math.prod(image) != math.prod(shape):
         raise ValueError(f"image_shape {image} must hold the {math.prod(shape)} values of "
                          f"sample_shape {shape}")
     latent = noise_dim + n_categories + n_continuous
-    module = GANModel(MLPGenerator(shape, g_hidden, final_activation=jnp.tanh,
-                                   batch_norm=bool(g_batch_norm)),
+    generator: nn.Module
+    if g_conv:
+        generator = UpsampleConvGenerator(shape, image, g_hidden, g_conv,
+                                          batch_norm=bool(g_batch_norm))
+    else:
+        generator = MLPGenerator(shape, g_hidden, final_activation=jnp.tanh,
+                                 batch_norm=bool(g_batch_norm))
+    module = GANModel(generator,
                       InfoGANDiscriminator(d_hidden, n_categories, n_continuous, q_hidden,
                                            d_conv, image),
                       latent, shape)
@@ -456,3 +484,21 @@ def predict_codes(state: gan.GANState, module: InfoGANModel, X: Any) -> jax.Arra
     if not isinstance(state, gan.GANState):
         raise TypeError(f"state must be a GANState, got {type(state).__name__}")
     return _q_categories(module, state.disc.params, _check_data(X, module))
+
+
+def code_recovery(key: jax.Array, state: gan.GANState, module: InfoGANModel, n: int = 2000
+                  ) -> float:
+    """Fraction of ``n`` generated examples whose category ``Q`` recovers: draws
+    :func:`sample_latent`, generates in evaluation mode (BatchNorm's running averages) and
+    compares ``argmax Q(c_cat | G(z))`` with the category fed in (no matching needed: the
+    codes are Q's own)."""
+    key = check_key(key)
+    module = _check_model(module)
+    if not isinstance(state, gan.GANState):
+        raise TypeError(f"state must be a GANState, got {type(state).__name__}")
+    n = check_int(n, "n", min_value=1)
+    latent = sample_latent(key, n, module)
+    fake = _generate(module, state.gen.params, state.gen.batch_stats,
+                     latent.z[:, :module.noise_dim], latent.category, latent.continuous)
+    codes = _q_categories(module, state.disc.params, fake)
+    return float(jnp.mean(codes == latent.category))
