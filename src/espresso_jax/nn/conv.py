@@ -10,8 +10,8 @@ accept any number of leading batch axes.
   the gradients of ``nn.Conv`` several times slower inside a loop (``lax.scan``, as in
   :func:`espresso_jax.train.fit_loop`) than in a single jitted call; slices, pads and matrix
   products have no such penalty.
-* :func:`upsample_nearest`: 2× (or ``f``×) nearest-neighbour upsampling by repeating rows and
-  columns; a stride-1 :class:`PatchConv` after it is the "resize-convolution" of
+* :func:`upsample_nearest`: nearest-neighbour upsampling by an integer factor (default 2),
+  repeating rows and columns; a stride-1 :class:`PatchConv` after it is the "resize-convolution" of
   :class:`~espresso_jax.nn.gan_modules.UpsampleConvGenerator` (no transposed convolution).
 * :class:`ConvDecoder`: ``(..., in_features)`` codes → ``(..., H, W, C)`` outputs (logits or
   means, no final non-linearity) through a Dense layer, a reshape to a

@@ -9,7 +9,7 @@ BatchNorm between batch statistics and running averages (the MLP players ignore 
 References:
     Goodfellow et al. (2014), Generative adversarial nets, NeurIPS.
     Odena, Dumoulin and Olah (2016), Deconvolution and checkerboard artifacts, Distill
-        (nearest-neighbour upsampling followed by a convolution).
+    (nearest-neighbour upsampling followed by a convolution).
     Radford, Metz and Chintala (2016), Unsupervised representation learning with deep
     convolutional generative adversarial networks, ICLR (DCGAN).
     Gulrajani et al. (2017), Improved training of Wasserstein GANs, NeurIPS (per-example
