@@ -15,6 +15,10 @@ checkout one at a time and prints their ratio table (:mod:`espresso_jax.apps.ben
 uncertainty leaderboard, scored against the NUTS BNN predictive on the small sets, and writes
 ``leaderboard.{md,json,png}`` (:mod:`espresso_jax.apps.leaderboard`).
 
+``espresso-jax leaderboard-merge RUN [RUN ...] [--out DIR]`` pools the per-split scores of
+several leaderboard runs (their output folders or ``leaderboard.json`` files, earliest first)
+into one board with the same three outputs (:mod:`espresso_jax.apps.leaderboard.merge`).
+
 Errors are one line on stderr (``espresso-jax: error: ...``), exit status 2, no traceback, and
 nothing written; an unexpected exception (a bug) is reported the same way, and
 ``ESPRESSO_JAX_TRACEBACK=1`` shows its traceback instead.
@@ -182,6 +186,12 @@ def _add_leaderboard_parser(sub) -> None:
                     "samples, a tiny NUTS run: same code paths, under a minute")
     lb.add_argument("--out", default="leaderboard", help="output folder")
     lb.add_argument("--seed", type=_seed, default=0, help="PRNG seed")
+    merge = sub.add_parser("leaderboard-merge", help="pool several leaderboard runs into one "
+                           "board (Markdown + JSON + figure)")
+    merge.add_argument("runs", nargs="+", metavar="RUN",
+                       help="leaderboard output folders or their leaderboard.json, earliest "
+                            "first (a later run's (data set, method) replaces an earlier one's)")
+    merge.add_argument("--out", default="leaderboard", help="output folder")
 
 
 def _run_leaderboard(args: argparse.Namespace) -> None:
@@ -204,6 +214,19 @@ def _run_leaderboard(args: argparse.Namespace) -> None:
                              log=lambda s: print(s, file=sys.stderr, flush=True))
     out = write_outputs(result, args.out)
     print(markdown_table(result["rows"], published=True))
+    print(f"written to {out}/leaderboard.{{md,json,png}}")
+
+
+def _run_leaderboard_merge(args: argparse.Namespace) -> None:
+    from espresso_jax.apps.leaderboard.merge import load_run, merge_runs
+    from espresso_jax.apps.leaderboard.report import markdown_table, write_outputs
+
+    runs = [load_run(path) for path in args.runs]   # every input read before anything is written
+    result = merge_runs(runs, sources=[str(path) for path in args.runs])
+    out = write_outputs(result, args.out)
+    print(markdown_table(result["rows"], published=True))
+    for r in result["settings"]["replaced"]:
+        print(f"{r['dataset']} / {r['method']}: {r['by']} replaces {r['replaced']}")
     print(f"written to {out}/leaderboard.{{md,json,png}}")
 
 
@@ -301,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run_bench(args)
         elif args.command == "leaderboard":
             _run_leaderboard(args)
+        elif args.command == "leaderboard-merge":
+            _run_leaderboard_merge(args)
     except (ValueError, TypeError, OSError, ArithmeticError) as err:
         print(f"{_PROG}: error: {_one_line(err)}", file=sys.stderr)
         return 2
