@@ -99,13 +99,15 @@ def test_pit_calibration_and_coverage_against_scipy():
 def board(tmp_path_factory):
     cache = tmp_path_factory.mktemp("nuts")
     nuts = NUTSSettings(num_warmup=10, num_samples=10, max_tree_depth=3, n_hidden=10)
+    snapshots: list[dict] = []
     result = run_leaderboard(0, sets=["yacht"], methods=["deterministic", "bbb"],
-                             n_splits=2, n_epochs=2, n_samples=20, nuts=nuts, cache_dir=cache)
-    return result, cache, nuts
+                             n_splits=2, n_epochs=2, n_samples=20, nuts=nuts, cache_dir=cache,
+                             checkpoint=snapshots.append)
+    return result, cache, nuts, snapshots
 
 
 def test_refit_predictive_reproduces_the_protocol(board):
-    result, _, _ = board
+    result, *_ = board
     rows = [r for r in result["per_split"] if r["method"] != "nuts"]
     assert len(rows) == 4
     for r in rows:
@@ -118,7 +120,7 @@ def test_refit_predictive_reproduces_the_protocol(board):
 
 
 def test_summary_rows_and_table(board):
-    result, _, _ = board
+    result, *_ = board
     rows = {r["method"]: r for r in result["rows"]}
     assert set(rows) == {"nuts", "deterministic", "bbb"}
     per = [r["scores"]["w1_vs_nuts"] for r in result["per_split"]
@@ -129,8 +131,18 @@ def test_summary_rows_and_table(board):
     json.dumps(result)  # everything is JSON-serialisable
 
 
+def test_the_board_is_checkpointed_after_every_method(board):
+    result, _, _, snapshots = board
+    # one snapshot per finished method, each the board so far: a run stopped after the first
+    # method keeps NUTS's and the deterministic net's rows
+    assert [[r["method"] for r in snap["rows"]] for snap in snapshots] == [
+        ["nuts", "deterministic"], ["nuts", "deterministic", "bbb"]]
+    assert len(snapshots[0]["per_split"]) == 4 and snapshots[-1] == result
+    assert snapshots[0]["settings"]["methods"] == ["deterministic", "bbb"]
+
+
 def test_nuts_cache_reloads_the_same_predictive(board):
-    _, cache, nuts = board
+    _, cache, nuts, _ = board
     files = sorted(cache.glob("*.npz"))
     assert len(files) == 2 and len(list(cache.glob("*.json"))) == 2
     again = nuts_predictive(load_uci("yacht"), 1, nuts, cache)   # no sampling: from disk
@@ -151,8 +163,10 @@ def test_a_diverged_method_is_listed_and_the_board_goes_on(monkeypatch):
 
     monkeypatch.setattr(runner, "run_protocol", diverging)
     lines: list[str] = []
+    snapshots: list[dict] = []
     out = run_leaderboard(sets=["yacht"], methods=["swag", "deterministic"], n_splits=1,
-                          nuts=None, log=lines.append)
+                          nuts=None, log=lines.append, checkpoint=snapshots.append)
+    assert [len(snap["settings"]["failed"]) for snap in snapshots] == [1, 2]
     assert calls == ["swag", "deterministic"]     # the second method still ran
     assert out["rows"] == [] and [f["method"] for f in out["settings"]["failed"]] == [
         "swag", "deterministic"]
@@ -180,3 +194,30 @@ def test_leaderboard_command_quick(tmp_path):
     table = (out / "leaderboard.md").read_text()
     assert "| yacht | deterministic | 2 |" in table and "| yacht | nuts | 2 |" in table
     assert main(["leaderboard", "--quick", "--methods", "nope", "--out", str(out)]) == 2
+
+
+def test_an_interrupted_command_keeps_the_finished_methods(tmp_path, monkeypatch, capsys):
+    from espresso_jax.apps.cli import main
+    from espresso_jax.apps.leaderboard import runner
+
+    def interrupted_after_one_method(seed, *, checkpoint, **kwargs):
+        scores = {"rmse": 1.0, "nll": 2.0}
+        done = [{"dataset": "yacht", "method": "deterministic", "split": 0,
+                 "wall_time_s": 3.0, "scores": scores}]
+        checkpoint({"rows": runner.summarize_rows(done), "per_split": done,
+                    "settings": {"failed": []}})
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run_leaderboard", interrupted_after_one_method)
+    out = tmp_path / "lb"
+    assert main(["leaderboard", "--no-nuts", "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert f"interrupted; the finished methods are in {out}/leaderboard." in err
+    kept = json.loads((out / "leaderboard.json").read_text())
+    assert [r["method"] for r in kept["rows"]] == ["deterministic"]
+    # interrupted before any method finished: nothing was written, and it says so
+    monkeypatch.setattr(runner, "run_leaderboard",
+                        lambda seed, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert main(["leaderboard", "--no-nuts", "--out", str(tmp_path / "none")]) == 130
+    assert "interrupted; nothing written" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()

@@ -20,8 +20,9 @@ several leaderboard runs (their output folders or ``leaderboard.json`` files, ea
 into one board with the same three outputs (:mod:`espresso_jax.apps.leaderboard.merge`).
 
 Errors are one line on stderr (``espresso-jax: error: ...``), exit status 2, no traceback, and
-nothing written; an unexpected exception (a bug) is reported the same way, and
-``ESPRESSO_JAX_TRACEBACK=1`` shows its traceback instead.
+nothing written (the leaderboard writes its outputs after every finished method and set, so an
+interrupted or failing board keeps those); an unexpected exception (a bug) is reported the
+same way, and ``ESPRESSO_JAX_TRACEBACK=1`` shows its traceback instead.
 """
 
 from __future__ import annotations
@@ -194,6 +195,14 @@ def _add_leaderboard_parser(sub) -> None:
     merge.add_argument("--out", default="leaderboard", help="output folder")
 
 
+def _write_partial(partial: dict, args: argparse.Namespace) -> None:
+    """Write the board so far (after every finished method and set) and remember where, so an
+    interrupted command can say what it kept."""
+    from espresso_jax.apps.leaderboard.report import write_outputs
+
+    args.partial_out = write_outputs(partial, args.out)
+
+
 def _run_leaderboard(args: argparse.Namespace) -> None:
     from espresso_jax.apps.leaderboard.nuts_cache import NUTSSettings
     from espresso_jax.apps.leaderboard.registry import METHODS, SMALL_SETS
@@ -211,7 +220,8 @@ def _run_leaderboard(args: argparse.Namespace) -> None:
     result = run_leaderboard(args.seed, sets=sets, methods=methods,
                              n_splits=args.splits, n_epochs=args.epochs,
                              n_samples=args.samples, nuts=nuts, cache_dir=args.cache,
-                             log=lambda s: print(s, file=sys.stderr, flush=True))
+                             log=lambda s: print(s, file=sys.stderr, flush=True),
+                             checkpoint=lambda partial: _write_partial(partial, args))
     out = write_outputs(result, args.out)
     print(markdown_table(result["rows"], published=True))
     print(f"written to {out}/leaderboard.{{md,json,png}}")
@@ -330,7 +340,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{_PROG}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"{_PROG}: interrupted; nothing written", file=sys.stderr)
+        kept = getattr(args, "partial_out", None)
+        print(f"{_PROG}: interrupted; " + (
+            f"the finished methods are in {kept}/leaderboard.{{md,json,png}}" if kept
+            else "nothing written"), file=sys.stderr)
         return 130
     except Exception as err:   # a bug: still one line, exit 2, and how to see the traceback
         if os.environ.get("ESPRESSO_JAX_TRACEBACK"):

@@ -58,7 +58,9 @@ def run_leaderboard(seed: int = 0, *, sets: Sequence[str] = SMALL_SETS,
                     n_samples: int = 1000, nuts: NUTSSettings | None = DEFAULT_NUTS,
                     nuts_sets: Sequence[str] = SMALL_SETS, cache_dir: str | Path = "nuts_cache",
                     data_dir: str | Path | None = None,
-                    log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                    log: Callable[[str], None] | None = None,
+                    checkpoint: Callable[[dict[str, Any]], None] | None = None
+                    ) -> dict[str, Any]:
     """Run the leaderboard (see the module docstring).
 
     Args:
@@ -72,6 +74,10 @@ def run_leaderboard(seed: int = 0, *, sets: Sequence[str] = SMALL_SETS,
         nuts_sets: the sets where NUTS runs (the small ones).
         cache_dir: NUTS predictive cache folder. data_dir: folder holding ``uci/``.
         log: called with one line per finished (method, set).
+        checkpoint: called after every finished (or failed) (method, set) with the result so
+            far (same shape as the return value), so that a long board interrupted later
+            keeps what it finished (the command writes its outputs there; the pairs still
+            missing can be run alone and merged, :mod:`~espresso_jax.apps.leaderboard.merge`).
 
     Returns:
         ``{"rows": summary rows, "per_split": per-split scores, "settings": ...}``; a
@@ -92,6 +98,16 @@ def run_leaderboard(seed: int = 0, *, sets: Sequence[str] = SMALL_SETS,
     key = jax.random.key(check_int(seed, "seed", min_value=0))
     per_split: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []
+
+    def result() -> dict[str, Any]:
+        settings = {"seed": seed, "sets": sets, "methods": methods, "n_splits": n_splits,
+                    "n_epochs": n_epochs, "n_samples": n_samples,
+                    "nuts": None if nuts is None else nuts._asdict(),
+                    "nuts_sets": list(nuts_sets), "max_components": MAX_COMPONENTS,
+                    "jax": jax.__version__, "failed": list(failed)}
+        return {"rows": summarize_rows(per_split), "per_split": list(per_split),
+                "settings": settings}
+
     for name in sets:
         ds = load_uci(name, data_dir)
         S = ds.n_splits if n_splits is None else min(check_int(n_splits, "n_splits",
@@ -117,6 +133,8 @@ def run_leaderboard(seed: int = 0, *, sets: Sequence[str] = SMALL_SETS,
                 failed.append({"dataset": name, "method": label, "error": str(err)})
                 if log:
                     log(f"{name}: {label} failed, left out of the table: {err}")
+                if checkpoint:
+                    checkpoint(result())
                 continue
             pred = refit_predictive(key, ds, method, res, optimizer=optimizer)
             wall = time.perf_counter() - start
@@ -135,9 +153,7 @@ def run_leaderboard(seed: int = 0, *, sets: Sequence[str] = SMALL_SETS,
             if log:
                 log(f"{name}: {label} x {S} splits in {wall:.0f} s "
                     f"(RMSE {res.rmse_mean:.3f}, LL {res.ll_mean:.3f})")
-    settings = {"seed": seed, "sets": sets, "methods": methods, "n_splits": n_splits,
-                "n_epochs": n_epochs, "n_samples": n_samples,
-                "nuts": None if nuts is None else nuts._asdict(), "nuts_sets": list(nuts_sets),
-                "max_components": MAX_COMPONENTS, "jax": jax.__version__, "failed": failed}
-    return {"rows": summarize_rows(per_split), "per_split": per_split, "settings": settings}
+            if checkpoint:
+                checkpoint(result())
+    return result()
 
