@@ -75,12 +75,14 @@ def run_leaderboard(seed: int = 0, *, sets: Sequence[str] = SMALL_SETS,
         cache_dir: NUTS predictive cache folder. data_dir: folder holding ``uci/``.
         log: called with one line per finished (method, set).
         checkpoint: called after every finished (or failed) (method, set) with the result so
-            far (same shape as the return value), so that a long board interrupted later
-            keeps what it finished (the command writes its outputs there; the pairs still
-            missing can be run alone and merged, :mod:`~espresso_jax.apps.leaderboard.merge`).
+            far (the return value's shape, ``settings["complete"]`` False), so that a long
+            board interrupted later keeps what it finished (the command writes its outputs
+            there; the pairs still missing can be run alone and merged,
+            :mod:`~espresso_jax.apps.leaderboard.merge`).
 
     Returns:
-        ``{"rows": summary rows, "per_split": per-split scores, "settings": ...}``; a
+        ``{"rows": summary rows, "per_split": per-split scores, "settings": ...}``
+        (``settings["complete"]`` True); a
         method whose protocol run diverges (``FloatingPointError``) is logged, listed in
         ``settings["failed"]`` with its data set and message, and left out of the rows, and
         the board goes on with the next method.
@@ -99,9 +101,9 @@ def run_leaderboard(seed: int = 0, *, sets: Sequence[str] = SMALL_SETS,
     per_split: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []
 
-    def result() -> dict[str, Any]:
-        settings = {"seed": seed, "sets": sets, "methods": methods, "n_splits": n_splits,
-                    "n_epochs": n_epochs, "n_samples": n_samples,
+    def result(complete: bool = False) -> dict[str, Any]:
+        settings = {"complete": complete, "seed": seed, "sets": sets, "methods": methods,
+                    "n_splits": n_splits, "n_epochs": n_epochs, "n_samples": n_samples,
                     "nuts": None if nuts is None else nuts._asdict(),
                     "nuts_sets": list(nuts_sets), "max_components": MAX_COMPONENTS,
                     "jax": jax.__version__, "failed": list(failed)}
@@ -155,5 +157,5 @@ def run_leaderboard(seed: int = 0, *, sets: Sequence[str] = SMALL_SETS,
                     f"(RMSE {res.rmse_mean:.3f}, LL {res.ll_mean:.3f})")
             if checkpoint:
                 checkpoint(result())
-    return result()
+    return result(complete=True)
 
