@@ -1,6 +1,7 @@
 """Outputs of a leaderboard run (:func:`espresso_jax.apps.leaderboard.runner.run_leaderboard`):
 a Markdown table, the JSON of every number and one figure (per data set, each method's test NLL
-against its W1 distance to the NUTS predictive; NLL bars where NUTS did not run).
+against its W1 distance to the NUTS predictive; where NUTS did not run, each method's NLL ± its
+standard error on a row of its own).
 
 With ``published=True`` (what :func:`write_outputs` writes) the table also carries, after each
 data set's rows, the published results of the methods in the run
@@ -84,12 +85,15 @@ def _figure(rows: list[dict[str, Any]], path: Path) -> None:
             if nuts:
                 ax.axhline(nuts[0]["nll"], color="k", ls="--", lw=1, label="nuts")
             ax.set_xlabel("W1 to NUTS predictive")
-        else:
-            ax.bar(range(len(rs)), [r["nll"] for r in rs], yerr=[r["nll_se"] for r in rs],
-                   tick_label=[r["method"] for r in rs])
+            ax.set_ylabel("test NLL")
+        else:   # no NUTS: each method's NLL ± SE on a row, on an axis fitted to the values
+            ax.errorbar([r["nll"] for r in rs], range(len(rs)),
+                        xerr=[r["nll_se"] for r in rs], fmt="o", capsize=2)
+            ax.set_yticks(range(len(rs)), [r["method"] for r in rs], fontsize=8)
+            ax.invert_yaxis()
+            ax.set_xlabel("test NLL")
         ax.set_title(name)
-        ax.set_ylabel("test NLL")
-    if axes[0][0].get_legend_handles_labels()[0]:   # bar charts (no NUTS) carry no labels
+    if axes[0][0].get_legend_handles_labels()[0]:   # the rows plots (no NUTS) carry no labels
         axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
