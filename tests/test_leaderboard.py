@@ -144,6 +144,35 @@ def test_the_board_is_checkpointed_after_every_method(board):
     assert snapshots[0]["settings"]["methods"] == ["deterministic", "bbb"]
 
 
+def test_a_resumed_board_runs_only_the_missing_methods(board, monkeypatch):
+    from espresso_jax.apps.leaderboard import runner
+
+    result, cache, nuts, snapshots = board
+    ran = []
+    real = runner.run_protocol
+
+    def recording(key, ds, method, **kwargs):
+        ran.append(method.name)
+        return real(key, ds, method, **kwargs)
+
+    monkeypatch.setattr(runner, "run_protocol", recording)
+    args = dict(sets=["yacht"], methods=["deterministic", "bbb"], n_splits=2, n_epochs=2,
+                n_samples=20, nuts=nuts, cache_dir=cache)
+    lines: list[str] = []
+    resumed = run_leaderboard(0, resume=snapshots[0], log=lines.append, **args)
+    assert ran == ["bbb_learned_noise"]   # the registry's "bbb": BBB with a learned noise
+    assert "yacht: deterministic kept from the resumed run" in lines
+    # the kept rows and the re-run ones: the board of one uninterrupted run (but its clock)
+    def scores(rows):
+        return [{k: v for k, v in r.items() if k != "wall_time_s"} for r in rows]
+
+    assert scores(resumed["rows"]) == scores(result["rows"])
+    assert resumed["rows"][1]["wall_time_s"] == result["rows"][1]["wall_time_s"]   # kept
+    for name, value in [("n_epochs", 3), ("seed", 1)]:
+        with pytest.raises(ValueError, match=f"resume: the earlier board was run with {name}="):
+            run_leaderboard(**{"seed": 0, **args, name: value}, resume=snapshots[0])
+
+
 def test_nuts_cache_reloads_the_same_predictive(board):
     _, cache, nuts, _ = board
     files = sorted(cache.glob("*.npz"))
@@ -155,7 +184,7 @@ def test_nuts_cache_reloads_the_same_predictive(board):
     assert again.means.shape[0] == 10 and again.settings["num_samples"] == 10
 
 
-def test_a_diverged_method_is_listed_and_the_board_goes_on(monkeypatch):
+def test_a_diverged_method_is_listed_and_the_board_goes_on(monkeypatch, tmp_path):
     from espresso_jax.apps.leaderboard import runner
 
     calls = []
@@ -173,6 +202,12 @@ def test_a_diverged_method_is_listed_and_the_board_goes_on(monkeypatch):
     assert calls == ["swag", "deterministic"]     # the second method still ran
     assert out["rows"] == [] and [f["method"] for f in out["settings"]["failed"]] == [
         "swag", "deterministic"]
+    # a board where every method failed still writes its three outputs
+    from espresso_jax.apps.leaderboard.report import write_outputs
+
+    written = write_outputs(out, tmp_path / "empty")
+    assert (written / "leaderboard.png").stat().st_size > 0
+    assert json.loads((written / "leaderboard.json").read_text())["settings"]["failed"]
     assert "yacht: swag failed" in lines[0] and "diverged" in lines[0]
 
 
@@ -218,6 +253,19 @@ def test_an_interrupted_command_keeps_the_finished_methods(tmp_path, monkeypatch
     assert f"interrupted; the finished methods are in {out}/leaderboard." in err
     kept = json.loads((out / "leaderboard.json").read_text())
     assert [r["method"] for r in kept["rows"]] == ["deterministic"]
+    # --resume hands the checkpointed board to the run (and only with --resume)
+    seen = []
+
+    def finishing(seed, *, resume, checkpoint, **kwargs):
+        seen.append(resume)
+        return resume or {"rows": [], "per_split": [], "settings": {}}
+
+    monkeypatch.setattr(runner, "run_leaderboard", finishing)
+    assert main(["leaderboard", "--no-nuts", "--resume", "--out", str(out)]) == 0
+    assert main(["leaderboard", "--no-nuts", "--out", str(out)]) == 0
+    assert main(["leaderboard", "--no-nuts", "--resume", "--out", str(tmp_path / "new")]) == 0
+    assert seen[0]["per_split"] == kept["per_split"] and seen[1:] == [None, None]
+    capsys.readouterr()
     # interrupted before any method finished: nothing was written, and it says so
     monkeypatch.setattr(runner, "run_leaderboard",
                         lambda seed, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt))

@@ -187,6 +187,9 @@ def _add_leaderboard_parser(sub) -> None:
                     "samples, a tiny NUTS run: same code paths, under a minute")
     lb.add_argument("--out", default="leaderboard", help="output folder")
     lb.add_argument("--seed", type=_seed, default=0, help="PRNG seed")
+    lb.add_argument("--resume", action="store_true",
+                    help="keep the (set, method) pairs already in OUT/leaderboard.json (an "
+                         "interrupted run's checkpoint, same settings) and run only the rest")
     merge = sub.add_parser("leaderboard-merge", help="pool several leaderboard runs into one "
                            "board (Markdown + JSON + figure)")
     merge.add_argument("runs", nargs="+", metavar="RUN",
@@ -217,11 +220,17 @@ def _run_leaderboard(args: argparse.Namespace) -> None:
     nuts = None if args.no_nuts else NUTSSettings(
         num_warmup=args.nuts_warmup, num_samples=args.nuts_samples,
         num_chains=args.nuts_chains, max_tree_depth=args.nuts_depth, seed=args.seed)
+    resume = None
+    if args.resume and (Path(args.out) / "leaderboard.json").is_file():
+        from espresso_jax.apps.leaderboard.merge import load_run
+
+        resume = load_run(args.out)
     result = run_leaderboard(args.seed, sets=sets, methods=methods,
                              n_splits=args.splits, n_epochs=args.epochs,
                              n_samples=args.samples, nuts=nuts, cache_dir=args.cache,
                              log=lambda s: print(s, file=sys.stderr, flush=True),
-                             checkpoint=lambda partial: _write_partial(partial, args))
+                             checkpoint=lambda partial: _write_partial(partial, args),
+                             resume=resume)
     out = write_outputs(result, args.out)
     print(markdown_table(result["rows"], published=True))
     print(f"written to {out}/leaderboard.{{md,json,png}}")

@@ -73,6 +73,13 @@ def _figure(rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     sets = sorted({r["dataset"] for r in rows})
+    if not sets:   # every method failed (or none finished yet): say so instead of plotting
+        fig, ax = plt.subplots(figsize=(4.0, 1.5))
+        ax.text(0.5, 0.5, "no finished method", ha="center", va="center")
+        ax.set_axis_off()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return
     fig, axes = plt.subplots(1, len(sets), figsize=(3.2 * len(sets), 3.0), squeeze=False)
     for ax, name in zip(axes[0], sets, strict=True):
         rs = [r for r in rows if r["dataset"] == name]

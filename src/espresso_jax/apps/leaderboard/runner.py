@@ -52,6 +52,25 @@ def summarize_rows(per_split: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def _resumable(resume: dict[str, Any] | None, settings: dict[str, Any]
+               ) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """The per-split rows of an earlier result by (set, method), NUTS's left out, after
+    checking that it was run with ``settings`` (ValueError naming the first difference)."""
+    if resume is None:
+        return {}
+    earlier = resume.get("settings", {})
+    for name, value in settings.items():
+        if earlier.get(name) != value:
+            raise ValueError(f"resume: the earlier board was run with {name}="
+                             f"{earlier.get(name)!r}, this one has {name}={value!r}; run it "
+                             "with the same settings or into another folder")
+    kept: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in resume["per_split"]:
+        if r["method"] != "nuts":
+            kept.setdefault((r["dataset"], r["method"]), []).append(r)
+    return kept
+
+
 def run_leaderboard(seed: int = 0, *, sets: Sequence[str] = SMALL_SETS,
                     methods: Sequence[str] = ("deterministic", "mc_dropout", "bbb"),
                     n_splits: int | None = None, n_epochs: int | None = None,
@@ -59,8 +78,8 @@ def run_leaderboard(seed: int = 0, *, sets: Sequence[str] = SMALL_SETS,
                     nuts_sets: Sequence[str] = SMALL_SETS, cache_dir: str | Path = "nuts_cache",
                     data_dir: str | Path | None = None,
                     log: Callable[[str], None] | None = None,
-                    checkpoint: Callable[[dict[str, Any]], None] | None = None
-                    ) -> dict[str, Any]:
+                    checkpoint: Callable[[dict[str, Any]], None] | None = None,
+                    resume: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run the leaderboard (see the module docstring).
 
     Args:
@@ -79,6 +98,11 @@ def run_leaderboard(seed: int = 0, *, sets: Sequence[str] = SMALL_SETS,
             board interrupted later keeps what it finished (the command writes its outputs
             there; the pairs still missing can be run alone and merged,
             :mod:`~espresso_jax.apps.leaderboard.merge`).
+        resume: an earlier (possibly checkpointed) result of this board: its (set, method)
+            pairs that this call would run are kept as they are and not run again (NUTS
+            rows are recomputed, from the cache). Its seed, splits, epochs, samples and NUTS
+            settings must be this call's (ValueError naming the first that differs), so the
+            kept rows are the ones this call would compute.
 
     Returns:
         ``{"rows": summary rows, "per_split": per-split scores, "settings": ...}``
@@ -100,6 +124,9 @@ def run_leaderboard(seed: int = 0, *, sets: Sequence[str] = SMALL_SETS,
     key = jax.random.key(check_int(seed, "seed", min_value=0))
     per_split: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []
+    kept = _resumable(resume, {"seed": seed, "n_splits": n_splits, "n_epochs": n_epochs,
+                               "n_samples": n_samples,
+                               "nuts": None if nuts is None else nuts._asdict()})
 
     def result(complete: bool = False) -> dict[str, Any]:
         settings = {"complete": complete, "seed": seed, "sets": sets, "methods": methods,
@@ -127,6 +154,11 @@ def run_leaderboard(seed: int = 0, *, sets: Sequence[str] = SMALL_SETS,
                 log(f"{name}: nuts x {S} splits "
                     f"({sum(q.settings['wall_time_s'] for q in ref):.0f} s when sampled)")
         for label, method in zip(methods, uci_methods, strict=True):
+            if (name, label) in kept:
+                per_split.extend(kept[(name, label)])
+                if log:
+                    log(f"{name}: {label} kept from the resumed run")
+                continue
             start = time.perf_counter()
             try:
                 res = run_protocol(key, ds, method, optimizer=optimizer, n_splits=S,
