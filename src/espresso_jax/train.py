@@ -172,11 +172,7 @@ def step_keys(key: jax.Array, n_steps: int) -> jax.Array:
     """The loss keys of the next ``n_steps`` steps of a :func:`make_step` step whose state
     holds ``key``: ``(n_steps,)`` keys, entry ``i`` the subkey that step ``i`` hands the loss
     (``n_steps`` static)."""
-    def one(k, _):
-        k, subkey = _split_step_key(k)
-        return k, subkey
-
-    return jax.lax.scan(one, key, None, length=int(n_steps))[1]
+    return jax.lax.scan(lambda k, _: _split_step_key(k), key, None, length=int(n_steps))[1]
 
 
 def _n_rows(data: PyTree) -> int:
